@@ -1,0 +1,150 @@
+# Tandem - build, run, test, bench.
+#
+#   make                 build bin/command-service bin/query-service bin/migrate
+#   make test            dependencies, throwaway PostgreSQL, unit + integration
+#   make SANITIZE=1 test the same under ASan+UBSan (also: make asan)
+#   make run             the whole system on this machine
+#   make bench           benchmarks against same-run baselines
+#   V=1                  show full commands
+
+PKGS := libmicrohttpd jansson libpq
+WARN := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wformat=2 -Wvla -Wjump-misses-init \
+	-Wno-format-nonliteral
+CFLAGS ?= -O2 -g
+
+ifeq ($(SANITIZE),1)
+override SANITIZE := address,undefined
+endif
+ifdef SANITIZE
+SAN := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+MODE := san
+else
+MODE := rel
+endif
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+SCHEMA_LATEST := $(notdir $(lastword $(MIGRATIONS)))
+
+ALL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -MMD -MP \
+	$(WARN) $(SAN) -Icommon \
+	-DTANDEM_VERSION='"$(VERSION)"' \
+	-DTANDEM_SCHEMA_LATEST='"$(SCHEMA_LATEST)"' \
+	$(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
+ALL_LDLIBS = $(shell pkg-config --libs $(PKGS)) -lpthread -lm $(LDLIBS)
+CHECK_LIBS = $(shell pkg-config --libs check)
+
+O := build/$(MODE)
+
+ifndef V
+Q = @
+QCC = @echo "  CC      $<";
+QLD = @echo "  LINK    $@";
+endif
+
+COMMON_SRC := $(wildcard common/*.c)
+CMD_SRC := $(filter-out command-service/main.c,$(wildcard command-service/*.c))
+QRY_SRC := $(filter-out query-service/main.c,\
+	$(wildcard query-service/*.c query-service/views/*.c))
+UNIT_SRC := $(wildcard tests/unit/check_*.c)
+ITOOL_SRC := $(wildcard tests/integration/*.c)
+
+COMMON_OBJ := $(COMMON_SRC:%.c=$(O)/%.o)
+CMD_OBJ := $(CMD_SRC:%.c=$(O)/%.o)
+QRY_OBJ := $(QRY_SRC:%.c=$(O)/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
+ITOOL_BIN := $(ITOOL_SRC:tests/integration/%.c=$(O)/tests/%)
+
+BINS := bin/command-service bin/query-service bin/migrate
+
+# Relink bin/ when switching between a plain and a sanitizer build.
+MODE_STAMP := build/mode-$(MODE)
+$(shell mkdir -p build; [ -f $(MODE_STAMP) ] || { rm -f build/mode-*; \
+	touch $(MODE_STAMP); })
+
+all: $(BINS) $(UNIT_BIN) $(ITOOL_BIN)
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(QCC)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(O)/libcommon.a: $(COMMON_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(O)/libcmd.a: $(CMD_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^ $(if $^,,&& ar rcs $@)
+$(O)/libqry.a: $(QRY_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+bin/command-service: $(O)/command-service/main.o $(O)/libcmd.a \
+		$(O)/libcommon.a $(MODE_STAMP)
+	@mkdir -p bin
+	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(ALL_LDLIBS)
+
+bin/query-service: $(O)/query-service/main.o $(O)/libqry.a \
+		$(O)/libcommon.a $(MODE_STAMP)
+	@mkdir -p bin
+	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(ALL_LDLIBS)
+
+bin/migrate: $(O)/tools/migrate.o $(O)/libcommon.a $(MODE_STAMP)
+	@mkdir -p bin
+	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(ALL_LDLIBS)
+
+$(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcmd.a $(O)/libqry.a \
+		$(O)/libcommon.a
+	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(ALL_LDLIBS)
+
+$(O)/tests/%: $(O)/tests/integration/%.o $(O)/libcommon.a
+	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
+
+# Each header compiles on its own.
+hdrcheck:
+	$(Q)for h in common/*.h command-service/*.h query-service/*.h \
+		query-service/views/*.h; do \
+		[ -f "$$h" ] || continue; \
+		echo "#include \"$$h\"" | $(CC) $(ALL_CFLAGS) -I. -x c \
+			-fsyntax-only - || exit 1; \
+	done
+
+deps:
+	$(Q)scripts/deps
+
+unit: all
+	$(Q)TANDEM_BUILD=$(O) scripts/run-tests unit
+
+integration: all
+	$(Q)TANDEM_BUILD=$(O) scripts/run-tests integration
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all hdrcheck
+	$(Q)TANDEM_BUILD=$(O) scripts/run-tests all
+
+asan:
+	$(Q)$(MAKE) --no-print-directory SANITIZE=1 test
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/run
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bench/run
+
+FORMAT_SRC = $(wildcard common/*.[ch] command-service/*.[ch] \
+	query-service/*.[ch] query-service/views/*.[ch] tools/*.c \
+	tests/unit/*.c tests/integration/*.c bench/*.c)
+
+format:
+	$(Q)clang-format-14 -i $(FORMAT_SRC)
+
+format-check:
+	$(Q)clang-format-14 --dry-run --Werror $(FORMAT_SRC)
+
+clean:
+	rm -rf build bin
+
+.PHONY: all deps unit integration test asan run bench format format-check \
+	clean hdrcheck
+
+-include $(shell find build -name '*.d' 2>/dev/null)

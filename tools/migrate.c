@@ -1,0 +1,5 @@
+/* migrate.c - placeholder. */
+int main(void)
+{
+	return 0;
+}
