@@ -36,7 +36,8 @@ ALL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -MMD -MP \
 ALL_LDLIBS = $(shell pkg-config --libs $(PKGS)) -lpthread -lm $(LDLIBS)
 CHECK_LIBS = $(shell pkg-config --libs check)
 
-O := build/$(MODE)
+O ?= build/$(MODE)
+B ?= bin
 
 ifndef V
 Q = @
@@ -57,7 +58,7 @@ QRY_OBJ := $(QRY_SRC:%.c=$(O)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 ITOOL_BIN := $(ITOOL_SRC:tests/integration/%.c=$(O)/tests/%)
 
-BINS := bin/command-service bin/query-service bin/migrate
+BINS := $(B)/command-service $(B)/query-service $(B)/migrate
 
 # Relink bin/ when switching between a plain and a sanitizer build.
 MODE_STAMP := build/mode-$(MODE)
@@ -77,18 +78,18 @@ $(O)/libcmd.a: $(CMD_OBJ)
 $(O)/libqry.a: $(QRY_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-bin/command-service: $(O)/command-service/main.o $(O)/libcmd.a \
+$(B)/command-service: $(O)/command-service/main.o $(O)/libcmd.a \
 		$(O)/libcommon.a $(MODE_STAMP)
-	@mkdir -p bin
+	@mkdir -p $(B)
 	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(ALL_LDLIBS)
 
-bin/query-service: $(O)/query-service/main.o $(O)/libqry.a \
+$(B)/query-service: $(O)/query-service/main.o $(O)/libqry.a \
 		$(O)/libcommon.a $(MODE_STAMP)
-	@mkdir -p bin
+	@mkdir -p $(B)
 	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(ALL_LDLIBS)
 
-bin/migrate: $(O)/tools/migrate.o $(O)/libcommon.a $(MODE_STAMP)
-	@mkdir -p bin
+$(B)/migrate: $(O)/tools/migrate.o $(O)/libcommon.a $(MODE_STAMP)
+	@mkdir -p $(B)
 	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(ALL_LDLIBS)
 
 $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcmd.a $(O)/libqry.a \
@@ -111,14 +112,14 @@ deps:
 	$(Q)scripts/deps
 
 unit: all
-	$(Q)TANDEM_BUILD=$(O) scripts/run-tests unit
+	$(Q)TANDEM_BUILD=$(O) TANDEM_BIN=$(B) scripts/run-tests unit
 
 integration: all
-	$(Q)TANDEM_BUILD=$(O) scripts/run-tests integration
+	$(Q)TANDEM_BUILD=$(O) TANDEM_BIN=$(B) scripts/run-tests integration
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all hdrcheck
-	$(Q)TANDEM_BUILD=$(O) scripts/run-tests all
+	$(Q)TANDEM_BUILD=$(O) TANDEM_BIN=$(B) scripts/run-tests all
 
 asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=1 test
