@@ -72,11 +72,11 @@ $(O)/%.o: %.c
 	$(QCC)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(O)/libcommon.a: $(COMMON_OBJ)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)mkdir -p $(O) && rm -f $@ && ar rcs $@ $^
 $(O)/libcmd.a: $(CMD_OBJ)
-	$(Q)rm -f $@ && ar rcs $@ $^ $(if $^,,&& ar rcs $@)
+	$(Q)mkdir -p $(O) && rm -f $@ && ar rcs $@ $^
 $(O)/libqry.a: $(QRY_OBJ)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)mkdir -p $(O) && rm -f $@ && ar rcs $@ $^
 
 $(B)/command-service: $(O)/command-service/main.o $(O)/libcmd.a \
 		$(O)/libcommon.a $(MODE_STAMP)

@@ -17,7 +17,7 @@ static int parse_long(const char *s, long *out)
 	char *end;
 	long v;
 
-	if (!*s)
+	if (!*s || !(*s == '-' || (*s >= '0' && *s <= '9')))
 		return -1;
 	errno = 0;
 	v = strtol(s, &end, 10);

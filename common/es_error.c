@@ -3,6 +3,28 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+
+/*
+ * vsnprintf() may cut the detail inside a UTF-8 sequence; drop the
+ * partial character so that the problem body stays valid JSON.
+ */
+static void trim_partial_utf8(char *s)
+{
+	size_t len = strlen(s), i = len, need;
+	unsigned char c;
+
+	while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80 && len - i < 3)
+		i--;
+	if (i == 0)
+		return;
+	c = (unsigned char)s[i - 1];
+	if (c < 0x80)
+		return;
+	need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+	if (len - (i - 1) < need)
+		s[i - 1] = '\0';
+}
 
 static const struct {
 	unsigned int status;
@@ -44,6 +66,7 @@ int es_error_set(struct es_error *err, enum es_err code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
 	va_end(ap);
+	trim_partial_utf8(err->detail);
 	return -1;
 }
 

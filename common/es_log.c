@@ -65,7 +65,8 @@ void es_log_write(enum es_log_level level, const char *event, const char *fmt,
 	json_decref(obj);
 	if (!base)
 		return;
-	line = json_dumps(base, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	line = json_dumps(base, JSON_COMPACT | JSON_PRESERVE_ORDER |
+					JSON_REAL_PRECISION(6));
 	json_decref(base);
 	if (!line)
 		return;

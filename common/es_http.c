@@ -1,0 +1,1002 @@
+/*
+ * es_http.c - the HTTP server both services run on (libmicrohttpd).
+ *
+ * libmicrohttpd calls on_uri() when a request line arrives (we allocate
+ * the request there, so the log and the in-flight count see every
+ * request), on_request() after the headers, for each body chunk and once
+ * more when the body is complete (the route's handler runs then), and
+ * on_completed() when the request is over (one log line, the counters,
+ * and our reference on the request is dropped).
+ *
+ * Suspended requests: es_http_suspend() gives the handler's ownership of
+ * the request to another thread (the "owner"); from then on the
+ * request's response, state and references change under h->lock, since
+ * es_http_stop() may race with the owner. The owner's es_http_resume()
+ * makes libmicrohttpd call on_request() again, which queues the stored
+ * response.
+ */
+#include "es_http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "es_json.h"
+#include "es_log.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
+#define MAX_STATUS    600
+#define CLOSE_WAIT_MS 1000 /* after the grace period, for forced answers */
+#define DISCARD_MAX   (1024 * 1024) /* over-cap chunked bytes read to 413 */
+
+/* Latency histogram bounds, seconds (Prometheus `le`); +Inf is `count`. */
+static const double latency_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+				     0.05,   0.1,   0.25,   0.5,   1,	 2.5 };
+
+struct route_stats {
+	atomic_ulong by_status[MAX_STATUS]; /* [0]: no status (aborted) */
+	atomic_ulong le[ARRAY_SIZE(latency_le)]; /* not cumulative */
+	atomic_ulong count;
+	atomic_ulong sum_us;
+};
+
+enum req_state {
+	REQ_ACTIVE, /* the handler's thread owns it */
+	REQ_SUSPENDED, /* the owner may send and must resume */
+	REQ_RESUMED /* answered (by the owner or by es_http_stop()) */
+};
+
+struct header {
+	struct header *next;
+	char *name, *value;
+};
+
+struct request {
+	struct es_request pub;
+	struct es_http *h;
+	struct MHD_Connection *conn; /* NULL once completed */
+	struct timespec start;
+	bool started; /* headers seen: routed and checked */
+	bool handled; /* the handler has run */
+	bool suspended; /* es_http_suspend() was called: lock h->lock */
+	bool mhd_suspended; /* MHD_suspend_connection() was called */
+	bool too_large;
+	size_t discarded; /* body bytes past the cap, dropped */
+	enum req_state state;
+	int refs; /* on_uri(): 1, es_http_suspend(): +1 */
+	size_t route_index; /* h->nroutes: unmatched */
+	struct es_match match;
+	char *strings; /* method and path, owned */
+	char *body;
+	size_t body_cap;
+	struct MHD_Response *response; /* stored until queued */
+	unsigned int status; /* of the stored response */
+	unsigned int sent; /* status queued to libmicrohttpd, 0 if none */
+	struct header *headers; /* added before the response exists */
+	struct request *prev, *next; /* in h->suspended */
+	char id[72];
+};
+
+struct es_http {
+	struct MHD_Daemon *daemon;
+	const struct es_route *routes;
+	size_t nroutes;
+	void *ctx;
+	size_t max_body;
+	unsigned int port;
+	atomic_uint in_flight;
+	atomic_bool stopping; /* quiesced: answers say Connection: close */
+	atomic_ulong next_id;
+	char id_prefix[16];
+	pthread_mutex_t lock;
+	struct request *suspended; /* waiting for their owners */
+	unsigned int held; /* owners' references not yet resumed */
+	bool closing; /* last phase of es_http_stop(): no new suspends */
+	bool stopped; /* the daemon is gone; free h when held reaches 0 */
+	struct route_stats *stats; /* nroutes + 1 */
+};
+
+/* ---- requests ---- */
+
+static double elapsed_s(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) +
+	       (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static struct request *request_new(struct es_http *h)
+{
+	struct request *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->h = h;
+	r->refs = 1;
+	r->state = REQ_ACTIVE;
+	r->route_index = h->nroutes;
+	r->pub.ctx = h->ctx;
+	r->pub.body = "";
+	clock_gettime(CLOCK_MONOTONIC, &r->start);
+	snprintf(r->id, sizeof(r->id), "%s-%lx", h->id_prefix,
+		 atomic_fetch_add_explicit(&h->next_id, 1,
+					   memory_order_relaxed));
+	r->pub.id = r->id;
+	atomic_fetch_add(&h->in_flight, 1);
+	return r;
+}
+
+static void request_free(struct request *r)
+{
+	struct header *hd, *next;
+
+	for (hd = r->headers; hd; hd = next) {
+		next = hd->next;
+		free(hd->name);
+		free(hd->value);
+		free(hd);
+	}
+	if (r->response)
+		MHD_destroy_response(r->response);
+	json_decref(r->pub.json);
+	free(r->body);
+	free(r->strings);
+	free(r);
+}
+
+static void http_free(struct es_http *h)
+{
+	pthread_mutex_destroy(&h->lock);
+	free(h->stats);
+	free(h);
+}
+
+/* Drop one reference; h->lock is held if r->suspended. Whether to free. */
+static bool request_unref(struct request *r)
+{
+	return --r->refs == 0;
+}
+
+static void lock_if(struct request *r)
+{
+	if (r->suspended)
+		pthread_mutex_lock(&r->h->lock);
+}
+
+static void unlock_if(struct request *r)
+{
+	if (r->suspended)
+		pthread_mutex_unlock(&r->h->lock);
+}
+
+static struct request *request_of(struct es_request *req)
+{
+	return (struct request *)((char *)req - offsetof(struct request, pub));
+}
+
+static bool sane_request_id(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (n == 64 || !(s[n] == '-' || s[n] == '_' || s[n] == '.' ||
+				 s[n] == ':' || (s[n] >= '0' && s[n] <= '9') ||
+				 (s[n] >= 'a' && s[n] <= 'z') ||
+				 (s[n] >= 'A' && s[n] <= 'Z')))
+			return false;
+	return n > 0;
+}
+
+/* ---- responses ---- */
+
+static struct MHD_Response *response_from(char *buf, size_t len,
+					  const char *type)
+{
+	struct MHD_Response *resp;
+
+	resp = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(buf);
+		return NULL;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	return resp;
+}
+
+static struct MHD_Response *problem_response(const struct es_error *err,
+					     const char *allow)
+{
+	static const char fallback[] =
+		"{\"type\":\"https://tandem.dev/problems/internal\","
+		"\"title\":\"Internal error\",\"status\":500}";
+	unsigned int status = es_error_status(err->code);
+	struct MHD_Response *resp;
+	char retry[24], *body = NULL;
+	json_t *p;
+
+	p = es_error_problem(err);
+	if (!p) {
+		/* the detail may have echoed bytes that are not UTF-8 */
+		struct es_error tmp = *err;
+
+		es_json_printable(tmp.detail);
+		p = es_error_problem(&tmp);
+	}
+	if (p)
+		body = json_dumps(p, JSON_COMPACT);
+	json_decref(p);
+	if (!body)
+		body = strdup(fallback);
+	if (!body)
+		return NULL;
+	resp = response_from(body, strlen(body), "application/problem+json");
+	if (!resp)
+		return NULL;
+	if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
+		snprintf(retry, sizeof(retry), "%d",
+			 err->retry_after > 0 ? err->retry_after : 1);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER,
+					retry);
+	}
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED && allow && *allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	return resp;
+}
+
+/*
+ * Store `resp` as the answer to `r` unless one is already there or the
+ * request was answered for its owner. ownership: takes `resp`.
+ */
+static void set_response(struct request *r, unsigned int status,
+			 struct MHD_Response *resp)
+{
+	struct header *hd, *next;
+	bool stored = false;
+
+	if (!resp) {
+		es_log(ES_LOG_ERROR, "response_failed", "{s:s, s:i}",
+		       "request_id", r->id, "status", (int)status);
+		return;
+	}
+	lock_if(r);
+	if (!r->response && r->state != REQ_RESUMED) {
+		for (hd = r->headers; hd; hd = next) {
+			next = hd->next;
+			MHD_add_response_header(resp, hd->name, hd->value);
+			free(hd->name);
+			free(hd->value);
+			free(hd);
+		}
+		r->headers = NULL;
+		r->response = resp;
+		r->status = status;
+		stored = true;
+	}
+	unlock_if(r);
+	if (!stored)
+		MHD_destroy_response(resp);
+}
+
+void es_http_send_json(struct es_request *req, unsigned int status,
+		       json_t *body)
+{
+	struct request *r = request_of(req);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+	json_decref(body);
+	if (!text) {
+		struct es_error err = ES_ERROR_INIT;
+
+		es_error_set(&err, ES_EINTERNAL, "cannot encode the response");
+		es_http_send_problem(req, &err);
+		return;
+	}
+	set_response(r, status,
+		     response_from(text, strlen(text), "application/json"));
+}
+
+void es_http_send_problem(struct es_request *req, const struct es_error *err)
+{
+	struct request *r = request_of(req);
+
+	set_response(r, es_error_status(err->code),
+		     problem_response(err, r->match.allow));
+}
+
+void es_http_send_text(struct es_request *req, unsigned int status,
+		       const char *content_type, const char *text, size_t len)
+{
+	char *copy = malloc(len + 1);
+
+	if (!copy) {
+		set_response(request_of(req), status, NULL);
+		return;
+	}
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	set_response(request_of(req), status,
+		     response_from(copy, len, content_type));
+}
+
+void es_http_add_header(struct es_request *req, const char *name,
+			const char *value)
+{
+	struct request *r = request_of(req);
+	struct header *hd;
+
+	lock_if(r);
+	if (r->response) {
+		MHD_add_response_header(r->response, name, value);
+	} else if (r->state != REQ_RESUMED) {
+		hd = calloc(1, sizeof(*hd));
+		if (hd) {
+			hd->name = strdup(name);
+			hd->value = strdup(value);
+		}
+		if (hd && hd->name && hd->value) {
+			struct header **tail = &r->headers;
+
+			while (*tail)
+				tail = &(*tail)->next;
+			*tail = hd; /* keep the order they were added in */
+		} else if (hd) {
+			free(hd->name);
+			free(hd->value);
+			free(hd);
+		}
+	}
+	unlock_if(r);
+}
+
+/* Hand the stored response to libmicrohttpd (500 if there is none). */
+static enum MHD_Result queue(struct request *r)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	unsigned int status;
+
+	lock_if(r);
+	resp = r->response;
+	r->response = NULL;
+	status = r->status;
+	unlock_if(r);
+	if (!resp) {
+		struct es_error err = ES_ERROR_INIT;
+
+		es_log(ES_LOG_ERROR, "no_response", "{s:s, s:s?}", "request_id",
+		       r->id, "route", r->pub.route);
+		es_error_set(&err, ES_EINTERNAL, "the request got no answer");
+		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		resp = problem_response(&err, NULL);
+		if (!resp)
+			return MHD_NO;
+	}
+	MHD_add_response_header(resp, "X-Request-Id", r->id);
+	if (atomic_load(&r->h->stopping))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
+					"close");
+	ret = MHD_queue_response(r->conn, status, resp);
+	if (ret == MHD_YES)
+		r->sent = status;
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* ---- the request pipeline ---- */
+
+/*
+ * After the headers: route, then refuse what we will not read. Returns 0
+ * to read the body (an error answer may already be stored: r->handled is
+ * then set and the body is dropped, so the connection stays usable), -1
+ * to answer at once (the connection closes) or to drop the connection
+ * when nothing could be stored.
+ */
+static int request_begin(struct request *r, struct MHD_Connection *conn,
+			 const char *url, const char *method)
+{
+	struct es_http *h = r->h;
+	struct es_error err = ES_ERROR_INIT;
+	size_t mlen = strlen(method), plen = strlen(url);
+	unsigned long long cl = 0;
+	bool too_large = false;
+	const char *s;
+	char *end;
+
+	r->conn = conn;
+	r->strings = malloc(mlen + plen + 2);
+	if (!r->strings)
+		return -1;
+	memcpy(r->strings, method, mlen + 1);
+	memcpy(r->strings + mlen + 1, url, plen + 1);
+	r->pub.method = r->strings;
+	r->pub.path = r->strings + mlen + 1;
+	s = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+	if (s && sane_request_id(s))
+		snprintf(r->id, sizeof(r->id), "%s", s);
+	s = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (s) {
+		errno = 0;
+		cl = strtoull(s, &end, 10);
+		too_large = errno || *end || cl > h->max_body;
+	}
+	if (es_router_match(h->routes, h->nroutes, r->pub.method, r->pub.path,
+			    &r->match, &err) < 0) {
+		es_http_send_problem(&r->pub, &err);
+		r->handled = true;
+		return too_large ? -1 : 0;
+	}
+	r->route_index = (size_t)(r->match.route - h->routes);
+	r->pub.route = r->match.route->pattern;
+	if (too_large) {
+		es_error_set(&err, ES_ETOOLARGE,
+			     "request body is larger than %zu bytes",
+			     h->max_body);
+		es_http_send_problem(&r->pub, &err);
+		return -1;
+	}
+	if (r->match.route->flags & ES_ROUTE_JSON) {
+		s = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						MHD_HTTP_HEADER_CONTENT_TYPE);
+		if (!es_http_is_json_type(s)) {
+			es_error_set(
+				&err, ES_EMEDIATYPE,
+				"Content-Type must be application/json, got '%.60s'",
+				s ? s : "");
+			es_http_send_problem(&r->pub, &err);
+			r->handled = true;
+			return 0;
+		}
+	}
+	if (cl > 0) {
+		r->body = malloc(cl + 1);
+		r->body_cap = r->body ? cl + 1 : 0;
+	}
+	return 0;
+}
+
+/*
+ * One chunk of the body. A response cannot be queued while the body
+ * streams in, so a body that outgrows the cap without having announced
+ * its size (chunked) is read on and dropped, to answer 413 at its end,
+ * for at most DISCARD_MAX more bytes; past that the connection is cut
+ * off (returns -1). The body of a request already answered is dropped
+ * the same way.
+ */
+static int body_append(struct request *r, const char *data, size_t n)
+{
+	size_t need = r->pub.len + n + 1;
+
+	if (r->handled) {
+		r->discarded += n;
+		return r->discarded > r->h->max_body + DISCARD_MAX ? -1 : 0;
+	}
+	if (r->too_large || need - 1 > r->h->max_body) {
+		if (!r->too_large)
+			es_log(ES_LOG_INFO, "body_too_large", "{s:s, s:s?}",
+			       "request_id", r->id, "route", r->pub.route);
+		r->too_large = true;
+		r->discarded += n;
+		return r->discarded > DISCARD_MAX ? -1 : 0;
+	}
+	if (need > r->body_cap) {
+		size_t cap = r->body_cap ? r->body_cap : 1024;
+		char *body;
+
+		while (cap < need)
+			cap *= 2;
+		if (cap > r->h->max_body + 1)
+			cap = r->h->max_body + 1;
+		body = realloc(r->body, cap);
+		if (!body)
+			return -1;
+		r->body = body;
+		r->body_cap = cap;
+	}
+	memcpy(r->body + r->pub.len, data, n);
+	r->pub.len += n;
+	r->body[r->pub.len] = '\0';
+	r->pub.body = r->body;
+	return 0;
+}
+
+/* The whole request is in: parse a JSON body, then run the handler. */
+static void dispatch(struct request *r)
+{
+	const struct es_route *route = r->match.route;
+	struct es_error err = ES_ERROR_INIT;
+
+	if (r->too_large) {
+		es_error_set(&err, ES_ETOOLARGE,
+			     "request body is larger than %zu bytes",
+			     r->h->max_body);
+		es_http_send_problem(&r->pub, &err);
+		return;
+	}
+	if (route->flags & ES_ROUTE_JSON) {
+		r->pub.json =
+			es_json_parse_object(r->pub.body, r->pub.len, &err);
+		if (!r->pub.json) {
+			es_http_send_problem(&r->pub, &err);
+			es_error_release(&err);
+			return;
+		}
+	}
+	route->handler(&r->pub);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+				  const char *url, const char *method,
+				  const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	struct es_http *h = cls;
+	struct request *r = *con_cls;
+
+	(void)version;
+	if (!r) {
+		r = request_new(h);
+		if (!r)
+			return MHD_NO;
+		*con_cls = r;
+	}
+	if (!r->started) {
+		r->started = true;
+		if (request_begin(r, conn, url, method) < 0)
+			return r->response ? queue(r) : MHD_NO;
+		return MHD_YES; /* the handler runs once the body is in */
+	}
+	if (*upload_data_size) {
+		if (body_append(r, upload_data, *upload_data_size) < 0)
+			return MHD_NO;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (!r->handled) {
+		r->handled = true;
+		dispatch(r);
+		if (r->mhd_suspended)
+			return MHD_YES; /* on_request() runs again on resume */
+	}
+	return queue(r);
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	(void)uri;
+	(void)conn;
+	return request_new(cls);
+}
+
+static const char *termination_name(enum MHD_RequestTerminationCode toe)
+{
+	switch (toe) {
+	case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+		return "ok";
+	case MHD_REQUEST_TERMINATED_WITH_ERROR:
+		return "error";
+	case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+		return "timeout";
+	case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+		return "shutdown";
+	case MHD_REQUEST_TERMINATED_READ_ERROR:
+		return "read_error";
+	case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+		return "client_abort";
+	}
+	return "unknown";
+}
+
+static void count(struct es_http *h, const struct request *r, double secs)
+{
+	struct route_stats *st = &h->stats[r->route_index];
+	unsigned int status = r->sent < MAX_STATUS ? r->sent : 0;
+
+	atomic_fetch_add_explicit(&st->by_status[status], 1,
+				  memory_order_relaxed);
+	/* one bucket per request; es_http_metrics_write() sums them up */
+	for (size_t i = 0; i < ARRAY_SIZE(latency_le); i++)
+		if (secs <= latency_le[i]) {
+			atomic_fetch_add_explicit(&st->le[i], 1,
+						  memory_order_relaxed);
+			break;
+		}
+	atomic_fetch_add_explicit(&st->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->sum_us, (unsigned long)(secs * 1e6),
+				  memory_order_relaxed);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct es_http *h = cls;
+	struct request *r = *con_cls;
+	double secs;
+	bool dead;
+
+	(void)conn;
+	if (!r)
+		return;
+	*con_cls = NULL;
+	secs = elapsed_s(&r->start);
+	/* status 0: libmicrohttpd answered itself, or nobody answered */
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		es_log(ES_LOG_INFO, "request", "{s:s, s:s?, s:s?, s:i, s:f}",
+		       "request_id", r->id, "method", r->pub.method, "route",
+		       r->pub.route, "status", (int)r->sent, "duration_ms",
+		       secs * 1e3);
+	else
+		es_log(ES_LOG_INFO, "request",
+		       "{s:s, s:s?, s:s?, s:i, s:f, s:s}", "request_id", r->id,
+		       "method", r->pub.method, "route", r->pub.route, "status",
+		       (int)r->sent, "duration_ms", secs * 1e3, "termination",
+		       termination_name(toe));
+	count(h, r, secs);
+	lock_if(r);
+	r->conn = NULL;
+	dead = request_unref(r);
+	unlock_if(r);
+	if (dead)
+		request_free(r);
+	atomic_fetch_sub(&h->in_flight, 1);
+}
+
+/* ---- suspend and resume ---- */
+
+void es_http_suspend(struct es_request *req)
+{
+	struct request *r = request_of(req);
+	struct es_http *h = r->h;
+	struct es_error err = ES_ERROR_INIT;
+
+	pthread_mutex_lock(&h->lock);
+	r->suspended = true;
+	r->refs++;
+	h->held++;
+	if (h->closing) {
+		/* the daemon is about to stop: answer now, the owner's later
+		 * send is ignored */
+		if (!r->response) {
+			es_error_set(&err, ES_EUNAVAIL,
+				     "the service is shutting down");
+			r->response = problem_response(&err, NULL);
+			r->status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		}
+		r->state = REQ_RESUMED;
+	} else {
+		r->state = REQ_SUSPENDED;
+		r->mhd_suspended = true;
+		MHD_suspend_connection(r->conn);
+		r->prev = NULL;
+		r->next = h->suspended;
+		if (h->suspended)
+			h->suspended->prev = r;
+		h->suspended = r;
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* h->lock held. Take `r` off the suspended list and wake it up. */
+static void wake(struct es_http *h, struct request *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		h->suspended = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+	r->state = REQ_RESUMED;
+	MHD_resume_connection(r->conn);
+}
+
+void es_http_resume(struct es_request *req)
+{
+	struct request *r = request_of(req);
+	struct es_http *h = r->h;
+	bool dead, free_h;
+
+	pthread_mutex_lock(&h->lock);
+	if (r->state == REQ_SUSPENDED)
+		wake(h, r); /* queue() answers 500 if nothing was sent */
+	dead = request_unref(r);
+	h->held--;
+	free_h = h->stopped && h->held == 0;
+	pthread_mutex_unlock(&h->lock);
+	if (dead)
+		request_free(r);
+	if (free_h)
+		http_free(h);
+}
+
+/* ---- the daemon ---- */
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[256];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+		msg[--n] = '\0';
+	es_json_printable(msg);
+	es_log(ES_LOG_WARN, "http_server", "{s:s}", "message", msg);
+}
+
+static void make_id_prefix(struct es_http *h)
+{
+	unsigned int rnd;
+
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (unsigned int)time(NULL) ^ ((unsigned int)getpid() << 16);
+	snprintf(h->id_prefix, sizeof(h->id_prefix), "%08x", rnd);
+}
+
+struct es_http *es_http_start(const struct es_http_config *cfg,
+			      const struct es_route *routes, size_t nroutes,
+			      void *ctx, struct es_error *err)
+{
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct sockaddr *addr = (struct sockaddr *)&sin;
+	const union MHD_DaemonInfo *info;
+	struct es_http *h;
+	long threads = cfg->threads;
+
+	if (inet_pton(AF_INET, cfg->bind_address, &sin.sin_addr) == 1) {
+		sin.sin_port = htons((uint16_t)cfg->port);
+	} else if (inet_pton(AF_INET6, cfg->bind_address, &sin6.sin6_addr) ==
+		   1) {
+		sin6.sin6_port = htons((uint16_t)cfg->port);
+		addr = (struct sockaddr *)&sin6;
+		flags |= MHD_USE_IPv6;
+	} else {
+		es_error_set(
+			err, ES_EINVALID,
+			"'BIND_ADDRESS' must be an IP address, got '%.80s'",
+			cfg->bind_address);
+		return NULL;
+	}
+	if (threads <= 0)
+		threads = sysconf(_SC_NPROCESSORS_ONLN);
+	if (threads <= 0)
+		threads = 1;
+	if (threads > cfg->max_connections)
+		threads = cfg->max_connections; /* each gets a share of them */
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		return NULL;
+	}
+	h->routes = routes;
+	h->nroutes = nroutes;
+	h->ctx = ctx;
+	h->max_body = (size_t)cfg->max_body;
+	pthread_mutex_init(&h->lock, NULL);
+	make_id_prefix(h);
+	h->stats = calloc(nroutes + 1, sizeof(*h->stats));
+	if (!h->stats) {
+		http_free(h);
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		return NULL;
+	}
+	h->daemon = MHD_start_daemon(
+		flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_SOCK_ADDR,
+		addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned int)cfg->per_ip_connections,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)cfg->connection_memory, MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned int)cfg->idle_timeout, MHD_OPTION_URI_LOG_CALLBACK,
+		on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		MHD_OPTION_END);
+	if (!h->daemon) {
+		http_free(h);
+		es_error_set(err, ES_EINTERNAL, "cannot listen on %s port %ld",
+			     cfg->bind_address, cfg->port);
+		return NULL;
+	}
+	info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	h->port = info ? info->port : (unsigned int)cfg->port;
+	return h;
+}
+
+unsigned int es_http_port(const struct es_http *h)
+{
+	return h->port;
+}
+
+unsigned int es_http_in_flight(const struct es_http *h)
+{
+	return atomic_load(&((struct es_http *)h)->in_flight);
+}
+
+/* Wait up to `ms` for no request to be in flight. */
+static void wait_idle(struct es_http *h, int ms)
+{
+	struct timespec tick = { 0, 5 * 1000 * 1000 };
+
+	for (int waited = 0; waited < ms && atomic_load(&h->in_flight) > 0;
+	     waited += 5)
+		nanosleep(&tick, NULL);
+}
+
+int es_http_stop(struct es_http *h, int grace_ms)
+{
+	struct es_error err = ES_ERROR_INIT;
+	MHD_socket fd;
+	int cut = 0;
+	bool free_h;
+
+	if (!h)
+		return 0;
+	atomic_store(&h->stopping, true);
+	fd = MHD_quiesce_daemon(h->daemon);
+	wait_idle(h, grace_ms);
+	es_error_set(&err, ES_EUNAVAIL, "the service is shutting down");
+	pthread_mutex_lock(&h->lock);
+	h->closing = true;
+	while (h->suspended) {
+		struct request *r = h->suspended;
+
+		if (!r->response) {
+			r->response = problem_response(&err, NULL);
+			r->status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		}
+		wake(h, r);
+		cut++;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (cut)
+		wait_idle(h, CLOSE_WAIT_MS);
+	cut += (int)atomic_load(&h->in_flight);
+	if (cut)
+		es_log(ES_LOG_WARN, "http_stop_cut", "{s:i}", "requests", cut);
+	MHD_stop_daemon(h->daemon);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	pthread_mutex_lock(&h->lock);
+	h->stopped = true;
+	free_h = h->held == 0;
+	pthread_mutex_unlock(&h->lock);
+	if (free_h)
+		http_free(h);
+	return cut;
+}
+
+/* ---- helpers ---- */
+
+const char *es_request_param(const struct es_request *req, const char *name)
+{
+	const struct request *r =
+		(const struct request *)((const char *)req -
+					 offsetof(struct request, pub));
+
+	return es_match_param(&r->match, name);
+}
+
+const char *es_request_header(const struct es_request *req, const char *name)
+{
+	const struct request *r =
+		(const struct request *)((const char *)req -
+					 offsetof(struct request, pub));
+
+	return r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						     name)
+		       : NULL;
+}
+
+const char *es_request_query(const struct es_request *req, const char *name)
+{
+	const struct request *r =
+		(const struct request *)((const char *)req -
+					 offsetof(struct request, pub));
+
+	return r->conn ? MHD_lookup_connection_value(
+				 r->conn, MHD_GET_ARGUMENT_KIND, name)
+		       : NULL;
+}
+
+static const char *skip_ows(const char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return s;
+}
+
+int es_http_is_json_type(const char *ct)
+{
+	static const char type[] = "application/json";
+	static const char charset[] = "charset=";
+
+	if (!ct || strncasecmp(ct, type, sizeof(type) - 1) != 0)
+		return 0;
+	ct = skip_ows(ct + sizeof(type) - 1);
+	if (!*ct)
+		return 1;
+	if (*ct != ';')
+		return 0;
+	ct = skip_ows(ct + 1);
+	if (strncasecmp(ct, charset, sizeof(charset) - 1) != 0)
+		return 0;
+	ct += sizeof(charset) - 1;
+	if (strncasecmp(ct, "utf-8", 5) == 0)
+		ct += 5;
+	else if (strncasecmp(ct, "\"utf-8\"", 7) == 0)
+		ct += 7;
+	else
+		return 0;
+	return !*skip_ows(ct);
+}
+
+int es_http_metrics_write(const struct es_http *h, FILE *out)
+{
+	fprintf(out, "# HELP http_requests_total HTTP requests by route and "
+		     "status.\n# TYPE http_requests_total counter\n");
+	for (size_t i = 0; i <= h->nroutes; i++) {
+		const char *route =
+			i < h->nroutes ? h->routes[i].pattern : "unmatched";
+		const char *method = i < h->nroutes ? h->routes[i].method : "";
+
+		for (unsigned int s = 0; s < MAX_STATUS; s++) {
+			unsigned long n = atomic_load(
+				&((struct es_http *)h)->stats[i].by_status[s]);
+
+			if (n)
+				fprintf(out,
+					"http_requests_total{method=\"%s\",route=\"%s\",status=\"%u\"} %lu\n",
+					method, route, s, n);
+		}
+	}
+	fprintf(out, "# HELP http_request_duration_seconds HTTP request "
+		     "latency by route.\n# TYPE http_request_duration_seconds "
+		     "histogram\n");
+	for (size_t i = 0; i <= h->nroutes; i++) {
+		struct route_stats *st = &((struct es_http *)h)->stats[i];
+		const char *route =
+			i < h->nroutes ? h->routes[i].pattern : "unmatched";
+		const char *method = i < h->nroutes ? h->routes[i].method : "";
+		unsigned long n = atomic_load(&st->count), le = 0;
+
+		if (!n)
+			continue;
+		for (size_t b = 0; b < ARRAY_SIZE(latency_le); b++) {
+			le += atomic_load(&st->le[b]);
+			fprintf(out,
+				"http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"%g\"} %lu\n",
+				method, route, latency_le[b], le);
+		}
+		if (le > n)
+			n = le; /* requests that completed while we read */
+		fprintf(out,
+			"http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"+Inf\"} %lu\n",
+			method, route, n);
+		fprintf(out,
+			"http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n",
+			method, route, (double)atomic_load(&st->sum_us) / 1e6);
+		fprintf(out,
+			"http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %lu\n",
+			method, route, n);
+	}
+	return ferror(out) ? -1 : 0;
+}

@@ -1,0 +1,182 @@
+/*
+ * es_http.h - the HTTP server both services run on (libmicrohttpd).
+ *
+ * Routes come from a table (es_router.h). Answers of our own are JSON or
+ * application/problem+json and carry X-Request-Id; every request, whoever
+ * answered it, gets one "request" log line (method, route pattern, status,
+ * duration_ms, request_id) and counts in the metrics.
+ *
+ * libmicrohttpd 0.9.75 still answers some broken requests itself, with
+ * its own small HTML bodies and no hook to change them: a request line or
+ * header it cannot parse, a bad Content-Length or chunked encoding (400),
+ * headers beyond CONNECTION_MEMORY_BYTES (431), a request line beyond it
+ * (414), an HTTP version other than 1.0/1.1 (505). Those requests log
+ * with status 0. Over MAX_CONNECTIONS or PER_IP_CONNECTION_LIMIT, new
+ * connections are closed without an answer.
+ */
+#ifndef ES_HTTP_H
+#define ES_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "es_config.h"
+#include "es_error.h"
+#include "es_router.h"
+
+/* The HTTP part of a service's settings, filled by es_config_load(). */
+struct es_http_config {
+	const char *bind_address; /* IPv4 or IPv6 literal */
+	long port; /* 0 in tests: any free port, see es_http_port() */
+	long threads; /* 0: one per online CPU */
+	long max_connections;
+	long per_ip_connections; /* 0: no limit */
+	long connection_memory; /* bytes per connection, headers included */
+	long idle_timeout; /* seconds */
+	long max_body; /* bytes; larger bodies are 413 */
+};
+
+/*
+ * The rows of a service's es_config_var table that fill `h` (a struct
+ * es_http_config *): PORT (default `dport`, a string), BIND_ADDRESS,
+ * HTTP_THREADS, MAX_CONNECTIONS, PER_IP_CONNECTION_LIMIT,
+ * CONNECTION_MEMORY_BYTES, IDLE_TIMEOUT_SECONDS, MAX_BODY_BYTES.
+ * BIND_ADDRESS defaults to 0.0.0.0 so that containers are reachable;
+ * PER_IP_CONNECTION_LIMIT defaults to off because behind the gateway
+ * every client comes from the gateway's address.
+ */
+/* clang-format off */
+#define ES_HTTP_CONFIG_VARS(h, dport)					\
+	{ "PORT", ES_CONFIG_INT, &(h)->port, dport, 1, 65535,		\
+	  "TCP port to listen on (--port N overrides it)" },		\
+	{ "BIND_ADDRESS", ES_CONFIG_STR, &(h)->bind_address,		\
+	  "0.0.0.0", 0, 0, "IPv4 or IPv6 address to listen on" },	\
+	{ "HTTP_THREADS", ES_CONFIG_INT, &(h)->threads, "0", 0, 1024,	\
+	  "HTTP worker threads, 0 for one per CPU" },			\
+	{ "MAX_CONNECTIONS", ES_CONFIG_INT, &(h)->max_connections,	\
+	  "1024", 1, 1000000, "open connections at most" },		\
+	{ "PER_IP_CONNECTION_LIMIT", ES_CONFIG_INT,			\
+	  &(h)->per_ip_connections, "0", 0, 1000000,			\
+	  "open connections per client address, 0 for no limit" },	\
+	{ "CONNECTION_MEMORY_BYTES", ES_CONFIG_INT,			\
+	  &(h)->connection_memory, "32768", 4096, 16777216,		\
+	  "memory per connection, request headers included" },		\
+	{ "IDLE_TIMEOUT_SECONDS", ES_CONFIG_INT, &(h)->idle_timeout,	\
+	  "30", 1, 86400, "close connections idle this long" },		\
+	{ "MAX_BODY_BYTES", ES_CONFIG_INT, &(h)->max_body, "65536", 1,	\
+	  16777216, "largest request body accepted (else 413)" }
+/* clang-format on */
+
+/*
+ * What a handler sees. The fields are read-only for handlers and stay
+ * valid until es_http_resume() or, without suspension, until the handler
+ * returns.
+ */
+struct es_request {
+	const char *method; /* as sent; HEAD also reaches GET routes */
+	const char *path; /* percent-decoded by libmicrohttpd, no query */
+	const char *route; /* the matched pattern, for logs and metrics */
+	const char *id; /* the client's X-Request-Id if it is 1-64 of
+			   [A-Za-z0-9._:-], else made up; sent back */
+	const char *body; /* NUL-terminated copy, "" without a body */
+	size_t len;
+	json_t *json; /* the parsed object for ES_ROUTE_JSON routes */
+	void *ctx; /* as given to es_http_start() */
+};
+
+/*
+ * Handlers.
+ *
+ * A handler either answers before returning (one es_http_send_*() call,
+ * after any es_http_add_header() calls), or calls es_http_suspend() and
+ * hands `req` to another thread, which answers later with the same
+ * functions and then calls es_http_resume(). Who may call what:
+ *
+ * - Until es_http_suspend(), only the handler's thread touches `req`.
+ * - After es_http_suspend() returns, exactly one other thread owns
+ *   `req`: it may read it, call es_http_add_header() and one
+ *   es_http_send_*(), and must finally call es_http_resume(); after
+ *   that `req` is gone. The handler must return without touching `req`
+ *   once it has handed it over.
+ * - es_http_stop() may answer a suspended request itself (503) when the
+ *   grace period ends; the owner's later send is then ignored, and its
+ *   es_http_resume() is still required and still safe.
+ *
+ * A handler that returns without answering or suspending gets a 500.
+ * Sending twice keeps the first response.
+ */
+void es_http_suspend(struct es_request *req);
+void es_http_resume(struct es_request *req);
+
+/* A `{name}` captured by the route, or NULL. ownership: borrowed. */
+const char *es_request_param(const struct es_request *req, const char *name);
+
+/*
+ * A request header (case-insensitive name) or a decoded query argument,
+ * or NULL. For the handler's thread, or the owner of a suspended request.
+ */
+const char *es_request_header(const struct es_request *req, const char *name);
+const char *es_request_query(const struct es_request *req, const char *name);
+
+/* Add a header to the response (before or after es_http_send_*()). */
+void es_http_add_header(struct es_request *req, const char *name,
+			const char *value);
+
+/* Answer with `body` as application/json. ownership: takes `body`. */
+void es_http_send_json(struct es_request *req, unsigned int status,
+		       json_t *body);
+
+/*
+ * Answer with err as application/problem+json (es_error_problem()), plus
+ * Retry-After on 503 (err->retry_after, else 1 s) and Allow on 405.
+ * ownership: borrows `err`.
+ */
+void es_http_send_problem(struct es_request *req, const struct es_error *err);
+
+/* Answer with `len` bytes of `text` as text/plain. ownership: borrows. */
+void es_http_send_text(struct es_request *req, unsigned int status,
+		       const char *content_type, const char *text, size_t len);
+
+/*
+ * Whether a Content-Type value names JSON: application/json, optionally
+ * with "; charset=utf-8", case-insensitive.
+ */
+int es_http_is_json_type(const char *content_type);
+
+struct es_http;
+
+/*
+ * Listen on cfg->bind_address:cfg->port and serve `routes` with an
+ * internal thread pool (epoll). Every request gets one "request" log line
+ * when it completes. ES_EINTERNAL if the daemon cannot start (address in
+ * use, bad bind address).
+ * ownership: borrows `cfg`, `routes` and `ctx`, which must outlive the
+ * server; caller frees with es_http_stop().
+ */
+struct es_http *es_http_start(const struct es_http_config *cfg,
+			      const struct es_route *routes, size_t nroutes,
+			      void *ctx, struct es_error *err);
+
+/* The port actually bound (useful when cfg->port was 0). */
+unsigned int es_http_port(const struct es_http *h);
+
+/* Requests between their first callback and their completion. */
+unsigned int es_http_in_flight(const struct es_http *h);
+
+/*
+ * Stop accepting, wait up to `grace_ms` for in-flight requests to finish
+ * (suspended ones too), answer the still-suspended ones 503, then stop the
+ * daemon and free `h`. Returns the number of requests that were cut short.
+ */
+int es_http_stop(struct es_http *h, int grace_ms);
+
+/*
+ * Write the request counters in Prometheus text format:
+ * http_requests_total{route,status} and the histogram
+ * http_request_duration_seconds{route}. Requests that matched no route
+ * count under route="unmatched".
+ */
+int es_http_metrics_write(const struct es_http *h, FILE *out);
+
+#endif

@@ -1,0 +1,151 @@
+/* es_json.c - strict JSON request bodies and small typed getters. */
+#include "es_json.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int es_json_depth(const char *buf, size_t len)
+{
+	int depth = 0, max = 0;
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = buf[i];
+
+		if (in_string) {
+			if (c == '\\')
+				i++; /* the escaped byte cannot end the string
+				      */
+			else if (c == '"')
+				in_string = false;
+			continue;
+		}
+		switch (c) {
+		case '"':
+			in_string = true;
+			break;
+		case '[':
+		case '{':
+			if (++depth > max)
+				max = depth;
+			break;
+		case ']':
+		case '}':
+			if (depth > 0)
+				depth--;
+			break;
+		}
+	}
+	return max;
+}
+
+static const char *type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	case JSON_NULL:
+		return "null";
+	}
+	return "unknown";
+}
+
+json_t *es_json_parse_object(const char *buf, size_t len, struct es_error *err)
+{
+	json_error_t jerr;
+	json_t *v;
+
+	if (!buf || len == 0) {
+		es_error_set(err, ES_EMALFORMED, "request body is empty");
+		return NULL;
+	}
+	if (es_json_depth(buf, len) > ES_JSON_MAX_DEPTH) {
+		es_error_set(err, ES_EMALFORMED,
+			     "JSON nested deeper than %d levels",
+			     ES_JSON_MAX_DEPTH);
+		return NULL;
+	}
+	if (memchr(buf, '\0', len)) {
+		es_error_set(err, ES_EMALFORMED,
+			     "invalid JSON: the body contains a NUL byte");
+		return NULL;
+	}
+	v = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+		       &jerr);
+	if (!v && json_error_code(&jerr) == json_error_null_character) {
+		es_error_set(
+			err, ES_EMALFORMED,
+			"invalid JSON at line %d, column %d: \\u0000 is not allowed in strings",
+			jerr.line, jerr.column);
+		return NULL;
+	}
+	if (!v) {
+		es_json_printable(jerr.text);
+		es_error_set(err, ES_EMALFORMED,
+			     "invalid JSON at line %d, column %d: %s",
+			     jerr.line, jerr.column, jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(v)) {
+		es_error_set(err, ES_EMALFORMED,
+			     "request body must be a JSON object, not %s",
+			     type_name(v));
+		json_decref(v);
+		return NULL;
+	}
+	return v;
+}
+
+int es_json_str(const json_t *obj, const char *key, bool required,
+		const char **out, struct es_error *err)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!v || json_is_null(v))
+		return required ? es_error_field(err, key, "is required") : 0;
+	if (!json_is_string(v))
+		return es_error_field(err, key, "must be a string, not %s",
+				      type_name(v));
+	*out = json_string_value(v);
+	return 0;
+}
+
+int es_json_int(const json_t *obj, const char *key, bool required,
+		json_int_t min, json_int_t max, json_int_t *out,
+		struct es_error *err)
+{
+	json_t *v = json_object_get(obj, key);
+	json_int_t i;
+
+	if (!v || json_is_null(v))
+		return required ? es_error_field(err, key, "is required") : 0;
+	if (!json_is_integer(v))
+		return es_error_field(err, key, "must be an integer, not %s",
+				      type_name(v));
+	i = json_integer_value(v);
+	if (i < min || i > max)
+		return es_error_field(
+			err, key,
+			"must be an integer in [%" JSON_INTEGER_FORMAT
+			", %" JSON_INTEGER_FORMAT "]",
+			min, max);
+	*out = i;
+	return 0;
+}
+
+void es_json_printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			*s = '?';
+}

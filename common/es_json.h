@@ -1,0 +1,53 @@
+/* es_json.h - strict JSON request bodies and small typed getters. */
+#ifndef ES_JSON_H
+#define ES_JSON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "es_error.h"
+
+/* Deepest nesting of arrays and objects a request body may have. */
+#define ES_JSON_MAX_DEPTH 32
+
+/*
+ * Parse `len` bytes of `buf` as one JSON object. ES_EMALFORMED, with a
+ * detail saying what is wrong, for: an empty body, bytes that are not JSON
+ * (with jansson's line and column), trailing garbage, duplicate keys,
+ * invalid UTF-8, NUL bytes and \u0000 escapes, nesting deeper than
+ * ES_JSON_MAX_DEPTH, or a top level that is not an object.
+ * ownership: borrows `buf`; caller frees the result with json_decref().
+ */
+json_t *es_json_parse_object(const char *buf, size_t len, struct es_error *err);
+
+/*
+ * The deepest nesting of [ and { in `buf`, not counting brackets inside
+ * strings. Only meaningful for input that later parses; used to refuse
+ * deep bodies before jansson recurses into them.
+ */
+int es_json_depth(const char *buf, size_t len);
+
+/*
+ * Typed getters for validation. Each looks `key` up in `obj`:
+ * - missing (or null): 0 and `*out` untouched when !required, else a
+ *   field problem "is required" (ES_EINVALID) and -1;
+ * - of the wrong type or out of range: a field problem and -1.
+ * Field problems accumulate (es_error_field()), so a validator can call
+ * several getters and report every bad field at once.
+ * ownership: `*out` of es_json_str() borrows from `obj`.
+ */
+int es_json_str(const json_t *obj, const char *key, bool required,
+		const char **out, struct es_error *err);
+int es_json_int(const json_t *obj, const char *key, bool required,
+		json_int_t min, json_int_t max, json_int_t *out,
+		struct es_error *err);
+
+/*
+ * Make `s` safe to put in a JSON string and a log line: every byte that
+ * is not printable ASCII becomes '?'. Used on text that may echo client
+ * bytes (jansson's error text, libmicrohttpd's messages).
+ */
+void es_json_printable(char *s);
+
+#endif
