@@ -60,9 +60,9 @@ ITOOL_BIN := $(ITOOL_SRC:tests/integration/%.c=$(O)/tests/%)
 
 BINS := $(B)/command-service $(B)/query-service $(B)/migrate
 
-# Relink bin/ when switching between a plain and a sanitizer build.
-MODE_STAMP := build/mode-$(MODE)
-$(shell mkdir -p build; [ -f $(MODE_STAMP) ] || { rm -f build/mode-*; \
+# Relink $(B) when switching between a plain and a sanitizer build.
+MODE_STAMP := $(B)/.mode-$(MODE)
+$(shell mkdir -p $(B); [ -f $(MODE_STAMP) ] || { rm -f $(B)/.mode-*; \
 	touch $(MODE_STAMP); })
 
 all: $(BINS) $(UNIT_BIN) $(ITOOL_BIN)
@@ -126,7 +126,7 @@ asan:
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)scripts/run
+	$(Q)TANDEM_BIN=$(B) scripts/run
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -145,7 +145,14 @@ format-check:
 clean:
 	rm -rf build bin
 
+# Wipe the state of make run (its PostgreSQL cluster and logs).
+reset:
+	$(Q)if [ -e .tandem/run.lock ] && ! flock -n .tandem/run.lock true; \
+	then echo "reset: make run is running; stop it first" >&2; exit 1; fi
+	$(Q)scripts/pg destroy .tandem/pg
+	rm -rf .tandem
+
 .PHONY: all deps unit integration test asan run bench format format-check \
-	clean hdrcheck
+	clean hdrcheck reset
 
 -include $(shell find build -name '*.d' 2>/dev/null)

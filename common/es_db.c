@@ -56,6 +56,13 @@ int es_db_error(PGconn *db, const PGresult *res, struct es_error *err)
 			err->current_version = strtoll(detail, NULL, 10);
 		return es_error_set(err, ES_ECONFLICT, "%s", msg ? msg : "");
 	}
+	/* an event id already stored by another append */
+	if (sqlstate_is(state, "TDI01"))
+		return es_error_set(err, ES_ECONFLICT, "%s", msg ? msg : "");
+	/* serialization failure, deadlock: the client may simply retry */
+	if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01"))
+		return es_error_set(err, ES_ECONFLICT,
+				    "concurrent update, please retry");
 	if (sqlstate_is(state, "23505") && constraint &&
 	    strcmp(constraint, "events_stream_id_stream_version_key") == 0)
 		return es_error_set(

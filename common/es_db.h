@@ -20,7 +20,8 @@ PGconn *es_db_connect(const char *conninfo, struct es_error *err);
  * shutting down is ES_EUNAVAIL, a clash on
  * `events_stream_id_stream_version_key` is ES_ECONFLICT, the store's own
  * version-mismatch SQLSTATE 'TDV01' is ES_ECONFLICT with current_version
- * from the message's DETAIL, everything else ES_EINTERNAL.
+ * from the message's DETAIL, 'TDI01' (an event id stored by another
+ * append), 40001 and 40P01 are ES_ECONFLICT, everything else ES_EINTERNAL.
  * ownership: borrows both. Returns -1.
  */
 int es_db_error(PGconn *db, const PGresult *res, struct es_error *err);

@@ -1,0 +1,408 @@
+/*
+ * store_check.c - drive common/es_store.c from integration tests.
+ *
+ *   store_check append [STREAM EXPECTED EVENTS]...
+ *       es_append() to one or more streams; EXPECTED is any, no_stream or
+ *       N; EVENTS a JSON array. Prints "ok V1 V2 ... TOKEN", or
+ *       "error CODE CURRENT_VERSION DETAIL [FIELDS]" and exits 2.
+ *   store_check version STREAM          prints the stream's version
+ *   store_check read STREAM FROM LIMIT  one line per event:
+ *       "VERSION TYPE EVENT_ID DATA METADATA"
+ *   store_check tail TOKEN LIMIT        one es_read_forward(); prints one
+ *       line per event "POSITION STREAM VERSION", then "next TOKEN"
+ *   store_check covers READ TOKEN       prints 1 or 0
+ *   store_check race                    two connections race on a stream
+ *   store_check race-ids                two identical appends race
+ *   store_check younger                 the out-of-order append check
+ *
+ * DATABASE_URL names the database. Exit 0 on success, 1 when a check
+ * fails, 2 when an es_ call fails as printed.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "es_db.h"
+#include "es_log.h"
+#include "es_store.h"
+#include "es_token.h"
+
+static const char *const code_names[ES_ERR__COUNT] = {
+	[ES_OK] = "OK",
+	[ES_EMALFORMED] = "EMALFORMED",
+	[ES_ENOTFOUND] = "ENOTFOUND",
+	[ES_EMETHOD] = "EMETHOD",
+	[ES_ECONFLICT] = "ECONFLICT",
+	[ES_EPRECONDITION] = "EPRECONDITION",
+	[ES_ETOOLARGE] = "ETOOLARGE",
+	[ES_EMEDIATYPE] = "EMEDIATYPE",
+	[ES_EINVALID] = "EINVALID",
+	[ES_EUNAVAIL] = "EUNAVAIL",
+	[ES_EINTERNAL] = "EINTERNAL",
+};
+
+#define CHECK(cond, ...)                                                \
+	do {                                                            \
+		if (!(cond)) {                                          \
+			fprintf(stderr,                                 \
+				"store_check: line %d: %s: ", __LINE__, \
+				#cond);                                 \
+			fprintf(stderr, __VA_ARGS__);                   \
+			fputc('\n', stderr);                            \
+			exit(1);                                        \
+		}                                                       \
+	} while (0)
+
+static PGconn *connect_db(void)
+{
+	struct es_error err = ES_ERROR_INIT;
+	const char *url = getenv("DATABASE_URL");
+	PGconn *db;
+
+	CHECK(url, "DATABASE_URL is not set");
+	db = es_db_connect(url, &err);
+	CHECK(db, "%s", err.detail);
+	return db;
+}
+
+static void exec_ok(PGconn *db, const char *sql)
+{
+	struct es_error err = ES_ERROR_INIT;
+
+	CHECK(es_db_exec(db, sql, &err) == 0, "%s: %s", sql, err.detail);
+}
+
+/* Print `err` and release it. */
+static int print_error(struct es_error *err)
+{
+	char *fields =
+		err->fields ? json_dumps(err->fields, JSON_COMPACT) : NULL;
+
+	printf("error %s %lld %s%s%s\n", code_names[err->code],
+	       err->current_version, err->detail, fields ? " " : "",
+	       fields ? fields : "");
+	free(fields);
+	es_error_release(err);
+	return 2;
+}
+
+static long long parse_expected(const char *s)
+{
+	if (strcmp(s, "any") == 0)
+		return ES_ANY;
+	if (strcmp(s, "no_stream") == 0)
+		return ES_NO_STREAM;
+	return strtoll(s, NULL, 10);
+}
+
+static int cmd_append(PGconn *db, int argc, char **argv)
+{
+	struct es_error err = ES_ERROR_INIT;
+	size_t n = (size_t)argc / 3, i;
+	struct es_stream_append *sa = calloc(n ? n : 1, sizeof(*sa));
+	char token[ES_APPEND_TOKEN_MAX];
+	int ret = 0;
+
+	CHECK(argc % 3 == 0, "append wants STREAM EXPECTED EVENTS triples");
+	for (i = 0; i < n; i++) {
+		json_error_t jerr;
+
+		sa[i].stream_id = argv[3 * i];
+		sa[i].expected = parse_expected(argv[3 * i + 1]);
+		sa[i].events =
+			json_loads(argv[3 * i + 2], JSON_DECODE_ANY, &jerr);
+		CHECK(sa[i].events, "events: %s", jerr.text);
+	}
+	if (es_append(db, sa, n, token, sizeof(token), &err) < 0) {
+		ret = print_error(&err);
+	} else {
+		printf("ok");
+		for (i = 0; i < n; i++)
+			printf(" %lld", sa[i].version);
+		printf(" %s\n", token);
+	}
+	for (i = 0; i < n; i++)
+		json_decref((json_t *)sa[i].events);
+	free(sa);
+	es_error_release(&err);
+	return ret;
+}
+
+static int cmd_version(PGconn *db, const char *stream)
+{
+	struct es_error err = ES_ERROR_INIT;
+	long long v;
+
+	if (es_stream_version(db, stream, &v, &err) < 0)
+		return print_error(&err);
+	printf("%lld\n", v);
+	return 0;
+}
+
+static int cmd_read(PGconn *db, const char *stream, const char *from,
+		    const char *limit)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct es_events ev = ES_EVENTS_INIT;
+	size_t i;
+
+	if (es_read_stream(db, stream, strtoll(from, NULL, 10),
+			   strtoul(limit, NULL, 10), &ev, &err) < 0)
+		return print_error(&err);
+	for (i = 0; i < ev.n; i++) {
+		char *d = json_dumps(ev.v[i].data, JSON_COMPACT);
+		char *m = json_dumps(ev.v[i].metadata, JSON_COMPACT);
+
+		CHECK(strcmp(ev.v[i].stream_id, stream) == 0, "stream %s",
+		      ev.v[i].stream_id);
+		CHECK(strlen(ev.v[i].recorded_at) == 27 &&
+			      ev.v[i].recorded_at[26] == 'Z',
+		      "recorded_at '%s'", ev.v[i].recorded_at);
+		printf("%lld %s %s %s %s\n", ev.v[i].version, ev.v[i].type,
+		       ev.v[i].event_id, d, m);
+		free(d);
+		free(m);
+	}
+	es_events_release(&ev);
+	return 0;
+}
+
+static int cmd_tail(PGconn *db, const char *token, const char *limit)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct es_events ev = ES_EVENTS_INIT;
+	struct es_cursor c;
+	char *next;
+	size_t i;
+
+	if (es_cursor_parse(token, &c, &err) < 0)
+		return print_error(&err);
+	if (es_read_forward(db, &c, strtoul(limit, NULL, 10), &ev, &c, &err) <
+	    0) {
+		es_cursor_release(&c);
+		return print_error(&err);
+	}
+	for (i = 0; i < ev.n; i++)
+		printf("%lld %s %lld\n", ev.v[i].position, ev.v[i].stream_id,
+		       ev.v[i].version);
+	next = es_cursor_format(&c);
+	printf("next %s\n", next);
+	free(next);
+	es_cursor_release(&c);
+	es_events_release(&ev);
+	return 0;
+}
+
+static int cmd_covers(const char *read, const char *token)
+{
+	struct es_error err = ES_ERROR_INIT;
+	int r = es_token_covers(read, token, &err);
+
+	if (r < 0)
+		return print_error(&err);
+	printf("%d\n", r);
+	return 0;
+}
+
+struct racer {
+	PGconn *db;
+	struct es_stream_append sa;
+	char token[ES_APPEND_TOKEN_MAX];
+	struct es_error err;
+	int ret;
+};
+
+static void *race_append(void *arg)
+{
+	struct racer *r = arg;
+
+	r->ret = es_append(r->db, &r->sa, 1, r->token, sizeof(r->token),
+			   &r->err);
+	return NULL;
+}
+
+/* Wait until `db`'s backend waits for a lock (it blocks on the other). */
+static void wait_blocked(PGconn *watch, PGconn *db)
+{
+	char sql[160];
+	int i;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT 1 FROM pg_stat_activity WHERE pid = %d"
+		 " AND wait_event_type = 'Lock'",
+		 PQbackendPID(db));
+	for (i = 0; i < 200; i++) {
+		PGresult *res = PQexec(watch, sql);
+		int n = PQntuples(res);
+
+		PQclear(res);
+		if (n == 1)
+			return;
+		usleep(25000);
+	}
+	CHECK(0, "the second writer never waited for the first");
+}
+
+/*
+ * A appends version 2 and holds its transaction; B appends version 2 too
+ * and waits on A's row; A commits; B loses with current_version 2.
+ */
+static int cmd_race(void)
+{
+	PGconn *a = connect_db(), *b = connect_db(), *watch = connect_db();
+	struct racer ra = { .db = a, .err = ES_ERROR_INIT };
+	struct racer rb = { .db = b, .err = ES_ERROR_INIT };
+	json_t *evs = json_loads("[{\"type\":\"Raced\",\"data\":{}}]", 0, NULL);
+	pthread_t t;
+
+	ra.sa = (struct es_stream_append){ "race-1", ES_NO_STREAM, evs, 0 };
+	race_append(&ra);
+	CHECK(ra.ret == 0 && ra.sa.version == 1, "A: %s", ra.err.detail);
+	ra.sa.expected = 1;
+	rb.sa = ra.sa;
+	exec_ok(a, "BEGIN");
+	race_append(&ra);
+	CHECK(ra.ret == 0, "A: %s", ra.err.detail);
+	CHECK(pthread_create(&t, NULL, race_append, &rb) == 0, "thread");
+	wait_blocked(watch, b);
+	exec_ok(a, "COMMIT");
+	pthread_join(t, NULL);
+	CHECK(rb.ret == -1, "B won too: %s", rb.token);
+	CHECK(rb.err.code == ES_ECONFLICT, "B: %s", rb.err.detail);
+	CHECK(rb.err.current_version == 2, "B: current_version %lld",
+	      rb.err.current_version);
+	printf("race: %s\n", rb.err.detail);
+
+	/* with ES_ANY the loser retries on its own and appends version 3 */
+	ra.sa.expected = ES_ANY;
+	rb.sa.expected = ES_ANY;
+	es_error_release(&rb.err);
+	exec_ok(a, "BEGIN");
+	race_append(&ra);
+	CHECK(ra.ret == 0 && ra.sa.version == 3, "A: %s", ra.err.detail);
+	CHECK(pthread_create(&t, NULL, race_append, &rb) == 0, "thread");
+	wait_blocked(watch, b);
+	exec_ok(a, "COMMIT");
+	pthread_join(t, NULL);
+	CHECK(rb.ret == 0, "B: %s", rb.err.detail);
+	CHECK(rb.sa.version == 4, "B at version %lld", rb.sa.version);
+	printf("race any: %lld %lld\n", ra.sa.version, rb.sa.version);
+	json_decref(evs);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(watch);
+	return 0;
+}
+
+/*
+ * The same append (same event ids) twice at once, as a client retrying
+ * while its first attempt is still in flight: B waits on A's event ids,
+ * then finds them stored and answers with A's versions and token.
+ */
+static int cmd_race_ids(void)
+{
+	PGconn *a = connect_db(), *b = connect_db(), *watch = connect_db();
+	struct racer ra = { .db = a, .err = ES_ERROR_INIT };
+	struct racer rb = { .db = b, .err = ES_ERROR_INIT };
+	json_t *evs = json_loads(
+		"[{\"type\":\"Twin\",\"data\":{},"
+		"\"event_id\":\"5e0d7a38-2b8c-4d55-9d8e-0c3b6a9b1f01\"},"
+		"{\"type\":\"Twin\",\"data\":{},"
+		"\"event_id\":\"5e0d7a38-2b8c-4d55-9d8e-0c3b6a9b1f02\"}]",
+		0, NULL);
+	pthread_t t;
+
+	ra.sa = (struct es_stream_append){ "twin-1", ES_NO_STREAM, evs, 0 };
+	rb.sa = ra.sa;
+	exec_ok(a, "BEGIN");
+	race_append(&ra);
+	CHECK(ra.ret == 0, "A: %s", ra.err.detail);
+	CHECK(pthread_create(&t, NULL, race_append, &rb) == 0, "thread");
+	wait_blocked(watch, b);
+	exec_ok(a, "COMMIT");
+	pthread_join(t, NULL);
+	CHECK(rb.ret == 0, "B: %s %s", code_names[rb.err.code], rb.err.detail);
+	CHECK(rb.sa.version == 2, "B at version %lld", rb.sa.version);
+	CHECK(strcmp(ra.token, rb.token) == 0, "tokens %s and %s", ra.token,
+	      rb.token);
+	printf("race-ids: %s %s\n", ra.token, rb.token);
+	json_decref(evs);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(watch);
+	return 0;
+}
+
+/*
+ * A takes a transaction id first; B appends to a stream and commits; A
+ * then appends to the same stream: its events would sort before B's in a
+ * reader's window, so the append is refused, and succeeds in a new
+ * transaction.
+ */
+static int cmd_younger(void)
+{
+	PGconn *a = connect_db(), *b = connect_db();
+	struct racer ra = { .db = a, .err = ES_ERROR_INIT };
+	struct racer rb = { .db = b, .err = ES_ERROR_INIT };
+	json_t *evs = json_loads("[{\"type\":\"Aged\",\"data\":{}}]", 0, NULL);
+
+	ra.sa = (struct es_stream_append){ "young-1", ES_ANY, evs, 0 };
+	rb.sa = ra.sa;
+	exec_ok(a, "BEGIN");
+	exec_ok(a, "SELECT pg_current_xact_id()");
+	race_append(&rb);
+	CHECK(rb.ret == 0, "B: %s", rb.err.detail);
+	race_append(&ra);
+	CHECK(ra.ret == -1, "A appended after a younger transaction: %s",
+	      ra.token);
+	CHECK(ra.err.code == ES_ECONFLICT && ra.err.current_version == 1,
+	      "A: %s %lld", ra.err.detail, ra.err.current_version);
+	printf("younger: %s\n", ra.err.detail);
+	exec_ok(a, "ROLLBACK");
+	es_error_release(&ra.err);
+
+	/* a transaction that got its id earlier, but not from a later one */
+	exec_ok(a, "BEGIN");
+	exec_ok(a, "SELECT pg_current_xact_id()");
+	race_append(&ra);
+	CHECK(ra.ret == 0 && ra.sa.version == 2, "A: %s", ra.err.detail);
+	exec_ok(a, "COMMIT");
+	json_decref(evs);
+	PQfinish(a);
+	PQfinish(b);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	PGconn *db = NULL;
+	int ret = 1;
+
+	es_log_threshold = ES_LOG_OFF;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	CHECK(argc >= 2, "usage: store_check COMMAND ARGS...");
+	if (strcmp(argv[1], "covers") == 0 && argc == 4)
+		return cmd_covers(argv[2], argv[3]);
+	if (strcmp(argv[1], "race") == 0)
+		return cmd_race();
+	if (strcmp(argv[1], "race-ids") == 0)
+		return cmd_race_ids();
+	if (strcmp(argv[1], "younger") == 0)
+		return cmd_younger();
+	db = connect_db();
+	if (strcmp(argv[1], "append") == 0)
+		ret = cmd_append(db, argc - 2, argv + 2);
+	else if (strcmp(argv[1], "version") == 0 && argc == 3)
+		ret = cmd_version(db, argv[2]);
+	else if (strcmp(argv[1], "read") == 0 && argc == 5)
+		ret = cmd_read(db, argv[2], argv[3], argv[4]);
+	else if (strcmp(argv[1], "tail") == 0 && argc == 4)
+		ret = cmd_tail(db, argv[2], argv[3]);
+	else
+		CHECK(0, "unknown command '%s'", argv[1]);
+	PQfinish(db);
+	return ret;
+}
