@@ -104,7 +104,7 @@ hdrcheck:
 	$(Q)for h in common/*.h command-service/*.h query-service/*.h \
 		query-service/views/*.h; do \
 		[ -f "$$h" ] || continue; \
-		echo "#include \"$$h\"" | $(CC) $(ALL_CFLAGS) -I. -x c \
+		echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -I. -x c \
 			-fsyntax-only - || exit 1; \
 	done
 
@@ -151,6 +151,9 @@ reset:
 	then echo "reset: make run is running; stop it first" >&2; exit 1; fi
 	$(Q)scripts/pg destroy .tandem/pg
 	rm -rf .tandem
+
+# test objects are not intermediate files to delete
+.SECONDARY:
 
 .PHONY: all deps unit integration test asan run bench format format-check \
 	clean hdrcheck reset
