@@ -86,7 +86,7 @@ void es_config_usage(FILE *out, const struct es_config_var *vars, size_t n)
 {
 	fprintf(out, "Environment:\n");
 	for (size_t i = 0; i < n; i++)
-		fprintf(out, "  %-22s %s (%s%s)\n", vars[i].name, vars[i].help,
+		fprintf(out, "  %-24s %s (%s%s)\n", vars[i].name, vars[i].help,
 			vars[i].def ? "default: " : "required",
 			vars[i].def ? (*vars[i].def ? vars[i].def : "empty")
 				    : "");
