@@ -1,13 +1,24 @@
 /*
  * main.c - the command service: accepts commands over HTTP, decides them
  * against the current state of their aggregate, appends events.
+ *
+ * main() reads the configuration, starts the connection pool, then the
+ * HTTP server with the command routes (cmd_routes.h) and its own
+ * /health, /ready and /metrics. On SIGTERM or SIGINT it stops the HTTP
+ * server first (no new connections; requests in flight, those waiting in
+ * the pool included, are finished), then the pool, and exits 0.
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "cmd_metrics.h"
+#include "cmd_pool.h"
+#include "cmd_routes.h"
 #include "es_config.h"
 #include "es_http.h"
 #include "es_log.h"
@@ -15,29 +26,87 @@
 
 #define PROG	      "command-service"
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
+#define POOL_MIN      2
+
+#define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 struct cmd_config {
 	const char *database_url;
 	const char *log_level;
 	long shutdown_grace_ms;
+	long pool_size;
+	long queue_max;
+	long queue_timeout_ms;
+	long statement_timeout_ms;
+	long retries;
 	struct es_http_config http;
 };
 
-struct cmd_ctx {
+/* main.c's own state, reached from its routes through cmd_ctx.ops. */
+struct ops {
 	struct es_probe probe;
+	struct es_http *_Atomic http; /* set once the server runs */
 };
 
-static void ready(struct es_request *req)
+static struct ops *ops_of(struct es_request *req)
 {
 	struct cmd_ctx *ctx = req->ctx;
 
-	es_probe_ready(&ctx->probe, req);
+	return ctx->ops;
 }
 
-static const struct es_route routes[] = {
+static void ready(struct es_request *req)
+{
+	es_probe_ready(&ops_of(req)->probe, req);
+}
+
+static void metrics(struct es_request *req)
+{
+	struct cmd_ctx *ctx = req->ctx;
+	struct es_error err = ES_ERROR_INIT;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out;
+	int rc;
+
+	out = open_memstream(&text, &len);
+	if (!out) {
+		es_error_set(&err, ES_EINTERNAL, "cannot write the metrics");
+		es_http_send_problem(req, &err);
+		return;
+	}
+	rc = cmd_metrics_write(out, ctx->pool, atomic_load(&ops_of(req)->http));
+	if (fclose(out) != 0 || rc < 0) {
+		es_error_set(&err, ES_EINTERNAL, "cannot write the metrics");
+		es_http_send_problem(req, &err);
+	} else {
+		es_http_send_text(req, 200, METRICS_TYPE, text, len);
+	}
+	free(text);
+}
+
+static const struct es_route own_routes[] = {
 	{ "GET", "/health", es_probe_health, 0 },
 	{ "GET", "/ready", ready, 0 },
+	{ "GET", "/metrics", metrics, 0 },
 };
+
+/*
+ * Our routes, then the command routes. ownership: caller frees with
+ * free().
+ */
+static struct es_route *all_routes(size_t *n)
+{
+	size_t own = ARRAY_SIZE(own_routes);
+	struct es_route *r = calloc(own + cmd_nroutes, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	memcpy(r, own_routes, sizeof(own_routes));
+	memcpy(r + own, cmd_routes, cmd_nroutes * sizeof(*r));
+	*n = own + cmd_nroutes;
+	return r;
+}
 
 /* Block the stop signals in every thread; main() takes them with sigwait. */
 static void block_signals(sigset_t *set)
@@ -49,6 +118,18 @@ static void block_signals(sigset_t *set)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* DB_POOL_SIZE 0: two connections per online CPU, at least POOL_MIN. */
+static long pool_size(long configured)
+{
+	long n = configured;
+
+	if (n <= 0) {
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+		n = n > 0 ? 2 * n : POOL_MIN;
+	}
+	return n < POOL_MIN ? POOL_MIN : n;
+}
+
 int main(int argc, char **argv)
 {
 	struct cmd_config c = { 0 };
@@ -56,6 +137,19 @@ int main(int argc, char **argv)
 		{ "DATABASE_URL", ES_CONFIG_STR, &c.database_url, NULL, 0, 0,
 		  "PostgreSQL URI or conninfo of the event store" },
 		ES_HTTP_CONFIG_VARS(&c.http, "8081"),
+		{ "DB_POOL_SIZE", ES_CONFIG_INT, &c.pool_size, "0", 0, 1000,
+		  "database connections, 0 for two per CPU (at least 2)" },
+		{ "DB_QUEUE_MAX", ES_CONFIG_INT, &c.queue_max, "1024", 1,
+		  1000000,
+		  "commands waiting for a connection at most (else 503)" },
+		{ "DB_QUEUE_TIMEOUT_MS", ES_CONFIG_INT, &c.queue_timeout_ms,
+		  "5000", 1, 600000,
+		  "a command waiting longer for a connection gets 503" },
+		{ "DB_STATEMENT_TIMEOUT_MS", ES_CONFIG_INT,
+		  &c.statement_timeout_ms, "5000", 0, 3600000,
+		  "statement_timeout of every connection, 0 for none" },
+		{ "COMMAND_RETRIES", ES_CONFIG_INT, &c.retries, "30", 1, 1000,
+		  "load-decide-append attempts of a command on version conflicts" },
 		{ "SHUTDOWN_GRACE_MS", ES_CONFIG_INT, &c.shutdown_grace_ms,
 		  "5000", 0, 600000,
 		  "on SIGTERM, how long in-flight requests may take" },
@@ -63,11 +157,15 @@ int main(int argc, char **argv)
 		  "debug, info, warn, error or off" },
 	};
 	struct es_error err = ES_ERROR_INIT;
-	struct cmd_ctx ctx;
-	struct es_http *h;
+	struct cmd_pool_config pool_cfg = { 0 };
+	struct cmd_ctx ctx = { 0 };
+	struct ops ops = { 0 };
+	struct es_route *routes = NULL;
+	struct es_http *h = NULL;
+	size_t nroutes = 0;
 	sigset_t stop;
 	long port = 0;
-	int sig = 0;
+	int sig = 0, ret = 1, cut;
 
 	switch (es_config_cli(argc, argv, PROG,
 			      "Accepts commands over HTTP and appends events.",
@@ -91,28 +189,65 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	es_log_set_service(PROG);
-	/* a database that does not answer must not hold /ready for long */
+	/* a database that does not answer must not hold a worker for long */
 	setenv("PGCONNECT_TIMEOUT", "3", 0);
 
 	block_signals(&stop);
-	es_probe_init(&ctx.probe, c.database_url);
-	h = es_http_start(&c.http, routes, ARRAY_SIZE(routes), &ctx, &err);
-	if (!h) {
+	es_probe_init(&ops.probe, c.database_url);
+	atomic_init(&ops.http, NULL);
+	ctx.retries = c.retries;
+	ctx.ops = &ops;
+	routes = all_routes(&nroutes);
+	if (!routes) {
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		goto out;
+	}
+	if (cmd_ctx_init(&ctx, &err) < 0)
+		goto out;
+	pool_cfg.conninfo = c.database_url;
+	pool_cfg.size = pool_size(c.pool_size);
+	pool_cfg.queue_max = c.queue_max;
+	pool_cfg.queue_timeout_ms = c.queue_timeout_ms;
+	pool_cfg.statement_timeout_ms = c.statement_timeout_ms;
+	pool_cfg.on_connect = cmd_prepare;
+	pool_cfg.on_connect_arg = &ctx;
+	ctx.pool = cmd_pool_start(&pool_cfg, &err);
+	if (!ctx.pool)
+		goto out;
+	h = es_http_start(&c.http, routes, nroutes, &ctx, &err);
+	if (!h)
+		goto out;
+	atomic_store(&ops.http, h);
+	es_log(ES_LOG_INFO, "listening", "{s:s, s:i, s:s, s:i}", "bind_address",
+	       c.http.bind_address, "port", (int)es_http_port(h), "version",
+	       TANDEM_VERSION, "db_pool_size", (int)pool_cfg.size);
+
+	sigwait(&stop, &sig);
+	es_log(ES_LOG_INFO, "stopping", "{s:s, s:i}", "signal",
+	       sig == SIGINT ? "SIGINT" : "SIGTERM", "in_flight",
+	       (int)es_http_in_flight(h));
+	cut = es_http_stop(h, (int)c.shutdown_grace_ms);
+	atomic_store(&ops.http, NULL); /* no handler runs any more */
+	/*
+	 * Requests still queued in the pool were answered 503 when the grace
+	 * period ran out: their commands must not run after that.
+	 */
+	if (cut > 0)
+		cmd_pool_cancel(ctx.pool);
+	ret = 0;
+out:
+	if (ret) {
 		es_log(ES_LOG_ERROR, "start_failed", "{s:s}", "error",
 		       err.detail);
 		fprintf(stderr, "%s: %s\n", PROG, err.detail);
-		es_probe_release(&ctx.probe);
-		return 1;
 	}
-	es_log(ES_LOG_INFO, "listening", "{s:s, s:i, s:s}", "bind_address",
-	       c.http.bind_address, "port", (int)es_http_port(h), "version",
-	       TANDEM_VERSION);
-
-	sigwait(&stop, &sig);
-	es_log(ES_LOG_INFO, "stopping", "{s:s}", "signal",
-	       sig == SIGINT ? "SIGINT" : "SIGTERM");
-	es_http_stop(h, (int)c.shutdown_grace_ms);
-	es_probe_release(&ctx.probe);
-	es_log(ES_LOG_INFO, "stopped", NULL);
-	return 0;
+	/* after the server, so that nothing submits jobs any more */
+	cmd_pool_stop(ctx.pool);
+	cmd_ctx_release(&ctx);
+	es_probe_release(&ops.probe);
+	free(routes);
+	es_error_release(&err);
+	if (!ret)
+		es_log(ES_LOG_INFO, "stopped", NULL);
+	return ret;
 }

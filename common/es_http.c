@@ -6,7 +6,10 @@
  * request), on_request() after the headers, for each body chunk and once
  * more when the body is complete (the route's handler runs then), and
  * on_completed() when the request is over (one log line, the counters,
- * and our reference on the request is dropped).
+ * and our reference on the request is dropped). The checks that must come
+ * before any handler (framing, limits, the request's deadline) run in
+ * on_request()'s first call, once the headers are in; the deadline is
+ * checked again with each piece of body.
  *
  * Suspended requests: es_http_suspend() gives the handler's ownership of
  * the request to another thread (the "owner"); from then on the
@@ -30,6 +33,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +77,8 @@ struct request {
 	bool suspended; /* es_http_suspend() was called: lock h->lock */
 	bool mhd_suspended; /* MHD_suspend_connection() was called */
 	bool too_large;
+	bool bad_target; /* the raw request target has a space, a control
+			    byte or %00 */
 	size_t discarded; /* body bytes past the cap, dropped */
 	enum req_state state;
 	int refs; /* on_uri(): 1, es_http_suspend(): +1 */
@@ -87,6 +93,7 @@ struct request {
 	struct header *headers; /* added before the response exists */
 	struct request *prev, *next; /* in h->suspended */
 	char id[72];
+	char correlation[129]; /* X-Correlation-Id sent back, for the log */
 };
 
 struct es_http {
@@ -95,6 +102,7 @@ struct es_http {
 	size_t nroutes;
 	void *ctx;
 	size_t max_body;
+	long request_timeout_ms; /* 0: no deadline */
 	unsigned int port;
 	atomic_uint in_flight;
 	atomic_bool stopping; /* quiesced: answers say Connection: close */
@@ -197,6 +205,17 @@ static bool sane_request_id(const char *s)
 				 s[n] == ':' || (s[n] >= '0' && s[n] <= '9') ||
 				 (s[n] >= 'a' && s[n] <= 'z') ||
 				 (s[n] >= 'A' && s[n] <= 'Z')))
+			return false;
+	return n > 0;
+}
+
+/* An X-Correlation-Id worth echoing: 1-128 printable ASCII, no spaces. */
+static bool sane_correlation_id(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (n == 128 || s[n] < 0x21 || s[n] > 0x7e)
 			return false;
 	return n > 0;
 }
@@ -339,6 +358,8 @@ void es_http_add_header(struct es_request *req, const char *name,
 	struct header *hd;
 
 	lock_if(r);
+	if (strcasecmp(name, "X-Correlation-Id") == 0)
+		snprintf(r->correlation, sizeof(r->correlation), "%s", value);
 	if (r->response) {
 		MHD_add_response_header(r->response, name, value);
 	} else if (r->state != REQ_RESUMED) {
@@ -386,6 +407,11 @@ static enum MHD_Result queue(struct request *r)
 			return MHD_NO;
 	}
 	MHD_add_response_header(resp, "X-Request-Id", r->id);
+	/* echo the client's correlation id on answers no handler gave */
+	if (r->correlation[0] &&
+	    !MHD_get_response_header(resp, "X-Correlation-Id"))
+		MHD_add_response_header(resp, "X-Correlation-Id",
+					r->correlation);
 	if (atomic_load(&r->h->stopping))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
 					"close");
@@ -398,12 +424,260 @@ static enum MHD_Result queue(struct request *r)
 
 /* ---- the request pipeline ---- */
 
+/* What scan_header() found among the request headers. */
+struct header_scan {
+	unsigned int content_length; /* how many Content-Length headers */
+	unsigned int transfer_encoding; /* how many Transfer-Encoding */
+	bool chunked; /* the last Transfer-Encoding was "chunked" */
+	char te[48]; /* the last Transfer-Encoding, for the detail */
+	const char *prev_key; /* the previous header, for line_ends_at() */
+	const char *prev_end; /* where its value ends (its terminating NUL) */
+	struct es_error *err; /* set on the first bad header */
+};
+
+/* RFC 9110 tchar. */
+static bool is_tchar(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	       (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
 /*
- * After the headers: route, then refuse what we will not read. Returns 0
- * to read the body (an error answer may already be stored: r->handled is
- * then set and the body is dropped, so the connection stays usable), -1
- * to answer at once (the connection closes) or to drop the connection
- * when nothing could be stored.
+ * NUL bytes in header values, and folded header lines. libmicrohttpd
+ * 0.9.75 splits the header block into lines at CR/LF and then treats
+ * each line as a C string: a value ends at its first NUL byte, and
+ * MHD_get_connection_values_n() reports that shortened length, so the
+ * rest of the line vanishes unseen. What it keeps is the layout: the
+ * lines are parsed in place in the connection's read buffer, in order;
+ * the colon after a key and each line's CR LF (or bare LF) are
+ * overwritten with NULs; the next line's key starts right after. So a
+ * value that really ends at its line's end is followed by one or two
+ * NULs and then the next key, or, for the last header, by the empty
+ * line, whose first byte is a NUL after the rewrite too. More bytes
+ * before the next key mean a NUL byte in the value. A folded line
+ * (obs-fold) shows as a key that libmicrohttpd moved elsewhere, away
+ * from its value (it also garbles the key); RFC 9112 lets a server
+ * refuse obs-fold with 400. Still unseen: a NUL that ends the last
+ * value, or ends a value whose line ends in a bare LF (the NUL and the LF
+ * then look like a CR LF).
+ */
+
+/* The value starts on its key's line: key, NUL (was ':'), SP/HT only. */
+static bool value_follows_key(const char *key, size_t key_size,
+			      const char *value)
+{
+	uintptr_t colon = (uintptr_t)key + key_size;
+
+	if ((uintptr_t)value <= colon || (uintptr_t)value - colon > 256 ||
+	    key[key_size] != '\0')
+		return false;
+	for (const char *p = key + key_size + 1; p != value; p++)
+		if (*p != ' ' && *p != '\t')
+			return false;
+	return true;
+}
+
+/* A value ending at `end` is followed by its line's end, then `next`. */
+static bool line_ends_at(const char *end, const char *next)
+{
+	uintptr_t gap = (uintptr_t)next - (uintptr_t)end;
+
+	if ((uintptr_t)next <= (uintptr_t)end || gap > 2)
+		return false;
+	return end[0] == '\0' && (gap == 1 || end[1] == '\0');
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
+				   const char *key, size_t key_size,
+				   const char *value, size_t value_size)
+{
+	struct header_scan *s = cls;
+	bool token = key && key_size > 0;
+
+	(void)kind;
+	/* a NUL byte in the name fails here too: it is not a tchar */
+	for (size_t i = 0; token && i < key_size; i++)
+		token = is_tchar((unsigned char)key[i]);
+	if (!token || !value) {
+		es_error_set(s->err, ES_EMALFORMED,
+			     "a header name is not a valid token");
+		return MHD_NO;
+	}
+	if (!value_follows_key(key, key_size, value)) {
+		es_error_set(s->err, ES_EMALFORMED,
+			     "a header is folded over several lines");
+		return MHD_NO;
+	}
+	if (strlen(value) != value_size ||
+	    (s->prev_end && !line_ends_at(s->prev_end, key))) {
+		es_error_set(s->err, ES_EMALFORMED,
+			     "header '%.60s' contains a NUL byte",
+			     s->prev_key ? s->prev_key : key);
+		return MHD_NO;
+	}
+	s->prev_key = key;
+	s->prev_end = value + value_size;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		s->content_length++;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		s->transfer_encoding++;
+		s->chunked = strcasecmp(value, "chunked") == 0;
+		snprintf(s->te, sizeof(s->te), "%s", value);
+	}
+	return MHD_YES;
+}
+
+/*
+ * Refuse, once the headers are in, what another HTTP parser on the way
+ * could frame differently (request smuggling) or libmicrohttpd would read
+ * in a way we do not want; see es_http.h. ES_EMALFORMED in `err`.
+ */
+static int check_framing(const struct request *r, struct MHD_Connection *conn,
+			 struct es_error *err)
+{
+	struct header_scan s = { .err = err };
+
+	if (r->bad_target)
+		return es_error_set(err, ES_EMALFORMED,
+				    "the request target contains a space, a "
+				    "control character or %%00");
+	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &s);
+	if (es_error_isset(err))
+		return -1;
+	/* the last value: its line's terminator, then the empty line */
+	if (s.prev_end && s.prev_end[1] != '\0')
+		return es_error_set(err, ES_EMALFORMED,
+				    "header '%.60s' contains a NUL byte",
+				    s.prev_key);
+	if (s.content_length > 1)
+		return es_error_set(err, ES_EMALFORMED,
+				    "duplicated Content-Length header");
+	if (s.transfer_encoding > 1)
+		return es_error_set(err, ES_EMALFORMED,
+				    "more than one Transfer-Encoding header");
+	if (s.transfer_encoding && !s.chunked)
+		return es_error_set(
+			err, ES_EMALFORMED,
+			"Transfer-Encoding '%s' is not supported, only 'chunked'",
+			s.te);
+	if (s.transfer_encoding && s.content_length)
+		return es_error_set(
+			err, ES_EMALFORMED,
+			"Content-Length together with Transfer-Encoding");
+	return 0;
+}
+
+/* Whether the time for the request to arrive (REQUEST_TIMEOUT) is up. */
+static bool past_deadline(const struct request *r)
+{
+	return r->h->request_timeout_ms > 0 &&
+	       elapsed_s(&r->start) * 1e3 > (double)r->h->request_timeout_ms;
+}
+
+/*
+ * The 408 problem, as JSON text. es_error has no code for it: only this
+ * file answers 408. Caller frees with free().
+ */
+static char *timeout_problem(const struct es_http *h)
+{
+	char detail[96];
+	char *text;
+	json_t *p;
+
+	snprintf(detail, sizeof(detail),
+		 "the request did not arrive whole within %ld s",
+		 h->request_timeout_ms / 1000);
+	p = json_pack("{s:s, s:s, s:i, s:s}", "type",
+		      "https://tandem.dev/problems/request-timeout", "title",
+		      "Request timeout", "status", MHD_HTTP_REQUEST_TIMEOUT,
+		      "detail", detail);
+	text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+	json_decref(p);
+	return text;
+}
+
+/*
+ * Answer 408 and close: replaces any answer stored for the request. For
+ * the moments libmicrohttpd can queue an answer (headers or body
+ * complete); write_timeout() is for the others.
+ */
+static void store_timeout(struct request *r)
+{
+	char *text = timeout_problem(r->h);
+
+	es_log(ES_LOG_INFO, "request_timeout", "{s:s, s:s?}", "request_id",
+	       r->id, "route", r->pub.route);
+	if (r->response) {
+		MHD_destroy_response(r->response); /* not suspended yet */
+		r->response = NULL;
+	}
+	set_response(r, MHD_HTTP_REQUEST_TIMEOUT,
+		     text ? response_from(text, strlen(text),
+					  "application/problem+json")
+			  : NULL);
+	es_http_add_header(&r->pub, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+/*
+ * Answer 408 while the body is still arriving, when libmicrohttpd 0.9.75
+ * refuses to queue a response: write it to the socket ourselves, then the
+ * caller returns MHD_NO and libmicrohttpd closes the connection. Safe
+ * because we run on the connection's thread inside its callback, and
+ * nothing of the connection is waiting to be sent: answers to earlier
+ * requests on it went out before this one was read, and so did a 100
+ * Continue before its body. Best effort: a full socket buffer drops it.
+ */
+static void write_timeout(struct request *r, struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci;
+	char head[320], date[40];
+	char *text = timeout_problem(r->h);
+	time_t now = time(NULL);
+	struct tm tm;
+	int n;
+
+	es_log(ES_LOG_INFO, "request_timeout", "{s:s, s:s?}", "request_id",
+	       r->id, "route", r->pub.route);
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 408 Request Timeout\r\nDate: %s\r\n"
+		     "Connection: close\r\n"
+		     "Content-Type: application/problem+json\r\n"
+		     "X-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n",
+		     date, r->id, text ? strlen(text) : 0);
+	if (ci && n > 0 && (size_t)n < sizeof(head)) {
+		struct iovec iov[2] = { { head, (size_t)n },
+					{ text, text ? strlen(text) : 0 } };
+		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+
+		if (sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >
+		    0)
+			r->sent = MHD_HTTP_REQUEST_TIMEOUT;
+	}
+	free(text);
+}
+
+/* Match the route; sets r->match, route_index and pub.route. */
+static int route(struct request *r, struct es_error *err)
+{
+	struct es_http *h = r->h;
+
+	if (es_router_match(h->routes, h->nroutes, r->pub.method, r->pub.path,
+			    &r->match, err) < 0)
+		return -1;
+	r->route_index = (size_t)(r->match.route - h->routes);
+	r->pub.route = r->match.route->pattern;
+	return 0;
+}
+
+/*
+ * After the headers: check the framing, route, then refuse what we will
+ * not read. Returns 0 to read the body (an error answer may already be
+ * stored: r->handled is then set and the body is dropped, so the
+ * connection stays usable), -1 to answer at once (the connection closes)
+ * or to drop the connection when nothing could be stored.
  */
 static int request_begin(struct request *r, struct MHD_Connection *conn,
 			 const char *url, const char *method)
@@ -428,25 +702,45 @@ static int request_begin(struct request *r, struct MHD_Connection *conn,
 	if (s && sane_request_id(s))
 		snprintf(r->id, sizeof(r->id), "%s", s);
 	s = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					"X-Correlation-Id");
+	if (s && sane_correlation_id(s))
+		snprintf(r->correlation, sizeof(r->correlation), "%s", s);
+	if (check_framing(r, conn, &err) < 0) {
+		struct es_error ignored = ES_ERROR_INIT;
+
+		route(r, &ignored); /* for the logs and metrics only */
+		es_log(ES_LOG_INFO, "bad_framing", "{s:s, s:s}", "request_id",
+		       r->id, "detail", err.detail);
+		es_http_send_problem(&r->pub, &err);
+		es_http_add_header(&r->pub, MHD_HTTP_HEADER_CONNECTION,
+				   "close");
+		r->handled = true;
+		return -1;
+	}
+	s = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 					MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (s) {
 		errno = 0;
 		cl = strtoull(s, &end, 10);
 		too_large = errno || *end || cl > h->max_body;
 	}
-	if (es_router_match(h->routes, h->nroutes, r->pub.method, r->pub.path,
-			    &r->match, &err) < 0) {
+	if (route(r, &err) < 0) {
 		es_http_send_problem(&r->pub, &err);
 		r->handled = true;
 		return too_large ? -1 : 0;
 	}
-	r->route_index = (size_t)(r->match.route - h->routes);
-	r->pub.route = r->match.route->pattern;
 	if (too_large) {
 		es_error_set(&err, ES_ETOOLARGE,
 			     "request body is larger than %zu bytes",
 			     h->max_body);
 		es_http_send_problem(&r->pub, &err);
+		r->handled = true;
+		return -1;
+	}
+	if (past_deadline(r)) {
+		/* the headers alone took too long */
+		store_timeout(r);
+		r->handled = true;
 		return -1;
 	}
 	if (r->match.route->flags & ES_ROUTE_JSON) {
@@ -560,11 +854,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			return r->response ? queue(r) : MHD_NO;
 		return MHD_YES; /* the handler runs once the body is in */
 	}
+	if (r->sent) {
+		/* answered at once; libmicrohttpd closes without reading on */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
 	if (*upload_data_size) {
+		if (past_deadline(r)) {
+			write_timeout(r, conn);
+			return MHD_NO;
+		}
 		if (body_append(r, upload_data, *upload_data_size) < 0)
 			return MHD_NO;
 		*upload_data_size = 0;
 		return MHD_YES;
+	}
+	if (!r->mhd_suspended && past_deadline(r)) {
+		/* the body is complete, but too late */
+		store_timeout(r);
+		r->handled = true;
 	}
 	if (!r->handled) {
 		r->handled = true;
@@ -575,11 +883,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	return queue(r);
 }
 
+/* Whether the raw request target has a byte no valid target has. */
+static bool target_is_bad(const char *uri)
+{
+	for (const unsigned char *p = (const unsigned char *)uri; *p; p++)
+		if (*p <= 0x20 || *p == 0x7f ||
+		    (p[0] == '%' && p[1] == '0' && p[2] == '0'))
+			return true;
+	return false;
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-	(void)uri;
+	struct request *r = request_new(cls);
+
 	(void)conn;
-	return request_new(cls);
+	if (r)
+		r->bad_target = target_is_bad(uri);
+	return r;
 }
 
 static const char *termination_name(enum MHD_RequestTerminationCode toe)
@@ -628,23 +949,33 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	double secs;
 	bool dead;
 
-	(void)conn;
 	if (!r)
 		return;
 	*con_cls = NULL;
 	secs = elapsed_s(&r->start);
-	/* status 0: libmicrohttpd answered itself, or nobody answered */
+	if (!r->sent) {
+		/* libmicrohttpd's own answer, if it still tells */
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+			conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+
+		if (ci)
+			r->sent = ci->http_status;
+	}
+	/* status 0: nobody answered, or libmicrohttpd does not say */
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-		es_log(ES_LOG_INFO, "request", "{s:s, s:s?, s:s?, s:i, s:f}",
-		       "request_id", r->id, "method", r->pub.method, "route",
-		       r->pub.route, "status", (int)r->sent, "duration_ms",
-		       secs * 1e3);
+		es_log(ES_LOG_INFO, "request",
+		       "{s:s, s:s?, s:s?, s:i, s:f, s:s?}", "request_id", r->id,
+		       "method", r->pub.method, "route", r->pub.route, "status",
+		       (int)r->sent, "duration_ms", secs * 1e3,
+		       "correlation_id",
+		       r->correlation[0] ? r->correlation : NULL);
 	else
 		es_log(ES_LOG_INFO, "request",
-		       "{s:s, s:s?, s:s?, s:i, s:f, s:s}", "request_id", r->id,
-		       "method", r->pub.method, "route", r->pub.route, "status",
-		       (int)r->sent, "duration_ms", secs * 1e3, "termination",
-		       termination_name(toe));
+		       "{s:s, s:s?, s:s?, s:i, s:f, s:s, s:s?}", "request_id",
+		       r->id, "method", r->pub.method, "route", r->pub.route,
+		       "status", (int)r->sent, "duration_ms", secs * 1e3,
+		       "termination", termination_name(toe), "correlation_id",
+		       r->correlation[0] ? r->correlation : NULL);
 	count(h, r, secs);
 	lock_if(r);
 	r->conn = NULL;
@@ -727,6 +1058,7 @@ void es_http_resume(struct es_request *req)
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	enum es_log_level level;
 	char msg[256];
 	size_t n;
 
@@ -736,7 +1068,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
 		msg[--n] = '\0';
 	es_json_printable(msg);
-	es_log(ES_LOG_WARN, "http_server", "{s:s}", "message", msg);
+	/* follows every MHD_NO of ours: a request we cut off on purpose,
+	 * already logged with its reason */
+	level = strncmp(msg, "Application reported internal error", 35) == 0
+			? ES_LOG_DEBUG
+			: ES_LOG_WARN;
+	es_log(level, "http_server", "{s:s}", "message", msg);
 }
 
 static void make_id_prefix(struct es_http *h)
@@ -790,6 +1127,7 @@ struct es_http *es_http_start(const struct es_http_config *cfg,
 	h->nroutes = nroutes;
 	h->ctx = ctx;
 	h->max_body = (size_t)cfg->max_body;
+	h->request_timeout_ms = cfg->request_timeout * 1000;
 	pthread_mutex_init(&h->lock, NULL);
 	make_id_prefix(h);
 	h->stats = calloc(nroutes + 1, sizeof(*h->stats));
@@ -852,6 +1190,13 @@ int es_http_stop(struct es_http *h, int grace_ms)
 		return 0;
 	atomic_store(&h->stopping, true);
 	fd = MHD_quiesce_daemon(h->daemon);
+	/*
+	 * The quiesced socket stays open until the daemon stops, and the
+	 * kernel would go on completing connections nobody serves: shut its
+	 * reading side so that new clients are refused at once.
+	 */
+	if (fd != MHD_INVALID_SOCKET)
+		shutdown(fd, SHUT_RD);
 	wait_idle(h, grace_ms);
 	es_error_set(&err, ES_EUNAVAIL, "the service is shutting down");
 	pthread_mutex_lock(&h->lock);

@@ -2,17 +2,77 @@
  * es_http.h - the HTTP server both services run on (libmicrohttpd).
  *
  * Routes come from a table (es_router.h). Answers of our own are JSON or
- * application/problem+json and carry X-Request-Id; every request, whoever
- * answered it, gets one "request" log line (method, route pattern, status,
- * duration_ms, request_id) and counts in the metrics.
+ * application/problem+json and carry X-Request-Id; every request whose
+ * request line libmicrohttpd could parse, whoever answered it, gets one
+ * "request" log line (method, route pattern, status, duration_ms,
+ * request_id) and counts in the metrics.
+ *
+ * Refused before any handler runs, once the headers are in (the body is
+ * never read into a handler), with 400 problem+json and Connection:
+ * close: a duplicated Content-Length (even with equal values),
+ * Content-Length together with Transfer-Encoding, more than one
+ * Transfer-Encoding header or any coding but "chunked", a NUL byte in a
+ * header value (see below), a header name that is not an RFC 9110 token
+ * ("Content-Length : 5"), a header folded over lines (obs-fold), and a
+ * request target holding a space, a control byte or "%00". Then 413 when
+ * Content-Length announces more than MAX_BODY_BYTES (answered at once,
+ * the body is not read, the connection closes), and 415 on ES_ROUTE_JSON
+ * routes unless Content-Type is application/json, alone or with the one
+ * parameter charset=utf-8 (any case, quoted or not, spaces around ';'
+ * allowed: "application/json;charset=UTF-8" passes; "application/jsonx",
+ * "text/json", "application/json; charset=latin1", a missing type do
+ * not). A chunked body is cut off at MAX_BODY_BYTES while it arrives: the
+ * rest is read and dropped to answer 413 (at most 1 MiB more, else the
+ * connection is cut); the body buffer never grows past MAX_BODY_BYTES.
+ *
+ * Slow clients: IDLE_TIMEOUT_SECONDS closes a connection on which nothing
+ * arrived for that long (libmicrohttpd's timer, reset by every byte).
+ * REQUEST_TIMEOUT_SECONDS bounds one request, from the moment its request
+ * line is in until its body is complete, against a client that drips a
+ * byte every few seconds: past it, the request is answered 408
+ * problem+json with Connection: close and the connection is closed.
+ * libmicrohttpd calls us only once the headers are complete and then for
+ * each piece of body, so the deadline is checked at those moments: a
+ * request whose headers alone took too long is answered 408 when they are
+ * complete; a body still dripping gets the 408 with its next byte past the
+ * deadline (written to the socket by us, since libmicrohttpd 0.9.75 cannot
+ * queue an answer while a body is arriving); a body that stops arriving
+ * altogether is closed by the idle timeout without an answer. Header
+ * slow-drip is therefore bounded only by the idle timeout (per byte) and
+ * CONNECTION_MEMORY_BYTES (in total), and its cost by MAX_CONNECTIONS and
+ * PER_IP_CONNECTION_LIMIT.
+ *
+ * Limits: over MAX_CONNECTIONS (shared out among the HTTP threads),
+ * libmicrohttpd stops accepting: new connections wait in the kernel's
+ * listen backlog, unanswered, until another one closes. Over
+ * PER_IP_CONNECTION_LIMIT a new connection is accepted and closed at
+ * once, without an answer.
  *
  * libmicrohttpd 0.9.75 still answers some broken requests itself, with
- * its own small HTML bodies and no hook to change them: a request line or
- * header it cannot parse, a bad Content-Length or chunked encoding (400),
- * headers beyond CONNECTION_MEMORY_BYTES (431), a request line beyond it
- * (414), an HTTP version other than 1.0/1.1 (505). Those requests log
- * with status 0. Over MAX_CONNECTIONS or PER_IP_CONNECTION_LIMIT, new
- * connections are closed without an answer.
+ * small HTML bodies and Connection: close; it has no option or callback
+ * to replace them (no MHD_OPTION_* for error pages, and these answers
+ * never reach the access handler):
+ * - 400: a header line it cannot parse (no colon, a NUL byte before the
+ *   colon), a request line without a version (HTTP/0.9), a Content-Length
+ *   that is not a number, broken chunked encoding;
+ * - 413: a Content-Length or a chunk size beyond 2^64;
+ * - 414: a request line longer than CONNECTION_MEMORY_BYTES allows;
+ * - 431: headers larger than CONNECTION_MEMORY_BYTES allows;
+ * - 505: an HTTP version other than 1.x;
+ * - 500: its memory pool ran out while answering.
+ * Its 400 and 413 for a bad Content-Length repeat the status line and
+ * headers twice (a libmicrohttpd 0.9.75 bug). A request line it cannot
+ * split at all ("BROKEN") is closed without an answer. Those 414, 505 and
+ * unanswered ones never reach us (no log line, no count); the others log
+ * and count with the status libmicrohttpd sent.
+ *
+ * NUL bytes: libmicrohttpd 0.9.75 reads each header line as a C string,
+ * so a value silently ends at its first NUL byte and the length it
+ * reports is the shortened one; es_http.c finds such NULs from where the
+ * values lie in libmicrohttpd's buffer (see there). That misses a NUL
+ * that ends the last header's value, or ends a value whose line ends in
+ * a bare LF. A NUL byte sent raw inside the request target likewise cuts
+ * the target short, unseen; "%00" is refused.
  */
 #ifndef ES_HTTP_H
 #define ES_HTTP_H
@@ -35,13 +95,15 @@ struct es_http_config {
 	long connection_memory; /* bytes per connection, headers included */
 	long idle_timeout; /* seconds */
 	long max_body; /* bytes; larger bodies are 413 */
+	long request_timeout; /* seconds to receive a request, 0: no limit */
 };
 
 /*
  * The rows of a service's es_config_var table that fill `h` (a struct
  * es_http_config *): PORT (default `dport`, a string), BIND_ADDRESS,
  * HTTP_THREADS, MAX_CONNECTIONS, PER_IP_CONNECTION_LIMIT,
- * CONNECTION_MEMORY_BYTES, IDLE_TIMEOUT_SECONDS, MAX_BODY_BYTES.
+ * CONNECTION_MEMORY_BYTES, IDLE_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS,
+ * MAX_BODY_BYTES.
  * BIND_ADDRESS defaults to 0.0.0.0 so that containers are reachable;
  * PER_IP_CONNECTION_LIMIT defaults to off because behind the gateway
  * every client comes from the gateway's address.
@@ -64,6 +126,9 @@ struct es_http_config {
 	  "memory per connection, request headers included" },		\
 	{ "IDLE_TIMEOUT_SECONDS", ES_CONFIG_INT, &(h)->idle_timeout,	\
 	  "30", 1, 86400, "close connections idle this long" },		\
+	{ "REQUEST_TIMEOUT_SECONDS", ES_CONFIG_INT,			\
+	  &(h)->request_timeout, "30", 0, 86400,			\
+	  "a request not received whole this long is 408, 0 for none" }, \
 	{ "MAX_BODY_BYTES", ES_CONFIG_INT, &(h)->max_body, "65536", 1,	\
 	  16777216, "largest request body accepted (else 413)" }
 /* clang-format on */
@@ -140,7 +205,9 @@ void es_http_send_text(struct es_request *req, unsigned int status,
 
 /*
  * Whether a Content-Type value names JSON: application/json, optionally
- * with "; charset=utf-8", case-insensitive.
+ * with the one parameter charset=utf-8 (quoted or not), case-insensitive,
+ * spaces and tabs allowed around ';'. Anything else is 0: other types
+ * (text/json, application/jsonx), other charsets, other parameters.
  */
 int es_http_is_json_type(const char *content_type);
 

@@ -4,7 +4,10 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +88,15 @@ static void mute_handler(struct es_request *req)
 	(void)req;
 }
 
+static atomic_int counted; /* requests that reached count_handler() */
+
+static void count_handler(struct es_request *req)
+{
+	atomic_fetch_add(&counted, 1);
+	es_http_send_json(req, 200,
+			  json_pack("{s:I}", "len", (json_int_t)req->len));
+}
+
 static const struct es_route routes[] = {
 	{ "GET", "/fast", fast_handler, 0 },
 	{ "GET", "/slow", suspend_handler, 0 },
@@ -93,6 +105,8 @@ static const struct es_route routes[] = {
 	{ "POST", "/echo", echo_handler, ES_ROUTE_JSON },
 	{ "POST", "/raw", raw_handler, 0 },
 	{ "GET", "/mute", mute_handler, 0 },
+	{ "POST", "/count", count_handler, 0 },
+	{ "GET", "/count", count_handler, 0 },
 };
 
 static struct es_http *h;
@@ -108,6 +122,7 @@ static struct es_http *start(long threads)
 		.connection_memory = 32768,
 		.idle_timeout = 5,
 		.max_body = 1000,
+		.request_timeout = 2,
 	};
 	struct es_error err = ES_ERROR_INIT;
 	struct es_http *s;
@@ -705,8 +720,10 @@ END_TEST
 START_TEST(huge_headers_get_an_answer_and_no_leak)
 {
 	static char raw[65536];
+	char *text = NULL, want[128];
 	struct reply rep;
-	size_t n;
+	size_t n, size = 0;
+	FILE *out;
 
 	n = (size_t)sprintf(raw, "GET /fast HTTP/1.1\r\nHost: t\r\nX-Big: ");
 	memset(raw + n, 'a', 40000);
@@ -717,6 +734,226 @@ START_TEST(huge_headers_get_an_answer_and_no_leak)
 	for (int i = 0; i < 100 && es_http_in_flight(h) > 0; i++)
 		usleep(10000);
 	ck_assert_uint_eq(es_http_in_flight(h), 0);
+	/* counted with the status libmicrohttpd answered */
+	out = open_memstream(&text, &size);
+	ck_assert_int_eq(es_http_metrics_write(h, out), 0);
+	fclose(out);
+	snprintf(want, sizeof(want),
+		 "http_requests_total{method=\"\",route=\"unmatched\","
+		 "status=\"%d\"} 1\n",
+		 rep.status);
+	ck_assert_msg(strstr(text, want), "no '%s' in:\n%s", want, text);
+	free(text);
+}
+END_TEST
+
+/* A string literal and its length, NUL bytes included. */
+#define RAW(s) s, sizeof(s) - 1
+
+/* Bytes curl would not send; each must be 400 from us, then closed. */
+static const struct {
+	const char *name;
+	const char *raw;
+	size_t len;
+	const char *detail; /* a part of the problem's detail */
+} framing_cases[] = {
+	{ "duplicated Content-Length, equal values",
+	  RAW("POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+	      "Content-Length: 3\r\n\r\nabc"),
+	  "duplicated Content-Length" },
+	{ "duplicated Content-Length, other values",
+	  RAW("POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+	      "Content-Length: 30\r\n\r\nabc"),
+	  "duplicated Content-Length" },
+	{ "Content-Length with chunked",
+	  RAW("POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+	      "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+	  "Content-Length together with Transfer-Encoding" },
+	{ "chunked with Content-Length",
+	  RAW("POST /count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+	      "Content-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+	  "Content-Length together with Transfer-Encoding" },
+	{ "gzip",
+	  RAW("POST /count HTTP/1.1\r\nHost: t\r\n"
+	      "Transfer-Encoding: gzip\r\n\r\nabc"),
+	  "Transfer-Encoding 'gzip' is not supported" },
+	{ "chunked, gzip",
+	  RAW("POST /count HTTP/1.1\r\nHost: t\r\n"
+	      "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"),
+	  "is not supported" },
+	{ "empty Transfer-Encoding",
+	  RAW("POST /count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: \r\n\r\n"),
+	  "is not supported" },
+	{ "two Transfer-Encoding",
+	  RAW("POST /count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+	      "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+	  "more than one Transfer-Encoding" },
+	{ "NUL in the last value",
+	  RAW("GET /count HTTP/1.1\r\nHost: t\r\nX-A: a\0b\r\n\r\n"),
+	  "header 'X-A' contains a NUL byte" },
+	{ "NUL in a value",
+	  RAW("GET /count HTTP/1.1\r\nX-A: a\0b\r\nHost: t\r\n\r\n"),
+	  "header 'X-A' contains a NUL byte" },
+	{ "NUL ending a value",
+	  RAW("GET /count HTTP/1.1\r\nX-A: a\0\r\nHost: t\r\n\r\n"),
+	  "header 'X-A' contains a NUL byte" },
+	{ "NUL in a value, LF endings",
+	  RAW("GET /count HTTP/1.1\nHost: t\nX-A: a\0b\n\n"),
+	  "header 'X-A' contains a NUL byte" },
+	{ "space before the colon",
+	  RAW("POST /count HTTP/1.1\r\nHost: t\r\nContent-Length : 3\r\n\r\nabc"),
+	  "not a valid token" },
+	{ "folded header",
+	  RAW("GET /count HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n"),
+	  "folded" },
+	{ "%00 in the target",
+	  RAW("GET /count%00x HTTP/1.1\r\nHost: t\r\n\r\n"), "request target" },
+	{ "space in the target", RAW("GET /co unt HTTP/1.1\r\nHost: t\r\n\r\n"),
+	  "request target" },
+};
+
+START_TEST(bad_framing_is_400_before_the_handler_and_closes)
+{
+	const char *raw = framing_cases[_i].raw;
+	size_t len =
+		framing_cases[_i].len ? framing_cases[_i].len : strlen(raw);
+	struct reply rep;
+	json_t *j;
+	int fd;
+
+	atomic_store(&counted, 0);
+	fd = dial(es_http_port(h));
+	send_all(fd, raw, len);
+	/* no Connection: close in the request: reading ends only because
+	 * the server closes, not after SO_RCVTIMEO's 5 s */
+	read_reply(fd, &rep);
+	assert_problem(&rep, 400);
+	ck_assert_str_eq(header(&rep, "Connection"), "close");
+	j = body_json(&rep);
+	ck_assert_msg(strstr(json_string_value(json_object_get(j, "detail")),
+			     framing_cases[_i].detail),
+		      "%s: detail '%s'", framing_cases[_i].name,
+		      json_string_value(json_object_get(j, "detail")));
+	json_decref(j);
+	ck_assert_int_eq(atomic_load(&counted), 0);
+}
+END_TEST
+
+START_TEST(ordinary_header_layouts_pass)
+{
+	static const char *const reqs[] = {
+		"GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+		"GET /count HTTP/1.1\nHost: t\nX-A: 1\nConnection: close\n\n",
+		"GET /count HTTP/1.1\r\nHost: t \t\r\nX-A:\r\nX-B:   \r\n"
+		"X-C:\tc\t\r\nConnection: close\r\n\r\n",
+		"GET /count HTTP/1.1\r\nHost: t\nX-A: 1\r\nConnection: close\n\n",
+		"GET /count HTTP/1.0\r\n\r\n",
+		"GET /count HTTP/1.1\r\nHost: t\r\nCookie: a=b; c=\"d\"\r\n"
+		"Connection: close\r\n\r\n",
+		"POST /count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n"
+		"Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	};
+	struct reply rep;
+
+	atomic_store(&counted, 0);
+	for (size_t i = 0; i < sizeof(reqs) / sizeof(*reqs); i++) {
+		request(reqs[i], &rep);
+		ck_assert_msg(rep.status == 200, "request %zu: status %d", i,
+			      rep.status);
+	}
+	ck_assert_int_eq(atomic_load(&counted), sizeof(reqs) / sizeof(*reqs));
+}
+END_TEST
+
+/*
+ * Send `head` at once (or a byte every `ms` if head_drip), then `body` a
+ * byte every `ms`, stopping as soon as an answer comes; read it.
+ */
+static void drip(const char *head, bool head_drip, const char *body, int ms,
+		 struct reply *rep)
+{
+	struct timespec t0, t1;
+	const char *parts[2] = { head, body };
+	int fd;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	fd = dial(es_http_port(h));
+	for (int p = 0; p < 2; p++) {
+		size_t n = strlen(parts[p]);
+
+		if (p == 0 && !head_drip) {
+			send_all(fd, head, n);
+			continue;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+			if (poll(&pfd, 1, ms) != 0)
+				goto answered;
+			send_all(fd, parts[p] + i, 1);
+		}
+	}
+answered:
+	read_reply(fd, rep);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	rep->secs = (double)(t1.tv_sec - t0.tv_sec) +
+		    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
+START_TEST(body_dripping_past_the_deadline_is_408)
+{
+	struct reply rep;
+
+	atomic_store(&counted, 0);
+	/* 40 bytes at one per 150 ms: 6 s; the deadline is 2 s, the idle
+	 * timeout 5 s is never reached */
+	drip("POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\n\r\n",
+	     false, "0123456789012345678901234567890123456789", 150, &rep);
+	assert_problem(&rep, 408);
+	ck_assert_str_eq(header(&rep, "Connection"), "close");
+	ck_assert_double_ge(rep.secs, 1.9);
+	ck_assert_double_lt(rep.secs, 3.5);
+	drip("POST /count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked"
+	     "\r\n\r\n",
+	     false, "5\r\nabcde\r\n5\r\nabcde\r\n5\r\nabcde\r\n0\r\n\r\n", 150,
+	     &rep);
+	assert_problem(&rep, 408);
+	ck_assert_double_lt(rep.secs, 3.5);
+	ck_assert_int_eq(atomic_load(&counted), 0);
+}
+END_TEST
+
+START_TEST(headers_dripping_past_the_deadline_are_408)
+{
+	struct reply rep;
+
+	atomic_store(&counted, 0);
+	/* the deadline runs from the end of the request line: 60 more
+	 * bytes at one per 50 ms take 3 s */
+	drip("GET /count HTTP/1.1\r\nHost: t\r\n"
+	     "X-Pad: 0123456789012345678901234567890123456789\r\n\r\n",
+	     true, "", 50, &rep);
+	assert_problem(&rep, 408);
+	ck_assert_str_eq(header(&rep, "Connection"), "close");
+	ck_assert_int_eq(atomic_load(&counted), 0);
+}
+END_TEST
+
+START_TEST(deadline_counts_per_request_not_per_connection)
+{
+	static const char req[] = "GET /count HTTP/1.1\r\nHost: t\r\n\r\n";
+	struct timespec idle = { 2, 500 * 1000000L };
+	struct reply rep;
+	int fd = dial(es_http_port(h));
+
+	send_all(fd, req, strlen(req));
+	read_one(fd, &rep);
+	ck_assert_int_eq(rep.status, 200);
+	nanosleep(&idle, NULL); /* past the deadline, within the idle timeout */
+	send_all(fd, req, strlen(req));
+	read_one(fd, &rep);
+	ck_assert_int_eq(rep.status, 200);
+	close(fd);
 }
 END_TEST
 
@@ -734,6 +971,14 @@ START_TEST(json_content_types)
 	ck_assert(!es_http_is_json_type("application/json; charset=latin1"));
 	ck_assert(!es_http_is_json_type("application/json; boundary=x"));
 	ck_assert(!es_http_is_json_type("application/json; charset=utf-8x"));
+	ck_assert(es_http_is_json_type("application/json ; charset=utf-8"));
+	ck_assert(es_http_is_json_type("application/json;\tcharset=Utf-8"));
+	ck_assert(!es_http_is_json_type("application/json;"));
+	ck_assert(
+		!es_http_is_json_type("application/json; charset=utf-8; x=y"));
+	ck_assert(!es_http_is_json_type("application/json; charset="));
+	ck_assert(!es_http_is_json_type("application/json-patch+json"));
+	ck_assert(!es_http_is_json_type(" application/json"));
 }
 END_TEST
 
@@ -801,6 +1046,13 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, in_flight_returns_to_zero_and_metrics_count);
 	tcase_add_test(tc, huge_headers_get_an_answer_and_no_leak);
 	tcase_add_test(tc, port_in_use_fails_to_start);
+	tcase_add_loop_test(tc,
+			    bad_framing_is_400_before_the_handler_and_closes, 0,
+			    sizeof(framing_cases) / sizeof(*framing_cases));
+	tcase_add_test(tc, ordinary_header_layouts_pass);
+	tcase_add_test(tc, body_dripping_past_the_deadline_is_408);
+	tcase_add_test(tc, headers_dripping_past_the_deadline_are_408);
+	tcase_add_test(tc, deadline_counts_per_request_not_per_connection);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("pure");
 	tcase_add_test(tc, json_content_types);

@@ -1,0 +1,48 @@
+/* account.h - the account aggregate: its state and how events build it. */
+#ifndef ACCOUNT_H
+#define ACCOUNT_H
+
+#include <jansson.h>
+
+#include "es_error.h"
+
+#define ACCOUNT_AMOUNT_MAX    1000000000000LL /* 10^12 minor units */
+#define ACCOUNT_OWNER_MAX     200 /* characters */
+#define ACCOUNT_REFERENCE_MAX 200 /* characters */
+#define ACCOUNT_STREAM_PREFIX "account-"
+
+/* Event types of the account category. */
+#define EV_ACCOUNT_OPENED    "AccountOpened"
+#define EV_MONEY_DEPOSITED   "MoneyDeposited"
+#define EV_MONEY_WITHDRAWN   "MoneyWithdrawn"
+#define EV_TRANSFER_SENT     "TransferSent"
+#define EV_TRANSFER_RECEIVED "TransferReceived"
+#define EV_ACCOUNT_CLOSED    "AccountClosed"
+
+enum account_status { ACCOUNT_NONE, ACCOUNT_OPEN, ACCOUNT_CLOSED };
+
+struct account {
+	char id[37]; /* lower-case UUID */
+	char stream_id[48]; /* "account-<id>" */
+	enum account_status status; /* ACCOUNT_NONE: no such account */
+	long long version; /* the stream's version, 0 when absent */
+	long long balance; /* minor units */
+	long long overdraft_limit; /* >= 0; balance may go down to -limit */
+	char currency[4];
+	char owner[4 * ACCOUNT_OWNER_MAX + 1]; /* UTF-8 */
+};
+
+/* An empty state (ACCOUNT_NONE, version 0) for account `id`. */
+void account_init(struct account *acc, const char *id);
+
+/*
+ * Fold one event of the account's stream into `acc` (pure): AccountOpened
+ * sets the opening facts, money events set the balance from their
+ * "balance_after", AccountClosed closes. `version` is the event's
+ * stream version. Unknown types only move the version.
+ * ES_EINTERNAL when a payload lacks what its type needs.
+ */
+int account_apply(struct account *acc, const char *type, const json_t *data,
+		  long long version, struct es_error *err);
+
+#endif

@@ -1,0 +1,241 @@
+/*
+ * account_decide.c - the rules of the account domain (SPEC section 4):
+ * pure functions of (state, command) to events or a rule error, no I/O.
+ *
+ * Checks run in a fixed order, the command's own rules first (amount,
+ * same account), then existence, then state: so the answer to a command
+ * that breaks several rules does not depend on anything but its inputs.
+ * Version checks (expected_version, If-Match) are the pipeline's job.
+ */
+#include "account_decide.h"
+
+#include <string.h>
+
+/* {type, data}; takes `data`. NULL (and an error) when out of memory. */
+static json_t *event_new(const char *type, json_t *data, struct es_error *err)
+{
+	json_t *ev;
+
+	/* a NULL or non-UTF-8 string, or no memory: a bug of the caller */
+	ev = data ? json_pack("{s:s, s:o}", "type", type, "data", data) : NULL;
+	if (!ev)
+		es_error_set(err, ES_EINTERNAL, "cannot build the %s event",
+			     type);
+	return ev;
+}
+
+/* [event]; takes `ev`. */
+static json_t *one_event(json_t *ev, struct es_error *err)
+{
+	json_t *arr;
+
+	if (!ev)
+		return NULL;
+	arr = json_array();
+	if (!arr || json_array_append_new(arr, ev) < 0) {
+		json_decref(arr);
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		return NULL;
+	}
+	return arr;
+}
+
+static int check_amount(long long amount, struct es_error *err)
+{
+	if (amount <= 0)
+		return es_error_field(err, "amount", "must be greater than 0");
+	if (amount > ACCOUNT_AMOUNT_MAX)
+		return es_error_field(err, "amount", "must be at most %lld",
+				      ACCOUNT_AMOUNT_MAX);
+	return 0;
+}
+
+/* ES_ENOTFOUND for no account, ES_ECONFLICT for a closed one. */
+static int check_open(const struct account *acc, struct es_error *err)
+{
+	if (acc->status == ACCOUNT_NONE)
+		return es_error_set(err, ES_ENOTFOUND,
+				    "account '%s' does not exist", acc->id);
+	if (acc->status == ACCOUNT_CLOSED)
+		return es_error_set(err, ES_ECONFLICT, "account '%s' is closed",
+				    acc->id);
+	return 0;
+}
+
+/* The balance after taking `amount` out, if the overdraft allows it. */
+static int debit(const struct account *acc, long long amount, long long *after,
+		 struct es_error *err)
+{
+	if (__builtin_sub_overflow(acc->balance, amount, after) ||
+	    *after < -acc->overdraft_limit)
+		return es_error_set(
+			err, ES_ECONFLICT,
+			"insufficient funds in account '%s': balance %lld, overdraft limit %lld, amount %lld",
+			acc->id, acc->balance, acc->overdraft_limit, amount);
+	return 0;
+}
+
+/* The balance after putting `amount` in, unless it overflows. */
+static int credit(const struct account *acc, long long amount, long long *after,
+		  struct es_error *err)
+{
+	if (__builtin_add_overflow(acc->balance, amount, after))
+		return es_error_set(err, ES_ECONFLICT,
+				    "balance would overflow in account '%s'",
+				    acc->id);
+	return 0;
+}
+
+/*
+ * {amount, balance_after, currency, reference?} of a deposit or
+ * withdrawal. The currency makes each money event self-describing, so a
+ * view (daily totals per currency) folds it without looking anything up.
+ */
+static json_t *money_data(long long amount, long long after,
+			  const char *currency, const char *reference)
+{
+	return json_pack("{s:I, s:I, s:s, s:s*}", "amount", (json_int_t)amount,
+			 "balance_after", (json_int_t)after, "currency",
+			 currency, "reference", reference);
+}
+
+json_t *account_decide_open(const struct account *acc,
+			    const struct open_cmd *cmd, struct es_error *err)
+{
+	if (cmd->overdraft_limit < 0) {
+		es_error_field(err, "overdraft_limit", "must be at least 0");
+		return NULL;
+	}
+	if (acc->status != ACCOUNT_NONE) {
+		es_error_set(err, ES_ECONFLICT, "account '%s' already exists",
+			     cmd->account_id);
+		return NULL;
+	}
+	return one_event(event_new(EV_ACCOUNT_OPENED,
+				   json_pack("{s:s, s:s, s:s, s:I}",
+					     "account_id", cmd->account_id,
+					     "owner", cmd->owner, "currency",
+					     cmd->currency, "overdraft_limit",
+					     (json_int_t)cmd->overdraft_limit),
+				   err),
+			 err);
+}
+
+json_t *account_decide_deposit(const struct account *acc,
+			       const struct money_cmd *cmd,
+			       struct es_error *err)
+{
+	long long after = 0;
+
+	if (check_amount(cmd->amount, err) < 0 || check_open(acc, err) < 0 ||
+	    credit(acc, cmd->amount, &after, err) < 0)
+		return NULL;
+	return one_event(event_new(EV_MONEY_DEPOSITED,
+				   money_data(cmd->amount, after, acc->currency,
+					      cmd->reference),
+				   err),
+			 err);
+}
+
+json_t *account_decide_withdraw(const struct account *acc,
+				const struct money_cmd *cmd,
+				struct es_error *err)
+{
+	long long after = 0;
+
+	if (check_amount(cmd->amount, err) < 0 || check_open(acc, err) < 0 ||
+	    debit(acc, cmd->amount, &after, err) < 0)
+		return NULL;
+	return one_event(event_new(EV_MONEY_WITHDRAWN,
+				   money_data(cmd->amount, after, acc->currency,
+					      cmd->reference),
+				   err),
+			 err);
+}
+
+json_t *account_decide_close(const struct account *acc,
+			     const struct close_cmd *cmd, struct es_error *err)
+{
+	(void)cmd;
+	if (check_open(acc, err) < 0)
+		return NULL;
+	if (acc->balance != 0) {
+		es_error_set(
+			err, ES_ECONFLICT,
+			"cannot close account '%s': its balance is %lld, not 0",
+			acc->id, acc->balance);
+		return NULL;
+	}
+	return one_event(event_new(EV_ACCOUNT_CLOSED, json_object(), err), err);
+}
+
+/* A state handed in for the wrong account would move the wrong money. */
+static int check_identity(const struct account *acc, const char *id,
+			  struct es_error *err)
+{
+	if (acc->id[0] && strcmp(acc->id, id) != 0)
+		return es_error_set(
+			err, ES_EINTERNAL,
+			"transfer got the state of account '%s' for account '%s'",
+			acc->id, id);
+	return 0;
+}
+
+int account_decide_transfer(const struct account *from,
+			    const struct account *to,
+			    const struct transfer_cmd *cmd,
+			    json_t **from_events, json_t **to_events,
+			    struct es_error *err)
+{
+	long long from_after = 0, to_after = 0;
+
+	*from_events = NULL;
+	*to_events = NULL;
+	if (!strcmp(cmd->from, cmd->to)) {
+		es_error_field(err, "to", "must differ from 'from'");
+		check_amount(cmd->amount, err);
+		return -1;
+	}
+	if (check_amount(cmd->amount, err) < 0 ||
+	    check_identity(from, cmd->from, err) < 0 ||
+	    check_identity(to, cmd->to, err) < 0 || check_open(from, err) < 0 ||
+	    check_open(to, err) < 0)
+		return -1;
+	if (strcmp(from->currency, to->currency) != 0)
+		return es_error_set(
+			err, ES_ECONFLICT,
+			"currency mismatch: account '%s' holds %s, account '%s' holds %s",
+			from->id, from->currency, to->id, to->currency);
+	if (debit(from, cmd->amount, &from_after, err) < 0 ||
+	    credit(to, cmd->amount, &to_after, err) < 0)
+		return -1;
+	*from_events = one_event(
+		event_new(EV_TRANSFER_SENT,
+			  json_pack("{s:s, s:s, s:I, s:I, s:s, s:s*}",
+				    "transfer_id", cmd->transfer_id,
+				    "to_account_id", cmd->to, "amount",
+				    (json_int_t)cmd->amount, "balance_after",
+				    (json_int_t)from_after, "currency",
+				    from->currency, "reference",
+				    cmd->reference),
+			  err),
+		err);
+	*to_events = one_event(
+		event_new(EV_TRANSFER_RECEIVED,
+			  json_pack("{s:s, s:s, s:I, s:I, s:s, s:s*}",
+				    "transfer_id", cmd->transfer_id,
+				    "from_account_id", cmd->from, "amount",
+				    (json_int_t)cmd->amount, "balance_after",
+				    (json_int_t)to_after, "currency",
+				    to->currency, "reference", cmd->reference),
+			  err),
+		err);
+	if (!*from_events || !*to_events) {
+		json_decref(*from_events);
+		json_decref(*to_events);
+		*from_events = NULL;
+		*to_events = NULL;
+		return -1;
+	}
+	return 0;
+}

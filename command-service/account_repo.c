@@ -1,0 +1,355 @@
+/*
+ * account_repo.c - account state at constant cost: a version-checked
+ * process cache in front of a two-row load, and the striped locks.
+ */
+#include "account_repo.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "es_db.h"
+#include "es_log.h"
+
+/*
+ * The stream's first event and its last, each by one index lookup on
+ * events_stream_id_stream_version_key. Rows come in no promised order.
+ */
+#define SQL_LOAD                                                      \
+	"SELECT stream_version, event_type, data::text FROM events"   \
+	" WHERE stream_id = $1 AND stream_version = 1"                \
+	" UNION ALL"                                                  \
+	" (SELECT stream_version, event_type, data::text FROM events" \
+	"   WHERE stream_id = $1 AND stream_version > 1"              \
+	"   ORDER BY stream_version DESC LIMIT 1)"
+
+/* What the cache keeps of an account: all that the rules need. */
+struct entry {
+	struct entry *next;
+	char id[37];
+	enum account_status status;
+	long long version;
+	long long balance;
+	long long overdraft_limit;
+	char currency[4];
+};
+
+/*
+ * One stripe: the lock commands hold around load-decide-append, and the
+ * cache of the accounts that hash to it, under its own short lock.
+ */
+struct shard {
+	pthread_mutex_t command; /* held across database round trips */
+	pthread_mutex_t cache; /* held for a lookup or an update */
+	struct entry **buckets;
+	size_t nbuckets; /* a power of two */
+	size_t count, max;
+	size_t evict_at; /* where the next eviction looks first */
+};
+
+struct account_repo {
+	struct shard shards[ACCOUNT_REPO_STRIPES];
+};
+
+/* FNV-1a, 64 bits. */
+static uint64_t hash_id(const char *id)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *id; id++) {
+		h ^= (unsigned char)*id;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static size_t stripe_of(const char *id)
+{
+	return (size_t)(hash_id(id) % ACCOUNT_REPO_STRIPES);
+}
+
+struct account_repo *account_repo_new(size_t max)
+{
+	struct account_repo *repo = calloc(1, sizeof(*repo));
+	size_t i, per, nb;
+
+	if (!repo)
+		return NULL;
+	per = max / ACCOUNT_REPO_STRIPES + 1;
+	for (nb = 8; nb < per; nb *= 2)
+		;
+	for (i = 0; i < ACCOUNT_REPO_STRIPES; i++) {
+		struct shard *s = &repo->shards[i];
+
+		pthread_mutex_init(&s->command, NULL);
+		pthread_mutex_init(&s->cache, NULL);
+		s->max = per;
+		s->nbuckets = nb;
+		s->buckets = calloc(nb, sizeof(*s->buckets));
+		if (!s->buckets) {
+			account_repo_free(repo);
+			return NULL;
+		}
+	}
+	return repo;
+}
+
+void account_repo_free(struct account_repo *repo)
+{
+	size_t i, b;
+
+	if (!repo)
+		return;
+	for (i = 0; i < ACCOUNT_REPO_STRIPES; i++) {
+		struct shard *s = &repo->shards[i];
+
+		for (b = 0; s->buckets && b < s->nbuckets; b++) {
+			struct entry *e, *next;
+
+			for (e = s->buckets[b]; e; e = next) {
+				next = e->next;
+				free(e);
+			}
+		}
+		free(s->buckets);
+		pthread_mutex_destroy(&s->command);
+		pthread_mutex_destroy(&s->cache);
+	}
+	free(repo);
+}
+
+int account_repo_prepare(PGconn *db, struct es_error *err)
+{
+	PGresult *res = PQprepare(db, "cmd_account_load", SQL_LOAD, 1, NULL);
+	int ret = 0;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		ret = es_db_error(db, res, err);
+	PQclear(res);
+	return ret;
+}
+
+/* ---- locks ---- */
+
+void account_repo_lock(struct account_repo *repo, const char *a, const char *b)
+{
+	size_t x = stripe_of(a), y = b ? stripe_of(b) : x, t;
+
+	if (y < x) {
+		t = x;
+		x = y;
+		y = t;
+	}
+	pthread_mutex_lock(&repo->shards[x].command);
+	if (y != x)
+		pthread_mutex_lock(&repo->shards[y].command);
+}
+
+void account_repo_unlock(struct account_repo *repo, const char *a,
+			 const char *b)
+{
+	size_t x = stripe_of(a), y = b ? stripe_of(b) : x;
+
+	if (y != x)
+		pthread_mutex_unlock(&repo->shards[y].command);
+	pthread_mutex_unlock(&repo->shards[x].command);
+}
+
+/* ---- the cache ---- */
+
+/* s->cache held. The link that points at `id`'s entry (or at NULL). */
+static struct entry **find(struct shard *s, uint64_t h, const char *id)
+{
+	struct entry **p =
+		&s->buckets[(h / ACCOUNT_REPO_STRIPES) & (s->nbuckets - 1)];
+
+	while (*p && strcmp((*p)->id, id) != 0)
+		p = &(*p)->next;
+	return p;
+}
+
+/* s->cache held. Drop one entry, whichever comes first. */
+static void evict_one(struct shard *s)
+{
+	size_t i, b;
+
+	for (i = 0; i < s->nbuckets; i++) {
+		b = (s->evict_at + i) & (s->nbuckets - 1);
+		if (s->buckets[b]) {
+			struct entry *e = s->buckets[b];
+
+			s->buckets[b] = e->next;
+			free(e);
+			s->count--;
+			s->evict_at = b + 1;
+			return;
+		}
+	}
+}
+
+static int cache_get(struct account_repo *repo, const char *id,
+		     struct account *acc)
+{
+	uint64_t h = hash_id(id);
+	struct shard *s = &repo->shards[h % ACCOUNT_REPO_STRIPES];
+	struct entry *e;
+	int hit = 0;
+
+	pthread_mutex_lock(&s->cache);
+	e = *find(s, h, id);
+	if (e) {
+		account_init(acc, id);
+		acc->status = e->status;
+		acc->version = e->version;
+		acc->balance = e->balance;
+		acc->overdraft_limit = e->overdraft_limit;
+		memcpy(acc->currency, e->currency, sizeof(acc->currency));
+		hit = 1;
+	}
+	pthread_mutex_unlock(&s->cache);
+	return hit;
+}
+
+void account_repo_store(struct account_repo *repo, const struct account *acc)
+{
+	uint64_t h = hash_id(acc->id);
+	struct shard *s = &repo->shards[h % ACCOUNT_REPO_STRIPES];
+	struct entry **p, *e;
+
+	if (acc->status == ACCOUNT_NONE) {
+		account_repo_forget(repo, acc->id);
+		return;
+	}
+	pthread_mutex_lock(&s->cache);
+	p = find(s, h, acc->id);
+	e = *p;
+	if (!e) {
+		if (s->count >= s->max) {
+			evict_one(s);
+			p = find(s, h, acc->id);
+		}
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			goto out; /* a cache that misses is still correct */
+		memcpy(e->id, acc->id, sizeof(e->id));
+		*p = e;
+		s->count++;
+	}
+	e->status = acc->status;
+	e->version = acc->version;
+	e->balance = acc->balance;
+	e->overdraft_limit = acc->overdraft_limit;
+	memcpy(e->currency, acc->currency, sizeof(e->currency));
+out:
+	pthread_mutex_unlock(&s->cache);
+}
+
+void account_repo_forget(struct account_repo *repo, const char *id)
+{
+	uint64_t h = hash_id(id);
+	struct shard *s = &repo->shards[h % ACCOUNT_REPO_STRIPES];
+	struct entry **p, *e;
+
+	pthread_mutex_lock(&s->cache);
+	p = find(s, h, id);
+	e = *p;
+	if (e) {
+		*p = e->next;
+		free(e);
+		s->count--;
+	}
+	pthread_mutex_unlock(&s->cache);
+}
+
+size_t account_repo_cached(struct account_repo *repo)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < ACCOUNT_REPO_STRIPES; i++) {
+		pthread_mutex_lock(&repo->shards[i].cache);
+		n += repo->shards[i].count;
+		pthread_mutex_unlock(&repo->shards[i].cache);
+	}
+	return n;
+}
+
+/* ---- loading ---- */
+
+/* Fold row `i` of `res` into `acc`. */
+static int apply_row(struct account *acc, const PGresult *res, int i,
+		     struct es_error *err)
+{
+	long long version = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+	json_t *data = json_loads(PQgetvalue(res, i, 2), 0, NULL);
+	int ret;
+
+	if (!data)
+		return es_error_set(err, ES_EINTERNAL,
+				    "event %lld of '%s' is not readable",
+				    version, acc->stream_id);
+	ret = account_apply(acc, PQgetvalue(res, i, 1), data, version, err);
+	json_decref(data);
+	return ret;
+}
+
+static int load_db(PGconn *db, const char *id, struct account *acc,
+		   struct es_error *err)
+{
+	const char *params[1];
+	PGresult *res;
+	int i, first = -1, last = -1, ret = -1;
+
+	account_init(acc, id);
+	params[0] = acc->stream_id;
+	res = PQexecPrepared(db, "cmd_account_load", 1, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		es_db_error(db, res, err);
+		goto out;
+	}
+	for (i = 0; i < PQntuples(res) && i < 2; i++) {
+		if (strcmp(PQgetvalue(res, i, 0), "1") == 0)
+			first = i;
+		else
+			last = i;
+	}
+	if (PQntuples(res) > 2 || (PQntuples(res) > 0 && first < 0)) {
+		/* events without a first one: the log was tampered with */
+		es_error_set(err, ES_EINTERNAL, "stream '%s' has no version 1",
+			     acc->stream_id);
+		goto out;
+	}
+	if (first >= 0 && apply_row(acc, res, first, err) < 0)
+		goto out;
+	if (acc->version == 1 && acc->status != ACCOUNT_OPEN) {
+		es_error_set(err, ES_EINTERNAL,
+			     "stream '%s' does not begin with %s",
+			     acc->stream_id, EV_ACCOUNT_OPENED);
+		goto out;
+	}
+	if (last >= 0 && apply_row(acc, res, last, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	if (ret < 0)
+		es_log(ES_LOG_ERROR, "account_load_failed", "{s:s, s:s}",
+		       "account_id", id, "error", err ? err->detail : "");
+	PQclear(res);
+	return ret;
+}
+
+int account_repo_load(struct account_repo *repo, PGconn *db, const char *id,
+		      int fresh, struct account *acc, int *from_db,
+		      struct es_error *err)
+{
+	*from_db = 0;
+	if (!fresh && cache_get(repo, id, acc))
+		return 0;
+	if (load_db(db, id, acc, err) < 0) {
+		account_repo_forget(repo, id);
+		return -1;
+	}
+	*from_db = 1;
+	account_repo_store(repo, acc);
+	return 0;
+}

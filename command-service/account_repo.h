@@ -1,0 +1,67 @@
+/*
+ * account_repo.h - loading an account's state at the same cost whatever
+ * the length of its stream, and the locks that keep commands on one
+ * account from racing each other inside the process.
+ *
+ * State comes from a process cache (checked by version: every append
+ * states the version it builds on, so a stale entry only costs a
+ * conflict and a fresh load), or from the database: the stream's first
+ * event (the opening facts) and its last (version, balance_after,
+ * closed), two index lookups on (stream_id, stream_version) in one
+ * prepared statement. No replay of the stream.
+ */
+#ifndef ACCOUNT_REPO_H
+#define ACCOUNT_REPO_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "account.h"
+#include "es_error.h"
+
+#define ACCOUNT_REPO_STRIPES 256
+
+struct account_repo;
+
+/*
+ * A cache of at most `max` accounts (evicting arbitrary ones when full)
+ * and ACCOUNT_REPO_STRIPES locks. NULL when out of memory.
+ * ownership: caller frees with account_repo_free().
+ */
+struct account_repo *account_repo_new(size_t max);
+void account_repo_free(struct account_repo *repo);
+
+/* Prepare the load statement on a new connection (the pool's hook). */
+int account_repo_prepare(PGconn *db, struct es_error *err);
+
+/*
+ * Take the lock stripes of accounts `a` and `b` (b may be NULL or equal
+ * to a), lower stripe first, so that two transfers crossing each other
+ * cannot deadlock. Unlock with the same arguments.
+ */
+void account_repo_lock(struct account_repo *repo, const char *a, const char *b);
+void account_repo_unlock(struct account_repo *repo, const char *a,
+			 const char *b);
+
+/*
+ * Load account `id` (lower-case UUID) into `acc`: from the cache unless
+ * `fresh`, else (or on a miss) from the database, which also refreshes
+ * the cache. *from_db says which it was. An account without events is
+ * ACCOUNT_NONE at version 0 (not cached). State from the cache lacks the
+ * owner (acc->owner is ""): no rule needs it.
+ * ES_EUNAVAIL, ES_EINTERNAL (e.g. an unreadable event).
+ */
+int account_repo_load(struct account_repo *repo, PGconn *db, const char *id,
+		      int fresh, struct account *acc, int *from_db,
+		      struct es_error *err);
+
+/* Remember `acc` as the account's state (after a committed append). */
+void account_repo_store(struct account_repo *repo, const struct account *acc);
+
+/* Forget what the cache holds of `id` (after a conflict or a failure). */
+void account_repo_forget(struct account_repo *repo, const char *id);
+
+/* Accounts in the cache now. */
+size_t account_repo_cached(struct account_repo *repo);
+
+#endif

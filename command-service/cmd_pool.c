@@ -1,0 +1,604 @@
+/*
+ * cmd_pool.c - worker threads, one PostgreSQL connection each, fed from
+ * one bounded FIFO queue.
+ *
+ * Everything shared lives under pool->lock: the queue, the counters and
+ * the database's up/down state. A worker holds the lock only to take a
+ * job or to update the counters; it connects, runs and rejects jobs with
+ * the lock released.
+ *
+ * When the database is down a worker does not wait for it: a failed
+ * connection attempt rejects the worker's job at once, and every job that
+ * was queued before the attempt began (it could not have fared better);
+ * for RETRY_NS after a failed attempt the worker rejects jobs without
+ * trying again, so that a down server sees at most one attempt per
+ * worker per RETRY_NS. While other workers are connected, though (the
+ * server refused only this one, e.g. too many clients), the worker puts
+ * its job back and leaves the queue to them until it may try again.
+ */
+#include "cmd_pool.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd_metrics.h"
+#include "es_json.h"
+#include "es_log.h"
+
+#define RETRY_NS     (250 * 1000000LL) /* between connection attempts */
+#define RETRY_AFTER  1 /* seconds, in 503s */
+#define APP_NAME     "tandem-command-service"
+#define MS_NS(ms)    ((int64_t)(ms)*1000000LL)
+#define ALIVE_CHECKS 4
+
+struct worker {
+	struct cmd_pool *pool;
+	pthread_t thread;
+	PGconn *db; /* NULL until connected; only this worker touches it */
+	int64_t next_attempt_ns; /* no connection attempt before this */
+	long index;
+};
+
+struct cmd_pool {
+	const struct cmd_pool_config *cfg;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* a job was queued, or the pool is stopping */
+	struct cmd_job *head, *tail;
+	long waiting;
+	long in_use;
+	long connected;
+	bool stopping;
+	bool down; /* attempts fail and no worker is connected */
+	long connecting; /* connection attempts under way */
+	long throttled; /* workers leaving jobs to connected ones */
+	long nworkers; /* started */
+	struct worker *workers;
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static struct timespec timespec_of(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000LL),
+			       .tv_nsec = (long)(ns % 1000000000LL) };
+
+	return ts;
+}
+
+/* ---- connections ---- */
+
+/* `text` as one log-safe line: printable ASCII, no trailing newline. */
+static void log_text(char *buf, size_t len, const char *text)
+{
+	size_t n;
+
+	snprintf(buf, len, "%s", text);
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	for (char *c = buf; *c; c++)
+		if (*c == '\n' || *c == '\t')
+			*c = ' ';
+	es_json_printable(buf);
+}
+
+/* The connection's last error, for the log. */
+static void conn_message(PGconn *db, char *buf, size_t len)
+{
+	log_text(buf, len, db ? PQerrorMessage(db) : "out of memory");
+}
+
+/*
+ * Notices and what the server says while a connection is idle (FATAL on
+ * shutdown) go to the log as JSON, not to stderr as libpq's default does.
+ */
+static void on_notice(void *arg, const char *message)
+{
+	char msg[256];
+
+	(void)arg;
+	log_text(msg, sizeof(msg), message);
+	es_log(ES_LOG_INFO, "db_notice", "{s:s}", "message", msg);
+}
+
+/*
+ * Open a connection. Keepalives come first and `conninfo` last, so that
+ * anything the operator's conninfo says wins (PQconnectdbParams() keeps
+ * the last value of a repeated keyword, and expands "dbname" as a whole
+ * conninfo string or URI).
+ */
+static PGconn *conn_open(const struct cmd_pool_config *cfg, char *msg,
+			 size_t msglen)
+{
+	const char *const keys[] = { "keepalives",
+				     "keepalives_idle",
+				     "keepalives_interval",
+				     "keepalives_count",
+				     "fallback_application_name",
+				     "dbname",
+				     NULL };
+	const char *const vals[] = { "1",      "30",	      "10", "3",
+				     APP_NAME, cfg->conninfo, NULL };
+	PGconn *db = PQconnectdbParams(keys, vals, 1);
+
+	if (db && PQstatus(db) == CONNECTION_OK) {
+		PQsetNoticeProcessor(db, on_notice, NULL);
+		return db;
+	}
+	conn_message(db, msg, msglen);
+	PQfinish(db);
+	return NULL;
+}
+
+/* Settings of our own, then the service's on_connect(). */
+static int conn_setup(const struct cmd_pool_config *cfg, PGconn *db,
+		      struct es_error *err)
+{
+	char sql[64];
+	PGresult *res;
+	int ok;
+
+	if (cfg->statement_timeout_ms > 0) {
+		snprintf(sql, sizeof(sql), "SET statement_timeout = %ld",
+			 cfg->statement_timeout_ms);
+		res = PQexec(db, sql);
+		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+		PQclear(res);
+		if (!ok)
+			return es_error_set(err, ES_EUNAVAIL,
+					    "database unavailable");
+	}
+	if (cfg->on_connect &&
+	    cfg->on_connect(db, cfg->on_connect_arg, err) < 0)
+		return -1;
+	if (PQtransactionStatus(db) != PQTRANS_IDLE)
+		return es_error_set(err, ES_EINTERNAL,
+				    "on_connect left a transaction open");
+	return 0;
+}
+
+/*
+ * Whether an idle connection still looks usable. A server that shuts
+ * down tells its idle clients (FATAL 57P01, then EOF); reading that now
+ * spares the next job a failure on a connection that is already gone.
+ */
+static bool conn_alive(PGconn *db)
+{
+	struct pollfd pfd = { .fd = PQsocket(db), .events = POLLIN };
+	PGnotify *note;
+
+	for (int i = 0; i < ALIVE_CHECKS; i++) {
+		if (PQstatus(db) != CONNECTION_OK || pfd.fd < 0)
+			return false;
+		if (poll(&pfd, 1, 0) <= 0)
+			return true; /* nothing to read: the usual case */
+		if (!PQconsumeInput(db))
+			return false;
+		while ((note = PQnotifies(db))) /* nobody LISTENs */
+			PQfreemem(note);
+	}
+	return PQstatus(db) == CONNECTION_OK;
+}
+
+/*
+ * A connection attempt ended. The database counts as down when an attempt
+ * failed and no worker is connected or still trying; it is up again with
+ * the first success. Only the changes are logged.
+ */
+static void attempt_done(struct cmd_pool *p, bool ok, const char *msg)
+{
+	bool was, now;
+
+	pthread_mutex_lock(&p->lock);
+	p->connecting--;
+	if (ok)
+		p->connected++;
+	was = p->down;
+	if (ok)
+		p->down = false;
+	else if (p->connected == 0 && p->connecting == 0)
+		p->down = true;
+	now = p->down;
+	/* throttled workers may have to serve, or reject, the queue now */
+	if (p->throttled)
+		pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	if (now && !was)
+		es_log(ES_LOG_WARN, "db_pool_down", "{s:s}", "error", msg);
+	else if (was && !now)
+		es_log(ES_LOG_INFO, "db_pool_up", NULL);
+}
+
+static void drop_conn(struct worker *w)
+{
+	struct cmd_pool *p = w->pool;
+
+	if (!w->db)
+		return;
+	PQfinish(w->db);
+	w->db = NULL;
+	pthread_mutex_lock(&p->lock);
+	p->connected--;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Reject, for the worker that just failed to connect, every job queued
+ * no later than `since`: the database was unreachable after they came,
+ * and no other worker is connected or trying.
+ */
+static void reject_older(struct cmd_pool *p, int64_t since,
+			 const struct es_error *err)
+{
+	struct cmd_job *list = NULL, **tail = &list, *job, *next;
+
+	pthread_mutex_lock(&p->lock);
+	/* with other connections up, the server refused only us */
+	while (p->connected == 0 && p->connecting == 0 && p->head &&
+	       p->head->enqueued_ns <= since) {
+		job = p->head;
+		p->head = job->next;
+		if (!p->head)
+			p->tail = NULL;
+		p->waiting--;
+		job->next = NULL;
+		*tail = job;
+		tail = &job->next;
+	}
+	pthread_mutex_unlock(&p->lock);
+	for (job = list; job; job = next) {
+		next = job->next; /* reject() may free the job */
+		cmd_metrics_pool_reject(CMD_REJECT_UNAVAILABLE);
+		job->reject(job, err);
+	}
+}
+
+/*
+ * Make sure the worker has a usable connection. Returns 0, or -1 with
+ * ES_EUNAVAIL; `*attempt_ns` is then the start of the failed attempt,
+ * or -1 when no attempt was made (too soon after the last one).
+ */
+static int ensure_conn(struct worker *w, int64_t now, int64_t *attempt_ns,
+		       struct es_error *err)
+{
+	struct cmd_pool *p = w->pool;
+	struct es_error setup_err = ES_ERROR_INIT;
+	char msg[256];
+
+	*attempt_ns = -1;
+	if (w->db && conn_alive(w->db))
+		return 0;
+	if (w->db) {
+		es_log(ES_LOG_INFO, "db_pool_reconnect", "{s:i}", "worker",
+		       (int)w->index);
+		drop_conn(w);
+	}
+	if (now < w->next_attempt_ns)
+		goto unavailable;
+	*attempt_ns = now;
+	pthread_mutex_lock(&p->lock);
+	p->connecting++;
+	pthread_mutex_unlock(&p->lock);
+	w->db = conn_open(p->cfg, msg, sizeof(msg));
+	if (!w->db) {
+		es_log(ES_LOG_DEBUG, "db_pool_connect_failed", "{s:i, s:s}",
+		       "worker", (int)w->index, "error", msg);
+		attempt_done(p, false, msg);
+		goto unavailable;
+	}
+	if (conn_setup(p->cfg, w->db, &setup_err) < 0) {
+		conn_message(w->db, msg, sizeof(msg));
+		es_log(ES_LOG_WARN, "db_pool_setup_failed", "{s:i, s:s, s:s}",
+		       "worker", (int)w->index, "detail", setup_err.detail,
+		       "error", msg);
+		es_error_release(&setup_err);
+		PQfinish(w->db);
+		w->db = NULL;
+		attempt_done(p, false, msg);
+		goto unavailable;
+	}
+	attempt_done(p, true, NULL);
+	return 0;
+unavailable:
+	if (*attempt_ns >= 0)
+		w->next_attempt_ns = *attempt_ns + RETRY_NS;
+	es_error_set(err, ES_EUNAVAIL, "database unavailable");
+	err->retry_after = RETRY_AFTER;
+	return -1;
+}
+
+/* After run(): the connection must be idle again, else fix or drop it. */
+static void after_run(struct worker *w)
+{
+	PGTransactionStatusType ts;
+	PGresult *res;
+
+	if (PQstatus(w->db) != CONNECTION_OK) {
+		drop_conn(w);
+		return;
+	}
+	ts = PQtransactionStatus(w->db);
+	if (ts == PQTRANS_IDLE)
+		return;
+	es_log(ES_LOG_ERROR, "bug", "{s:s, s:s}", "what",
+	       "a pool job left its connection busy", "state",
+	       ts == PQTRANS_INTRANS   ? "in transaction"
+	       : ts == PQTRANS_INERROR ? "in failed transaction"
+	       : ts == PQTRANS_ACTIVE  ? "query running"
+				       : "unknown");
+	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+		res = PQexec(w->db, "ROLLBACK");
+		PQclear(res);
+		if (PQtransactionStatus(w->db) == PQTRANS_IDLE)
+			return;
+	}
+	drop_conn(w);
+}
+
+static void reject(struct cmd_job *job, enum cmd_pool_reject why,
+		   const char *detail)
+{
+	struct es_error err = ES_ERROR_INIT;
+
+	es_error_set(&err, ES_EUNAVAIL, "%s", detail);
+	err.retry_after = RETRY_AFTER;
+	cmd_metrics_pool_reject(why);
+	job->reject(job, &err);
+}
+
+/* Wake workers for a new job at the head or tail; p->lock held. */
+static void wake_for_job(struct cmd_pool *p)
+{
+	/* a throttled worker would not take it: wake them all then */
+	if (p->throttled)
+		pthread_cond_broadcast(&p->cond);
+	else
+		pthread_cond_signal(&p->cond);
+}
+
+/*
+ * When this worker cannot connect but others are connected or still
+ * trying (the server may refuse only us, e.g. too many clients), put
+ * `job` back at the head of the queue for them. Returns whether it did.
+ */
+static bool requeue_if_others(struct cmd_pool *p, struct cmd_job *job)
+{
+	bool requeued = false;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->connected > 0 || p->connecting > 0) {
+		job->next = p->head;
+		p->head = job;
+		if (!p->tail)
+			p->tail = job;
+		p->waiting++;
+		wake_for_job(p);
+		requeued = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return requeued;
+}
+
+static void serve(struct worker *w, struct cmd_job *job)
+{
+	struct cmd_pool *p = w->pool;
+	struct es_error err = ES_ERROR_INIT;
+	int64_t now = now_ns(), attempt;
+
+	if (p->cfg->queue_timeout_ms > 0 &&
+	    now - job->enqueued_ns > MS_NS(p->cfg->queue_timeout_ms)) {
+		reject(job, CMD_REJECT_TIMEOUT,
+		       "timed out waiting for a database connection");
+		return;
+	}
+	if (ensure_conn(w, now, &attempt, &err) < 0) {
+		if (requeue_if_others(p, job))
+			return;
+		cmd_metrics_pool_reject(CMD_REJECT_UNAVAILABLE);
+		job->reject(job, &err);
+		if (attempt >= 0)
+			reject_older(p, attempt, &err);
+		return;
+	}
+	job->run(job, w->db);
+	after_run(w);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct cmd_pool *p = w->pool;
+	struct cmd_job *job;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->head && !p->stopping)
+			pthread_cond_wait(&p->cond, &p->lock);
+		job = p->head;
+		if (!job)
+			break; /* stopping, and the queue is drained */
+		if (!w->db && (p->connected > 0 || p->connecting > 0) &&
+		    now_ns() < w->next_attempt_ns) {
+			/*
+			 * Our last attempt failed, yet others are connected
+			 * or trying (the server may refuse only us, e.g. too
+			 * many clients): leave the job to them until we may
+			 * try again.
+			 */
+			struct timespec until = timespec_of(w->next_attempt_ns);
+
+			p->throttled++;
+			pthread_cond_timedwait(&p->cond, &p->lock, &until);
+			p->throttled--;
+			continue;
+		}
+		p->head = job->next;
+		if (!p->head)
+			p->tail = NULL;
+		job->next = NULL;
+		p->waiting--;
+		p->in_use++;
+		pthread_mutex_unlock(&p->lock);
+		serve(w, job);
+		pthread_mutex_lock(&p->lock);
+		p->in_use--;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* ---- the pool ---- */
+
+static void pool_free(struct cmd_pool *p)
+{
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	free(p->workers);
+	free(p);
+}
+
+/* Stop and join the started workers (the queue is drained first). */
+static void join_workers(struct cmd_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (long i = 0; i < p->nworkers; i++) {
+		pthread_join(p->workers[i].thread, NULL);
+		PQfinish(p->workers[i].db);
+		p->workers[i].db = NULL;
+	}
+	p->connected = 0;
+}
+
+struct cmd_pool *cmd_pool_start(const struct cmd_pool_config *cfg,
+				struct es_error *err)
+{
+	pthread_condattr_t attr;
+	struct cmd_pool *p;
+	int rc;
+
+	if (!cfg->conninfo || cfg->size < 1 || cfg->queue_max < 1) {
+		es_error_set(
+			err, ES_EINVALID,
+			"a pool needs a conninfo, size >= 1, queue_max >= 1");
+		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		return NULL;
+	}
+	p->cfg = cfg;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* timespec_of() */
+	pthread_cond_init(&p->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	p->workers = calloc((size_t)cfg->size, sizeof(*p->workers));
+	if (!p->workers) {
+		pool_free(p);
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		return NULL;
+	}
+	for (long i = 0; i < cfg->size; i++) {
+		struct worker *w = &p->workers[i];
+
+		w->pool = p;
+		w->index = i;
+		rc = pthread_create(&w->thread, NULL, worker_main, w);
+		if (rc) {
+			join_workers(p);
+			pool_free(p);
+			es_error_set(err, ES_EINTERNAL,
+				     "cannot start pool worker: %s",
+				     strerror(rc));
+			return NULL;
+		}
+		p->nworkers++;
+	}
+	return p;
+}
+
+int cmd_pool_submit(struct cmd_pool *p, struct cmd_job *job,
+		    struct es_error *err)
+{
+	enum cmd_pool_reject why = CMD_REJECT__COUNT;
+
+	job->next = NULL;
+	job->enqueued_ns = now_ns();
+	pthread_mutex_lock(&p->lock);
+	if (p->stopping) {
+		why = CMD_REJECT_STOPPING;
+	} else if (p->waiting >= p->cfg->queue_max) {
+		why = CMD_REJECT_QUEUE_FULL;
+	} else {
+		if (p->tail)
+			p->tail->next = job;
+		else
+			p->head = job;
+		p->tail = job;
+		p->waiting++;
+		wake_for_job(p);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (why == CMD_REJECT__COUNT)
+		return 0;
+	cmd_metrics_pool_reject(why);
+	es_error_set(err, ES_EUNAVAIL, "%s",
+		     why == CMD_REJECT_STOPPING ? "the service is shutting down"
+						: "too many requests queued");
+	if (err)
+		err->retry_after = RETRY_AFTER;
+	return -1;
+}
+
+void cmd_pool_stats(struct cmd_pool *p, struct cmd_pool_stats *out)
+{
+	pthread_mutex_lock(&p->lock);
+	out->size = p->nworkers;
+	out->in_use = p->in_use;
+	out->waiting = p->waiting;
+	out->connected = p->connected;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void cmd_pool_cancel(struct cmd_pool *p)
+{
+	struct cmd_job *list, *job, *next;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	list = p->head;
+	p->head = p->tail = NULL;
+	p->waiting = 0;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (job = list; job; job = next) {
+		next = job->next; /* reject() may free the job */
+		reject(job, CMD_REJECT_STOPPING,
+		       "the service is shutting down");
+	}
+}
+
+void cmd_pool_stop(struct cmd_pool *p)
+{
+	if (!p)
+		return;
+	join_workers(p);
+	pool_free(p);
+}

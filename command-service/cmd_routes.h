@@ -1,0 +1,166 @@
+/*
+ * cmd_routes.h - the command service's routes, and the pipeline that
+ * every command route shares.
+ *
+ * A route parses and validates on the HTTP thread (400, 404 for a path
+ * id, 415, 422 are answered there and nothing reaches the database),
+ * then suspends the request and hands a job to the pool (cmd_pool.h);
+ * a worker runs load, decide, append, answers and resumes the request.
+ *
+ * main.c serves cmd_routes[] next to its own /health, /ready and
+ * /metrics, with a struct cmd_ctx as the server's ctx:
+ *
+ *	struct cmd_ctx ctx = { .retries = ..., .cache_max = ..., .ops = ... };
+ *	cmd_ctx_init(&ctx, &err);
+ *	pool_cfg.on_connect = cmd_prepare; pool_cfg.on_connect_arg = &ctx;
+ *	ctx.pool = cmd_pool_start(&pool_cfg, &err);
+ *	... es_http_start(&http, routes_with_cmd_routes, n, &ctx, &err) ...
+ *	es_http_stop(); cmd_pool_stop(ctx.pool); cmd_ctx_release(&ctx);
+ */
+#ifndef CMD_ROUTES_H
+#define CMD_ROUTES_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "cmd_pool.h"
+#include "es_error.h"
+#include "es_router.h"
+#include "es_store.h"
+
+struct es_request;
+struct account_repo;
+
+#define CMD_RETRIES_DEFAULT 30
+#define CMD_CACHE_DEFAULT   100000 /* accounts kept in the process cache */
+
+struct cmd_ctx {
+	struct cmd_pool *pool; /* set by main before serving */
+	long retries; /* COMMAND_RETRIES: load-decide-append attempts */
+	long cache_max; /* accounts cached at most, 0: CMD_CACHE_DEFAULT */
+	void *ops; /* main.c's own state for its routes (probe, http) */
+	struct account_repo *repo; /* made by cmd_ctx_init() */
+};
+
+/*
+ * Make what the routes need (the account cache and lock table) from the
+ * fields main has set. ES_EINTERNAL when out of memory.
+ * ownership: caller frees with cmd_ctx_release(), after the HTTP server
+ * and the pool have stopped.
+ */
+int cmd_ctx_init(struct cmd_ctx *ctx, struct es_error *err);
+void cmd_ctx_release(struct cmd_ctx *ctx);
+
+/*
+ * The pool's on_connect hook (`arg` is the struct cmd_ctx): prepares the
+ * hot-path statements on a new connection. ES_EUNAVAIL or ES_EINTERNAL
+ * (e.g. the idempotency_keys table is missing: schema not current).
+ */
+int cmd_prepare(PGconn *db, void *arg, struct es_error *err);
+
+/*
+ * POST /accounts, /accounts/{id}/deposits, /accounts/{id}/withdrawals,
+ * /accounts/{id}/close, /transfers, /streams/{stream_id}/events; all
+ * ES_ROUTE_JSON.
+ */
+extern const struct es_route cmd_routes[];
+extern const size_t cmd_nroutes;
+
+/* ---- the shared pipeline, for cmd_accounts.c and cmd_streams.c ---- */
+
+#define CMD_ID_MAX  128 /* correlation, causation ids, principal */
+#define CMD_KEY_MAX 255 /* Idempotency-Key */
+
+/*
+ * One command request in flight. A route embeds it first in its own
+ * struct, which cmd_request_new() allocates zeroed.
+ */
+struct cmd_request {
+	struct cmd_job job; /* for the pool */
+	struct es_request *req; /* borrowed until es_http_resume() */
+	struct cmd_ctx *ctx;
+	const char *command; /* metrics label: "deposit", ... */
+	void (*run)(struct cmd_request *cr, PGconn *db);
+	/* frees what the route's struct owns, or NULL */
+	void (*release)(struct cmd_request *cr);
+	json_t *metadata; /* owned: every event's metadata */
+	char command_id[37];
+	char correlation_id[CMD_ID_MAX + 1];
+	char key[CMD_KEY_MAX + 1]; /* Idempotency-Key, "" if none */
+	char fingerprint[65]; /* sha256 hex, from the key lookup */
+	long long if_match; /* If-Match version, -1 if none */
+	/* the answer being built */
+	unsigned int status;
+	json_t *body; /* owned: JSON or problem object */
+	json_t *headers; /* owned: {name: value} sent and stored along */
+	int retry_after; /* with 503 */
+	json_t *pending; /* owned: event arrays appended, not yet counted */
+	int in_tx; /* an append transaction is open (with a key) */
+	int replayed; /* answered from a stored key */
+};
+
+/*
+ * Allocate `size` bytes (a route's struct, starting with struct
+ * cmd_request) for `req`, read the metadata headers (X-Correlation-Id,
+ * X-Causation-Id, X-Principal, traceparent), Idempotency-Key (400 if
+ * not 1-255 printable ASCII) and If-Match (400 if malformed), and set
+ * X-Correlation-Id on the answer. `run` is the worker part.
+ * On failure answers `req` itself and returns NULL.
+ * ownership: the request owns the result; it is freed after the answer.
+ */
+struct cmd_request *
+cmd_request_new(struct es_request *req, size_t size, const char *command,
+		void (*run)(struct cmd_request *cr, PGconn *db));
+
+/*
+ * Answer `req` with `err` on the HTTP thread (validation failed) and free
+ * `cr` (may be NULL). ownership: borrows `err`.
+ */
+void cmd_request_fail(struct es_request *req, struct cmd_request *cr,
+		      const struct es_error *err);
+
+/* Suspend the request and queue it for a worker; answers on failure. */
+void cmd_request_submit(struct cmd_request *cr);
+
+/* Add the request's metadata to every event of `events` ([{type, data}]) */
+int cmd_add_metadata(struct cmd_request *cr, json_t *events,
+		     struct es_error *err);
+
+/*
+ * es_append() for the request: with an Idempotency-Key in a transaction
+ * of its own (BEGIN, then the append as its first write, left open for
+ * cmd_finish()), else in autocommit. On failure nothing is left open.
+ */
+int cmd_append(struct cmd_request *cr, PGconn *db,
+	       struct es_stream_append *streams, size_t n, char *token,
+	       struct es_error *err);
+
+/* Set the answer: `status` and `body` (takes `body`). */
+void cmd_reply(struct cmd_request *cr, unsigned int status, json_t *body);
+/* Add a header to the answer (sent, and stored with a key). */
+void cmd_reply_header(struct cmd_request *cr, const char *name,
+		      const char *value);
+/* Set the answer to the problem of `err` (ETag with a 412's version). */
+void cmd_reply_error(struct cmd_request *cr, const struct es_error *err);
+
+/*
+ * Make the answer final. With an Idempotency-Key and a storable answer
+ * (2xx, 404, 409, 412) the key row goes in with it: in the append's
+ * transaction, which commits, or in one of its own. Returns 0 when the
+ * answer stands (and what was appended committed); 1 when a concurrent
+ * request with the same key got there first (everything rolled back, the
+ * answer is now the stored one); -1 when the database failed (rolled
+ * back, the answer is now a problem), or when the answer is not one to
+ * keep (an error after the append): the append is rolled back.
+ */
+int cmd_finish(struct cmd_request *cr, PGconn *db);
+
+/*
+ * Before attempt `attempt` (0-based) of load-decide-append: whether to
+ * go on (counts a retry, sleeps a little jittered while after a few),
+ * or 0 when ctx->retries attempts are used up.
+ */
+int cmd_retry(struct cmd_request *cr, int attempt);
+
+#endif

@@ -1,0 +1,193 @@
+/*
+ * check_account_repo.c - the account cache and the lock stripes, without
+ * a database (cache hits never touch the connection).
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../command-service/account_repo.h"
+#include "es_log.h"
+
+static void make_id(char out[37], unsigned int n)
+{
+	snprintf(out, 37, "%08x-0000-4000-8000-%012x", n, n * 7919u);
+}
+
+static struct account opened(const char *id, long long version,
+			     long long balance)
+{
+	struct account acc;
+
+	account_init(&acc, id);
+	acc.status = ACCOUNT_OPEN;
+	acc.version = version;
+	acc.balance = balance;
+	acc.overdraft_limit = 50;
+	memcpy(acc.currency, "EUR", 4);
+	snprintf(acc.owner, sizeof(acc.owner), "Ann");
+	return acc;
+}
+
+START_TEST(stored_state_comes_back_from_the_cache)
+{
+	struct account_repo *repo = account_repo_new(1000);
+	struct es_error err = ES_ERROR_INIT;
+	struct account in, out;
+	char id[37];
+	int from_db = -1;
+
+	ck_assert_ptr_nonnull(repo);
+	make_id(id, 1);
+	in = opened(id, 7, 1234);
+	account_repo_store(repo, &in);
+	ck_assert_int_eq(
+		account_repo_load(repo, NULL, id, 0, &out, &from_db, &err), 0);
+	ck_assert_int_eq(from_db, 0);
+	ck_assert_str_eq(out.id, id);
+	ck_assert_str_eq(out.stream_id, in.stream_id);
+	ck_assert_int_eq(out.status, ACCOUNT_OPEN);
+	ck_assert_int_eq(out.version, 7);
+	ck_assert_int_eq(out.balance, 1234);
+	ck_assert_int_eq(out.overdraft_limit, 50);
+	ck_assert_str_eq(out.currency, "EUR");
+	/* the owner is not kept: no rule needs it */
+	ck_assert_str_eq(out.owner, "");
+
+	/* a newer state replaces the old one */
+	in = opened(id, 8, 1000);
+	in.status = ACCOUNT_CLOSED;
+	account_repo_store(repo, &in);
+	account_repo_load(repo, NULL, id, 0, &out, &from_db, &err);
+	ck_assert_int_eq(out.version, 8);
+	ck_assert_int_eq(out.status, ACCOUNT_CLOSED);
+	ck_assert_uint_eq(account_repo_cached(repo), 1);
+	account_repo_free(repo);
+}
+END_TEST
+
+START_TEST(forget_and_absent_accounts_leave_no_entry)
+{
+	struct account_repo *repo = account_repo_new(1000);
+	struct account acc;
+	char id[37];
+
+	make_id(id, 2);
+	acc = opened(id, 3, 0);
+	account_repo_store(repo, &acc);
+	ck_assert_uint_eq(account_repo_cached(repo), 1);
+	account_repo_forget(repo, id);
+	ck_assert_uint_eq(account_repo_cached(repo), 0);
+	account_repo_forget(repo, id); /* twice is fine */
+
+	/* an account without events is never cached */
+	account_init(&acc, id);
+	account_repo_store(repo, &acc);
+	ck_assert_uint_eq(account_repo_cached(repo), 0);
+	acc = opened(id, 1, 0);
+	account_repo_store(repo, &acc);
+	account_init(&acc, id);
+	account_repo_store(repo, &acc);
+	ck_assert_uint_eq(account_repo_cached(repo), 0);
+	account_repo_free(repo);
+}
+END_TEST
+
+START_TEST(the_cache_stays_bounded)
+{
+	struct account_repo *repo = account_repo_new(1000);
+	struct es_error err = ES_ERROR_INIT;
+	struct account acc, out;
+	unsigned int i;
+	char id[37];
+	int from_db;
+
+	for (i = 0; i < 20000; i++) {
+		make_id(id, i);
+		acc = opened(id, i + 1, i);
+		account_repo_store(repo, &acc);
+	}
+	/* 1000 spread over the stripes, each rounded up */
+	ck_assert_uint_le(account_repo_cached(repo),
+			  1000 + ACCOUNT_REPO_STRIPES);
+	ck_assert_uint_ge(account_repo_cached(repo), 1000);
+	/* the last one stored is there */
+	ck_assert_int_eq(
+		account_repo_load(repo, NULL, id, 0, &out, &from_db, &err), 0);
+	ck_assert_int_eq(out.version, 20000);
+	account_repo_free(repo);
+}
+END_TEST
+
+struct crossing {
+	struct account_repo *repo;
+	const char *a, *b;
+	long *counter;
+};
+
+static void *cross(void *arg)
+{
+	struct crossing *c = arg;
+	int i;
+
+	for (i = 0; i < 20000; i++) {
+		account_repo_lock(c->repo, c->a, c->b);
+		++*c->counter; /* a data race if the locks failed */
+		account_repo_unlock(c->repo, c->a, c->b);
+	}
+	return NULL;
+}
+
+START_TEST(crossing_locks_do_not_deadlock)
+{
+	struct account_repo *repo = account_repo_new(10);
+	char a[37], b[37];
+	long counter = 0;
+	struct crossing ab, ba, aa;
+	pthread_t t1, t2, t3;
+
+	make_id(a, 10);
+	make_id(b, 11);
+	ab = (struct crossing){ repo, a, b, &counter };
+	ba = (struct crossing){ repo, b, a, &counter };
+	aa = (struct crossing){ repo, a, a, &counter };
+	pthread_create(&t1, NULL, cross, &ab);
+	pthread_create(&t2, NULL, cross, &ba);
+	pthread_create(&t3, NULL, cross, &aa);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	pthread_join(t3, NULL);
+	ck_assert_int_eq(counter, 60000);
+	/* one account, or b NULL: one stripe */
+	account_repo_lock(repo, a, NULL);
+	account_repo_unlock(repo, a, NULL);
+	account_repo_free(repo);
+}
+END_TEST
+
+static Suite *repo_suite(void)
+{
+	Suite *s = suite_create("account_repo");
+	TCase *tc = tcase_create("cache");
+
+	tcase_add_test(tc, stored_state_comes_back_from_the_cache);
+	tcase_add_test(tc, forget_and_absent_accounts_leave_no_entry);
+	tcase_add_test(tc, the_cache_stays_bounded);
+	tcase_add_test(tc, crossing_locks_do_not_deadlock);
+	tcase_set_timeout(tc, 60);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(repo_suite());
+	int failed;
+
+	es_log_set_level("off");
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
