@@ -13,6 +13,7 @@
 #include "account_repo.h"
 #include "cmd_accounts.h"
 #include "cmd_metrics.h"
+#include "cmd_notify.h"
 #include "cmd_parse.h"
 #include "cmd_streams.h"
 #include "es_db.h"
@@ -365,6 +366,7 @@ static void count_committed(struct cmd_request *cr)
 
 	if (json_array_size(cr->pending) == 0)
 		return;
+	cmd_notify_poke(cr->ctx->notify);
 	cmd_metrics_append();
 	json_array_foreach(cr->pending, i, events)
 	{

@@ -35,8 +35,11 @@ struct account_repo;
 #define CMD_RETRIES_DEFAULT 30
 #define CMD_CACHE_DEFAULT   100000 /* accounts kept in the process cache */
 
+struct cmd_notify;
+
 struct cmd_ctx {
 	struct cmd_pool *pool; /* set by main before serving */
+	struct cmd_notify *notify; /* hints for readers, or NULL */
 	long retries; /* COMMAND_RETRIES: load-decide-append attempts */
 	long cache_max; /* accounts cached at most, 0: CMD_CACHE_DEFAULT */
 	void *ops; /* main.c's own state for its routes (probe, http) */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cmd_metrics.h"
+#include "cmd_notify.h"
 #include "cmd_pool.h"
 #include "cmd_routes.h"
 #include "es_config.h"
@@ -39,6 +40,7 @@ struct cmd_config {
 	long queue_timeout_ms;
 	long statement_timeout_ms;
 	long retries;
+	int notify;
 	struct es_http_config http;
 };
 
@@ -150,6 +152,8 @@ int main(int argc, char **argv)
 		  "statement_timeout of every connection, 0 for none" },
 		{ "COMMAND_RETRIES", ES_CONFIG_INT, &c.retries, "30", 1, 1000,
 		  "load-decide-append attempts of a command on version conflicts" },
+		{ "NOTIFY_EVENTS", ES_CONFIG_BOOL, &c.notify, "true", 0, 0,
+		  "send NOTIFY tandem_events after appends (coalesced, outside them)" },
 		{ "SHUTDOWN_GRACE_MS", ES_CONFIG_INT, &c.shutdown_grace_ms,
 		  "5000", 0, 600000,
 		  "on SIGTERM, how long in-flight requests may take" },
@@ -214,6 +218,11 @@ int main(int argc, char **argv)
 	ctx.pool = cmd_pool_start(&pool_cfg, &err);
 	if (!ctx.pool)
 		goto out;
+	if (c.notify) {
+		ctx.notify = cmd_notify_start(c.database_url, &err);
+		if (!ctx.notify)
+			goto out;
+	}
 	h = es_http_start(&c.http, routes, nroutes, &ctx, &err);
 	if (!h)
 		goto out;
@@ -243,6 +252,7 @@ out:
 	}
 	/* after the server, so that nothing submits jobs any more */
 	cmd_pool_stop(ctx.pool);
+	cmd_notify_stop(ctx.notify);
 	cmd_ctx_release(&ctx);
 	es_probe_release(&ops.probe);
 	free(routes);

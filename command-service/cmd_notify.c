@@ -1,0 +1,130 @@
+/* cmd_notify.c - coalesced NOTIFY hints after appends, off the hot path. */
+#include "cmd_notify.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "es_db.h"
+#include "es_log.h"
+
+#define RECONNECT_MIN_MS 250
+#define RECONNECT_MAX_MS 4000
+
+struct cmd_notify {
+	const char *conninfo;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool pending; /* a poke since the last NOTIFY went out */
+	bool stopping;
+	atomic_ulong sent;
+};
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Wait for a poke (or the stop); false when stopping. */
+static bool wait_poke(struct cmd_notify *n)
+{
+	bool go;
+
+	pthread_mutex_lock(&n->lock);
+	while (!n->pending && !n->stopping)
+		pthread_cond_wait(&n->cond, &n->lock);
+	go = !n->stopping;
+	n->pending = false; /* pokes from now on ask for the next NOTIFY */
+	pthread_mutex_unlock(&n->lock);
+	return go;
+}
+
+static void *notify_main(void *arg)
+{
+	struct cmd_notify *n = arg;
+	PGconn *db = NULL;
+	long backoff = RECONNECT_MIN_MS;
+
+	while (wait_poke(n)) {
+		struct es_error err = ES_ERROR_INIT;
+
+		if (es_db_broken(db)) {
+			PQfinish(db);
+			db = es_db_connect(n->conninfo, &err);
+			if (!db) {
+				/* the hint is lost; readers poll anyway */
+				es_error_release(&err);
+				sleep_ms(backoff);
+				backoff = backoff * 2 > RECONNECT_MAX_MS
+						  ? RECONNECT_MAX_MS
+						  : backoff * 2;
+				continue;
+			}
+			backoff = RECONNECT_MIN_MS;
+		}
+		if (es_db_exec(db, "NOTIFY " CMD_NOTIFY_CHANNEL, &err) == 0)
+			atomic_fetch_add(&n->sent, 1);
+		es_error_release(&err);
+	}
+	PQfinish(db);
+	return NULL;
+}
+
+struct cmd_notify *cmd_notify_start(const char *conninfo, struct es_error *err)
+{
+	struct cmd_notify *n = calloc(1, sizeof(*n));
+
+	if (!n) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		return NULL;
+	}
+	n->conninfo = conninfo;
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_cond_init(&n->cond, NULL);
+	atomic_init(&n->sent, 0);
+	if (pthread_create(&n->thread, NULL, notify_main, n) != 0) {
+		pthread_cond_destroy(&n->cond);
+		pthread_mutex_destroy(&n->lock);
+		free(n);
+		es_error_set(err, ES_EINTERNAL, "cannot start the notifier");
+		return NULL;
+	}
+	return n;
+}
+
+void cmd_notify_poke(struct cmd_notify *n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	if (!n->pending) {
+		n->pending = true;
+		pthread_cond_signal(&n->cond);
+	}
+	pthread_mutex_unlock(&n->lock);
+}
+
+unsigned long cmd_notify_sent(struct cmd_notify *n)
+{
+	return n ? atomic_load(&n->sent) : 0;
+}
+
+void cmd_notify_stop(struct cmd_notify *n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	n->stopping = true;
+	pthread_cond_signal(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+	pthread_join(n->thread, NULL);
+	pthread_cond_destroy(&n->cond);
+	pthread_mutex_destroy(&n->lock);
+	free(n);
+}
