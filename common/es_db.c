@@ -60,9 +60,13 @@ int es_db_error(PGconn *db, const PGresult *res, struct es_error *err)
 	if (sqlstate_is(state, "TDI01"))
 		return es_error_set(err, ES_ECONFLICT, "%s", msg ? msg : "");
 	/* serialization failure, deadlock: the client may simply retry */
-	if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01"))
+	if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01")) {
+		/* retried as a conflict, but worth seeing: lock order bugs */
+		es_log(ES_LOG_WARN, "db_serialization", "{s:s, s:s}",
+		       "sqlstate", state, "error", msg ? msg : "");
 		return es_error_set(err, ES_ECONFLICT,
 				    "concurrent update, please retry");
+	}
 	if (sqlstate_is(state, "23505") && constraint &&
 	    strcmp(constraint, "events_stream_id_stream_version_key") == 0)
 		return es_error_set(
