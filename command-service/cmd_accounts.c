@@ -159,6 +159,50 @@ static void commit(struct cmd_request *cr, PGconn *db,
 }
 
 /*
+ * Append `events` to the account's stream after `expected`, answer 201
+ * {account_id, version, position, ...extra} with ETag (and Location when
+ * given), and cache the state the events lead to.
+ * ownership: takes `extra` (may be NULL), borrows the rest.
+ */
+static enum attempt append_one(struct cmd_request *cr, PGconn *db,
+			       struct account *acc, long long expected,
+			       json_t *events, json_t *extra,
+			       const char *location)
+{
+	struct account_repo *repo = cr->ctx->repo;
+	struct es_error err = ES_ERROR_INIT;
+	struct es_stream_append s = { .stream_id = acc->stream_id,
+				      .expected = expected,
+				      .events = events };
+	char token[ES_APPEND_TOKEN_MAX], etag[32];
+	enum attempt rc = DONE;
+	json_t *body;
+
+	if (cmd_add_metadata(cr, events, &err) < 0) {
+		cmd_reply_error(cr, &err);
+		goto out;
+	}
+	if (cmd_append(cr, db, &s, 1, token, &err) < 0) {
+		rc = append_failed(cr, repo, acc->id, NULL, &err);
+		goto out;
+	}
+	body = json_pack("{s:s, s:I, s:s}", "account_id", acc->id, "version",
+			 (json_int_t)s.version, "position", token);
+	if (body && extra)
+		json_object_update(body, extra);
+	cmd_reply(cr, 201, body);
+	if (location)
+		cmd_reply_header(cr, "Location", location);
+	snprintf(etag, sizeof(etag), "\"%lld\"", s.version);
+	cmd_reply_header(cr, "ETag", etag);
+	commit(cr, db, repo, acc, events, NULL, NULL);
+out:
+	json_decref(extra);
+	es_error_release(&err);
+	return rc;
+}
+
+/*
  * Run attempts of `attempt` under the lock stripes of `a` and `b`, the
  * first on whatever state is at hand, later ones on fresh state.
  */
@@ -216,8 +260,7 @@ static enum attempt open_attempt(struct cmd_request *cr, PGconn *db, int fresh)
 	struct open_req *r = (struct open_req *)cr;
 	struct account_repo *repo = cr->ctx->repo;
 	struct es_error err = ES_ERROR_INIT;
-	struct es_stream_append s = { 0 };
-	char token[ES_APPEND_TOKEN_MAX], etag[32], location[64];
+	char location[64];
 	struct account acc;
 	json_t *events = NULL;
 	enum attempt rc = DONE;
@@ -235,25 +278,9 @@ static enum attempt open_attempt(struct cmd_request *cr, PGconn *db, int fresh)
 		rc = reject(cr, db, from_db, &err);
 		goto out;
 	}
-	/* append */
-	s.stream_id = acc.stream_id;
-	s.expected = ES_NO_STREAM;
-	s.events = events;
-	if (cmd_add_metadata(cr, events, &err) < 0)
-		goto fail;
-	if (cmd_append(cr, db, &s, 1, token, &err) < 0) {
-		rc = append_failed(cr, repo, acc.id, NULL, &err);
-		goto out;
-	}
-	/* respond */
-	cmd_reply(cr, 201,
-		  json_pack("{s:s, s:I, s:s}", "account_id", acc.id, "version",
-			    (json_int_t)s.version, "position", token));
+	/* append, respond */
 	snprintf(location, sizeof(location), "/accounts/%s", acc.id);
-	cmd_reply_header(cr, "Location", location);
-	snprintf(etag, sizeof(etag), "\"%lld\"", s.version);
-	cmd_reply_header(cr, "ETag", etag);
-	commit(cr, db, repo, &acc, events, NULL, NULL);
+	rc = append_one(cr, db, &acc, ES_NO_STREAM, events, NULL, location);
 	goto out;
 fail:
 	cmd_reply_error(cr, &err);
@@ -297,8 +324,6 @@ static enum attempt money_attempt(struct cmd_request *cr, PGconn *db, int fresh)
 	struct money_req *r = (struct money_req *)cr;
 	struct account_repo *repo = cr->ctx->repo;
 	struct es_error err = ES_ERROR_INIT;
-	struct es_stream_append s = { 0 };
-	char token[ES_APPEND_TOKEN_MAX], etag[32];
 	struct account acc;
 	json_t *events = NULL;
 	enum attempt rc = DONE;
@@ -317,28 +342,15 @@ static enum attempt money_attempt(struct cmd_request *cr, PGconn *db, int fresh)
 		rc = reject(cr, db, from_db, &err);
 		goto out;
 	}
-	/* append */
-	s.stream_id = acc.stream_id;
-	s.expected = expected_of(&acc);
-	s.events = events;
-	if (cmd_add_metadata(cr, events, &err) < 0)
-		goto fail;
-	if (cmd_append(cr, db, &s, 1, token, &err) < 0) {
-		rc = append_failed(cr, repo, acc.id, NULL, &err);
-		goto out;
-	}
-	/* respond */
-	cmd_reply(cr, 201,
-		  json_pack("{s:s, s:I, s:s, s:O}", "account_id", acc.id,
-			    "version", (json_int_t)s.version, "position", token,
-			    "balance",
-			    json_object_get(
-				    json_object_get(json_array_get(events, 0),
-						    "data"),
-				    "balance_after")));
-	snprintf(etag, sizeof(etag), "\"%lld\"", s.version);
-	cmd_reply_header(cr, "ETag", etag);
-	commit(cr, db, repo, &acc, events, NULL, NULL);
+	/* append, respond */
+	rc = append_one(
+		cr, db, &acc, expected_of(&acc), events,
+		json_pack("{s:O}", "balance",
+			  json_object_get(
+				  json_object_get(json_array_get(events, 0),
+						  "data"),
+				  "balance_after")),
+		NULL);
 	goto out;
 fail:
 	cmd_reply_error(cr, &err);
@@ -390,8 +402,6 @@ static enum attempt close_attempt(struct cmd_request *cr, PGconn *db, int fresh)
 	struct close_req *r = (struct close_req *)cr;
 	struct account_repo *repo = cr->ctx->repo;
 	struct es_error err = ES_ERROR_INIT;
-	struct es_stream_append s = { 0 };
-	char token[ES_APPEND_TOKEN_MAX], etag[32];
 	struct account acc;
 	json_t *events = NULL;
 	enum attempt rc = DONE;
@@ -408,23 +418,8 @@ static enum attempt close_attempt(struct cmd_request *cr, PGconn *db, int fresh)
 		rc = reject(cr, db, from_db, &err);
 		goto out;
 	}
-	/* append */
-	s.stream_id = acc.stream_id;
-	s.expected = expected_of(&acc);
-	s.events = events;
-	if (cmd_add_metadata(cr, events, &err) < 0)
-		goto fail;
-	if (cmd_append(cr, db, &s, 1, token, &err) < 0) {
-		rc = append_failed(cr, repo, acc.id, NULL, &err);
-		goto out;
-	}
-	/* respond */
-	cmd_reply(cr, 201,
-		  json_pack("{s:s, s:I, s:s}", "account_id", acc.id, "version",
-			    (json_int_t)s.version, "position", token));
-	snprintf(etag, sizeof(etag), "\"%lld\"", s.version);
-	cmd_reply_header(cr, "ETag", etag);
-	commit(cr, db, repo, &acc, events, NULL, NULL);
+	/* append, respond */
+	rc = append_one(cr, db, &acc, expected_of(&acc), events, NULL, NULL);
 	goto out;
 fail:
 	cmd_reply_error(cr, &err);
