@@ -96,6 +96,11 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcmd.a $(O)/libqry.a \
 		$(O)/libcommon.a
 	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(ALL_LDLIBS)
 
+# Integration programs named qry_* also link the query service's code.
+$(O)/tests/qry_%: $(O)/tests/integration/qry_%.o $(O)/libqry.a \
+		$(O)/libcommon.a
+	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
+
 $(O)/tests/%: $(O)/tests/integration/%.o $(O)/libcommon.a
 	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 

@@ -1,43 +1,53 @@
 /*
  * main.c - the query service: tails the event log into views (read
  * models) and serves them over HTTP GET.
+ *
+ * main() reads the configuration, then starts, in order: the shared
+ * state (qry_state.h), the read workers (qry_readpool.h), the in-memory
+ * account view and its tailer (qry_memory.h), the projector
+ * (qry_tail.h), and the HTTP server with the routes of qry_routes.h. On
+ * SIGTERM or SIGINT it stops the HTTP server first (no new connections;
+ * requests in flight, parked ones included, may finish within
+ * SHUTDOWN_GRACE_MS), answers what is still parked, then stops the
+ * workers, the projector and the tailer, and exits 0.
+ *
+ * `query-service rebuild [view]` rebuilds one view (or all) from the log
+ * into shadow tables and swaps them in (qry_rebuild()), without serving.
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "es_config.h"
 #include "es_http.h"
 #include "es_log.h"
-#include "es_probe.h"
+#include "qry_memory.h"
+#include "qry_readpool.h"
+#include "qry_routes.h"
+#include "qry_state.h"
+#include "qry_tail.h"
+#include "views/view.h"
 
 #define PROG	      "query-service"
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
+#define POOL_MIN      2
+/* statement_timeout of the read workers' connections */
+#define READ_STATEMENT_TIMEOUT_MS 10000
 
 struct qry_config {
 	const char *database_url;
 	const char *read_database_url;
 	const char *log_level;
 	long shutdown_grace_ms;
+	long batch;
+	long poll_ms;
+	long leader_retry_ms;
+	long read_pool_size;
 	struct es_http_config http;
-};
-
-struct qry_ctx {
-	struct es_probe probe;
-};
-
-static void ready(struct es_request *req)
-{
-	struct qry_ctx *ctx = req->ctx;
-
-	es_probe_ready(&ctx->probe, req);
-}
-
-static const struct es_route routes[] = {
-	{ "GET", "/health", es_probe_health, 0 },
-	{ "GET", "/ready", ready, 0 },
 };
 
 /* Block the stop signals in every thread; main() takes them with sigwait. */
@@ -50,6 +60,37 @@ static void block_signals(sigset_t *set)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* READ_POOL_SIZE 0: as many as HTTP threads, at least POOL_MIN. */
+static long read_pool_size(const struct qry_config *c)
+{
+	long n = c->read_pool_size;
+
+	if (n <= 0)
+		n = c->http.threads;
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < POOL_MIN ? POOL_MIN : n;
+}
+
+/*
+ * `query-service rebuild [view]`: 0 on success, 1 on failure (qry_rebuild()
+ * logs its progress).
+ */
+static int rebuild(const struct qry_tail_config *tc, const char *view)
+{
+	struct es_error err = ES_ERROR_INIT;
+	int ret = 0;
+
+	if (qry_rebuild(tc, view, &err) < 0) {
+		fprintf(stderr, "%s: cannot rebuild %s%s%s: %s\n", PROG,
+			view ? "'" : "every view", view ? view : "",
+			view ? "'" : "", err.detail);
+		ret = 1;
+	}
+	es_error_release(&err);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	struct qry_config c = { 0 };
@@ -60,6 +101,16 @@ int main(int argc, char **argv)
 		  0, 0,
 		  "PostgreSQL for views and checkpoints, empty: DATABASE_URL" },
 		ES_HTTP_CONFIG_VARS(&c.http, "8082"),
+		{ "PROJECTOR_BATCH", ES_CONFIG_INT, &c.batch, "5000", 1, 100000,
+		  "events read and applied per projector batch" },
+		{ "POLL_INTERVAL_MS", ES_CONFIG_INT, &c.poll_ms, "100", 1,
+		  60000, "poll the log this often when no NOTIFY comes" },
+		{ "LEADER_RETRY_MS", ES_CONFIG_INT, &c.leader_retry_ms, "500",
+		  10, 60000,
+		  "how often a follower tries to become the leader" },
+		{ "READ_POOL_SIZE", ES_CONFIG_INT, &c.read_pool_size, "0", 0,
+		  1000,
+		  "read workers (and connections) for database-backed GETs, 0: as many as HTTP threads" },
 		{ "SHUTDOWN_GRACE_MS", ES_CONFIG_INT, &c.shutdown_grace_ms,
 		  "5000", 0, 600000,
 		  "on SIGTERM, how long in-flight requests may take" },
@@ -67,15 +118,36 @@ int main(int argc, char **argv)
 		  "debug, info, warn, error or off" },
 	};
 	struct es_error err = ES_ERROR_INIT;
-	struct qry_ctx ctx;
-	struct es_http *h;
+	struct qry_readpool_config pool_cfg = { 0 };
+	struct qry_memory_config mem_cfg = { 0 };
+	struct qry_tail_config tail_cfg = { 0 };
+	struct qry_state st;
+	struct qry_ctx ctx = { 0 };
+	struct qry_tail *tail = NULL;
+	struct es_http *h = NULL;
+	const char *rebuild_view = NULL;
+	int rebuilding = 0, state_up = 0, sig = 0, ret = 1;
+	const char **view_names = NULL;
 	sigset_t stop;
 	long port = 0;
-	int sig = 0;
+	size_t i;
 
+	/* `rebuild [view]` comes first; options may follow it */
+	if (argc > 1 && strcmp(argv[1], "rebuild") == 0) {
+		rebuilding = 1;
+		argv++;
+		argc--;
+		if (argc > 1 && argv[1][0] != '-') {
+			rebuild_view = argv[1];
+			argv++;
+			argc--;
+		}
+	}
 	switch (es_config_cli(
 		argc, argv, PROG,
-		"Projects the event log into views and serves them over HTTP.",
+		"Projects the event log into views and serves them over HTTP.\n"
+		"`" PROG
+		" rebuild [view]` rebuilds views from the log and exits.",
 		vars, ARRAY_SIZE(vars), &port)) {
 	case 1:
 		return 0;
@@ -85,6 +157,7 @@ int main(int argc, char **argv)
 	if (es_config_load(vars, ARRAY_SIZE(vars), es_config_getenv, NULL,
 			   &err) < 0) {
 		fprintf(stderr, "%s: %s\n", PROG, err.detail);
+		es_error_release(&err);
 		return 2;
 	}
 	if (port)
@@ -98,28 +171,95 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	es_log_set_service(PROG);
-	/* a database that does not answer must not hold /ready for long */
+	/* a database that does not answer must not hold a thread for long */
 	setenv("PGCONNECT_TIMEOUT", "3", 0);
+	setenv("PGAPPNAME", "tandem-query-service", 0);
+
+	tail_cfg.write_url = c.database_url;
+	tail_cfg.read_url = c.read_database_url;
+	tail_cfg.batch = c.batch;
+	tail_cfg.poll_ms = c.poll_ms;
+	tail_cfg.leader_retry_ms = c.leader_retry_ms;
+	if (rebuilding)
+		return rebuild(&tail_cfg, rebuild_view);
 
 	block_signals(&stop);
-	es_probe_init(&ctx.probe, c.database_url);
-	h = es_http_start(&c.http, routes, ARRAY_SIZE(routes), &ctx, &err);
-	if (!h) {
+	/* the projected views, then the in-memory one */
+	view_names = calloc(view_count + 2, sizeof(*view_names));
+	if (!view_names) {
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < view_count; i++)
+		view_names[i] = view_all[i]->name;
+	view_names[i] = QRY_MEMORY_VIEW;
+	if (qry_state_init(&st, view_names) < 0) {
+		es_error_set(&err, ES_EINTERNAL,
+			     "cannot set up the view state");
+		goto out;
+	}
+	state_up = 1;
+	ctx.st = &st;
+	atomic_init(&ctx.http, NULL);
+
+	pool_cfg.read_url = c.read_database_url;
+	pool_cfg.write_url = c.database_url;
+	pool_cfg.size = read_pool_size(&c);
+	pool_cfg.queue_max = c.http.max_connections;
+	pool_cfg.statement_timeout_ms = READ_STATEMENT_TIMEOUT_MS;
+	pool_cfg.on_connect = qry_routes_prepare;
+	ctx.pool = qry_readpool_start(&pool_cfg, &err);
+	if (!ctx.pool)
+		goto out;
+
+	mem_cfg.write_url = c.database_url;
+	mem_cfg.read_url = c.read_database_url;
+	mem_cfg.batch = c.batch;
+	mem_cfg.poll_ms = c.poll_ms;
+	ctx.mem = qry_memory_start(&mem_cfg, &st, &err);
+	if (!ctx.mem)
+		goto out;
+
+	tail = qry_tail_start(&tail_cfg, &st, &err);
+	if (!tail)
+		goto out;
+
+	h = es_http_start(&c.http, qry_routes, qry_nroutes, &ctx, &err);
+	if (!h)
+		goto out;
+	atomic_store(&ctx.http, h);
+	es_log(ES_LOG_INFO, "listening", "{s:s, s:i, s:s, s:i}", "bind_address",
+	       c.http.bind_address, "port", (int)es_http_port(h), "version",
+	       TANDEM_VERSION, "read_pool_size", (int)pool_cfg.size);
+
+	sigwait(&stop, &sig);
+	es_log(ES_LOG_INFO, "stopping", "{s:s, s:i, s:i}", "signal",
+	       sig == SIGINT ? "SIGINT" : "SIGTERM", "in_flight",
+	       (int)es_http_in_flight(h), "waiting",
+	       (int)qry_state_waiting(&st));
+	es_http_stop(h, (int)c.shutdown_grace_ms);
+	atomic_store(&ctx.http, NULL); /* no handler runs any more */
+	ret = 0;
+out:
+	if (ret) {
 		es_log(ES_LOG_ERROR, "start_failed", "{s:s}", "error",
 		       err.detail);
 		fprintf(stderr, "%s: %s\n", PROG, err.detail);
-		es_probe_release(&ctx.probe);
-		return 1;
 	}
-	es_log(ES_LOG_INFO, "listening", "{s:s, s:i, s:s}", "bind_address",
-	       c.http.bind_address, "port", (int)es_http_port(h), "version",
-	       TANDEM_VERSION);
-
-	sigwait(&stop, &sig);
-	es_log(ES_LOG_INFO, "stopping", "{s:s}", "signal",
-	       sig == SIGINT ? "SIGINT" : "SIGTERM");
-	es_http_stop(h, (int)c.shutdown_grace_ms);
-	es_probe_release(&ctx.probe);
-	es_log(ES_LOG_INFO, "stopped", NULL);
-	return 0;
+	/*
+	 * The server answered what it still held; parked requests and
+	 * queued jobs must now be resumed (their answers are dropped).
+	 */
+	if (state_up)
+		qry_state_cancel_waiters(&st);
+	qry_readpool_stop(ctx.pool);
+	qry_tail_stop(tail);
+	qry_memory_stop(ctx.mem);
+	if (state_up)
+		qry_state_release(&st);
+	free(view_names);
+	es_error_release(&err);
+	if (!ret)
+		es_log(ES_LOG_INFO, "stopped", NULL);
+	return ret;
 }

@@ -1,0 +1,692 @@
+/*
+ * qry_memory.c - the in-memory account view and its tailer thread.
+ *
+ * The map is open addressing over pointers to immutable entries (the
+ * account and its rendered JSON). Only the tailer thread changes it: it
+ * folds a batch into a staging map (reading the live map without a lock,
+ * being its only writer), renders the changed accounts, then swaps the
+ * new entries and the new position in under the write lock and frees the
+ * old entries after dropping it. Readers copy what they need under the
+ * read lock. The lock prefers writers, so a steady stream of GETs cannot
+ * hold a batch back.
+ */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
+#include "qry_memory.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "es_db.h"
+#include "es_log.h"
+#include "es_store.h"
+#include "views/account.h"
+
+#define RETRY_MS	500 /* after a failed connection or read */
+#define CHECKPOINT_VIEW "accounts" /* the table view we start from */
+
+#define SQL_LOAD_BEGIN "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+#define SQL_LOAD_CHECKPOINT \
+	"SELECT position FROM projection_checkpoints WHERE view = $1"
+#define SQL_LOAD_ROWS "SELECT " VIEW_ACCOUNT_COLUMNS " FROM view_accounts"
+
+/*
+ * An account as published: immutable once in the live map. Compact (the
+ * owner is stored once, after the body, not in an 801-byte array): a
+ * process may hold millions of them.
+ */
+struct entry {
+	char id[37]; /* first: the map keys on it */
+	char currency[4];
+	enum view_account_status status;
+	long long balance;
+	long long overdraft_limit;
+	long long version;
+	char opened_at[sizeof(((struct view_account *)0)->opened_at)];
+	char updated_at[sizeof(((struct view_account *)0)->updated_at)];
+	const char *owner; /* into body[], after the JSON */
+	size_t len;
+	char body[]; /* the JSON of GET /accounts/{id}, NUL-terminated */
+};
+
+/*
+ * Open addressing over pointers to structs that start with their id, a
+ * NUL-terminated string (struct entry, struct view_account).
+ */
+struct map {
+	void **slots;
+	size_t cap; /* a power of two, or 0 */
+	size_t n;
+};
+
+struct qry_memory {
+	const struct qry_memory_config *cfg;
+	struct qry_state *st;
+	pthread_t thread;
+	int wake[2]; /* a pipe: a byte in it stops the thread */
+	atomic_int stop;
+	pthread_rwlock_t lock;
+	/* under lock (the tailer writes with it held for writing) */
+	struct map live; /* of struct entry */
+	char *position;
+	int loaded;
+	/* the tailer's own */
+	PGconn *wdb;
+	int listening;
+	struct es_cursor cur;
+	int stopped; /* a malformed event stopped the view */
+	long long applied; /* events read and folded */
+};
+
+/* ---- the map ---- */
+
+static uint64_t hash_id(const char *id)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *id; id++) {
+		h ^= (unsigned char)*id;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* The slot of `id`: where it is, or the empty slot where it would go. */
+static void **map_slot(const struct map *m, const char *id)
+{
+	size_t i = (size_t)hash_id(id) & (m->cap - 1);
+
+	while (m->slots[i] && strcmp((const char *)m->slots[i], id) != 0)
+		i = (i + 1) & (m->cap - 1);
+	return &m->slots[i];
+}
+
+static void *map_get(const struct map *m, const char *id)
+{
+	return m->cap ? *map_slot(m, id) : NULL;
+}
+
+static int map_grow(struct map *m)
+{
+	size_t cap = m->cap ? m->cap * 2 : 64, i;
+	struct map bigger = { calloc(cap, sizeof(*m->slots)), cap, m->n };
+
+	if (!bigger.slots)
+		return -1;
+	for (i = 0; i < m->cap; i++)
+		if (m->slots[i])
+			*map_slot(&bigger, (const char *)m->slots[i]) =
+				m->slots[i];
+	free(m->slots);
+	*m = bigger;
+	return 0;
+}
+
+/* Make room for `extra` more values, so that map_put() cannot fail. */
+static int map_reserve(struct map *m, size_t extra)
+{
+	while ((m->n + extra + 1) * 2 > m->cap)
+		if (map_grow(m) < 0)
+			return -1;
+	return 0;
+}
+
+/*
+ * Put `a` under its id; the one it replaces (or NULL) in *old.
+ * ownership: the map keeps `a`; the caller frees *old.
+ */
+static int map_put(struct map *m, void *a, void **old)
+{
+	void **slot;
+
+	if ((m->n + 1) * 2 > m->cap && map_grow(m) < 0)
+		return -1;
+	slot = map_slot(m, (const char *)a);
+	*old = *slot;
+	if (!*slot)
+		m->n++;
+	*slot = a;
+	return 0;
+}
+
+/* Free every value and the slots. */
+static void map_release(struct map *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->cap; i++)
+		free(m->slots[i]);
+	free(m->slots);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ---- entries ---- */
+
+/* Render `acc` into a new entry. NULL when out of memory. */
+static struct entry *entry_new(const struct view_account *acc)
+{
+	json_t *j = view_account_json(acc);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	size_t len, olen = strlen(acc->owner);
+	struct entry *e = NULL;
+
+	json_decref(j);
+	if (!text)
+		return NULL;
+	len = strlen(text);
+	e = malloc(sizeof(*e) + len + 1 + olen + 1);
+	if (e) {
+		memcpy(e->id, acc->id, sizeof(e->id));
+		memcpy(e->currency, acc->currency, sizeof(e->currency));
+		e->status = acc->status;
+		e->balance = acc->balance;
+		e->overdraft_limit = acc->overdraft_limit;
+		e->version = acc->version;
+		memcpy(e->opened_at, acc->opened_at, sizeof(e->opened_at));
+		memcpy(e->updated_at, acc->updated_at, sizeof(e->updated_at));
+		e->len = len;
+		memcpy(e->body, text, len + 1);
+		memcpy(e->body + len + 1, acc->owner, olen + 1);
+		e->owner = e->body + len + 1;
+	}
+	free(text);
+	return e;
+}
+
+/* The account an entry holds, for folding more events into it. */
+static void entry_account(const struct entry *e, struct view_account *acc)
+{
+	memset(acc, 0, sizeof(*acc));
+	memcpy(acc->id, e->id, sizeof(acc->id));
+	snprintf(acc->owner, sizeof(acc->owner), "%s", e->owner);
+	memcpy(acc->currency, e->currency, sizeof(acc->currency));
+	acc->status = e->status;
+	acc->balance = e->balance;
+	acc->overdraft_limit = e->overdraft_limit;
+	acc->version = e->version;
+	memcpy(acc->opened_at, e->opened_at, sizeof(acc->opened_at));
+	memcpy(acc->updated_at, e->updated_at, sizeof(acc->updated_at));
+}
+
+/* ---- the tailer ---- */
+
+static void sleep_or_stop(struct qry_memory *m, long ms, int watch_db)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	int fd = watch_db && m->wdb ? PQsocket(m->wdb) : -1;
+	fd_set rd;
+	int maxfd = m->wake[0];
+
+	FD_ZERO(&rd);
+	FD_SET(m->wake[0], &rd);
+	if (fd >= 0) {
+		FD_SET(fd, &rd);
+		if (fd > maxfd)
+			maxfd = fd;
+	}
+	if (select(maxfd + 1, &rd, NULL, NULL, &tv) <= 0 || fd < 0 ||
+	    !FD_ISSET(fd, &rd))
+		return;
+	/* a NOTIFY (or the server went away) */
+	if (!PQconsumeInput(m->wdb)) {
+		PQfinish(m->wdb);
+		m->wdb = NULL;
+	}
+}
+
+/* Drop pending notifications; whether there were any. */
+static int drain_notifies(PGconn *db)
+{
+	PGnotify *n;
+	int any = 0;
+
+	if (!db)
+		return 0;
+	PQconsumeInput(db);
+	while ((n = PQnotifies(db))) {
+		PQfreemem(n);
+		any = 1;
+	}
+	return any;
+}
+
+/*
+ * view_accounts and its checkpoint, as one REPEATABLE READ transaction
+ * on the read database sees them, into `into` and `cur`.
+ */
+static int load(struct qry_memory *m, struct map *into, struct es_cursor *cur,
+		struct es_error *err)
+{
+	const char *params[1] = { CHECKPOINT_VIEW };
+	PGresult *res = NULL;
+	PGconn *db;
+	int i, ret = -1;
+
+	es_cursor_init(cur);
+	db = es_db_connect(m->cfg->read_url, err);
+	if (!db)
+		return -1;
+	if (es_db_exec(db, SQL_LOAD_BEGIN, err) < 0)
+		goto out;
+	res = PQexecParams(db, SQL_LOAD_CHECKPOINT, 1, NULL, params, NULL, NULL,
+			   0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		es_db_error(db, res, err);
+		goto out;
+	}
+	if (PQntuples(res) == 1 &&
+	    es_cursor_parse(PQgetvalue(res, 0, 0), cur, err) < 0)
+		goto out;
+	if (PQntuples(res) == 0) {
+		/* nothing projected yet: the whole log, from the start */
+		ret = es_db_exec(db, "COMMIT", err);
+		goto out;
+	}
+	PQclear(res);
+	res = PQexec(db, SQL_LOAD_ROWS);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		es_db_error(db, res, err);
+		goto out;
+	}
+	for (i = 0; i < PQntuples(res); i++) {
+		struct view_account a;
+		struct entry *e;
+		void *old;
+
+		if (view_account_from_pg(res, i, 0, &a, err) < 0)
+			goto out;
+		e = entry_new(&a);
+		if (!e || map_put(into, e, &old) < 0) {
+			free(e);
+			es_error_set(err, ES_EINTERNAL, "out of memory");
+			goto out;
+		}
+		free(old);
+	}
+	ret = es_db_exec(db, "COMMIT", err);
+out:
+	if (ret < 0) {
+		map_release(into);
+		es_cursor_release(cur);
+	}
+	PQclear(res);
+	PQfinish(db);
+	return ret;
+}
+
+/* Publish `entries[n]` and `position` (taken), then free what they replace. */
+static int publish(struct qry_memory *m, struct entry **entries, size_t n,
+		   char *position)
+{
+	void **old = calloc(n + 1, sizeof(*old));
+	char *old_position;
+	size_t i, done = 0;
+	int ret = 0;
+
+	if (!old) {
+		free(position);
+		return -1;
+	}
+	pthread_rwlock_wrlock(&m->lock);
+	/* all or nothing: a batch half in would be applied twice later */
+	if (map_reserve(&m->live, n) == 0) {
+		for (i = 0; i < n; i++)
+			map_put(&m->live, entries[i], &old[i]);
+		done = n;
+		old_position = m->position;
+		m->position = position;
+		position = old_position;
+	} else {
+		ret = -1;
+	}
+	pthread_rwlock_unlock(&m->lock);
+	for (i = 0; i < done; i++)
+		free(old[i]);
+	for (i = done; i < n; i++)
+		free(entries[i]);
+	free(old);
+	free(position);
+	return ret;
+}
+
+/*
+ * Fold `evs` into `staged` (copies of the accounts they change). 0, or
+ * -1 with `bad` the malformed event.
+ */
+static int fold(struct qry_memory *m, const struct es_events *evs,
+		struct map *staged, const struct es_event **bad,
+		struct es_error *err)
+{
+	size_t i;
+
+	for (i = 0; i < evs->n; i++) {
+		const struct es_event *ev = &evs->v[i];
+		struct view_account a, *copy;
+		const struct entry *e;
+		char id[37];
+		void *old;
+		int r;
+
+		if (!view_account_stream(ev->stream_id, id))
+			continue;
+		copy = map_get(staged, id);
+		e = copy ? NULL : map_get(&m->live, id);
+		if (copy)
+			a = *copy;
+		else if (e)
+			entry_account(e, &a);
+		else
+			memset(&a, 0, sizeof(a));
+		r = view_account_fold(&a, ev, err);
+		if (r < 0) {
+			*bad = ev;
+			return -1;
+		}
+		if (r == 0 || !a.status)
+			continue;
+		if (copy) {
+			*copy = a;
+			continue;
+		}
+		copy = malloc(sizeof(*copy));
+		if (copy)
+			*copy = a;
+		if (!copy || map_put(staged, copy, &old) < 0) {
+			free(copy);
+			*bad = NULL;
+			return es_error_set(err, ES_EINTERNAL, "out of memory");
+		}
+	}
+	return 0;
+}
+
+/*
+ * Read, fold and publish one batch. 0 with *more set when the log may
+ * hold more right now; -1 on a read error (retry later).
+ */
+static int step(struct qry_memory *m, int *more)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct es_events evs = ES_EVENTS_INIT;
+	struct es_cursor next;
+	struct map staged = { 0 };
+	struct entry **entries = NULL;
+	const struct es_event *bad = NULL;
+	int64_t t0 = qry_state_clock_ms();
+	struct timespec a, b;
+	size_t i, n = 0;
+	char *position = NULL;
+	int ret = -1;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	es_cursor_init(&next);
+	*more = 0;
+	if (es_read_forward(m->wdb, &m->cur, (size_t)m->cfg->batch, &evs, &next,
+			    &err) < 0) {
+		es_log(ES_LOG_WARN, "memory_read_failed", "{s:s}", "error",
+		       err.detail);
+		if (es_db_broken(m->wdb)) {
+			PQfinish(m->wdb);
+			m->wdb = NULL;
+		}
+		goto out;
+	}
+	if (fold(m, &evs, &staged, &bad, &err) < 0) {
+		if (!bad)
+			goto out;
+		es_log(ES_LOG_ERROR, "view_stopped", "{s:s, s:I, s:s, s:s}",
+		       "view", QRY_MEMORY_VIEW, "position",
+		       (json_int_t)bad->position, "type", bad->type, "error",
+		       err.detail);
+		qry_state_stop_view(m->st, QRY_MEMORY_VIEW, bad->position,
+				    err.detail);
+		m->stopped = 1;
+		ret = 0;
+		goto out;
+	}
+	entries = calloc(staged.n + 1, sizeof(*entries));
+	position = es_cursor_format(&next);
+	if (!entries || !position)
+		goto out;
+	for (i = 0; i < staged.cap; i++) {
+		if (!staged.slots[i])
+			continue;
+		entries[n] = entry_new(staged.slots[i]);
+		if (!entries[n])
+			goto out;
+		n++;
+	}
+	if (publish(m, entries, n, position) < 0) {
+		n = 0;
+		position = NULL;
+		goto out;
+	}
+	n = 0; /* the map owns them now */
+	position = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	m->applied += (long long)evs.n;
+	qry_state_set_pos(m->st, QRY_MEMORY_VIEW, &next, m->applied, 0);
+	if (evs.n)
+		qry_state_add_apply(m->st, QRY_MEMORY_VIEW,
+				    (double)(b.tv_sec - a.tv_sec) +
+					    (double)(b.tv_nsec - a.tv_nsec) /
+						    1e9);
+	*more = next.mid || evs.n == (size_t)m->cfg->batch;
+	es_cursor_release(&m->cur);
+	m->cur = next;
+	es_cursor_init(&next);
+	if (evs.n)
+		es_log(ES_LOG_DEBUG, "memory_batch", "{s:i, s:I}", "events",
+		       (int)evs.n, "ms",
+		       (json_int_t)(qry_state_clock_ms() - t0));
+	ret = 0;
+out:
+	for (i = 0; i < n; i++)
+		free(entries[i]);
+	free(entries);
+	free(position);
+	map_release(&staged);
+	es_cursor_release(&next);
+	es_events_release(&evs);
+	es_error_release(&err);
+	return ret;
+}
+
+/* Connect to the event store and LISTEN; 0 or -1. */
+static int connect_write(struct qry_memory *m)
+{
+	struct es_error err = ES_ERROR_INIT;
+
+	m->wdb = es_db_connect(m->cfg->write_url, &err);
+	es_error_release(&err);
+	if (!m->wdb)
+		return -1;
+	m->listening = es_db_exec(m->wdb, "LISTEN tandem_events", &err) == 0;
+	if (!m->listening)
+		es_log(ES_LOG_WARN, "memory_listen_failed", "{s:s}", "error",
+		       err.detail);
+	es_error_release(&err);
+	return 0;
+}
+
+/* Load the start state and publish it. */
+static int start_state(struct qry_memory *m)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct map loaded = { 0 };
+	struct es_cursor cur;
+	char *position;
+	struct map old;
+
+	if (load(m, &loaded, &cur, &err) < 0) {
+		es_log(ES_LOG_WARN, "memory_load_failed", "{s:s}", "error",
+		       err.detail);
+		es_error_release(&err);
+		return -1;
+	}
+	position = es_cursor_format(&cur);
+	if (!position) {
+		map_release(&loaded);
+		es_cursor_release(&cur);
+		return -1;
+	}
+	pthread_rwlock_wrlock(&m->lock);
+	old = m->live;
+	m->live = loaded;
+	free(m->position);
+	m->position = position;
+	m->loaded = 1;
+	pthread_rwlock_unlock(&m->lock);
+	map_release(&old);
+	es_cursor_release(&m->cur);
+	m->cur = cur;
+	qry_state_set_pos(m->st, QRY_MEMORY_VIEW, &m->cur, 0, 1);
+	es_log(ES_LOG_INFO, "memory_loaded", "{s:i, s:s}", "accounts",
+	       (int)m->live.n, "position", m->position);
+	return 0;
+}
+
+static void *tail_main(void *arg)
+{
+	struct qry_memory *m = arg;
+	int more, loaded = 0;
+
+	while (!atomic_load(&m->stop)) {
+		if (!loaded) {
+			if (start_state(m) < 0) {
+				sleep_or_stop(m, RETRY_MS, 0);
+				continue;
+			}
+			loaded = 1;
+		}
+		if (!m->wdb && connect_write(m) < 0) {
+			sleep_or_stop(m, RETRY_MS, 0);
+			continue;
+		}
+		if (m->stopped) {
+			sleep_or_stop(m, 60000, 0);
+			continue;
+		}
+		/* hints that came during the read are about this read */
+		drain_notifies(m->wdb);
+		if (step(m, &more) < 0) {
+			sleep_or_stop(m, RETRY_MS, 0);
+			continue;
+		}
+		if (!more && !drain_notifies(m->wdb))
+			sleep_or_stop(m, m->cfg->poll_ms, m->listening);
+	}
+	PQfinish(m->wdb);
+	m->wdb = NULL;
+	return NULL;
+}
+
+struct qry_memory *qry_memory_start(const struct qry_memory_config *cfg,
+				    struct qry_state *st, struct es_error *err)
+{
+	struct qry_memory *m = calloc(1, sizeof(*m));
+	pthread_rwlockattr_t attr;
+
+	if (!m) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		return NULL;
+	}
+	m->cfg = cfg;
+	m->st = st;
+	es_cursor_init(&m->cur);
+	atomic_init(&m->stop, 0);
+	if (pipe(m->wake) < 0) {
+		free(m);
+		es_error_set(err, ES_EINTERNAL, "cannot create a pipe: %s",
+			     strerror(errno));
+		return NULL;
+	}
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(
+		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&m->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	if (pthread_create(&m->thread, NULL, tail_main, m) != 0) {
+		es_error_set(err, ES_EINTERNAL,
+			     "cannot start the in-memory tailer");
+		close(m->wake[0]);
+		close(m->wake[1]);
+		pthread_rwlock_destroy(&m->lock);
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+void qry_memory_stop(struct qry_memory *m)
+{
+	ssize_t n;
+
+	if (!m)
+		return;
+	atomic_store(&m->stop, 1);
+	n = write(m->wake[1], "x", 1);
+	(void)n;
+	pthread_join(m->thread, NULL);
+	close(m->wake[0]);
+	close(m->wake[1]);
+	map_release(&m->live);
+	free(m->position);
+	es_cursor_release(&m->cur);
+	pthread_rwlock_destroy(&m->lock);
+	free(m);
+}
+
+int qry_memory_get(struct qry_memory *m, const char *id,
+		   struct qry_memory_read *out, struct es_error *err)
+{
+	const struct entry *e;
+	size_t plen, blen;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	pthread_rwlock_rdlock(&m->lock);
+	if (!m->loaded) {
+		pthread_rwlock_unlock(&m->lock);
+		if (err && !es_error_isset(err))
+			err->retry_after = 1;
+		return es_error_set(err, ES_EUNAVAIL,
+				    "the account view is not loaded yet");
+	}
+	e = (const struct entry *)map_get(&m->live, id);
+	blen = e ? e->len : 0;
+	plen = strlen(m->position);
+	out->mem = malloc(blen + plen + 2);
+	if (!out->mem) {
+		pthread_rwlock_unlock(&m->lock);
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	}
+	memcpy(out->mem, m->position, plen + 1);
+	out->position = out->mem;
+	if (e) {
+		memcpy(out->mem + plen + 1, e->body, blen + 1);
+		out->body = out->mem + plen + 1;
+		out->len = blen;
+		out->version = e->version;
+	}
+	ret = e != NULL;
+	pthread_rwlock_unlock(&m->lock);
+	return ret;
+}
+
+size_t qry_memory_count(struct qry_memory *m)
+{
+	size_t n;
+
+	pthread_rwlock_rdlock(&m->lock);
+	n = m->live.n;
+	pthread_rwlock_unlock(&m->lock);
+	return n;
+}

@@ -1,0 +1,138 @@
+/*
+ * qry_state.h - what the projector, the in-memory tailer and the HTTP
+ * routes of one query-service process share: each view's position and
+ * health, leadership, and the requests waiting for a position.
+ *
+ * The projector (qry_tail.c) and the in-memory tailer report progress
+ * here; routes read positions here and park read-your-writes requests
+ * here until the view they read has passed their token.
+ */
+#ifndef QRY_STATE_H
+#define QRY_STATE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "es_error.h"
+#include "es_token.h"
+
+#define QRY_VIEW_MAX 8
+/* The in-memory account view every replica keeps for GET /accounts/{id}. */
+#define QRY_MEMORY_VIEW "accounts-memory"
+
+struct qry_view_status {
+	char name[32];
+	struct es_cursor pos; /* what it reflects; ES_CURSOR_START at first */
+	int loaded; /* pos is known (checkpoint read) */
+	int stopped; /* a malformed event stopped it */
+	char error[200]; /* why, when stopped */
+	long long error_position; /* global_position of that event, or -1 */
+	long long applied; /* events applied by this process */
+	int64_t updated_ms; /* when pos last moved (ms since the epoch) */
+	double apply_seconds; /* time spent applying batches */
+	long long batches; /* batches applied (qry_state_add_apply()) */
+};
+
+struct qry_state {
+	pthread_mutex_t lock;
+	int leader; /* this process projects the table views */
+	long long epoch; /* the fencing epoch while leader */
+	struct qry_view_status views[QRY_VIEW_MAX];
+	size_t nviews;
+	void *waiters; /* owned by qry_state.c */
+};
+
+/* Views named in `names` (NULL-terminated), all at ES_CURSOR_START. */
+int qry_state_init(struct qry_state *st, const char *const *names);
+void qry_state_release(struct qry_state *st);
+
+/*
+ * Record that view `name` has passed `c` and wake the requests waiting on
+ * it that `c` satisfies. `c` is copied. A cursor that does not cover the
+ * current one is ignored unless `reset` (after a rebuild swapped tables).
+ * `applied` is the view's count of applied events so far (replaces it).
+ */
+void qry_state_set_pos(struct qry_state *st, const char *name,
+		       const struct es_cursor *c, long long applied, int reset);
+
+/* Mark view `name` stopped at `position` with `why`. */
+void qry_state_stop_view(struct qry_state *st, const char *name,
+			 long long position, const char *why);
+
+/*
+ * Copy view `name`'s position as a token into a new string.
+ * ownership: caller frees with free(). NULL when unknown.
+ */
+char *qry_state_pos_token(struct qry_state *st, const char *name);
+
+/*
+ * Whether view `name` has passed `token` (an append or a read token):
+ * 1 yes, 0 not yet, -1 malformed token (ES_EMALFORMED) or unknown view.
+ */
+int qry_state_covers(struct qry_state *st, const char *name, const char *token,
+		     struct es_error *err);
+
+/*
+ * One batch of view `name` took `seconds` to apply (for /metrics:
+ * tandem_projection_apply_seconds).
+ */
+void qry_state_add_apply(struct qry_state *st, const char *name,
+			 double seconds);
+
+/* CLOCK_MONOTONIC in milliseconds, the clock of waiter deadlines. */
+int64_t qry_state_clock_ms(void);
+
+/*
+ * Read-your-writes waits. A request whose view has not yet passed its
+ * token is parked here (its HTTP request suspended by the caller) until
+ * qry_state_set_pos() covers the token, its deadline passes (qry_state's
+ * timer thread), or qry_state_cancel_waiters(). No thread is held per
+ * waiter.
+ */
+enum qry_wait_result {
+	QRY_WAIT_COVERED, /* the view passed the token */
+	QRY_WAIT_TIMEOUT, /* the deadline passed first */
+	QRY_WAIT_CANCELLED /* the service is stopping */
+};
+
+struct qry_waiter {
+	/* set by the caller before qry_state_park() */
+	int64_t deadline_ms; /* on qry_state_clock_ms() */
+	/*
+	 * Called exactly once, without any qry_state lock held, from the
+	 * thread that moved the view (the projector or the in-memory
+	 * tailer), the timer thread, or qry_state_cancel_waiters()'s caller:
+	 * it must be quick (answer from memory, or hand the request to a
+	 * worker). After it returns, or from within it, `w` may be freed.
+	 */
+	void (*done)(struct qry_waiter *w, enum qry_wait_result r);
+	void *arg; /* for the caller */
+	/* private to qry_state.c */
+	size_t view;
+	int is_cursor;
+	struct es_append_token at;
+	struct es_cursor cur;
+	struct qry_waiter *prev, *next;
+};
+
+/*
+ * Park `w` until view `name` passes `token` (an append or a read token).
+ * Returns 1 when the view has passed it already (`w` is not parked and
+ * done() is not called), 0 when parked (done() will be called exactly
+ * once), -1 for a malformed token (ES_EMALFORMED), an unknown view
+ * (ES_EINTERNAL) or a stopping service (ES_EUNAVAIL).
+ * ownership: borrows `w` until done() is called; copies `token`.
+ */
+int qry_state_park(struct qry_state *st, const char *name, const char *token,
+		   struct qry_waiter *w, struct es_error *err);
+
+/* Requests parked right now. */
+long qry_state_waiting(struct qry_state *st);
+
+/*
+ * Call done(QRY_WAIT_CANCELLED) for every parked request and refuse new
+ * ones (for shutdown, once the HTTP server has stopped).
+ */
+void qry_state_cancel_waiters(struct qry_state *st);
+
+#endif

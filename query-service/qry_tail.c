@@ -1,0 +1,1151 @@
+/*
+ * qry_tail.c - the projector thread of one query-service process.
+ *
+ * Follower: tries pg_try_advisory_lock() on a dedicated read-database
+ * session every leader_retry_ms and meanwhile follows the checkpoint rows
+ * (LISTEN tandem_checkpoint plus a 200 ms poll) into qry_state.
+ *
+ * Leader: bumps projection_leader.epoch, loads the checkpoints, then reads
+ * the log forward (es_read_forward) from a cursor every healthy view
+ * covers, folds each event into each view that has not seen it, and
+ * writes the views' changes and checkpoints in one read-database
+ * transaction that first locks projection_leader and checks the epoch
+ * (fencing) and moves each checkpoint only from the position it was read
+ * at (compare-and-set: a rebuild swap makes it fail). Wakes on LISTEN
+ * tandem_events (write database) or every poll_ms.
+ *
+ * A view whose cursor is ahead of the read cursor (after a rebuild of that
+ * view alone) collects its changes until a read's cursor covers its own,
+ * and only then writes them and moves: a checkpoint always names exactly
+ * what its tables reflect.
+ */
+#include "qry_tail.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "es_db.h"
+#include "es_log.h"
+#include "es_store.h"
+#include "qry_checkpoint.h"
+#include "views/view.h"
+
+/* pg_try_advisory_lock key of the projector ("tandemP1") */
+#define LOCK_KEY "8386105358618021937"
+
+#define FOLLOW_POLL_MS 200
+/* an empty window moves the stored checkpoints at most this often */
+#define IDLE_COMMIT_MS	   1000
+#define BACKOFF_MIN_MS	   250
+#define BACKOFF_MAX_MS	   2000
+#define LISTEN_RETRY_MS	   2000
+#define CONNECT_TIMEOUT_MS 10000
+
+#define SQL_TRY_LOCK "SELECT pg_try_advisory_lock(" LOCK_KEY ")"
+#define SQL_CLAIM                                                      \
+	"UPDATE projection_leader SET epoch = epoch + 1, holder = $1," \
+	" since = now() WHERE id = 1 RETURNING epoch"
+#define SQL_FENCE "SELECT epoch FROM projection_leader WHERE id = 1 FOR UPDATE"
+#define SQL_ADVANCE                                                         \
+	"UPDATE projection_checkpoints c SET position = u.new, epoch = $2," \
+	" applied = coalesce(c.applied, 0) + u.n, updated_at = now()"       \
+	" FROM json_to_recordset($1::json)"                                 \
+	" AS u(view text, old text, new text, n bigint)"                    \
+	" WHERE c.view = u.view AND c.position = u.old"
+#define SQL_STOP                                                 \
+	"UPDATE projection_checkpoints SET stopped_error = $2,"  \
+	" stopped_position = $3, epoch = $5, updated_at = now()" \
+	" WHERE view = $1 AND position = $4"
+
+enum conn { C_LOCK, C_READ, C_WRITE, C_LISTEN, C__COUNT };
+
+static const char *const conn_app[C__COUNT] = {
+	[C_LOCK] = "tandem-projector-lock",
+	[C_READ] = "tandem-projector",
+	[C_WRITE] = "tandem-projector-tail",
+	[C_LISTEN] = "tandem-projector-listen",
+};
+
+struct tview {
+	const struct view_ops *ops;
+	int known; /* a checkpoint row was read */
+	int healthy; /* not stopped */
+	char *text; /* the stored position, compare-and-set key */
+	struct es_cursor pos; /* what the view's tables reflect */
+	void *batch; /* changes since pos not yet written, or NULL */
+	long pending; /* events folded into batch */
+	int ahead; /* ahead of the read cursor: collecting, not moving */
+	int failed; /* a malformed event in the current read */
+	char why[200];
+	long long why_pos;
+	long long applied; /* by this process */
+};
+
+struct qry_tail {
+	char *write_url, *read_url;
+	long batch, poll_ms, leader_retry_ms;
+	struct qry_state *st;
+	pthread_t thread;
+	int wake[2];
+	atomic_int stopping;
+	pthread_mutex_t lock; /* guards cancel[], done */
+	pthread_cond_t cond;
+	int done;
+	PGcancel *cancel[C__COUNT];
+	PGconn *db[C__COUNT];
+	int leader;
+	long long epoch;
+	char holder[300];
+	struct tview views[QRY_VIEW_MAX];
+	size_t nviews;
+	struct es_cursor reader; /* where the next read starts */
+	int have_reader;
+	int64_t last_commit_ms;
+	int64_t next_lock_ms;
+	int64_t next_listen_ms;
+	long backoff_ms;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int stopping(struct qry_tail *t)
+{
+	return atomic_load(&t->stopping);
+}
+
+/* ---- connections ---- */
+
+static void conn_close(struct qry_tail *t, enum conn which)
+{
+	PGconn *db = t->db[which];
+
+	pthread_mutex_lock(&t->lock);
+	if (t->cancel[which])
+		PQfreeCancel(t->cancel[which]);
+	t->cancel[which] = NULL;
+	t->db[which] = NULL;
+	pthread_mutex_unlock(&t->lock);
+	if (db)
+		PQfinish(db);
+}
+
+/*
+ * Connect without blocking the stop: the handshake polls the socket and
+ * the wake pipe. Keepalives make a dead peer show up as a broken session.
+ */
+static int conn_open(struct qry_tail *t, enum conn which, struct es_error *err)
+{
+	const char *url = which == C_WRITE || which == C_LISTEN ? t->write_url
+								: t->read_url;
+	const char *keys[] = { "dbname",
+			       "application_name",
+			       "keepalives",
+			       "keepalives_idle",
+			       "keepalives_interval",
+			       "keepalives_count",
+			       NULL };
+	const char *vals[] = { url, conn_app[which], "1", "5", "2", "3", NULL };
+	PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
+	int64_t end = now_ms() + CONNECT_TIMEOUT_MS;
+	PGconn *db;
+
+	if (t->db[which])
+		return 0;
+	db = PQconnectStartParams(keys, vals, 1);
+	if (!db)
+		return es_error_set(err, ES_EUNAVAIL, "database unreachable");
+	while (PQstatus(db) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
+	       ps != PGRES_POLLING_FAILED) {
+		struct pollfd p[2] = {
+			{ PQsocket(db),
+			  ps == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 },
+			{ t->wake[0], POLLIN, 0 },
+		};
+		int64_t left = end - now_ms();
+
+		if (left <= 0 || stopping(t))
+			break;
+		if (poll(p, 2, (int)left) < 0 && errno != EINTR)
+			break;
+		if (stopping(t))
+			break;
+		if (p[0].revents)
+			ps = PQconnectPoll(db);
+	}
+	if (ps != PGRES_POLLING_OK || PQstatus(db) != CONNECTION_OK) {
+		es_log(ES_LOG_WARN, "db_connect_failed", "{s:s, s:s}",
+		       "session", conn_app[which], "error", PQerrorMessage(db));
+		PQfinish(db);
+		return es_error_set(err, ES_EUNAVAIL, "database unreachable");
+	}
+	pthread_mutex_lock(&t->lock);
+	t->db[which] = db;
+	t->cancel[which] = PQgetCancel(db);
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+/* Drop every notification already received on `which`. */
+static void drain_notifies(struct qry_tail *t, enum conn which)
+{
+	PGnotify *n;
+
+	if (!t->db[which])
+		return;
+	while ((n = PQnotifies(t->db[which])))
+		PQfreemem(n);
+}
+
+/*
+ * Whether the session is still there, without blocking: reads what the
+ * server sent (a termination notice, EOF) and drops notifications.
+ */
+static int conn_alive(struct qry_tail *t, enum conn which)
+{
+	PGconn *db = t->db[which];
+
+	if (!db || PQstatus(db) != CONNECTION_OK)
+		return 0;
+	if (!PQconsumeInput(db) || PQstatus(db) != CONNECTION_OK)
+		return 0;
+	return 1;
+}
+
+/*
+ * Sleep up to `ms`, waking early on a notification on `listen` (C__COUNT:
+ * none), on anything from the lock session, or on qry_tail_stop(). Returns
+ * 1 when a notification came, 0 otherwise.
+ */
+static int wait_for(struct qry_tail *t, long ms, enum conn listen)
+{
+	struct pollfd p[3];
+	enum conn which[3];
+	int n = 0, i, notified = 0;
+
+	if (ms < 0)
+		ms = 0;
+	p[n].fd = t->wake[0];
+	p[n].events = POLLIN;
+	which[n++] = C__COUNT;
+	if (listen != C__COUNT && t->db[listen] &&
+	    PQstatus(t->db[listen]) == CONNECTION_OK) {
+		PGnotify *nt;
+
+		/* notifications read along with an earlier result */
+		while ((nt = PQnotifies(t->db[listen]))) {
+			PQfreemem(nt);
+			notified = 1;
+		}
+		if (notified)
+			return 1;
+		p[n].fd = PQsocket(t->db[listen]);
+		p[n].events = POLLIN;
+		which[n++] = listen;
+	}
+	if (t->leader && t->db[C_LOCK] &&
+	    PQstatus(t->db[C_LOCK]) == CONNECTION_OK) {
+		p[n].fd = PQsocket(t->db[C_LOCK]);
+		p[n].events = POLLIN;
+		which[n++] = C_LOCK;
+	}
+	for (i = 0; i < n; i++)
+		p[i].revents = 0;
+	if (poll(p, (nfds_t)n, (int)ms) <= 0)
+		return 0;
+	for (i = 1; i < n; i++) {
+		PGnotify *nt;
+
+		if (!p[i].revents)
+			continue;
+		if (!PQconsumeInput(t->db[which[i]]))
+			continue; /* broken: noticed by the caller */
+		while ((nt = PQnotifies(t->db[which[i]]))) {
+			PQfreemem(nt);
+			if (which[i] == listen)
+				notified = 1;
+		}
+	}
+	return notified;
+}
+
+static void backoff(struct qry_tail *t)
+{
+	if (t->backoff_ms < BACKOFF_MIN_MS)
+		t->backoff_ms = BACKOFF_MIN_MS;
+	wait_for(t, t->backoff_ms, C__COUNT);
+	t->backoff_ms *= 2;
+	if (t->backoff_ms > BACKOFF_MAX_MS)
+		t->backoff_ms = BACKOFF_MAX_MS;
+}
+
+/* Run a statement that returns nothing of interest; es_db_error() else. */
+static int exec_ok(PGconn *db, const char *sql, struct es_error *err)
+{
+	return es_db_exec(db, sql, err);
+}
+
+/* Leave a failed or abandoned transaction on the read session. */
+static void rollback(struct qry_tail *t)
+{
+	PGconn *db = t->db[C_READ];
+	PGresult *res;
+
+	if (!db || PQstatus(db) != CONNECTION_OK)
+		return;
+	if (PQtransactionStatus(db) == PQTRANS_IDLE)
+		return;
+	res = PQexec(db, "ROLLBACK");
+	PQclear(res);
+}
+
+/* ---- views ---- */
+
+static void view_drop_batch(struct tview *v)
+{
+	if (v->batch)
+		v->ops->batch_free(v->batch);
+	v->batch = NULL;
+	v->pending = 0;
+	v->failed = 0;
+	v->ahead = 0;
+}
+
+static void views_drop_batches(struct qry_tail *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->nviews; i++)
+		view_drop_batch(&t->views[i]);
+	es_cursor_release(&t->reader);
+	t->have_reader = 0;
+}
+
+static void views_release(struct qry_tail *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->nviews; i++) {
+		view_drop_batch(&t->views[i]);
+		free(t->views[i].text);
+		t->views[i].text = NULL;
+		es_cursor_release(&t->views[i].pos);
+		t->views[i].known = 0;
+	}
+	es_cursor_release(&t->reader);
+	t->have_reader = 0;
+}
+
+static void set_leader(struct qry_tail *t, int leader, long long epoch)
+{
+	t->leader = leader;
+	t->epoch = epoch;
+	pthread_mutex_lock(&t->st->lock);
+	t->st->leader = leader;
+	t->st->epoch = leader ? epoch : 0;
+	pthread_mutex_unlock(&t->st->lock);
+}
+
+/*
+ * Take the checkpoint rows into the views and qry_state. `follow`: a
+ * position that does not cover the one we know is a rebuild's swap
+ * (reset); as leader every loaded position is authoritative.
+ */
+static void views_take(struct qry_tail *t, struct qry_checkpoint *cps, size_t n,
+		       int follow)
+{
+	size_t i, k;
+
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+		struct qry_checkpoint *c = NULL;
+		int reset = 1, was_healthy = v->healthy || !v->known;
+
+		for (k = 0; k < n; k++)
+			if (strcmp(cps[k].view, v->ops->name) == 0)
+				c = &cps[k];
+		if (!c)
+			continue;
+		if (v->known && v->text && strcmp(v->text, c->text) == 0 &&
+		    v->healthy == !c->stopped_error && follow)
+			continue;
+		if (follow && v->known)
+			reset = !es_cursor_covers(&c->pos, &v->pos);
+		free(v->text);
+		v->text = c->text;
+		c->text = NULL;
+		es_cursor_release(&v->pos);
+		v->pos = c->pos;
+		memset(&c->pos, 0, sizeof(c->pos));
+		v->known = 1;
+		v->healthy = !c->stopped_error;
+		if (!v->healthy) {
+			if (was_healthy || !follow) {
+				qry_state_stop_view(t->st, v->ops->name,
+						    c->stopped_position,
+						    c->stopped_error);
+				es_log(ES_LOG_ERROR, "view_stopped",
+				       "{s:s, s:I, s:s}", "view", v->ops->name,
+				       "position",
+				       (json_int_t)c->stopped_position, "error",
+				       c->stopped_error);
+			}
+			continue;
+		}
+		/* a stopped view that a rebuild brought back: reset */
+		if (!was_healthy)
+			reset = 1;
+		qry_state_set_pos(t->st, v->ops->name, &v->pos, 0,
+				  !follow || reset);
+	}
+}
+
+/* Read the checkpoints (inserting missing rows first when leader). */
+static int load_checkpoints(struct qry_tail *t, int follow,
+			    struct es_error *err)
+{
+	struct qry_checkpoint cps[QRY_CHECKPOINT_SLOTS];
+	size_t n = 0, i;
+
+	if (!follow && qry_checkpoint_ensure(t->db[C_READ], err) < 0)
+		return -1;
+	if (qry_checkpoint_load(t->db[C_READ], 0, cps, QRY_CHECKPOINT_SLOTS, &n,
+				err) < 0)
+		return -1;
+	views_take(t, cps, n, follow);
+	for (i = 0; i < n; i++)
+		qry_checkpoint_release(&cps[i]);
+	return 0;
+}
+
+/*
+ * Choose where to read from: a cursor every healthy view covers, as far
+ * on as possible. Candidates are the views' cursors and the snapshots
+ * their mid-window cursors started from; the beginning of the log is
+ * always covered (then each view skips what it has seen, only slower).
+ */
+static int pick_reader(struct qry_tail *t, struct es_error *err)
+{
+	struct es_cursor cand[2 * QRY_VIEW_MAX];
+	size_t nc = 0, i, j, best = SIZE_MAX;
+	int ret = -1;
+
+	memset(cand, 0, sizeof(cand));
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		if (!v->known || !v->healthy)
+			continue;
+		if (es_cursor_copy(&cand[nc++], &v->pos, err) < 0)
+			goto out;
+		if (v->pos.mid) {
+			if (es_snapshot_copy(&cand[nc].lo, &v->pos.lo, err) < 0)
+				goto out;
+			nc++;
+		}
+	}
+	if (nc == 0) {
+		ret = 0; /* nothing to project */
+		goto out;
+	}
+	for (i = 0; i < nc; i++) {
+		int ok = 1;
+
+		for (j = 0; j < t->nviews && ok; j++) {
+			struct tview *v = &t->views[j];
+
+			if (v->known && v->healthy &&
+			    !es_cursor_covers(&v->pos, &cand[i]))
+				ok = 0;
+		}
+		if (!ok)
+			continue;
+		if (best == SIZE_MAX || es_cursor_covers(&cand[i], &cand[best]))
+			best = i;
+	}
+	es_cursor_release(&t->reader);
+	if (best == SIZE_MAX) {
+		es_log(ES_LOG_WARN, "projector_restart_from_start", "{s:s}",
+		       "reason",
+		       "the views' checkpoints have no common cursor");
+		es_cursor_init(&t->reader);
+	} else {
+		t->reader = cand[best];
+		memset(&cand[best], 0, sizeof(cand[best]));
+	}
+	t->have_reader = 1;
+	ret = 0;
+out:
+	for (i = 0; i < nc + 1 && i < 2 * QRY_VIEW_MAX; i++)
+		es_cursor_release(&cand[i]);
+	return ret;
+}
+
+/* ---- leadership ---- */
+
+static void step_down(struct qry_tail *t, const char *why)
+{
+	if (t->leader)
+		es_log(ES_LOG_WARN, "projector_step_down", "{s:s, s:I}",
+		       "reason", why, "epoch", (json_int_t)t->epoch);
+	rollback(t);
+	set_leader(t, 0, 0);
+	views_drop_batches(t);
+	/* closing the session releases the advisory lock */
+	conn_close(t, C_LOCK);
+	/* reopened with LISTEN tandem_checkpoint by follow() */
+	conn_close(t, C_READ);
+	conn_close(t, C_LISTEN);
+	conn_close(t, C_WRITE);
+	t->next_lock_ms = now_ms() + t->leader_retry_ms;
+}
+
+/*
+ * As follower: try the advisory lock; if won, claim the next epoch and
+ * load the checkpoints. 1 when now leader, 0 not, -1 on errors.
+ */
+static int try_lead(struct qry_tail *t, struct es_error *err)
+{
+	const char *params[1] = { t->holder };
+	PGresult *res = NULL;
+	long long epoch;
+	int ret = -1;
+
+	if (conn_open(t, C_LOCK, err) < 0)
+		return -1;
+	res = PQexec(t->db[C_LOCK], SQL_TRY_LOCK);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		es_db_error(t->db[C_LOCK], res, err);
+		conn_close(t, C_LOCK);
+		goto out;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		ret = 0;
+		goto out;
+	}
+	PQclear(res);
+	res = PQexecParams(t->db[C_LOCK], SQL_CLAIM, 1, NULL, params, NULL,
+			   NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			es_error_set(err, ES_EINTERNAL,
+				     "projection_leader has no row");
+		else
+			es_db_error(t->db[C_LOCK], res, err);
+		conn_close(t, C_LOCK);
+		goto out;
+	}
+	epoch = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	set_leader(t, 1, epoch);
+	if (load_checkpoints(t, 0, err) < 0) {
+		step_down(t, "cannot load checkpoints");
+		goto out;
+	}
+	/* our own NOTIFYs would pile up on the read session */
+	if (exec_ok(t->db[C_READ], "UNLISTEN *", err) < 0) {
+		step_down(t, "read database unavailable");
+		goto out;
+	}
+	drain_notifies(t, C_READ);
+	es_log(ES_LOG_INFO, "projector_leader", "{s:I, s:s}", "epoch",
+	       (json_int_t)epoch, "holder", t->holder);
+	t->last_commit_ms = now_ms();
+	ret = 1;
+out:
+	PQclear(res);
+	return ret;
+}
+
+/* ---- leading: one read, one transaction ---- */
+
+/* Fold the events into every healthy view that has not seen them. */
+static int fold(struct qry_tail *t, const struct es_events *evs,
+		struct es_error *err)
+{
+	size_t i, k;
+
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		if (!v->known || !v->healthy || v->failed)
+			continue;
+		if (!v->batch) {
+			v->batch = v->ops->batch_new();
+			if (!v->batch)
+				return es_error_set(err, ES_EINTERNAL,
+						    "out of memory");
+		}
+		for (k = 0; k < evs->n; k++) {
+			const struct es_event *ev = &evs->v[k];
+			struct es_append_token at = { ev->xid, ev->position };
+			struct es_error e = ES_ERROR_INIT;
+
+			if (es_cursor_covers_append(&v->pos, &at))
+				continue;
+			if (v->ops->apply(v->batch, ev, &e) < 0) {
+				if (e.code != ES_EINVALID) {
+					/* not the event's fault: retry */
+					es_error_set(err, e.code, "%s",
+						     e.detail);
+					es_error_release(&e);
+					return -1;
+				}
+				v->failed = 1;
+				/* the detail names the event and field */
+				snprintf(v->why, sizeof(v->why), "%s",
+					 e.detail);
+				v->why_pos = ev->position;
+				es_error_release(&e);
+				break;
+			}
+			v->pending++;
+		}
+	}
+	return 0;
+}
+
+enum commit_result { COMMIT_OK, COMMIT_FENCED, COMMIT_MOVED };
+
+/*
+ * One transaction: fence, move the checkpoints of the views in `adv`
+ * (compare-and-set), record the stopped views, write the views' changes.
+ * COMMIT_FENCED: projection_leader has another epoch; COMMIT_MOVED: a
+ * checkpoint is not where we read it. -1 with `err` on database errors.
+ */
+static int commit_batch(struct qry_tail *t, const int *adv,
+			const char *next_text, struct es_error *err)
+{
+	PGconn *db = t->db[C_READ];
+	char epoch[24], pos[24];
+	const char *params[5];
+	json_t *rows = NULL;
+	char *rows_text = NULL;
+	PGresult *res = NULL;
+	int ret = -1, nadv = 0;
+	size_t i;
+
+	snprintf(epoch, sizeof(epoch), "%lld", t->epoch);
+	res = PQexec(db, "BEGIN; " SQL_FENCE);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			es_error_set(err, ES_EINTERNAL,
+				     "projection_leader has no row");
+		else
+			es_db_error(db, res, err);
+		goto out;
+	}
+	if (strtoll(PQgetvalue(res, 0, 0), NULL, 10) != t->epoch) {
+		es_log(ES_LOG_WARN, "projector_fenced", "{s:I, s:s}", "epoch",
+		       (json_int_t)t->epoch, "current", PQgetvalue(res, 0, 0));
+		ret = COMMIT_FENCED;
+		goto out;
+	}
+	PQclear(res);
+	res = NULL;
+
+	rows = json_array();
+	if (!rows) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		if (!adv[i])
+			continue;
+		if (json_array_append_new(
+			    rows, json_pack("{s:s, s:s, s:s, s:I}", "view",
+					    v->ops->name, "old", v->text, "new",
+					    next_text, "n",
+					    (json_int_t)v->pending)) < 0) {
+			es_error_set(err, ES_EINTERNAL, "out of memory");
+			goto out;
+		}
+		nadv++;
+	}
+	if (nadv > 0) {
+		rows_text = json_dumps(rows, JSON_COMPACT);
+		if (!rows_text) {
+			es_error_set(err, ES_EINTERNAL, "out of memory");
+			goto out;
+		}
+		params[0] = rows_text;
+		params[1] = epoch;
+		res = PQexecParams(db, SQL_ADVANCE, 2, NULL, params, NULL, NULL,
+				   0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			es_db_error(db, res, err);
+			goto out;
+		}
+		if (atoi(PQcmdTuples(res)) != nadv) {
+			ret = COMMIT_MOVED;
+			goto out;
+		}
+		PQclear(res);
+		res = NULL;
+	}
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		if (!v->failed)
+			continue;
+		snprintf(pos, sizeof(pos), "%lld", v->why_pos);
+		params[0] = v->ops->name;
+		params[1] = v->why;
+		params[2] = pos;
+		params[3] = v->text;
+		params[4] = epoch;
+		res = PQexecParams(db, SQL_STOP, 5, NULL, params, NULL, NULL,
+				   0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			es_db_error(db, res, err);
+			goto out;
+		}
+		if (atoi(PQcmdTuples(res)) != 1) {
+			ret = COMMIT_MOVED;
+			goto out;
+		}
+		PQclear(res);
+		res = NULL;
+	}
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		if (adv[i] && v->pending > 0 &&
+		    v->ops->flush(v->batch, db, "", err) < 0)
+			goto out;
+	}
+	res = PQexec(db, "NOTIFY tandem_checkpoint; COMMIT");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK ||
+	    strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+		if (PQresultStatus(res) == PGRES_COMMAND_OK)
+			es_error_set(err, ES_EINTERNAL, "transaction aborted");
+		else
+			es_db_error(db, res, err);
+		goto out;
+	}
+	ret = COMMIT_OK;
+out:
+	if (ret != COMMIT_OK)
+		rollback(t);
+	PQclear(res);
+	json_decref(rows);
+	free(rows_text);
+	return ret;
+}
+
+/*
+ * After a commit (or, for an empty window, instead of one): the views in
+ * `adv` reflect `next`; `stored`: the checkpoints say so too.
+ */
+static int views_advance(struct qry_tail *t, const int *adv,
+			 const struct es_cursor *next, const char *next_text,
+			 int stored, double seconds, struct es_error *err)
+{
+	size_t i;
+
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		if (v->failed) {
+			v->healthy = 0;
+			qry_state_stop_view(t->st, v->ops->name, v->why_pos,
+					    v->why);
+			es_log(ES_LOG_ERROR, "view_stopped", "{s:s, s:I, s:s}",
+			       "view", v->ops->name, "position",
+			       (json_int_t)v->why_pos, "error", v->why);
+			view_drop_batch(v);
+			continue;
+		}
+		if (!adv[i])
+			continue;
+		v->applied += v->pending;
+		if (stored && v->pending > 0)
+			qry_state_add_apply(t->st, v->ops->name, seconds);
+		if (stored) {
+			struct es_cursor c;
+			char *text = strdup(next_text);
+
+			if (!text)
+				return es_error_set(err, ES_EINTERNAL,
+						    "out of memory");
+			if (es_cursor_copy(&c, next, err) < 0) {
+				free(text);
+				return -1;
+			}
+			free(v->text);
+			v->text = text;
+			es_cursor_release(&v->pos);
+			v->pos = c;
+		}
+		qry_state_set_pos(t->st, v->ops->name, next, v->pending, 0);
+		view_drop_batch(v);
+	}
+	return 0;
+}
+
+/*
+ * Read one batch and write it. 1 when the batch came back full (read
+ * again at once), 0 when caught up; -1 with `err`. Fencing and moved
+ * checkpoints are handled here.
+ */
+static int lead_once(struct qry_tail *t, struct es_error *err)
+{
+	struct es_events evs = ES_EVENTS_INIT;
+	struct es_cursor next;
+	int adv[QRY_VIEW_MAX] = { 0 };
+	char *next_text = NULL;
+	int ret = -1, any_adv = 0, must = 0, full;
+	double t_apply;
+	size_t i;
+
+	es_cursor_init(&next);
+	if (!t->have_reader && pick_reader(t, err) < 0)
+		goto out;
+	if (!t->have_reader) {
+		ret = 0; /* every view stopped */
+		goto out;
+	}
+	if (conn_open(t, C_WRITE, err) < 0)
+		goto out;
+	if (es_read_forward(t->db[C_WRITE], &t->reader, (size_t)t->batch, &evs,
+			    &next, err) < 0)
+		goto out;
+	full = evs.n >= (size_t)t->batch;
+	t_apply = now_s();
+	if (fold(t, &evs, err) < 0)
+		goto out;
+	next_text = es_cursor_format(&next);
+	if (!next_text) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		if (!v->known || !v->healthy)
+			continue;
+		if (v->failed) {
+			must = 1;
+			continue;
+		}
+		/* a view ahead of the read collects until it is covered */
+		if (!es_cursor_covers(&next, &v->pos)) {
+			if (!v->ahead)
+				es_log(ES_LOG_INFO, "projector_view_ahead",
+				       "{s:s, s:s}", "view", v->ops->name,
+				       "position", v->text);
+			v->ahead = 1;
+			continue;
+		}
+		v->ahead = 0;
+		adv[i] = 1;
+		any_adv = 1;
+		if (v->pending > 0)
+			must = 1;
+		if (strcmp(v->text, next_text) != 0 &&
+		    now_ms() - t->last_commit_ms >= IDLE_COMMIT_MS)
+			must = 1;
+	}
+	if (evs.n > 0 && any_adv)
+		must = 1;
+	if (must) {
+		int r = commit_batch(t, adv, next_text, err);
+
+		if (r < 0)
+			goto out;
+		if (r == COMMIT_FENCED) {
+			step_down(t, "fenced: another process leads");
+			ret = 0;
+			goto out;
+		}
+		if (r == COMMIT_MOVED) {
+			es_log(ES_LOG_INFO, "projector_checkpoint_moved", NULL);
+			views_drop_batches(t);
+			if (load_checkpoints(t, 0, err) < 0)
+				goto out;
+			ret = 1;
+			goto out;
+		}
+		t->last_commit_ms = now_ms();
+		es_log(ES_LOG_DEBUG, "projector_batch", "{s:I, s:b}", "events",
+		       (json_int_t)evs.n, "full", full);
+	}
+	if (views_advance(t, adv, &next, next_text, must, now_s() - t_apply,
+			  err) < 0)
+		goto out;
+	es_cursor_release(&t->reader);
+	t->reader = next;
+	es_cursor_init(&next);
+	ret = full;
+out:
+	if (ret < 0)
+		views_drop_batches(t);
+	free(next_text);
+	es_cursor_release(&next);
+	es_events_release(&evs);
+	return ret;
+}
+
+static void lead(struct qry_tail *t)
+{
+	struct es_error err = ES_ERROR_INIT;
+	int r;
+
+	if (!conn_alive(t, C_LOCK)) {
+		step_down(t, "lock session lost");
+		return;
+	}
+	if (!t->db[C_LISTEN] && now_ms() >= t->next_listen_ms) {
+		t->next_listen_ms = now_ms() + LISTEN_RETRY_MS;
+		if (conn_open(t, C_LISTEN, &err) < 0 ||
+		    exec_ok(t->db[C_LISTEN], "LISTEN tandem_events", &err) <
+			    0) {
+			/* e.g. behind PgBouncer: polling alone */
+			es_log(ES_LOG_DEBUG, "projector_listen_failed", "{s:s}",
+			       "error", err.detail);
+			conn_close(t, C_LISTEN);
+		}
+		es_error_release(&err);
+	}
+	r = lead_once(t, &err);
+	if (r < 0) {
+		if (stopping(t))
+			goto out;
+		es_log(ES_LOG_WARN, "projector_error", "{s:s}", "error",
+		       err.detail);
+		if (es_db_broken(t->db[C_WRITE]))
+			conn_close(t, C_WRITE);
+		if (es_db_broken(t->db[C_READ]))
+			conn_close(t, C_READ);
+		backoff(t);
+		if (!t->leader || stopping(t))
+			goto out;
+		es_error_release(&err);
+		/* start over from what the checkpoints say */
+		if (conn_open(t, C_READ, &err) < 0 ||
+		    load_checkpoints(t, 0, &err) < 0) {
+			if (es_db_broken(t->db[C_READ]))
+				conn_close(t, C_READ);
+		}
+		goto out;
+	}
+	t->backoff_ms = 0;
+	if (r == 0 && t->leader) {
+		if (t->db[C_LISTEN] && !conn_alive(t, C_LISTEN))
+			conn_close(t, C_LISTEN);
+		wait_for(t, t->poll_ms, t->db[C_LISTEN] ? C_LISTEN : C__COUNT);
+	}
+out:
+	es_error_release(&err);
+}
+
+/* ---- following ---- */
+
+static void follow(struct qry_tail *t)
+{
+	struct es_error err = ES_ERROR_INIT;
+	int64_t next_poll, until;
+
+	if (!t->db[C_READ]) {
+		if (conn_open(t, C_READ, &err) < 0 ||
+		    exec_ok(t->db[C_READ], "LISTEN tandem_checkpoint", &err) <
+			    0) {
+			conn_close(t, C_READ);
+			goto fail;
+		}
+	}
+	if (load_checkpoints(t, 1, &err) < 0)
+		goto fail;
+	if (now_ms() >= t->next_lock_ms) {
+		int r = try_lead(t, &err);
+
+		t->next_lock_ms = now_ms() + t->leader_retry_ms;
+		if (r < 0) {
+			es_log(ES_LOG_WARN, "projector_lock_failed", "{s:s}",
+			       "error", err.detail);
+			es_error_release(&err);
+		}
+		if (r > 0)
+			goto out;
+		if (!t->db[C_READ])
+			goto fail;
+	}
+	t->backoff_ms = 0;
+	next_poll = now_ms() + FOLLOW_POLL_MS;
+	until = next_poll < t->next_lock_ms ? next_poll : t->next_lock_ms;
+	wait_for(t, (long)(until - now_ms()), C_READ);
+	if (!conn_alive(t, C_READ))
+		conn_close(t, C_READ);
+	goto out;
+fail:
+	if (stopping(t))
+		goto out;
+	es_log(ES_LOG_WARN, "projector_follow_error", "{s:s}", "error",
+	       err.detail);
+	if (es_db_broken(t->db[C_READ]))
+		conn_close(t, C_READ);
+	backoff(t);
+out:
+	es_error_release(&err);
+}
+
+static void *tail_main(void *arg)
+{
+	struct qry_tail *t = arg;
+	size_t i;
+
+	while (!stopping(t)) {
+		if (t->leader)
+			lead(t);
+		else
+			follow(t);
+	}
+	if (t->leader)
+		set_leader(t, 0, 0);
+	rollback(t);
+	for (i = 0; i < C__COUNT; i++)
+		conn_close(t, (enum conn)i);
+	pthread_mutex_lock(&t->lock);
+	t->done = 1;
+	pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+/* ---- start and stop ---- */
+
+static void tail_free(struct qry_tail *t)
+{
+	views_release(t);
+	if (t->wake[0] >= 0)
+		close(t->wake[0]);
+	if (t->wake[1] >= 0)
+		close(t->wake[1]);
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->lock);
+	free(t->write_url);
+	free(t->read_url);
+	free(t);
+}
+
+struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
+				struct qry_state *st, struct es_error *err)
+{
+	struct qry_tail *t;
+	char host[256];
+	size_t i;
+
+	if (!cfg->write_url || !*cfg->write_url) {
+		es_error_set(err, ES_EINVALID, "no database to tail");
+		return NULL;
+	}
+	if (view_count > QRY_VIEW_MAX) {
+		es_error_set(err, ES_EINTERNAL, "too many views");
+		return NULL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		return NULL;
+	}
+	t->wake[0] = t->wake[1] = -1;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	atomic_init(&t->stopping, 0);
+	t->write_url = strdup(cfg->write_url);
+	t->read_url = strdup(cfg->read_url && *cfg->read_url ? cfg->read_url
+							     : cfg->write_url);
+	if (!t->write_url || !t->read_url) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		goto fail;
+	}
+	t->batch = cfg->batch > 0 ? cfg->batch : 5000;
+	if (t->batch > ES_READ_LIMIT_MAX)
+		t->batch = ES_READ_LIMIT_MAX;
+	t->poll_ms = cfg->poll_ms > 0 ? cfg->poll_ms : 100;
+	t->leader_retry_ms =
+		cfg->leader_retry_ms > 0 ? cfg->leader_retry_ms : 500;
+	t->st = st;
+	if (gethostname(host, sizeof(host)) < 0)
+		snprintf(host, sizeof(host), "unknown");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(t->holder, sizeof(t->holder), "%s:%ld", host, (long)getpid());
+	for (i = 0; i < view_count; i++) {
+		t->views[i].ops = view_all[i];
+		t->views[i].healthy = 1;
+		es_cursor_init(&t->views[i].pos);
+	}
+	t->nviews = view_count;
+	es_cursor_init(&t->reader);
+	if (pipe(t->wake) < 0) {
+		t->wake[0] = t->wake[1] = -1;
+		es_error_set(err, ES_EINTERNAL, "cannot create a pipe");
+		goto fail;
+	}
+	if (pthread_create(&t->thread, NULL, tail_main, t) != 0) {
+		es_error_set(err, ES_EINTERNAL,
+			     "cannot start the projector thread");
+		goto fail;
+	}
+	return t;
+fail:
+	tail_free(t);
+	return NULL;
+}
+
+void qry_tail_stop(struct qry_tail *t)
+{
+	char c = 1;
+	size_t i;
+
+	if (!t)
+		return;
+	atomic_store(&t->stopping, 1);
+	if (write(t->wake[1], &c, 1) < 0) {
+		/* the thread still sees `stopping` within a poll interval */
+	}
+	/* cancel whatever query the thread waits on, until it is out */
+	pthread_mutex_lock(&t->lock);
+	while (!t->done) {
+		struct timespec ts;
+		char buf[256];
+
+		for (i = 0; i < C__COUNT; i++)
+			if (t->cancel[i])
+				PQcancel(t->cancel[i], buf, sizeof(buf));
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+	}
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->thread, NULL);
+	tail_free(t);
+}

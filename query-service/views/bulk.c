@@ -1,0 +1,496 @@
+/*
+ * bulk.c - writing many view rows in one statement: buffers, COPY binary
+ * rows, array literals and table names.
+ */
+#include "bulk.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "es_db.h"
+
+/* Bytes handed to PQputCopyData() at once. */
+#define COPY_CHUNK (256 * 1024)
+
+static int reserve(struct view_buf *b, size_t n)
+{
+	size_t cap;
+	char *s;
+
+	if (b->oom)
+		return -1;
+	if (b->len + n + 1 <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	s = realloc(b->s, cap);
+	if (!s) {
+		b->oom = 1;
+		return -1;
+	}
+	b->s = s;
+	b->cap = cap;
+	return 0;
+}
+
+void view_buf_add(struct view_buf *b, const char *s, size_t n)
+{
+	if (reserve(b, n) < 0)
+		return;
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+void view_buf_puts(struct view_buf *b, const char *s)
+{
+	view_buf_add(b, s, strlen(s));
+}
+
+void view_buf_ll(struct view_buf *b, long long v)
+{
+	char tmp[24], *p = tmp + sizeof(tmp);
+	unsigned long long u =
+		v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	view_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+void view_buf_reset(struct view_buf *b)
+{
+	b->len = 0;
+	if (b->s)
+		b->s[0] = '\0';
+}
+
+int view_buf_check(const struct view_buf *b, struct es_error *err)
+{
+	if (b->oom)
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	return 0;
+}
+
+void view_buf_release(struct view_buf *b)
+{
+	free(b->s);
+	memset(b, 0, sizeof(*b));
+}
+
+static void put_u16(struct view_buf *b, uint16_t v)
+{
+	char c[2] = { (char)(v >> 8), (char)v };
+
+	view_buf_add(b, c, 2);
+}
+
+static void put_u32(struct view_buf *b, uint32_t v)
+{
+	char c[4] = { (char)(v >> 24), (char)(v >> 16), (char)(v >> 8),
+		      (char)v };
+
+	view_buf_add(b, c, 4);
+}
+
+static void put_u64(struct view_buf *b, uint64_t v)
+{
+	put_u32(b, (uint32_t)(v >> 32));
+	put_u32(b, (uint32_t)v);
+}
+
+void view_bin_begin(struct view_buf *b)
+{
+	/* signature, flags, header extension length */
+	view_buf_add(b, "PGCOPY\n\377\r\n\0", 11);
+	put_u32(b, 0);
+	put_u32(b, 0);
+}
+
+void view_bin_row(struct view_buf *b, int nfields)
+{
+	put_u16(b, (uint16_t)nfields);
+}
+
+void view_bin_ll(struct view_buf *b, long long v)
+{
+	put_u32(b, 8);
+	put_u64(b, (uint64_t)v);
+}
+
+void view_bin_text(struct view_buf *b, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (!s) {
+		put_u32(b, UINT32_MAX); /* -1: NULL */
+		return;
+	}
+	put_u32(b, (uint32_t)n);
+	view_buf_add(b, s, n);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int view_bin_uuid(struct view_buf *b, const char *s)
+{
+	char out[16];
+	int i, j = 0, hi, lo;
+
+	if (!s || !*s) {
+		put_u32(b, UINT32_MAX);
+		return 0;
+	}
+	for (i = 0; i < 36 && j < 16;) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i++] != '-')
+				return -1;
+			continue;
+		}
+		hi = hexval(s[i]);
+		lo = hi < 0 ? -1 : hexval(s[i + 1]);
+		if (lo < 0)
+			return -1;
+		out[j++] = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	if (i != 36 || s[36])
+		return -1;
+	put_u32(b, 16);
+	view_buf_add(b, out, 16);
+	return 0;
+}
+
+/* `n` digits at `s` as a number, or -1. */
+static long digits_at(const char *s, int n)
+{
+	long v = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar. */
+static long long days_from_civil(long y, long m, long d)
+{
+	long era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return (long long)era * 146097 + doe - 719468;
+}
+
+int view_bin_time(struct view_buf *b, const char *s)
+{
+	/* PostgreSQL counts microseconds from 2000-01-01 00:00:00 UTC */
+	const long long pg_epoch_days = 10957;
+	long y, mo, d, h, mi, se, frac = 0, scale = 1000000;
+	size_t len = s ? strlen(s) : 0, i;
+	long long us;
+
+	if (len < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+	    s[13] != ':' || s[16] != ':' || s[len - 1] != 'Z')
+		return -1;
+	y = digits_at(s, 4);
+	mo = digits_at(s + 5, 2);
+	d = digits_at(s + 8, 2);
+	h = digits_at(s + 11, 2);
+	mi = digits_at(s + 14, 2);
+	se = digits_at(s + 17, 2);
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 ||
+	    mi < 0 || mi > 59 || se < 0 || se > 59)
+		return -1;
+	if (len > 20) {
+		if (s[19] != '.' || len < 22 || len > 27)
+			return -1;
+		for (i = 20; i < len - 1; i++) {
+			if (s[i] < '0' || s[i] > '9')
+				return -1;
+			frac = frac * 10 + (s[i] - '0');
+			scale /= 10;
+		}
+		frac *= scale;
+	}
+	us = ((days_from_civil(y, mo, d) - pg_epoch_days) * 86400 + h * 3600 +
+	      mi * 60 + se) *
+		     1000000LL +
+	     frac;
+	put_u32(b, 8);
+	put_u64(b, (uint64_t)us);
+	return 0;
+}
+
+void view_bin_end(struct view_buf *b)
+{
+	put_u16(b, UINT16_MAX); /* -1: no more rows */
+}
+
+void view_arr_open(struct view_buf *b)
+{
+	view_buf_reset(b);
+	view_buf_add(b, "{", 1);
+}
+
+/* A comma before every element but the first. */
+static void arr_sep(struct view_buf *b)
+{
+	if (b->len > 1)
+		view_buf_add(b, ",", 1);
+}
+
+void view_arr_ll(struct view_buf *b, long long v)
+{
+	arr_sep(b);
+	view_buf_ll(b, v);
+}
+
+void view_arr_str(struct view_buf *b, const char *s)
+{
+	const char *run;
+
+	if (!s) {
+		view_arr_null(b);
+		return;
+	}
+	arr_sep(b);
+	view_buf_add(b, "\"", 1);
+	for (run = s; *s; s++) {
+		if (*s != '"' && *s != '\\')
+			continue;
+		view_buf_add(b, run, (size_t)(s - run));
+		view_buf_add(b, "\\", 1);
+		run = s;
+	}
+	view_buf_add(b, run, (size_t)(s - run));
+	view_buf_add(b, "\"", 1);
+}
+
+void view_arr_word(struct view_buf *b, const char *s)
+{
+	arr_sep(b);
+	view_buf_puts(b, s);
+}
+
+void view_arr_null(struct view_buf *b)
+{
+	arr_sep(b);
+	view_buf_add(b, "NULL", 4);
+}
+
+void view_arr_close(struct view_buf *b)
+{
+	view_buf_add(b, "}", 1);
+}
+
+/* Whether `s` is a plain lower-case name of at most `max` bytes. */
+static int word(const char *s, size_t max)
+{
+	size_t i;
+
+	for (i = 0; s[i]; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return 0;
+	return i <= max;
+}
+
+int view_table_name(char *out, size_t len, const char *table,
+		    const char *suffix, struct es_error *err)
+{
+	size_t n = suffix ? strlen(suffix) : 0;
+
+	if (!word(table, 40) || (suffix && !word(suffix, 20)) ||
+	    strlen(table) + n >= len)
+		return es_error_set(err, ES_EINTERNAL,
+				    "bad table suffix '%.40s' for %s",
+				    suffix ? suffix : "", table);
+	memcpy(out, table, strlen(table));
+	memcpy(out + strlen(table), suffix ? suffix : "", n + 1);
+	return 0;
+}
+
+#define SQL_SHADOW_INFO                                             \
+	"SELECT coalesce(array_to_string(c.reloptions, ', '), '')," \
+	" to_regclass($2) IS NOT NULL FROM pg_class c"              \
+	" WHERE c.oid = $1::regclass"
+
+int view_shadow_create(PGconn *db, const char *table, const char *suffix,
+		       int defer_indexes, struct es_error *err)
+{
+	char name[64], sql[512];
+	const char *params[2];
+	const char *opts;
+	PGresult *res;
+	int exists;
+
+	if (view_table_name(name, sizeof(name), table, suffix, err) < 0)
+		return -1;
+	if (!strcmp(name, table))
+		return es_error_set(err, ES_EINTERNAL,
+				    "a shadow of %s needs a suffix", table);
+	params[0] = table;
+	params[1] = name;
+	res = PQexecParams(db, SQL_SHADOW_INFO, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		es_db_error(db, res, err);
+		PQclear(res);
+		return -1;
+	}
+	opts = PQgetvalue(res, 0, 0);
+	exists = PQgetvalue(res, 0, 1)[0] == 't';
+	snprintf(sql, sizeof(sql),
+		 "%s%s%sCREATE TABLE %s (LIKE %s INCLUDING ALL%s)%s%s%s",
+		 exists ? "DROP TABLE " : "", exists ? name : "",
+		 exists ? "; " : "", name, table,
+		 defer_indexes ? " EXCLUDING INDEXES" : "",
+		 *opts ? " WITH (" : "", opts, *opts ? ")" : "");
+	PQclear(res);
+	return es_db_exec(db, sql, err);
+}
+
+/*
+ * The statements that give the shadow $2 the indexes of table $1, each
+ * named as LIKE names them: $2 in place of the leading $1, else the
+ * index's name followed by the suffix $3. Constraints (the primary key)
+ * through ALTER TABLE, so that they are constraints again.
+ */
+#define SQL_SHADOW_INDEXES                                                  \
+	"SELECT CASE WHEN c.oid IS NOT NULL THEN"                           \
+	"  format('ALTER TABLE %I ADD CONSTRAINT %I %s', $2::text, n.name," \
+	"   pg_get_constraintdef(c.oid))"                                   \
+	" ELSE format('CREATE %sINDEX %I ON %I%s',"                         \
+	"  CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END, n.name,"     \
+	"  $2::text, substring(pg_get_indexdef(x.indexrelid)"               \
+	"   FROM ' USING .*$')) END"                                        \
+	" FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"          \
+	" LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid"           \
+	"  AND c.conrelid = x.indrelid"                                     \
+	" CROSS JOIN LATERAL (SELECT CASE"                                  \
+	"  WHEN left(i.relname, length($1::text)) = $1::text"               \
+	"  THEN $2::text || substr(i.relname, length($1::text) + 1)"        \
+	"  ELSE i.relname || $3::text END AS name) n"                       \
+	" WHERE x.indrelid = $1::regclass ORDER BY c.oid IS NULL, i.relname"
+
+int view_shadow_index(PGconn *db, const char *table, const char *suffix,
+		      struct es_error *err)
+{
+	char name[64];
+	const char *params[3];
+	PGresult *res;
+	int i, ret = 0;
+
+	if (view_table_name(name, sizeof(name), table, suffix, err) < 0)
+		return -1;
+	params[0] = table;
+	params[1] = name;
+	params[2] = suffix;
+	res = PQexecParams(db, SQL_SHADOW_INDEXES, 3, NULL, params, NULL, NULL,
+			   0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		es_db_error(db, res, err);
+		PQclear(res);
+		return -1;
+	}
+	for (i = 0; i < PQntuples(res) && ret == 0; i++)
+		ret = es_db_exec(db, PQgetvalue(res, i, 0), err);
+	PQclear(res);
+	return ret;
+}
+
+/*
+ * es_db_error(), with the server's message and the table in the detail
+ * unless the database is unreachable: the detail ends up in the log and
+ * in /status of a stopped view, not in a client's answer.
+ */
+static int db_fail(PGconn *db, const PGresult *res, const char *table,
+		   struct es_error *err)
+{
+	struct es_error e = ES_ERROR_INIT;
+	const char *msg =
+		res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+	es_db_error(db, res, &e);
+	if (e.code == ES_EUNAVAIL || !msg)
+		es_error_set(err, e.code, "cannot write %s: %s", table,
+			     e.detail);
+	else
+		es_error_set(err, e.code, "cannot write %s: %s", table, msg);
+	es_error_release(&e);
+	return -1;
+}
+
+int view_copy_run(PGconn *db, const char *table, const char *sql,
+		  const struct view_buf *rows, struct es_error *err)
+{
+	PGresult *res;
+	size_t off = 0, n;
+	int sent = 1, reported = 0;
+
+	res = PQexec(db, sql);
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		db_fail(db, res, table, err);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	while (sent && off < rows->len) {
+		n = rows->len - off < COPY_CHUNK ? rows->len - off : COPY_CHUNK;
+		sent = PQputCopyData(db, rows->s + off, (int)n) == 1;
+		off += n;
+	}
+	/* After a failed send the server's answer below says why. */
+	if (PQputCopyEnd(db, sent ? NULL : "cannot send the rows") != 1)
+		sent = 0;
+	/* The COPY's result, then NULL. */
+	while ((res = PQgetResult(db))) {
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && !reported) {
+			db_fail(db, res, table, err);
+			reported = 1;
+		}
+		PQclear(res);
+	}
+	if (!sent && !reported) {
+		db_fail(db, NULL, table, err);
+		reported = 1;
+	}
+	return reported ? -1 : 0;
+}
+
+int view_exec(PGconn *db, const char *table, const char *sql, int n,
+	      const char *const *params, long long *affected,
+	      struct es_error *err)
+{
+	PGresult *res;
+
+	res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		db_fail(db, res, table, err);
+		PQclear(res);
+		return -1;
+	}
+	if (affected)
+		*affected = strtoll(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return 0;
+}

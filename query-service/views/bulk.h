@@ -1,0 +1,123 @@
+/*
+ * bulk.h - writing many view rows in one statement: a growable buffer,
+ * COPY binary rows, array literals for unnest() parameters, and the table
+ * names of live and shadow (rebuild) tables.
+ */
+#ifndef VIEW_BULK_H
+#define VIEW_BULK_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "es_error.h"
+
+/*
+ * A NUL-terminated growable string. Appends never fail: running out of
+ * memory sets `oom`, later appends do nothing, and view_buf_check()
+ * reports it once at the end.
+ */
+struct view_buf {
+	char *s; /* owned; NULL until the first append */
+	size_t len, cap;
+	int oom;
+};
+
+#define VIEW_BUF_INIT \
+	{             \
+		0     \
+	}
+
+void view_buf_add(struct view_buf *b, const char *s, size_t n);
+void view_buf_puts(struct view_buf *b, const char *s);
+void view_buf_ll(struct view_buf *b, long long v);
+/* Forget the contents, keep the memory (and `oom`). */
+void view_buf_reset(struct view_buf *b);
+/* 0, or -1 with ES_EINTERNAL when an append ran out of memory. */
+int view_buf_check(const struct view_buf *b, struct es_error *err);
+/* Free the memory; `b` is empty afterwards. */
+void view_buf_release(struct view_buf *b);
+
+/*
+ * COPY binary format, which spares the server parsing text (times above
+ * all): view_bin_begin() writes the header, view_bin_row() starts a row of
+ * `nfields` fields, each view_bin_*() adds one field, view_bin_end()
+ * writes the trailer. view_bin_text() and view_bin_uuid() take NULL or ""
+ * (uuid) as a SQL NULL; view_bin_uuid() takes a lower-case UUID, and
+ * view_bin_time() a time in the form view_event_time() accepts (as a
+ * timestamptz); -1 (nothing written) when the value is not of that form.
+ */
+void view_bin_begin(struct view_buf *b);
+void view_bin_row(struct view_buf *b, int nfields);
+void view_bin_ll(struct view_buf *b, long long v);
+void view_bin_text(struct view_buf *b, const char *s);
+int view_bin_uuid(struct view_buf *b, const char *s);
+int view_bin_time(struct view_buf *b, const char *s);
+void view_bin_end(struct view_buf *b);
+
+/*
+ * Array literals ("{1,2,NULL}") for parameters like $1::bigint[]:
+ * view_arr_open() empties `b` and starts one, each view_arr_*() adds an
+ * element, view_arr_close() ends it. view_arr_str() quotes and escapes
+ * any text (NULL is a SQL NULL); view_arr_word() adds text known to need
+ * no quoting (UUIDs, times, codes: no space, comma, quote, brace or
+ * backslash).
+ */
+void view_arr_open(struct view_buf *b);
+void view_arr_ll(struct view_buf *b, long long v);
+void view_arr_str(struct view_buf *b, const char *s);
+void view_arr_word(struct view_buf *b, const char *s);
+void view_arr_null(struct view_buf *b);
+void view_arr_close(struct view_buf *b);
+
+/*
+ * "<table><suffix>" into `out`. The suffix is "" (live tables) or a short
+ * word of [a-z0-9_] ("_rebuild"); anything else is ES_EINTERNAL.
+ */
+int view_table_name(char *out, size_t len, const char *table,
+		    const char *suffix, struct es_error *err);
+
+/*
+ * Create "<table><suffix>" for a rebuild, empty: CREATE TABLE ... (LIKE
+ * <table> INCLUDING ALL) WITH (<table>'s storage parameters, such as
+ * view_accounts' fillfactor, which LIKE does not copy), after dropping a
+ * leftover one of that name. With `defer_indexes` the copy gets no
+ * indexes (primary key included) until view_shadow_index(): filling a
+ * table first and indexing it afterwards is several times faster than
+ * keeping its indexes up to date row by row (for 1,000,000 statement rows
+ * here: 4 s instead of 9 s). Only for a table whose flush needs no index:
+ * of view_all[], view_statement (COPY appends); view_accounts and
+ * view_daily need their keys (ON CONFLICT, UPDATE ... FROM).
+ * Runs in the caller's transaction if one is open. ES_EINTERNAL for a bad
+ * name, else es_db_error()'s errors.
+ */
+int view_shadow_create(PGconn *db, const char *table, const char *suffix,
+		       int defer_indexes, struct es_error *err);
+
+/*
+ * Give the copy made with `defer_indexes` the indexes and primary key of
+ * <table>, under the names LIKE would have given them ("<table><suffix>"
+ * in place of "<table>" at the start of each name). The server's
+ * maintenance_work_mem bounds the memory each index build sorts in.
+ */
+int view_shadow_index(PGconn *db, const char *table, const char *suffix,
+		      struct es_error *err);
+
+/*
+ * Run `sql`, a COPY ... FROM STDIN, sending `rows` (in the format `sql`
+ * names).
+ * Errors are those of es_db_error() with a detail "cannot write <table>:
+ * <the server's message>".
+ * ownership: borrows everything.
+ */
+int view_copy_run(PGconn *db, const char *table, const char *sql,
+		  const struct view_buf *rows, struct es_error *err);
+
+/*
+ * Run `sql` with `n` text parameters; `*affected` (may be NULL) gets the
+ * number of rows it inserted or updated. Errors as for view_copy_run().
+ */
+int view_exec(PGconn *db, const char *table, const char *sql, int n,
+	      const char *const *params, long long *affected,
+	      struct es_error *err);
+
+#endif

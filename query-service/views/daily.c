@@ -1,0 +1,231 @@
+/*
+ * daily.c - the daily statistics view: a batch sums its events per UTC
+ * day and currency in memory and adds the sums to view_daily with one
+ * INSERT ... ON CONFLICT DO UPDATE.
+ */
+#include "daily.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "account.h"
+#include "bulk.h"
+#include "keymap.h"
+#include "payload.h"
+
+json_t *view_daily_row_json(const struct view_daily_row *row)
+{
+	return json_pack("{s:s, s:s, s:{s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I}}",
+			 "day", row->day, "currency", row->currency, "deposits",
+			 "sum", (json_int_t)row->deposits_sum, "count",
+			 (json_int_t)row->deposits_count, "withdrawals", "sum",
+			 (json_int_t)row->withdrawals_sum, "count",
+			 (json_int_t)row->withdrawals_count, "transfers", "sum",
+			 (json_int_t)row->transfers_sum, "count",
+			 (json_int_t)row->transfers_count);
+}
+
+int view_daily_from_pg(const PGresult *res, int i, int col,
+		       struct view_daily_row *row, struct es_error *err)
+{
+	long long *nums[6];
+	int k;
+
+	memset(row, 0, sizeof(*row));
+	if (PQnfields(res) < col + VIEW_DAILY_NCOLS ||
+	    PQgetlength(res, i, col) != 10 || PQgetlength(res, i, col + 1) != 3)
+		return es_error_set(err, ES_EINTERNAL, "bad view_daily row");
+	memcpy(row->day, PQgetvalue(res, i, col), 11);
+	memcpy(row->currency, PQgetvalue(res, i, col + 1), 4);
+	nums[0] = &row->deposits_sum;
+	nums[1] = &row->deposits_count;
+	nums[2] = &row->withdrawals_sum;
+	nums[3] = &row->withdrawals_count;
+	nums[4] = &row->transfers_sum;
+	nums[5] = &row->transfers_count;
+	for (k = 0; k < 6; k++)
+		*nums[k] = strtoll(PQgetvalue(res, i, col + 2 + k), NULL, 10);
+	return 0;
+}
+
+struct daily_batch {
+	struct view_daily_row *v;
+	size_t n, alloc;
+	struct view_keymap map; /* "YYYY-MM-DD CUR" -> index into v */
+	long events;
+};
+
+static void *batch_new(void)
+{
+	return calloc(1, sizeof(struct daily_batch));
+}
+
+static void batch_free(void *batch)
+{
+	struct daily_batch *b = batch;
+
+	if (!b)
+		return;
+	free(b->v);
+	view_keymap_release(&b->map);
+	free(b);
+}
+
+static long batch_size(const void *batch)
+{
+	return ((const struct daily_batch *)batch)->events;
+}
+
+const struct view_daily_row *view_daily_rows(const void *batch, size_t *n)
+{
+	const struct daily_batch *b = batch;
+
+	*n = b->n;
+	return b->v;
+}
+
+/* The totals of (day, currency), added as zeros when new. */
+static struct view_daily_row *totals(struct daily_batch *b, const char *day,
+				     const char *currency, struct es_error *err)
+{
+	struct view_daily_row *r;
+	char key[16];
+	size_t i, alloc;
+
+	memcpy(key, day, 10);
+	key[10] = ' ';
+	memcpy(key + 11, currency, 4);
+	if (view_keymap_get(&b->map, key, &i))
+		return &b->v[i];
+	if (b->n == b->alloc) {
+		alloc = b->alloc ? b->alloc * 2 : 16;
+		r = realloc(b->v, alloc * sizeof(*r));
+		if (!r) {
+			es_error_set(err, ES_EINTERNAL, "out of memory");
+			return NULL;
+		}
+		b->v = r;
+		b->alloc = alloc;
+	}
+	if (view_keymap_put(&b->map, key, b->n, err) < 0)
+		return NULL;
+	r = &b->v[b->n++];
+	memset(r, 0, sizeof(*r));
+	memcpy(r->day, day, 10);
+	memcpy(r->currency, currency, 4);
+	return r;
+}
+
+static int batch_apply(void *batch, const struct es_event *ev,
+		       struct es_error *err)
+{
+	struct daily_batch *b = batch;
+	struct view_daily_row *r;
+	char id[37], time[VIEW_TIME_MAX], currency[4];
+	long long amount = 0, *sum, *count;
+
+	if (!ev->type || !view_account_stream(ev->stream_id, id))
+		return 0;
+	/* a transfer counts once, on its TransferSent */
+	if (strcmp(ev->type, VIEW_EV_DEPOSITED) != 0 &&
+	    strcmp(ev->type, VIEW_EV_WITHDRAWN) != 0 &&
+	    strcmp(ev->type, VIEW_EV_SENT) != 0)
+		return 0;
+	if (view_event_time(ev, time, err) < 0 ||
+	    view_payload_int(ev, "amount", &amount, err) < 0 ||
+	    view_payload_currency(ev, "currency", 1, currency, err) < 0)
+		return -1;
+	r = totals(b, time, currency, err);
+	if (!r)
+		return -1;
+	if (!strcmp(ev->type, VIEW_EV_DEPOSITED)) {
+		sum = &r->deposits_sum;
+		count = &r->deposits_count;
+	} else if (!strcmp(ev->type, VIEW_EV_WITHDRAWN)) {
+		sum = &r->withdrawals_sum;
+		count = &r->withdrawals_count;
+	} else {
+		sum = &r->transfers_sum;
+		count = &r->transfers_count;
+	}
+	if (__builtin_add_overflow(*sum, amount, sum))
+		return view_payload_error(
+			ev, err, "the day's sum of %s overflows", currency);
+	(*count)++;
+	b->events++;
+	return 1;
+}
+
+#define SQL_ADD                                                             \
+	"INSERT INTO %s AS d (day, currency, deposits_sum, deposits_count," \
+	" withdrawals_sum, withdrawals_count, transfers_sum,"               \
+	" transfers_count)"                                                 \
+	" SELECT * FROM unnest($1::date[], $2::text[], $3::bigint[],"       \
+	" $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],"          \
+	" $8::bigint[])"                                                    \
+	" ON CONFLICT (day, currency) DO UPDATE SET"                        \
+	" deposits_sum = d.deposits_sum + EXCLUDED.deposits_sum,"           \
+	" deposits_count = d.deposits_count + EXCLUDED.deposits_count,"     \
+	" withdrawals_sum = d.withdrawals_sum + EXCLUDED.withdrawals_sum,"  \
+	" withdrawals_count = d.withdrawals_count"                          \
+	" + EXCLUDED.withdrawals_count,"                                    \
+	" transfers_sum = d.transfers_sum + EXCLUDED.transfers_sum,"        \
+	" transfers_count = d.transfers_count + EXCLUDED.transfers_count"
+#define ADD_NPARAMS 8
+
+static int batch_flush(void *batch, PGconn *db, const char *suffix,
+		       struct es_error *err)
+{
+	struct daily_batch *b = batch;
+	struct view_buf col[ADD_NPARAMS] = { VIEW_BUF_INIT };
+	const char *params[ADD_NPARAMS];
+	const struct view_daily_row *r;
+	char table[64], sql[1024];
+	size_t i;
+	int k, ret = -1;
+
+	if (view_table_name(table, sizeof(table), "view_daily", suffix, err) <
+	    0)
+		return -1;
+	if (!b->n)
+		return 0;
+	for (k = 0; k < ADD_NPARAMS; k++)
+		view_arr_open(&col[k]);
+	for (i = 0; i < b->n; i++) {
+		r = &b->v[i];
+		view_arr_word(&col[0], r->day);
+		view_arr_word(&col[1], r->currency);
+		view_arr_ll(&col[2], r->deposits_sum);
+		view_arr_ll(&col[3], r->deposits_count);
+		view_arr_ll(&col[4], r->withdrawals_sum);
+		view_arr_ll(&col[5], r->withdrawals_count);
+		view_arr_ll(&col[6], r->transfers_sum);
+		view_arr_ll(&col[7], r->transfers_count);
+	}
+	for (k = 0; k < ADD_NPARAMS; k++) {
+		view_arr_close(&col[k]);
+		if (view_buf_check(&col[k], err) < 0)
+			goto out;
+		params[k] = col[k].s;
+	}
+	snprintf(sql, sizeof(sql), SQL_ADD, table);
+	if (view_exec(db, table, sql, ADD_NPARAMS, params, NULL, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	for (k = 0; k < ADD_NPARAMS; k++)
+		view_buf_release(&col[k]);
+	return ret;
+}
+
+static const char *const tables[] = { "view_daily", NULL };
+
+const struct view_ops view_daily_ops = {
+	.name = "daily",
+	.batch_new = batch_new,
+	.batch_free = batch_free,
+	.apply = batch_apply,
+	.batch_size = batch_size,
+	.flush = batch_flush,
+	.tables = tables,
+};

@@ -1,0 +1,67 @@
+/*
+ * payload.h - reading event payloads for the views: typed getters whose
+ * errors (ES_EINVALID) name the event, its type and stream, so that a
+ * stopped view says exactly where and why.
+ */
+#ifndef VIEW_PAYLOAD_H
+#define VIEW_PAYLOAD_H
+
+#include <stddef.h>
+
+#include "es_error.h"
+#include "es_store.h"
+
+/* Event types of the account category (command-service/account.h). */
+#define VIEW_EV_OPENED	  "AccountOpened"
+#define VIEW_EV_DEPOSITED "MoneyDeposited"
+#define VIEW_EV_WITHDRAWN "MoneyWithdrawn"
+#define VIEW_EV_SENT	  "TransferSent"
+#define VIEW_EV_RECEIVED  "TransferReceived"
+#define VIEW_EV_CLOSED	  "AccountClosed"
+
+/* Room for recorded_at ("2024-05-01T12:00:00.123456Z") and its NUL. */
+#define VIEW_TIME_MAX 40
+
+/*
+ * ES_EINVALID "event <position> (<type> of '<stream>'): <what>".
+ * Returns -1.
+ */
+int view_payload_error(const struct es_event *ev, struct es_error *err,
+		       const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The integer `key` of the event's data into `*out`; else -1. */
+int view_payload_int(const struct es_event *ev, const char *key, long long *out,
+		     struct es_error *err);
+
+/*
+ * The string `key` of the event's data: 1 and `*out` (borrowed from `ev`)
+ * when present, 0 and NULL when missing or null and !required; -1 when
+ * required and missing, not a string, holding a NUL byte or `max` bytes
+ * or more.
+ */
+int view_payload_str(const struct es_event *ev, const char *key, int required,
+		     size_t max, const char **out, struct es_error *err);
+
+/* The UUID string `key` (any case) into `out`, in lower case; else -1. */
+int view_payload_uuid(const struct es_event *ev, const char *key, char out[37],
+		      struct es_error *err);
+
+/*
+ * The currency `key` (three upper-case letters) into `out`: 1 when present,
+ * 0 and "" when missing or null and !required, else -1.
+ */
+int view_payload_currency(const struct es_event *ev, const char *key,
+			  int required, char out[4], struct es_error *err);
+
+/*
+ * The event's recorded_at into `out` after checking its form,
+ * "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" in UTC; else -1.
+ */
+int view_event_time(const struct es_event *ev, char out[VIEW_TIME_MAX],
+		    struct es_error *err);
+
+/* Whether `s` is a UUID in lower case (36 characters, dashes at 8-4-4-4). */
+int view_is_uuid(const char *s);
+
+#endif

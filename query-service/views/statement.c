@@ -1,0 +1,294 @@
+/*
+ * statement.c - the statement view: one row per money movement of an
+ * account, written with one COPY (binary format) per batch.
+ */
+#include "statement.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "account.h"
+#include "bulk.h"
+#include "payload.h"
+
+static const char *const kind_names[] = {
+	[VIEW_DEPOSIT] = "deposit",
+	[VIEW_WITHDRAWAL] = "withdrawal",
+	[VIEW_TRANSFER_OUT] = "transfer_out",
+	[VIEW_TRANSFER_IN] = "transfer_in",
+};
+
+const char *view_statement_kind_name(enum view_statement_kind kind)
+{
+	if (kind < VIEW_DEPOSIT || kind > VIEW_TRANSFER_IN)
+		return NULL;
+	return kind_names[kind];
+}
+
+enum view_statement_kind view_statement_kind_parse(const char *name)
+{
+	int k;
+
+	for (k = VIEW_DEPOSIT; name && k <= VIEW_TRANSFER_IN; k++)
+		if (!strcmp(kind_names[k], name))
+			return (enum view_statement_kind)k;
+	return 0;
+}
+
+static enum view_statement_kind kind_of(const char *type)
+{
+	if (!type)
+		return 0;
+	if (!strcmp(type, VIEW_EV_DEPOSITED))
+		return VIEW_DEPOSIT;
+	if (!strcmp(type, VIEW_EV_WITHDRAWN))
+		return VIEW_WITHDRAWAL;
+	if (!strcmp(type, VIEW_EV_SENT))
+		return VIEW_TRANSFER_OUT;
+	if (!strcmp(type, VIEW_EV_RECEIVED))
+		return VIEW_TRANSFER_IN;
+	return 0;
+}
+
+/* Longest reference, in bytes (the command side allows 200 characters). */
+#define REFERENCE_MAX 65536
+
+int view_statement_row_from_event(struct view_statement_row *row,
+				  const struct es_event *ev,
+				  struct es_error *err)
+{
+	enum view_statement_kind kind = kind_of(ev->type);
+
+	memset(row, 0, sizeof(*row));
+	if (!kind || !view_account_stream(ev->stream_id, row->account_id))
+		return 0;
+	row->kind = kind;
+	row->version = ev->version;
+	row->position = ev->position;
+	if (view_event_time(ev, row->recorded_at, err) < 0 ||
+	    view_payload_int(ev, "amount", &row->amount, err) < 0 ||
+	    view_payload_int(ev, "balance_after", &row->balance_after, err) <
+		    0 ||
+	    view_payload_currency(ev, "currency", 0, row->currency, err) < 0 ||
+	    view_payload_str(ev, "reference", 0, REFERENCE_MAX, &row->reference,
+			     err) < 0)
+		return -1;
+	if (kind == VIEW_TRANSFER_OUT || kind == VIEW_TRANSFER_IN) {
+		if (view_payload_uuid(ev, "transfer_id", row->transfer_id,
+				      err) < 0 ||
+		    view_payload_uuid(ev,
+				      kind == VIEW_TRANSFER_OUT
+					      ? "to_account_id"
+					      : "from_account_id",
+				      row->counterparty, err) < 0)
+			return -1;
+	}
+	return 1;
+}
+
+json_t *view_statement_row_json(const struct view_statement_row *row)
+{
+	return json_pack(
+		"{s:I, s:s, s:I, s:I, s:s?, s:s?, s:s?, s:s?, s:s}", "version",
+		(json_int_t)row->version, "kind",
+		view_statement_kind_name(row->kind), "amount",
+		(json_int_t)row->amount, "balance_after",
+		(json_int_t)row->balance_after, "currency",
+		row->currency[0] ? row->currency : NULL, "counterparty",
+		row->counterparty[0] ? row->counterparty : NULL, "transfer_id",
+		row->transfer_id[0] ? row->transfer_id : NULL, "reference",
+		row->reference, "recorded_at", row->recorded_at);
+}
+
+/* A nullable text value of `res` into `out` of `size` bytes. */
+static int pg_str(const PGresult *res, int i, int col, int nullable, char *out,
+		  size_t size, struct es_error *err)
+{
+	int len = PQgetlength(res, i, col);
+
+	out[0] = '\0';
+	if (PQgetisnull(res, i, col)) {
+		if (nullable)
+			return 0;
+		return es_error_set(err, ES_EINTERNAL,
+				    "column %d of a view_statement row is null",
+				    col);
+	}
+	if ((size_t)len >= size)
+		return es_error_set(
+			err, ES_EINTERNAL,
+			"column %d of a view_statement row is too long", col);
+	memcpy(out, PQgetvalue(res, i, col), (size_t)len + 1);
+	return 0;
+}
+
+int view_statement_from_pg(const PGresult *res, int i, int col,
+			   struct view_statement_row *row, struct es_error *err)
+{
+	char kind[16];
+
+	memset(row, 0, sizeof(*row));
+	if (PQnfields(res) < col + VIEW_STATEMENT_NCOLS)
+		return es_error_set(err, ES_EINTERNAL,
+				    "too few columns for a view_statement row");
+	if (pg_str(res, i, col, 0, row->account_id, sizeof(row->account_id),
+		   err) < 0 ||
+	    pg_str(res, i, col + 3, 0, kind, sizeof(kind), err) < 0 ||
+	    pg_str(res, i, col + 6, 1, row->currency, sizeof(row->currency),
+		   err) < 0 ||
+	    pg_str(res, i, col + 7, 1, row->counterparty,
+		   sizeof(row->counterparty), err) < 0 ||
+	    pg_str(res, i, col + 8, 1, row->transfer_id,
+		   sizeof(row->transfer_id), err) < 0 ||
+	    pg_str(res, i, col + 10, 0, row->recorded_at,
+		   sizeof(row->recorded_at), err) < 0)
+		return -1;
+	row->kind = view_statement_kind_parse(kind);
+	if (!row->kind)
+		return es_error_set(err, ES_EINTERNAL,
+				    "unknown kind in a view_statement row");
+	row->version = strtoll(PQgetvalue(res, i, col + 1), NULL, 10);
+	row->position = strtoll(PQgetvalue(res, i, col + 2), NULL, 10);
+	row->amount = strtoll(PQgetvalue(res, i, col + 4), NULL, 10);
+	row->balance_after = strtoll(PQgetvalue(res, i, col + 5), NULL, 10);
+	row->reference = PQgetisnull(res, i, col + 9)
+				 ? NULL
+				 : PQgetvalue(res, i, col + 9);
+	return 0;
+}
+
+/* The batch of view_statement_ops: rows whose references it owns. */
+struct statement_batch {
+	struct view_statement_row *v;
+	size_t n, alloc;
+};
+
+static void *batch_new(void)
+{
+	return calloc(1, sizeof(struct statement_batch));
+}
+
+static void batch_free(void *batch)
+{
+	struct statement_batch *b = batch;
+	size_t i;
+
+	if (!b)
+		return;
+	for (i = 0; i < b->n; i++)
+		free((char *)b->v[i].reference);
+	free(b->v);
+	free(b);
+}
+
+static long batch_size(const void *batch)
+{
+	return (long)((const struct statement_batch *)batch)->n;
+}
+
+const struct view_statement_row *view_statement_rows(const void *batch,
+						     size_t *n)
+{
+	const struct statement_batch *b = batch;
+
+	*n = b->n;
+	return b->v;
+}
+
+static int batch_apply(void *batch, const struct es_event *ev,
+		       struct es_error *err)
+{
+	struct statement_batch *b = batch;
+	struct view_statement_row row, *v;
+	size_t alloc;
+	int r = view_statement_row_from_event(&row, ev, err);
+
+	if (r <= 0)
+		return r;
+	if (b->n == b->alloc) {
+		alloc = b->alloc ? b->alloc * 2 : 1024;
+		v = realloc(b->v, alloc * sizeof(*v));
+		if (!v)
+			return es_error_set(err, ES_EINTERNAL, "out of memory");
+		b->v = v;
+		b->alloc = alloc;
+	}
+	if (row.reference) {
+		row.reference = strdup(row.reference);
+		if (!row.reference)
+			return es_error_set(err, ES_EINTERNAL, "out of memory");
+	}
+	b->v[b->n++] = row;
+	return 1;
+}
+
+#define SQL_COPY                                                          \
+	"COPY %s (account_id, version, position, kind, amount,"           \
+	" balance_after, currency, counterparty, transfer_id, reference," \
+	" recorded_at) FROM STDIN (FORMAT binary)"
+#define COPY_NFIELDS 11
+
+/* One row in COPY binary format; -1 for a value of the wrong form. */
+static int copy_row(struct view_buf *buf, const struct view_statement_row *r)
+{
+	view_bin_row(buf, COPY_NFIELDS);
+	if (view_bin_uuid(buf, r->account_id) < 0)
+		return -1;
+	view_bin_ll(buf, r->version);
+	view_bin_ll(buf, r->position);
+	view_bin_text(buf, view_statement_kind_name(r->kind));
+	view_bin_ll(buf, r->amount);
+	view_bin_ll(buf, r->balance_after);
+	view_bin_text(buf, r->currency[0] ? r->currency : NULL);
+	if (view_bin_uuid(buf, r->counterparty) < 0 ||
+	    view_bin_uuid(buf, r->transfer_id) < 0)
+		return -1;
+	view_bin_text(buf, r->reference);
+	return view_bin_time(buf, r->recorded_at);
+}
+
+static int batch_flush(void *batch, PGconn *db, const char *suffix,
+		       struct es_error *err)
+{
+	struct statement_batch *b = batch;
+	struct view_buf buf = VIEW_BUF_INIT;
+	char table[64], sql[512];
+	size_t i;
+	int ret = -1;
+
+	if (view_table_name(table, sizeof(table), "view_statement", suffix,
+			    err) < 0)
+		return -1;
+	if (!b->n)
+		return 0;
+	view_bin_begin(&buf);
+	for (i = 0; i < b->n; i++)
+		if (copy_row(&buf, &b->v[i]) < 0) {
+			es_error_set(err, ES_EINTERNAL,
+				     "event %lld: bad row for %s",
+				     b->v[i].position, table);
+			goto out;
+		}
+	view_bin_end(&buf);
+	if (view_buf_check(&buf, err) < 0)
+		goto out;
+	snprintf(sql, sizeof(sql), SQL_COPY, table);
+	if (view_copy_run(db, table, sql, &buf, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	view_buf_release(&buf);
+	return ret;
+}
+
+static const char *const tables[] = { "view_statement", NULL };
+
+const struct view_ops view_statement_ops = {
+	.name = "statement",
+	.batch_new = batch_new,
+	.batch_free = batch_free,
+	.apply = batch_apply,
+	.batch_size = batch_size,
+	.flush = batch_flush,
+	.tables = tables,
+};

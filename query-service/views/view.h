@@ -1,0 +1,61 @@
+/*
+ * view.h - what every projected view provides: a pure fold of events into
+ * pending row changes (a batch), and how to write a batch.
+ *
+ * The projector reads events in the tailing order, calls apply() for each
+ * event the view has not yet seen, then flush() inside the transaction
+ * that also moves the view's checkpoint: a crash anywhere loses nothing
+ * and applies nothing twice.
+ */
+#ifndef VIEW_H
+#define VIEW_H
+
+#include <libpq-fe.h>
+
+#include "es_error.h"
+#include "es_store.h"
+
+struct view_ops {
+	const char *name; /* "accounts", "statement", "daily" */
+
+	/* A new, empty batch. ownership: caller frees with batch_free(). */
+	void *(*batch_new)(void);
+	void (*batch_free)(void *batch);
+
+	/*
+	 * Fold `ev` into the batch (pure: no I/O). Events of other streams or
+	 * unknown types are skipped (return 0). A payload the view cannot
+	 * apply is -1 with ES_EINVALID and a detail naming the field; the
+	 * batch is then unusable and the view stops.
+	 * ownership: borrows `ev`; copies what it keeps.
+	 */
+	int (*apply)(void *batch, const struct es_event *ev,
+		     struct es_error *err);
+
+	/* Events folded into the batch since batch_new(). */
+	long (*batch_size)(const void *batch);
+
+	/*
+	 * Write the batch's changes to the view's tables, inside the
+	 * caller's open transaction, in as few statements as possible
+	 * (multi-row statements or COPY). `suffix` is appended to every table
+	 * name: "" for the live tables, "_rebuild" for a rebuild's shadow.
+	 */
+	int (*flush)(void *batch, PGconn *db, const char *suffix,
+		     struct es_error *err);
+
+	/*
+	 * The tables the view owns, NULL-terminated; for a rebuild's shadow
+	 * tables (CREATE TABLE x_rebuild (LIKE x INCLUDING ALL)) and swap.
+	 */
+	const char *const *tables;
+};
+
+/* The projected views, in the order they are applied. */
+extern const struct view_ops *const view_all[];
+extern const size_t view_count;
+
+/* The view named `name`, or NULL. */
+const struct view_ops *view_find(const char *name);
+
+#endif

@@ -1,0 +1,184 @@
+# tests/integration/proj_lib.sh - helpers of the projector tests
+# (t0410-t0440), sourced after lib.sh:
+#
+#	. "$(dirname "$0")/proj_lib.sh"
+#
+#   proj_psql URL SQL [psql args]    run SQL on URL, print rows (unaligned)
+#   proj_seed URL TAG ACCOUNTS STEPS append account traffic straight into
+#                                    events in one transaction (see
+#                                    proj_seed.sql): ACCOUNTS * (STEPS + 1)
+#                                    events
+#   proj_fold_diff EVENTS_URL [VIEWS_URL]
+#                                    compare the view tables on VIEWS_URL
+#                                    (default EVENTS_URL) with a fold of the
+#                                    events on EVENTS_URL computed here in
+#                                    SQL; print a diff and return 1 when
+#                                    they differ
+#   proj_fold_equal SECONDS EVENTS_URL [VIEWS_URL]
+#                                    wait until they are equal, else fail
+#                                    with the diff
+#   proj_covered VIEWS_URL TOKEN     true when every view's checkpoint
+#                                    covers TOKEN (an append or read token)
+#   proj_snapshot URL                print pg_current_snapshot() of URL, a
+#                                    read token of everything committed
+#
+# shellcheck shell=bash
+
+PROJ_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PROJ_COVERS=$TANDEM_BUILD/tests/qry_token_covers
+
+proj_psql()
+{
+	local url=$1 sql=$2
+
+	shift 2
+	psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$url" -c "$sql" "$@"
+}
+
+proj_seed()
+{
+	psql -X -q -v ON_ERROR_STOP=1 -d "$1" -v tag="$2" -v accounts="$3" \
+		-v steps="$4" -f "$PROJ_DIR/proj_seed.sql" >/dev/null ||
+		fail "proj_seed: cannot append to $1"
+}
+
+proj_snapshot()
+{
+	proj_psql "$1" "SELECT pg_current_snapshot()"
+}
+
+# The money movements of the account streams, as the statement has them.
+PROJ_MONEY="SELECT substr(stream_id, 9)::uuid AS account_id,
+	stream_version AS version, global_position AS position,
+	CASE event_type WHEN 'MoneyDeposited' THEN 'deposit'
+		WHEN 'MoneyWithdrawn' THEN 'withdrawal'
+		WHEN 'TransferSent' THEN 'transfer_out'
+		ELSE 'transfer_in' END AS kind,
+	(data->>'amount')::bigint AS amount,
+	(data->>'balance_after')::bigint AS balance_after,
+	data->>'currency' AS currency,
+	coalesce(data->>'to_account_id', data->>'from_account_id')::uuid
+		AS counterparty,
+	(data->>'transfer_id')::uuid AS transfer_id,
+	data->>'reference' AS reference, recorded_at
+FROM events WHERE stream_id LIKE 'account-%' AND event_type IN
+	('MoneyDeposited', 'MoneyWithdrawn', 'TransferSent', 'TransferReceived')"
+
+# proj_fold_sql VIEW: the fold of the events, in SQL, one text row each
+proj_fold_sql()
+{
+	case $1 in
+	statement)
+		echo "SELECT concat_ws('|', account_id, version, position, kind,
+			amount, balance_after, currency, counterparty,
+			transfer_id, reference, recorded_at)
+			FROM ($PROJ_MONEY) m ORDER BY account_id, version"
+		;;
+	daily)
+		echo "SELECT concat_ws('|', (recorded_at AT TIME ZONE 'UTC')::date,
+			currency,
+			coalesce(sum(amount) FILTER (WHERE kind = 'deposit'), 0),
+			count(*) FILTER (WHERE kind = 'deposit'),
+			coalesce(sum(amount) FILTER (WHERE kind = 'withdrawal'), 0),
+			count(*) FILTER (WHERE kind = 'withdrawal'),
+			coalesce(sum(amount) FILTER (WHERE kind = 'transfer_out'), 0),
+			count(*) FILTER (WHERE kind = 'transfer_out'))
+			FROM ($PROJ_MONEY) m WHERE kind <> 'transfer_in'
+			GROUP BY (recorded_at AT TIME ZONE 'UTC')::date, currency
+			ORDER BY 1"
+		;;
+	accounts)
+		# balance from the amounts, not from balance_after
+		echo "WITH ev AS (SELECT stream_id, stream_version AS v,
+				event_type AS t, data AS d
+				FROM events WHERE stream_id LIKE 'account-%')
+			SELECT concat_ws('|', substr(o.stream_id, 9)::uuid,
+				o.d->>'owner', o.d->>'currency',
+				coalesce(sum(CASE WHEN m.t IN ('MoneyDeposited',
+					'TransferReceived') THEN (m.d->>'amount')::bigint
+					WHEN m.t IN ('MoneyWithdrawn', 'TransferSent')
+					THEN -(m.d->>'amount')::bigint END), 0),
+				(o.d->>'overdraft_limit')::bigint,
+				CASE WHEN bool_or(m.t = 'AccountClosed')
+					THEN 'closed' ELSE 'open' END,
+				max(m.v))
+			FROM ev o JOIN ev m ON m.stream_id = o.stream_id
+			WHERE o.t = 'AccountOpened'
+			GROUP BY o.stream_id, o.d ORDER BY 1"
+		;;
+	esac
+}
+
+# proj_view_sql VIEW: the view's table, in the same shape
+proj_view_sql()
+{
+	case $1 in
+	statement)
+		echo "SELECT concat_ws('|', account_id, version, position, kind,
+			amount, balance_after, currency, counterparty,
+			transfer_id, reference, recorded_at)
+			FROM view_statement ORDER BY account_id, version"
+		;;
+	daily)
+		echo "SELECT concat_ws('|', day, currency, deposits_sum,
+			deposits_count, withdrawals_sum, withdrawals_count,
+			transfers_sum, transfers_count) FROM view_daily ORDER BY 1"
+		;;
+	accounts)
+		echo "SELECT concat_ws('|', account_id, owner, currency, balance,
+			overdraft_limit, status, version)
+			FROM view_accounts ORDER BY 1"
+		;;
+	esac
+}
+
+proj_fold_diff()
+{
+	local ev=$1 vw=${2:-$1} v rc=0 d=$TEST_TMP/.proj-fold
+
+	mkdir -p "$d"
+	for v in accounts statement daily; do
+		# one snapshot for the views, so that they are read together
+		proj_psql "$ev" "$(proj_fold_sql $v)" >"$d/$v.fold" ||
+			return 2
+		proj_psql "$vw" "$(proj_view_sql $v)" >"$d/$v.view" ||
+			return 2
+		if ! diff -u "$d/$v.fold" "$d/$v.view" >"$d/$v.diff"; then
+			echo "view $v differs from the fold" \
+				"($(grep -c . "$d/$v.fold") rows folded," \
+				"$(grep -c . "$d/$v.view") in the view):"
+			head -n 20 "$d/$v.diff"
+			rc=1
+		fi
+	done
+	return $rc
+}
+
+proj_fold_equal()
+{
+	local secs=$1 end out
+
+	shift
+	end=$(($(_lib_now_ms) + secs * 1000))
+	while :; do
+		if out=$(proj_fold_diff "$@" 2>&1); then
+			return 0
+		fi
+		if [ "$(_lib_now_ms)" -ge "$end" ]; then
+			printf '%s\n' "$out" >&2
+			fail "the views did not equal the fold within $secs s"
+		fi
+		sleep 0.2
+	done
+}
+
+proj_covered()
+{
+	local url=$1 token=$2 pos
+
+	[ -x "$PROJ_COVERS" ] || fail "no $PROJ_COVERS: build it with make"
+	while read -r pos; do
+		[ "$("$PROJ_COVERS" "$pos" "$token")" = 1 ] || return 1
+	done < <(proj_psql "$url" "SELECT position FROM projection_checkpoints")
+	return 0
+}
