@@ -33,6 +33,13 @@
 #define CHECKPOINT_VIEW "accounts" /* the table view we start from */
 
 #define SQL_LOAD_BEGIN "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+/*
+ * Taken before the first query, so before the snapshot: a rebuild's swap
+ * (which holds ACCESS EXCLUSIVE on the tables) is then wholly before or
+ * wholly after what the load sees, rows and checkpoint alike.
+ */
+#define SQL_LOAD_LOCK \
+	"LOCK TABLE view_accounts, projection_checkpoints IN ACCESS SHARE MODE"
 #define SQL_LOAD_CHECKPOINT \
 	"SELECT position FROM projection_checkpoints WHERE view = $1"
 #define SQL_LOAD_ROWS "SELECT " VIEW_ACCOUNT_COLUMNS " FROM view_accounts"
@@ -273,7 +280,8 @@ static int load(struct qry_memory *m, struct map *into, struct es_cursor *cur,
 	db = es_db_connect(m->cfg->read_url, err);
 	if (!db)
 		return -1;
-	if (es_db_exec(db, SQL_LOAD_BEGIN, err) < 0)
+	if (es_db_exec(db, SQL_LOAD_BEGIN, err) < 0 ||
+	    es_db_exec(db, SQL_LOAD_LOCK, err) < 0)
 		goto out;
 	res = PQexecParams(db, SQL_LOAD_CHECKPOINT, 1, NULL, params, NULL, NULL,
 			   0);
