@@ -24,6 +24,7 @@
 #include "es_http.h"
 #include "es_log.h"
 #include "es_probe.h"
+#include "es_service.h"
 
 #define PROG	      "command-service"
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
@@ -110,16 +111,6 @@ static struct es_route *all_routes(size_t *n)
 	return r;
 }
 
-/* Block the stop signals in every thread; main() takes them with sigwait. */
-static void block_signals(sigset_t *set)
-{
-	sigemptyset(set);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-}
-
 /* DB_POOL_SIZE 0: two connections per online CPU, at least POOL_MIN. */
 static long pool_size(long configured)
 {
@@ -168,35 +159,18 @@ int main(int argc, char **argv)
 	struct es_http *h = NULL;
 	size_t nroutes = 0;
 	sigset_t stop;
-	long port = 0;
+	int status;
 	int sig = 0, ret = 1, cut;
 
-	switch (es_config_cli(argc, argv, PROG,
-			      "Accepts commands over HTTP and appends events.",
-			      vars, ARRAY_SIZE(vars), &port)) {
-	case 1:
-		return 0;
-	case -1:
-		return 2;
-	}
-	if (es_config_load(vars, ARRAY_SIZE(vars), es_config_getenv, NULL,
-			   &err) < 0) {
-		fprintf(stderr, "%s: %s\n", PROG, err.detail);
-		return 2;
-	}
-	if (port)
-		c.http.port = port;
-	if (es_log_set_level(c.log_level) < 0) {
-		fprintf(stderr,
-			"%s: 'LOG_LEVEL' must be debug, info, warn, error or off, got '%s'\n",
-			PROG, c.log_level);
-		return 2;
-	}
-	es_log_set_service(PROG);
+	if (es_service_configure(
+		    argc, argv, PROG,
+		    "Accepts commands over HTTP and appends events.", vars,
+		    ARRAY_SIZE(vars), &c.http.port, &c.log_level, &status) < 0)
+		return status;
 	/* a database that does not answer must not hold a worker for long */
 	setenv("PGCONNECT_TIMEOUT", "3", 0);
 
-	block_signals(&stop);
+	es_service_block_signals(&stop);
 	es_probe_init(&ops.probe, c.database_url);
 	atomic_init(&ops.http, NULL);
 	ctx.retries = c.retries;

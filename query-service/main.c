@@ -25,6 +25,7 @@
 #include "es_config.h"
 #include "es_http.h"
 #include "es_log.h"
+#include "es_service.h"
 #include "qry_memory.h"
 #include "qry_readpool.h"
 #include "qry_routes.h"
@@ -49,16 +50,6 @@ struct qry_config {
 	long read_pool_size;
 	struct es_http_config http;
 };
-
-/* Block the stop signals in every thread; main() takes them with sigwait. */
-static void block_signals(sigset_t *set)
-{
-	sigemptyset(set);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-}
 
 /* READ_POOL_SIZE 0: as many as HTTP threads, at least POOL_MIN. */
 static long read_pool_size(const struct qry_config *c)
@@ -129,7 +120,7 @@ int main(int argc, char **argv)
 	int rebuilding = 0, state_up = 0, sig = 0, ret = 1;
 	const char **view_names = NULL;
 	sigset_t stop;
-	long port = 0;
+	int status;
 	size_t i;
 
 	/* `rebuild [view]` comes first; options may follow it */
@@ -143,34 +134,16 @@ int main(int argc, char **argv)
 			argc--;
 		}
 	}
-	switch (es_config_cli(
-		argc, argv, PROG,
-		"Projects the event log into views and serves them over HTTP.\n"
-		"`" PROG
-		" rebuild [view]` rebuilds views from the log and exits.",
-		vars, ARRAY_SIZE(vars), &port)) {
-	case 1:
-		return 0;
-	case -1:
-		return 2;
-	}
-	if (es_config_load(vars, ARRAY_SIZE(vars), es_config_getenv, NULL,
-			   &err) < 0) {
-		fprintf(stderr, "%s: %s\n", PROG, err.detail);
-		es_error_release(&err);
-		return 2;
-	}
-	if (port)
-		c.http.port = port;
+	if (es_service_configure(
+		    argc, argv, PROG,
+		    "Projects the event log into views and serves them over HTTP.\n"
+		    "`" PROG
+		    " rebuild [view]` rebuilds views from the log and exits.",
+		    vars, ARRAY_SIZE(vars), &c.http.port, &c.log_level,
+		    &status) < 0)
+		return status;
 	if (!*c.read_database_url)
 		c.read_database_url = c.database_url;
-	if (es_log_set_level(c.log_level) < 0) {
-		fprintf(stderr,
-			"%s: 'LOG_LEVEL' must be debug, info, warn, error or off, got '%s'\n",
-			PROG, c.log_level);
-		return 2;
-	}
-	es_log_set_service(PROG);
 	/* a database that does not answer must not hold a thread for long */
 	setenv("PGCONNECT_TIMEOUT", "3", 0);
 	setenv("PGAPPNAME", "tandem-query-service", 0);
@@ -183,7 +156,7 @@ int main(int argc, char **argv)
 	if (rebuilding)
 		return rebuild(&tail_cfg, rebuild_view);
 
-	block_signals(&stop);
+	es_service_block_signals(&stop);
 	/* the projected views, then the in-memory one */
 	view_names = calloc(view_count + 2, sizeof(*view_names));
 	if (!view_names) {

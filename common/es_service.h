@@ -1,0 +1,29 @@
+/* es_service.h - the start-up steps both services share. */
+#ifndef ES_SERVICE_H
+#define ES_SERVICE_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "es_config.h"
+
+/*
+ * The command line (--help, --version, --port N over PORT), the
+ * environment table, and the log level and name. `*log_level` is read
+ * after the table is loaded (it points at the table's LOG_LEVEL slot).
+ * Returns 0 to go on; else -1 with *status the exit status (0 after
+ * --help or --version, 2 on a bad argument or setting, message printed).
+ * ownership: borrows everything.
+ */
+int es_service_configure(int argc, char **argv, const char *prog,
+			 const char *summary, const struct es_config_var *vars,
+			 size_t n, long *http_port,
+			 const char *const *log_level, int *status);
+
+/*
+ * Block SIGTERM and SIGINT in this thread and every thread it starts
+ * (main takes them with sigwait(`set`)), and ignore SIGPIPE.
+ */
+void es_service_block_signals(sigset_t *set);
+
+#endif
