@@ -596,14 +596,34 @@ _lib_cleanup()
 			_lib_tail_log "$log" 10
 		done <"$_LIB/services"
 	fi
+	# TERM first, so that a process with children of its own (nginx's
+	# master: its workers outlive a SIGKILLed master) stops them; KILL
+	# what is left after 3 s.
+	local live=() i
 	while read -r pid st; do
 		[ -n "$pid" ] || continue
 		grep -qx "$pid" "$_LIB/stopped" 2>/dev/null && continue
 		[ ! -f "$_LIB/status.$pid" ] || continue
 		if [ -n "$st" ] && [ "$(_lib_starttime "$pid")" = "$st" ]; then
-			kill -KILL "$pid" 2>/dev/null
+			kill -TERM "$pid" 2>/dev/null
+			live+=("$pid $st")
 		fi
 	done <"$_LIB/pids"
+	for i in $(seq 1 30); do
+		local still=()
+		for c in "${live[@]}"; do
+			read -r pid st <<<"$c"
+			[ "$(_lib_starttime "$pid")" = "$st" ] &&
+				[ "$(_lib_state "$pid")" != Z ] && still+=("$c")
+		done
+		live=("${still[@]}")
+		[ "${#live[@]}" -gt 0 ] || break
+		sleep 0.1
+	done
+	for c in "${live[@]}"; do
+		read -r pid st <<<"$c"
+		kill -KILL "$pid" 2>/dev/null
+	done
 	while read -r dir; do
 		[ -z "$dir" ] || "$TANDEM_ROOT/scripts/pg" destroy "$dir" >&2
 	done <"$_LIB/clusters"
