@@ -801,7 +801,7 @@ static int views_advance(struct qry_tail *t, const int *adv,
 			es_cursor_release(&v->pos);
 			v->pos = c;
 		}
-		qry_state_set_pos(t->st, v->ops->name, next, v->pending, 0);
+		qry_state_set_pos(t->st, v->ops->name, next, v->applied, 0);
 		view_drop_batch(v);
 	}
 	return 0;

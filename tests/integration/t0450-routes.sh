@@ -378,8 +378,16 @@ http GET "$QRY_URL/status"
 expect_json '.views[0] | keys | join(",")' \
 	applied,batches,error,error_position,lag_events,lag_ms,loaded,name,position,stopped
 expect_json '.pending_transactions | type' array
+# This process projected the whole log: each view counts every event once.
+N=$(psql_q "SELECT count(*) FROM events")
+[ "$N" -gt 0 ] || fail "no events"
+expect_json "[.views[].applied] | map(. == $N) | all" true
 http GET "$QRY_URL/metrics"
 expect_status 200
+for v in accounts statement daily; do
+	grep -q "^tandem_events_projected_total{view=\"$v\"} $N\$" <<<"$HTTP_BODY" ||
+		fail "projected $v: $(grep projected_total <<<"$HTTP_BODY")"
+done
 for m in tandem_events_projected_total tandem_projection_apply_seconds_sum \
 	tandem_projection_lag_events tandem_waiting_requests tandem_leader \
 	http_requests_total; do
