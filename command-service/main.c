@@ -162,11 +162,19 @@ int main(int argc, char **argv)
 	int status;
 	int sig = 0, ret = 1, cut;
 
+	routes = all_routes(&nroutes);
+	if (!routes) {
+		fprintf(stderr, "%s: out of memory\n", PROG);
+		return 1;
+	}
 	if (es_service_configure(
 		    argc, argv, PROG,
 		    "Accepts commands over HTTP and appends events.", vars,
-		    ARRAY_SIZE(vars), &c.http.port, &c.log_level, &status) < 0)
+		    ARRAY_SIZE(vars), routes, nroutes, &c.http.port,
+		    &c.log_level, &status) < 0) {
+		free(routes);
 		return status;
+	}
 	/* a database that does not answer must not hold a worker for long */
 	setenv("PGCONNECT_TIMEOUT", "3", 0);
 
@@ -175,11 +183,6 @@ int main(int argc, char **argv)
 	atomic_init(&ops.http, NULL);
 	ctx.retries = c.retries;
 	ctx.ops = &ops;
-	routes = all_routes(&nroutes);
-	if (!routes) {
-		es_error_set(&err, ES_EINTERNAL, "out of memory");
-		goto out;
-	}
 	if (cmd_ctx_init(&ctx, &err) < 0)
 		goto out;
 	pool_cfg.conninfo = c.database_url;

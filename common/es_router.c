@@ -118,3 +118,24 @@ const char *es_match_param(const struct es_match *m, const char *name)
 			return m->params[i].value;
 	return NULL;
 }
+
+int es_router_write(FILE *out, const struct es_route *routes, size_t n,
+		    struct es_error *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct es_route *r = &routes[i];
+
+		if (!r->method || !*r->method || !r->pattern ||
+		    r->pattern[0] != '/')
+			return es_error_set(
+				err, ES_EINTERNAL,
+				"route %zu of the table is malformed", i);
+		if (fprintf(out, "%s %s\n", r->method, r->pattern) < 0)
+			return es_error_set(err, ES_EINTERNAL,
+					    "cannot write the routes");
+	}
+	if (fflush(out) != 0 || ferror(out))
+		return es_error_set(err, ES_EINTERNAL,
+				    "cannot write the routes");
+	return 0;
+}

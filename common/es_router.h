@@ -3,6 +3,7 @@
 #define ES_ROUTER_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "es_error.h"
 
@@ -63,5 +64,16 @@ int es_router_match(const struct es_route *routes, size_t n, const char *method,
 
 /* The value captured as `{name}`, or NULL. ownership: points into `m`. */
 const char *es_match_param(const struct es_match *m, const char *name);
+
+/*
+ * Write the table to `out`, one "METHOD /pattern" line per row in table
+ * order (a GET row is not repeated as HEAD), for `--routes`. A row with
+ * an empty or missing method or a pattern that does not start with '/'
+ * is a bug in the table: ES_EINTERNAL, nothing written for it.
+ * Returns 0, else -1 (ES_EINTERNAL also when `out` fails).
+ * ownership: borrows everything.
+ */
+int es_router_write(FILE *out, const struct es_route *routes, size_t n,
+		    struct es_error *err);
 
 #endif

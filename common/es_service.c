@@ -3,18 +3,78 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "es_log.h"
 
+#define ROUTES_HELP                                                    \
+	"`%s --routes` prints the HTTP routes it serves, one a line\n" \
+	"(\"METHOD /path\"; a GET route also answers HEAD), and exits."
+
+/*
+ * Whether --routes comes first among the options that end the command
+ * line's reading (--help, -h, --version, or an unknown one: es_config_cli()
+ * answers those in order). --port N and --port=N are skipped over.
+ */
+static int routes_first(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--routes") == 0)
+			return 1;
+		if (strcmp(a, "--port") == 0)
+			i++;
+		else if (strncmp(a, "--port=", 7) != 0)
+			return 0;
+	}
+	return 0;
+}
+
+static int print_routes(const char *prog, const struct es_route *routes,
+			size_t nroutes)
+{
+	struct es_error err = ES_ERROR_INIT;
+
+	if (es_router_write(stdout, routes, nroutes, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.detail);
+		es_error_release(&err);
+		return 1;
+	}
+	return 0;
+}
+
 int es_service_configure(int argc, char **argv, const char *prog,
 			 const char *summary, const struct es_config_var *vars,
-			 size_t n, long *http_port,
+			 size_t n, const struct es_route *routes,
+			 size_t nroutes, long *http_port,
 			 const char *const *log_level, int *status)
 {
 	struct es_error err = ES_ERROR_INIT;
+	char *help = NULL;
+	size_t len = 0;
 	long port = 0;
+	FILE *f;
+	int rc;
 
-	switch (es_config_cli(argc, argv, prog, summary, vars, n, &port)) {
+	if (routes_first(argc, argv)) {
+		*status = print_routes(prog, routes, nroutes);
+		return -1;
+	}
+	/* the summary, then a line on --routes */
+	f = open_memstream(&help, &len);
+	if (f) {
+		fprintf(f, "%s\n" ROUTES_HELP, summary, prog);
+		if (fclose(f) != 0) {
+			free(help);
+			help = NULL;
+		}
+	}
+	rc = es_config_cli(argc, argv, prog, help ? help : summary, vars, n,
+			   &port);
+	free(help);
+	switch (rc) {
 	case 1:
 		*status = 0;
 		return -1;

@@ -6,18 +6,24 @@
 #include <stddef.h>
 
 #include "es_config.h"
+#include "es_router.h"
 
 /*
- * The command line (--help, --version, --port N over PORT), the
- * environment table, and the log level and name. `*log_level` is read
- * after the table is loaded (it points at the table's LOG_LEVEL slot).
+ * The command line (--help, --version, --routes, --port N over PORT),
+ * the environment table, and the log level and name. `*log_level` is
+ * read after the table is loaded (it points at the table's LOG_LEVEL
+ * slot). --routes prints `routes` (es_router_write()) without reading
+ * the environment; --help mentions it after `summary`. Whichever of
+ * --help, --version and --routes comes first is answered.
  * Returns 0 to go on; else -1 with *status the exit status (0 after
- * --help or --version, 2 on a bad argument or setting, message printed).
+ * --help, --version or --routes, 1 when the routes cannot be written,
+ * 2 on a bad argument or setting, message printed).
  * ownership: borrows everything.
  */
 int es_service_configure(int argc, char **argv, const char *prog,
 			 const char *summary, const struct es_config_var *vars,
-			 size_t n, long *http_port,
+			 size_t n, const struct es_route *routes,
+			 size_t nroutes, long *http_port,
 			 const char *const *log_level, int *status);
 
 /*

@@ -139,8 +139,8 @@ int main(int argc, char **argv)
 		    "Projects the event log into views and serves them over HTTP.\n"
 		    "`" PROG
 		    " rebuild [view]` rebuilds views from the log and exits.",
-		    vars, ARRAY_SIZE(vars), &c.http.port, &c.log_level,
-		    &status) < 0)
+		    vars, ARRAY_SIZE(vars), qry_routes, qry_nroutes,
+		    &c.http.port, &c.log_level, &status) < 0)
 		return status;
 	if (!*c.read_database_url)
 		c.read_database_url = c.database_url;
