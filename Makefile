@@ -150,12 +150,17 @@ format-check:
 clean:
 	rm -rf build bin
 
-# Wipe the state of make run (its PostgreSQL cluster and logs).
+# Wipe the state of make run (its PostgreSQL cluster and logs), in
+# TANDEM_STATE if set; a folder that make run never used is left alone.
+TANDEM_STATE ?= .tandem
 reset:
-	$(Q)if [ -e .tandem/run.lock ] && ! flock -n .tandem/run.lock true; \
+	$(Q)s='$(TANDEM_STATE)'; \
+	if [ -e "$$s" ] && [ ! -e "$$s/run.lock" ]; then \
+	echo "reset: '$$s' is not a make run state folder" >&2; exit 1; fi; \
+	if [ -e "$$s/run.lock" ] && ! flock -n "$$s/run.lock" true; \
 	then echo "reset: make run is running; stop it first" >&2; exit 1; fi
-	$(Q)scripts/pg destroy .tandem/pg
-	rm -rf .tandem
+	$(Q)scripts/pg destroy '$(TANDEM_STATE)/pg'
+	rm -rf '$(TANDEM_STATE)'
 
 # test objects are not intermediate files to delete
 .SECONDARY:
