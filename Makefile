@@ -4,7 +4,7 @@
 #   make test            dependencies, throwaway PostgreSQL, unit + integration
 #   make SANITIZE=1 test the same under ASan+UBSan (also: make asan)
 #   make run             the whole system on this machine
-#   make bench           benchmarks against same-run baselines
+#   make bench           benchmarks against same-run baselines (bench-quick)
 #   V=1                  show full commands
 
 PKGS := libmicrohttpd jansson libpq
@@ -51,12 +51,14 @@ QRY_SRC := $(filter-out query-service/main.c,\
 	$(wildcard query-service/*.c query-service/views/*.c))
 UNIT_SRC := $(wildcard tests/unit/check_*.c)
 ITOOL_SRC := $(wildcard tests/integration/*.c)
+BENCH_SRC := $(wildcard bench/*.c)
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(O)/%.o)
 CMD_OBJ := $(CMD_SRC:%.c=$(O)/%.o)
 QRY_OBJ := $(QRY_SRC:%.c=$(O)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 ITOOL_BIN := $(ITOOL_SRC:tests/integration/%.c=$(O)/tests/%)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 
 BINS := $(B)/command-service $(B)/query-service $(B)/migrate
 
@@ -65,7 +67,7 @@ MODE_STAMP := $(B)/.mode-$(MODE)
 $(shell mkdir -p $(B); [ -f $(MODE_STAMP) ] || { rm -f $(B)/.mode-*; \
 	touch $(MODE_STAMP); })
 
-all: $(BINS) $(UNIT_BIN) $(ITOOL_BIN)
+all: $(BINS) $(UNIT_BIN) $(ITOOL_BIN) $(BENCH_BIN)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -104,6 +106,10 @@ $(O)/tests/qry_%: $(O)/tests/integration/qry_%.o $(O)/libqry.a \
 $(O)/tests/%: $(O)/tests/integration/%.o $(O)/libcommon.a
 	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 
+# Benchmark programs (bench/*.c) link the common code.
+$(O)/bench/%: $(O)/bench/%.o $(O)/libcommon.a
+	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
+
 # Each header compiles on its own.
 hdrcheck:
 	$(Q)for h in common/*.h command-service/*.h query-service/*.h \
@@ -133,9 +139,16 @@ run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)TANDEM_BIN=$(B) scripts/run
 
+# Benchmarks are never part of make test. bench/run pins the servers to
+# CPU 0 and the load to CPU 1, and writes bench/RESULTS.md and
+# bench/results.json (bench-quick: shorter runs, 200,000 events).
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)bench/run
+	$(Q)TANDEM_BUILD=$(O) TANDEM_BIN=$(B) bench/run full
+
+bench-quick: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)TANDEM_BUILD=$(O) TANDEM_BIN=$(B) bench/run quick
 
 FORMAT_SRC = $(wildcard common/*.[ch] command-service/*.[ch] \
 	query-service/*.[ch] query-service/views/*.[ch] tools/*.c \
@@ -165,7 +178,7 @@ reset:
 # test objects are not intermediate files to delete
 .SECONDARY:
 
-.PHONY: all deps unit integration test asan run bench format format-check \
+.PHONY: all deps unit integration test asan run bench bench-quick format format-check \
 	clean hdrcheck reset
 
 -include $(shell find build -name '*.d' 2>/dev/null)
