@@ -35,12 +35,8 @@ struct entry {
 	char currency[4];
 };
 
-/*
- * One stripe: the lock commands hold around load-decide-append, and the
- * cache of the accounts that hash to it, under its own short lock.
- */
+/* One shard of the cache, under its own short lock. */
 struct shard {
-	pthread_mutex_t command; /* held across database round trips */
 	pthread_mutex_t cache; /* held for a lookup or an update */
 	struct entry **buckets;
 	size_t nbuckets; /* a power of two */
@@ -50,6 +46,8 @@ struct shard {
 
 struct account_repo {
 	struct shard shards[ACCOUNT_REPO_STRIPES];
+	/* what commands hold around load-decide-append: database trips */
+	pthread_mutex_t locks[ACCOUNT_REPO_LOCKS];
 };
 
 /* FNV-1a, 64 bits. */
@@ -64,9 +62,10 @@ static uint64_t hash_id(const char *id)
 	return h;
 }
 
+/* The lock stripe; the cache shard is the hash % ACCOUNT_REPO_STRIPES. */
 static size_t stripe_of(const char *id)
 {
-	return (size_t)(hash_id(id) % ACCOUNT_REPO_STRIPES);
+	return (size_t)(hash_id(id) % ACCOUNT_REPO_LOCKS);
 }
 
 struct account_repo *account_repo_new(size_t max)
@@ -79,10 +78,11 @@ struct account_repo *account_repo_new(size_t max)
 	per = max / ACCOUNT_REPO_STRIPES + 1;
 	for (nb = 8; nb < per; nb *= 2)
 		;
+	for (i = 0; i < ACCOUNT_REPO_LOCKS; i++)
+		pthread_mutex_init(&repo->locks[i], NULL);
 	for (i = 0; i < ACCOUNT_REPO_STRIPES; i++) {
 		struct shard *s = &repo->shards[i];
 
-		pthread_mutex_init(&s->command, NULL);
 		pthread_mutex_init(&s->cache, NULL);
 		s->max = per;
 		s->nbuckets = nb;
@@ -113,9 +113,10 @@ void account_repo_free(struct account_repo *repo)
 			}
 		}
 		free(s->buckets);
-		pthread_mutex_destroy(&s->command);
 		pthread_mutex_destroy(&s->cache);
 	}
+	for (i = 0; i < ACCOUNT_REPO_LOCKS; i++)
+		pthread_mutex_destroy(&repo->locks[i]);
 	free(repo);
 }
 
@@ -141,9 +142,9 @@ void account_repo_lock(struct account_repo *repo, const char *a, const char *b)
 		x = y;
 		y = t;
 	}
-	pthread_mutex_lock(&repo->shards[x].command);
+	pthread_mutex_lock(&repo->locks[x]);
 	if (y != x)
-		pthread_mutex_lock(&repo->shards[y].command);
+		pthread_mutex_lock(&repo->locks[y]);
 }
 
 void account_repo_unlock(struct account_repo *repo, const char *a,
@@ -152,8 +153,28 @@ void account_repo_unlock(struct account_repo *repo, const char *a,
 	size_t x = stripe_of(a), y = b ? stripe_of(b) : x;
 
 	if (y != x)
-		pthread_mutex_unlock(&repo->shards[y].command);
-	pthread_mutex_unlock(&repo->shards[x].command);
+		pthread_mutex_unlock(&repo->locks[y]);
+	pthread_mutex_unlock(&repo->locks[x]);
+}
+
+size_t account_repo_stripe(const char *key)
+{
+	return stripe_of(key);
+}
+
+void account_repo_lock_stripe(struct account_repo *repo, size_t stripe)
+{
+	pthread_mutex_lock(&repo->locks[stripe]);
+}
+
+int account_repo_trylock_stripe(struct account_repo *repo, size_t stripe)
+{
+	return pthread_mutex_trylock(&repo->locks[stripe]) ? -1 : 0;
+}
+
+void account_repo_unlock_stripe(struct account_repo *repo, size_t stripe)
+{
+	pthread_mutex_unlock(&repo->locks[stripe]);
 }
 
 /* ---- the cache ---- */

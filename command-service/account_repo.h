@@ -19,13 +19,19 @@
 #include "account.h"
 #include "es_error.h"
 
-#define ACCOUNT_REPO_STRIPES 256
+#define ACCOUNT_REPO_STRIPES 256 /* cache shards */
+/*
+ * Lock stripes: many, as a group-commit round holds dozens at once, and
+ * every command whose stripe another worker holds must sit out a round.
+ */
+#define ACCOUNT_REPO_LOCKS 4096
 
 struct account_repo;
 
 /*
- * A cache of at most `max` accounts (evicting arbitrary ones when full)
- * and ACCOUNT_REPO_STRIPES locks. NULL when out of memory.
+ * A cache of at most `max` accounts (evicting arbitrary ones when full,
+ * in ACCOUNT_REPO_STRIPES shards) and ACCOUNT_REPO_LOCKS lock stripes.
+ * NULL when out of memory.
  * ownership: caller frees with account_repo_free().
  */
 struct account_repo *account_repo_new(size_t max);
@@ -42,6 +48,18 @@ int account_repo_prepare(PGconn *db, struct es_error *err);
 void account_repo_lock(struct account_repo *repo, const char *a, const char *b);
 void account_repo_unlock(struct account_repo *repo, const char *a,
 			 const char *b);
+
+/*
+ * The lock stripe of `key` (an account id, or any other id such as a
+ * stream id), in [0, ACCOUNT_REPO_LOCKS): the stripe that
+ * account_repo_lock() takes for an account. For group commit, which
+ * holds many at once: take a stripe waiting (only while holding no other
+ * stripe, or lower ones only), or try to take it (0, else -1: busy).
+ */
+size_t account_repo_stripe(const char *key);
+void account_repo_lock_stripe(struct account_repo *repo, size_t stripe);
+int account_repo_trylock_stripe(struct account_repo *repo, size_t stripe);
+void account_repo_unlock_stripe(struct account_repo *repo, size_t stripe);
 
 /*
  * Load account `id` (lower-case UUID) into `acc`: from the cache unless

@@ -206,9 +206,10 @@ int cmd_metrics_write(FILE *out, struct cmd_pool *pool,
 		      "Database connections (and workers) of the pool.",
 		      ps.size);
 		gauge(out, "tandem_db_pool_in_use",
-		      "Pool workers running a job.", ps.in_use);
+		      "Pool workers running jobs.", ps.in_use);
 		gauge(out, "tandem_db_pool_waiting",
-		      "Jobs queued for a pool worker.", ps.waiting);
+		      "Jobs in the pool beyond one per busy worker (queued, or in a worker's batch).",
+		      ps.waiting);
 		gauge(out, "tandem_db_pool_connected",
 		      "Pool connections that are open and healthy.",
 		      ps.connected);

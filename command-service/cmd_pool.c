@@ -15,6 +15,11 @@
  * worker per RETRY_NS. While other workers are connected, though (the
  * server refused only this one, e.g. too many clients), the worker puts
  * its job back and leaves the queue to them until it may try again.
+ *
+ * Group commit (cfg->run_batch): a worker takes up to cfg->batch_max
+ * jobs from the head of the queue at once, and the jobs run_batch()
+ * carries over stay in the worker's own array, ahead of the next ones it
+ * takes. A worker with carried jobs does not wait for the queue.
  */
 #include "cmd_pool.h"
 
@@ -42,6 +47,8 @@ struct worker {
 	PGconn *db; /* NULL until connected; only this worker touches it */
 	int64_t next_attempt_ns; /* no connection attempt before this */
 	long index;
+	struct cmd_job **jobs; /* [batch_max]: the batch in hand */
+	PGcancel *cancel; /* for db, under pool->lock: cmd_pool_cancel() */
 };
 
 struct cmd_pool {
@@ -49,10 +56,12 @@ struct cmd_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a job was queued, or the pool is stopping */
 	struct cmd_job *head, *tail;
-	long waiting;
+	long waiting; /* queued */
+	long held; /* in workers' hands */
 	long in_use;
 	long connected;
 	bool stopping;
+	bool cancelled; /* cmd_pool_cancel(): carried jobs are rejected */
 	bool down; /* attempts fail and no worker is connected */
 	long connecting; /* connection attempts under way */
 	long throttled; /* workers leaving jobs to connected ones */
@@ -226,11 +235,13 @@ static void drop_conn(struct worker *w)
 
 	if (!w->db)
 		return;
-	PQfinish(w->db);
-	w->db = NULL;
 	pthread_mutex_lock(&p->lock);
+	PQfreeCancel(w->cancel);
+	w->cancel = NULL;
 	p->connected--;
 	pthread_mutex_unlock(&p->lock);
+	PQfinish(w->db);
+	w->db = NULL;
 }
 
 /*
@@ -309,6 +320,9 @@ static int ensure_conn(struct worker *w, int64_t now, int64_t *attempt_ns,
 		goto unavailable;
 	}
 	attempt_done(p, true, NULL);
+	pthread_mutex_lock(&p->lock);
+	w->cancel = PQgetCancel(w->db); /* NULL only when out of memory */
+	pthread_mutex_unlock(&p->lock);
 	return 0;
 unavailable:
 	if (*attempt_ns >= 0)
@@ -370,19 +384,24 @@ static void wake_for_job(struct cmd_pool *p)
 /*
  * When this worker cannot connect but others are connected or still
  * trying (the server may refuse only us, e.g. too many clients), put
- * `job` back at the head of the queue for them. Returns whether it did.
+ * `jobs` back at the head of the queue, in their order, for them.
+ * Returns whether it did.
  */
-static bool requeue_if_others(struct cmd_pool *p, struct cmd_job *job)
+static bool requeue_if_others(struct cmd_pool *p, struct cmd_job **jobs,
+			      size_t n)
 {
 	bool requeued = false;
+	size_t i;
 
 	pthread_mutex_lock(&p->lock);
 	if (p->connected > 0 || p->connecting > 0) {
-		job->next = p->head;
-		p->head = job;
-		if (!p->tail)
-			p->tail = job;
-		p->waiting++;
+		for (i = n; i-- > 0;) {
+			jobs[i]->next = p->head;
+			p->head = jobs[i];
+			if (!p->tail)
+				p->tail = jobs[i];
+			p->waiting++;
+		}
 		wake_for_job(p);
 		requeued = true;
 	}
@@ -390,45 +409,92 @@ static bool requeue_if_others(struct cmd_pool *p, struct cmd_job *job)
 	return requeued;
 }
 
-static void serve(struct worker *w, struct cmd_job *job)
+/*
+ * Run the `n` jobs in hand (already past their queue timeout check).
+ * Returns how many are carried over, in jobs[0..k).
+ */
+static size_t serve(struct worker *w, struct cmd_job **jobs, size_t n)
 {
 	struct cmd_pool *p = w->pool;
 	struct es_error err = ES_ERROR_INIT;
 	int64_t now = now_ns(), attempt;
+	size_t i, carried = 0;
 
-	if (p->cfg->queue_timeout_ms > 0 &&
-	    now - job->enqueued_ns > MS_NS(p->cfg->queue_timeout_ms)) {
-		reject(job, CMD_REJECT_TIMEOUT,
-		       "timed out waiting for a database connection");
-		return;
-	}
 	if (ensure_conn(w, now, &attempt, &err) < 0) {
-		if (requeue_if_others(p, job))
-			return;
-		cmd_metrics_pool_reject(CMD_REJECT_UNAVAILABLE);
-		job->reject(job, &err);
+		if (requeue_if_others(p, jobs, n))
+			return 0;
+		for (i = 0; i < n; i++) {
+			cmd_metrics_pool_reject(CMD_REJECT_UNAVAILABLE);
+			jobs[i]->reject(jobs[i], &err);
+		}
 		if (attempt >= 0)
 			reject_older(p, attempt, &err);
-		return;
+		return 0;
 	}
-	job->run(job, w->db);
+	if (p->cfg->run_batch)
+		carried = p->cfg->run_batch(jobs, n, w->db,
+					    p->cfg->run_batch_arg);
+	else
+		jobs[0]->run(jobs[0], w->db); /* n is 1 */
 	after_run(w);
+	return carried;
+}
+
+/*
+ * Take queued jobs into jobs[n..max) (p->lock held); those that waited
+ * too long go to *late instead.
+ */
+static size_t take_jobs(struct cmd_pool *p, struct cmd_job **jobs, size_t n,
+			size_t max, struct cmd_job **late)
+{
+	int64_t now = now_ns();
+	struct cmd_job *job;
+
+	while (n < max && p->head) {
+		job = p->head;
+		p->head = job->next;
+		if (!p->head)
+			p->tail = NULL;
+		job->next = NULL;
+		p->waiting--;
+		if (p->cfg->queue_timeout_ms > 0 &&
+		    now - job->enqueued_ns > MS_NS(p->cfg->queue_timeout_ms)) {
+			job->next = *late;
+			*late = job;
+			continue;
+		}
+		jobs[n++] = job;
+	}
+	return n;
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct cmd_pool *p = w->pool;
-	struct cmd_job *job;
+	size_t max = p->cfg->run_batch ? (size_t)p->cfg->batch_max : 1;
+	struct cmd_job *late, *next;
+	size_t n = 0, i; /* jobs in hand: carried over from the last batch */
+	size_t held;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (!p->head && !p->stopping)
+		while (n == 0 && !p->head && !p->stopping)
 			pthread_cond_wait(&p->cond, &p->lock);
-		job = p->head;
-		if (!job)
+		if (n == 0 && !p->head)
 			break; /* stopping, and the queue is drained */
-		if (!w->db && (p->connected > 0 || p->connecting > 0) &&
+		if (n > 0 && p->cancelled) {
+			pthread_mutex_unlock(&p->lock);
+			for (i = 0; i < n; i++)
+				reject(w->jobs[i], CMD_REJECT_STOPPING,
+				       "the service is shutting down");
+			pthread_mutex_lock(&p->lock);
+			p->held -= (long)n;
+			n = 0;
+			continue;
+		}
+		if (n == 0 && !w->db &&
+		    (p->connected > 0 || p->connecting > 0) &&
 		    now_ns() < w->next_attempt_ns) {
 			/*
 			 * Our last attempt failed, yet others are connected
@@ -443,15 +509,26 @@ static void *worker_main(void *arg)
 			p->throttled--;
 			continue;
 		}
-		p->head = job->next;
-		if (!p->head)
-			p->tail = NULL;
-		job->next = NULL;
-		p->waiting--;
-		p->in_use++;
+		late = NULL;
+		held = n;
+		n = take_jobs(p, w->jobs, n, max, &late);
+		p->held += (long)(n - held);
+		if (n > 0)
+			p->in_use++;
 		pthread_mutex_unlock(&p->lock);
-		serve(w, job);
+		for (; late; late = next) {
+			next = late->next; /* reject() may free the job */
+			reject(late, CMD_REJECT_TIMEOUT,
+			       "timed out waiting for a database connection");
+		}
+		if (n == 0) {
+			pthread_mutex_lock(&p->lock);
+			continue;
+		}
+		held = n;
+		n = serve(w, w->jobs, n);
 		pthread_mutex_lock(&p->lock);
+		p->held -= (long)(held - n);
 		p->in_use--;
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -462,6 +539,8 @@ static void *worker_main(void *arg)
 
 static void pool_free(struct cmd_pool *p)
 {
+	for (long i = 0; p->workers && i < p->cfg->size; i++)
+		free(p->workers[i].jobs);
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p->workers);
@@ -477,6 +556,8 @@ static void join_workers(struct cmd_pool *p)
 	pthread_mutex_unlock(&p->lock);
 	for (long i = 0; i < p->nworkers; i++) {
 		pthread_join(p->workers[i].thread, NULL);
+		PQfreeCancel(p->workers[i].cancel);
+		p->workers[i].cancel = NULL;
 		PQfinish(p->workers[i].db);
 		p->workers[i].db = NULL;
 	}
@@ -490,10 +571,11 @@ struct cmd_pool *cmd_pool_start(const struct cmd_pool_config *cfg,
 	struct cmd_pool *p;
 	int rc;
 
-	if (!cfg->conninfo || cfg->size < 1 || cfg->queue_max < 1) {
+	if (!cfg->conninfo || cfg->size < 1 || cfg->queue_max < 1 ||
+	    (cfg->run_batch && cfg->batch_max < 1)) {
 		es_error_set(
 			err, ES_EINVALID,
-			"a pool needs a conninfo, size >= 1, queue_max >= 1");
+			"a pool needs a conninfo, size >= 1, queue_max >= 1, batch_max >= 1");
 		return NULL;
 	}
 	p = calloc(1, sizeof(*p));
@@ -518,6 +600,14 @@ struct cmd_pool *cmd_pool_start(const struct cmd_pool_config *cfg,
 
 		w->pool = p;
 		w->index = i;
+		w->jobs = calloc(cfg->run_batch ? (size_t)cfg->batch_max : 1,
+				 sizeof(*w->jobs));
+		if (!w->jobs) {
+			join_workers(p);
+			pool_free(p);
+			es_error_set(err, ES_EINTERNAL, "out of memory");
+			return NULL;
+		}
 		rc = pthread_create(&w->thread, NULL, worker_main, w);
 		if (rc) {
 			join_workers(p);
@@ -570,7 +660,7 @@ void cmd_pool_stats(struct cmd_pool *p, struct cmd_pool_stats *out)
 	pthread_mutex_lock(&p->lock);
 	out->size = p->nworkers;
 	out->in_use = p->in_use;
-	out->waiting = p->waiting;
+	out->waiting = p->waiting + p->held - p->in_use;
 	out->connected = p->connected;
 	pthread_mutex_unlock(&p->lock);
 }
@@ -583,10 +673,23 @@ void cmd_pool_cancel(struct cmd_pool *p)
 		return;
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
+	p->cancelled = true;
 	list = p->head;
 	p->head = p->tail = NULL;
 	p->waiting = 0;
 	pthread_cond_broadcast(&p->cond);
+	/*
+	 * A batch's statement may be waiting in the server (on a lock, say)
+	 * with many commands: cancel it, so that they are not applied after
+	 * their 503 either. An idle connection ignores the request; one in
+	 * COMMIT may commit all the same.
+	 */
+	for (long i = 0; i < p->nworkers; i++) {
+		char msg[256];
+
+		if (p->workers[i].cancel)
+			PQcancel(p->workers[i].cancel, msg, sizeof(msg));
+	}
 	pthread_mutex_unlock(&p->lock);
 	for (job = list; job; job = next) {
 		next = job->next; /* reject() may free the job */

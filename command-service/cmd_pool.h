@@ -5,7 +5,9 @@
  * HTTP threads never block on the database: a route suspends its
  * request (es_http_suspend()), submits a job, and the worker that runs
  * it answers and resumes the request. Several workers commit at once, so
- * PostgreSQL can group their commits.
+ * PostgreSQL can group their commits; with run_batch() a worker also
+ * takes many queued jobs at once, to run them in one transaction (group
+ * commit).
  */
 #ifndef CMD_POOL_H
 #define CMD_POOL_H
@@ -14,6 +16,8 @@
 #include <stdint.h>
 
 #include "es_error.h"
+
+struct cmd_job;
 
 struct cmd_pool_config {
 	const char *conninfo;
@@ -24,6 +28,22 @@ struct cmd_pool_config {
 	/* run on every new connection (prepare statements), or NULL */
 	int (*on_connect)(PGconn *db, void *arg, struct es_error *err);
 	void *on_connect_arg;
+	/*
+	 * Group commit, or NULL: a worker takes up to `batch_max` queued
+	 * jobs at once (oldest first) and calls run_batch() with them and a
+	 * healthy connection in autocommit mode, instead of each job's
+	 * run(). run_batch() must leave the connection idle, answer every
+	 * job within a bounded number of calls, and may carry jobs over (to
+	 * run them again after a conflict, say): it moves them to
+	 * jobs[0..k) and returns k. Those stay with the worker (counted as
+	 * running, not queued) and come first in its next call, with more
+	 * jobs from the queue; they are rejected like queued ones when the
+	 * database is unreachable or the pool is cancelled.
+	 */
+	size_t (*run_batch)(struct cmd_job **jobs, size_t n, PGconn *db,
+			    void *arg);
+	void *run_batch_arg;
+	long batch_max; /* >= 1; 1 without run_batch */
 };
 
 struct cmd_job {
@@ -45,8 +65,12 @@ struct cmd_job {
 
 struct cmd_pool_stats {
 	long size;
-	long in_use; /* workers running a job */
-	long waiting; /* jobs in the queue */
+	long in_use; /* workers running jobs */
+	/*
+	 * Jobs in the pool beyond one per busy worker: queued, or taken
+	 * into a worker's batch (in_use + waiting is every job in the pool).
+	 */
+	long waiting;
 	long connected; /* healthy connections */
 };
 
@@ -72,7 +96,9 @@ void cmd_pool_stats(struct cmd_pool *pool, struct cmd_pool_stats *out);
 
 /*
  * Refuse new jobs and reject every queued one (ES_EUNAVAIL, "the service
- * is shutting down") instead of running it; jobs already running finish.
+ * is shutting down") instead of running it, and the jobs that workers
+ * hold for a later batch; the statements running now are cancelled
+ * (their jobs fail unless the server was committing them already).
  * For a shutdown whose HTTP server answered requests 503 when its grace
  * period ran out: their commands must not be applied after that answer.
  */

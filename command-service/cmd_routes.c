@@ -1,19 +1,19 @@
 /*
  * cmd_routes.c - the command service's route table, and the pipeline its
  * routes share: request metadata, the hand-over to a pool worker,
- * Idempotency-Key lookups and storage, retries, and the answer.
+ * Idempotency-Key lookups and storage, and the answer. The rounds of
+ * load-decide-append on a worker are cmd_batch.c's.
  */
 #include "cmd_routes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "account_repo.h"
 #include "cmd_accounts.h"
+#include "cmd_batch.h"
 #include "cmd_metrics.h"
-#include "cmd_notify.h"
 #include "cmd_parse.h"
 #include "cmd_streams.h"
 #include "es_db.h"
@@ -46,17 +46,16 @@ const size_t cmd_nroutes = ARRAY_SIZE(cmd_routes);
 	" FROM (SELECT 1) one LEFT JOIN idempotency_keys k ON k.key = $1"
 
 /*
- * Store an answer; no row back when the key is there already. A
- * concurrent request inserting the same key waits here until the first
- * one's transaction ends.
+ * Store answers, one VALUES row each ($1-$5, $6-$10, ...): the keys that
+ * are there already come back without a row. A concurrent request
+ * inserting the same key waits here until the first one's transaction
+ * ends.
  */
-#define SQL_IDEM_PUT                                                        \
-	"INSERT INTO idempotency_keys (key, fingerprint, status, response," \
-	" headers) VALUES ($1, $2, $3::int, $4::jsonb, $5::jsonb)"          \
-	" ON CONFLICT (key) DO NOTHING RETURNING 1"
-
-/* Attempts after which a retry first waits a little. */
-#define BACKOFF_AFTER 3
+#define SQL_IDEM_PUT                                                 \
+	"INSERT INTO idempotency_keys (key, fingerprint, status,"    \
+	" response, headers) VALUES %s ON CONFLICT (key) DO NOTHING" \
+	" RETURNING key"
+#define SQL_IDEM_ROW "($%zu, $%zu, $%zu::int, $%zu::jsonb, $%zu::jsonb)"
 
 /* ---- the context ---- */
 
@@ -96,8 +95,7 @@ int cmd_prepare(PGconn *db, void *arg, struct es_error *err)
 
 	(void)arg;
 	if (account_repo_prepare(db, err) < 0 ||
-	    prepare(db, "cmd_idem_get", SQL_IDEM_GET, 2, get_types, err) < 0 ||
-	    prepare(db, "cmd_idem_put", SQL_IDEM_PUT, 0, NULL, err) < 0)
+	    prepare(db, "cmd_idem_get", SQL_IDEM_GET, 2, get_types, err) < 0)
 		return -1;
 	return 0;
 }
@@ -148,18 +146,17 @@ static void request_free(struct cmd_request *cr)
 {
 	if (!cr)
 		return;
-	if (cr->release)
-		cr->release(cr);
+	if (cr->steps && cr->steps->release)
+		cr->steps->release(cr);
 	json_decref(cr->metadata);
 	json_decref(cr->body);
 	json_decref(cr->headers);
-	json_decref(cr->pending);
 	free(cr);
 }
 
-struct cmd_request *
-cmd_request_new(struct es_request *req, size_t size, const char *command,
-		void (*run)(struct cmd_request *cr, PGconn *db))
+struct cmd_request *cmd_request_new(struct es_request *req, size_t size,
+				    const char *command,
+				    const struct cmd_steps *steps)
 {
 	struct cmd_ctx *ctx = req->ctx;
 	struct es_error err = ES_ERROR_INIT;
@@ -175,7 +172,7 @@ cmd_request_new(struct es_request *req, size_t size, const char *command,
 	cr->req = req;
 	cr->ctx = ctx;
 	cr->command = command;
-	cr->run = run;
+	cr->steps = steps;
 	cr->if_match = -1;
 	es_uuid_v4(cr->command_id);
 	s = es_request_header(req, "X-Correlation-Id");
@@ -188,8 +185,7 @@ cmd_request_new(struct es_request *req, size_t size, const char *command,
 			  "correlation_id", cr->correlation_id, "causation_id",
 			  printable_id(s, CMD_ID_MAX) ? s : cr->command_id);
 	cr->headers = json_object();
-	cr->pending = json_array();
-	if (!cr->metadata || !cr->headers || !cr->pending) {
+	if (!cr->metadata || !cr->headers) {
 		es_error_set(&err, ES_EINTERNAL, "out of memory");
 		goto fail;
 	}
@@ -304,8 +300,7 @@ static char *body_text(const json_t *body)
 	return json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
 }
 
-/* Send the answer, resume the request and free `cr`. */
-static void send_reply(struct cmd_request *cr)
+void cmd_send_reply(struct cmd_request *cr)
 {
 	struct es_request *req = cr->req;
 	const char *name;
@@ -345,68 +340,9 @@ out:
 	es_http_resume(req);
 }
 
-/* ---- appends, and Idempotency-Key ---- */
+/* ---- Idempotency-Key ---- */
 
-static void rollback(PGconn *db)
-{
-	PGresult *res;
-
-	if (PQtransactionStatus(db) != PQTRANS_INTRANS &&
-	    PQtransactionStatus(db) != PQTRANS_INERROR)
-		return;
-	res = PQexec(db, "ROLLBACK");
-	PQclear(res);
-}
-
-/* Count the events of `cr->pending` as committed. */
-static void count_committed(struct cmd_request *cr)
-{
-	json_t *events, *ev;
-	size_t i, j;
-
-	if (json_array_size(cr->pending) == 0)
-		return;
-	cmd_notify_poke(cr->ctx->notify);
-	cmd_metrics_append();
-	json_array_foreach(cr->pending, i, events)
-	{
-		json_array_foreach(events, j, ev) cmd_metrics_appended(
-			json_string_value(json_object_get(ev, "type")), 1);
-	}
-	json_array_clear(cr->pending);
-}
-
-int cmd_append(struct cmd_request *cr, PGconn *db,
-	       struct es_stream_append *streams, size_t n, char *token,
-	       struct es_error *err)
-{
-	size_t i;
-
-	json_array_clear(cr->pending);
-	if (cr->key[0] && es_db_exec(db, "BEGIN", err) < 0)
-		return -1;
-	if (es_append(db, streams, n, token, token ? ES_APPEND_TOKEN_MAX : 0,
-		      err) < 0) {
-		if (err && err->code == ES_ECONFLICT)
-			cmd_metrics_conflict();
-		rollback(db);
-		return -1;
-	}
-	for (i = 0; i < n; i++)
-		json_array_append(cr->pending, (json_t *)streams[i].events);
-	if (cr->key[0])
-		cr->in_tx = 1;
-	else
-		count_committed(cr);
-	return 0;
-}
-
-/*
- * Look the request's key up. 0: not stored yet (cr->fingerprint set);
- * 1: answered from the stored row, or 422 for another request's key;
- * -1: the database failed (answer set to the problem).
- */
-static int idem_lookup(struct cmd_request *cr, PGconn *db)
+int cmd_idem_lookup(struct cmd_request *cr, PGconn *db)
 {
 	struct es_request *req = cr->req;
 	struct es_error err = ES_ERROR_INIT;
@@ -483,98 +419,112 @@ out:
 	return ret;
 }
 
-static int storable(unsigned int status)
+int cmd_idem_storable(const struct cmd_request *cr)
 {
-	return (status >= 200 && status < 300) || status == 404 ||
-	       status == 409 || status == 412;
+	unsigned int st = cr->status;
+
+	return cr->key[0] && !cr->final &&
+	       ((st >= 200 && st < 300) || st == 404 || st == 409 || st == 412);
 }
 
-int cmd_finish(struct cmd_request *cr, PGconn *db)
+static int cmp_key(const void *a, const void *b)
 {
-	struct es_error err = ES_ERROR_INIT;
-	const char *values[5];
-	char status[16];
-	char *body = NULL, *headers = NULL;
+	const struct cmd_request *x = *(struct cmd_request *const *)a;
+	const struct cmd_request *y = *(struct cmd_request *const *)b;
+
+	return strcmp(x->key, y->key);
+}
+
+int cmd_idem_store(PGconn *db, struct cmd_request **crs, size_t n, int *taken,
+		   struct es_error *err)
+{
+	struct cmd_request **v = NULL;
+	const char **values = NULL;
+	char(*status)[16] = NULL;
+	char **texts = NULL;
+	char *rows = NULL, *sql = NULL;
+	size_t i, k, at = 0, rowlen = sizeof(SQL_IDEM_ROW) + 5 * 20 + 2;
 	PGresult *res = NULL;
 	int ret = -1;
 
-	if (!cr->key[0] || !storable(cr->status)) {
-		if (cr->in_tx) {
-			/* only an answer worth keeping commits its events */
-			rollback(db);
-			cr->in_tx = 0;
-			json_array_clear(cr->pending);
-			return -1;
-		}
+	if (n == 0)
 		return 0;
-	}
-	snprintf(status, sizeof(status), "%u", cr->status);
-	body = body_text(cr->body);
-	headers = json_dumps(cr->headers, JSON_COMPACT | JSON_SORT_KEYS);
-	if (!body || !headers) {
-		es_error_set(&err, ES_EINTERNAL, "cannot encode the answer");
+	v = malloc(n * sizeof(*v));
+	values = calloc(5 * n, sizeof(*values));
+	status = calloc(n, sizeof(*status));
+	texts = calloc(2 * n, sizeof(*texts));
+	rows = malloc(n * rowlen);
+	if (!v || !values || !status || !texts || !rows) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto out;
 	}
-	values[0] = cr->key;
-	values[1] = cr->fingerprint;
-	values[2] = status;
-	values[3] = body;
-	values[4] = headers;
-	res = PQexecPrepared(db, "cmd_idem_put", 5, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		es_db_error(db, res, &err);
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		/* a request with the same key got there first */
-		rollback(db);
-		cr->in_tx = 0;
-		json_array_clear(cr->pending);
-		if (idem_lookup(cr, db) == 0) {
-			es_error_set(&err, ES_EINTERNAL,
-				     "the key's stored answer vanished");
+	/* in key order, so that two batches cannot deadlock on their keys */
+	memcpy(v, crs, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), cmp_key);
+	for (i = 0; i < n; i++) {
+		snprintf(status[i], sizeof(status[i]), "%u", v[i]->status);
+		texts[2 * i] = body_text(v[i]->body);
+		texts[2 * i + 1] = json_dumps(v[i]->headers,
+					      JSON_COMPACT | JSON_SORT_KEYS);
+		if (!texts[2 * i] || !texts[2 * i + 1]) {
+			es_error_set(err, ES_EINTERNAL,
+				     "cannot encode the answer");
 			goto out;
 		}
-		ret = 1;
+		values[5 * i] = v[i]->key;
+		values[5 * i + 1] = v[i]->fingerprint;
+		values[5 * i + 2] = status[i];
+		values[5 * i + 3] = texts[2 * i];
+		values[5 * i + 4] = texts[2 * i + 1];
+		at += (size_t)snprintf(rows + at, n * rowlen - at,
+				       "%s" SQL_IDEM_ROW, i ? ", " : "",
+				       5 * i + 1, 5 * i + 2, 5 * i + 3,
+				       5 * i + 4, 5 * i + 5);
+	}
+	sql = malloc(sizeof(SQL_IDEM_PUT) + at);
+	if (!sql) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto out;
 	}
-	if (cr->in_tx) {
-		cr->in_tx = 0;
-		if (es_db_exec(db, "COMMIT", &err) < 0)
-			goto out;
+	snprintf(sql, sizeof(SQL_IDEM_PUT) + at, SQL_IDEM_PUT, rows);
+	res = PQexecParams(db, sql, (int)(5 * n), NULL, values, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		es_db_error(db, res, err);
+		goto out;
 	}
-	count_committed(cr);
+	for (i = 0; i < n; i++) {
+		taken[i] = 1;
+		for (k = 0; k < (size_t)PQntuples(res); k++)
+			if (!strcmp(PQgetvalue(res, (int)k, 0), crs[i]->key))
+				taken[i] = 0;
+	}
 	ret = 0;
 out:
-	if (ret < 0) {
-		rollback(db);
-		cr->in_tx = 0;
-		json_array_clear(cr->pending);
-		cmd_reply_error(cr, &err);
-	}
+	for (i = 0; texts && i < 2 * n; i++)
+		free(texts[i]);
 	PQclear(res);
-	free(body);
-	free(headers);
-	es_error_release(&err);
+	free(sql);
+	free(rows);
+	free(texts);
+	free(status);
+	free(values);
+	free(v);
 	return ret;
 }
 
 /* ---- on a worker ---- */
 
+/*
+ * The pool's run(), for a pool without run_batch: the job alone, in as
+ * many rounds as it takes.
+ */
 static void job_run(struct cmd_job *job, PGconn *db)
 {
 	struct cmd_request *cr = (struct cmd_request *)job;
+	struct cmd_job *jobs[1] = { job };
 
-	if (!cr->key[0] || idem_lookup(cr, db) == 0)
-		cr->run(cr, db);
-	if (cr->in_tx || PQtransactionStatus(db) == PQTRANS_INTRANS ||
-	    PQtransactionStatus(db) == PQTRANS_INERROR) {
-		es_log(ES_LOG_ERROR, "transaction_left_open", "{s:s, s:s}",
-		       "request_id", cr->req->id, "command", cr->command);
-		rollback(db);
-		cr->in_tx = 0;
-	}
-	send_reply(cr);
+	while (cmd_batch_run(jobs, 1, db, cr->ctx) > 0)
+		;
 }
 
 static void job_reject(struct cmd_job *job, const struct es_error *err)
@@ -582,7 +532,7 @@ static void job_reject(struct cmd_job *job, const struct es_error *err)
 	struct cmd_request *cr = (struct cmd_request *)job;
 
 	cmd_reply_error(cr, err);
-	send_reply(cr);
+	cmd_send_reply(cr);
 }
 
 void cmd_request_submit(struct cmd_request *cr)
@@ -595,46 +545,7 @@ void cmd_request_submit(struct cmd_request *cr)
 	es_http_suspend(req);
 	if (cmd_pool_submit(cr->ctx->pool, &cr->job, &err) < 0) {
 		cmd_reply_error(cr, &err);
-		send_reply(cr); /* resumes */
+		cmd_send_reply(cr); /* resumes */
 	}
 	es_error_release(&err);
-}
-
-/* A small xorshift per thread, for jitter; no need for quality. */
-static unsigned int jitter(unsigned int bound)
-{
-	static _Thread_local unsigned long long s;
-
-	if (!s) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		s = ((unsigned long long)ts.tv_nsec << 20) ^
-		    (unsigned long long)(size_t)&ts ^ 0x9e3779b97f4a7c15ULL;
-	}
-	s ^= s << 13;
-	s ^= s >> 7;
-	s ^= s << 17;
-	return bound ? (unsigned int)(s % bound) : 0;
-}
-
-int cmd_retry(struct cmd_request *cr, int attempt)
-{
-	struct timespec ts;
-	unsigned int us;
-
-	if (attempt >= cr->ctx->retries)
-		return 0;
-	if (attempt == 0)
-		return 1;
-	cmd_metrics_retry();
-	if (attempt >= BACKOFF_AFTER) {
-		/* up to 0.2 ms per attempt, at most 5 ms */
-		us = (unsigned int)(attempt < 25 ? attempt : 25) * 200;
-		us = 50 + jitter(us);
-		ts.tv_sec = 0;
-		ts.tv_nsec = (long)us * 1000;
-		nanosleep(&ts, NULL);
-	}
-	return 1;
 }

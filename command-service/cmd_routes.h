@@ -75,6 +75,48 @@ extern const size_t cmd_nroutes;
 #define CMD_ID_MAX  128 /* correlation, causation ids, principal */
 #define CMD_KEY_MAX 255 /* Idempotency-Key */
 
+/* What a command's step tells the batch runner (cmd_batch.h). */
+enum cmd_step {
+	CMD_DONE, /* the answer is set */
+	CMD_AGAIN, /* decide again in a later round, on fresh state */
+	CMD_APPEND, /* append cr->streams in this round's transaction */
+};
+
+struct cmd_request;
+
+/*
+ * A command route's part on a worker, run by cmd_batch_run() in rounds,
+ * under the lock stripes of cr->lock[] (no other command of this process
+ * decides on those ids meanwhile).
+ */
+struct cmd_steps {
+	/*
+	 * Load and decide, on state from the cache or, with `fresh`, from
+	 * the database. Set the answer (CMD_DONE), ask to decide again on
+	 * fresh state (CMD_AGAIN: a rejection is only decided on fresh
+	 * state), or fill cr->streams[0..nstreams) (CMD_APPEND).
+	 */
+	enum cmd_step (*decide)(struct cmd_request *cr, PGconn *db, int fresh);
+	/*
+	 * The outcome of the append: `token` when it was written
+	 * (cr->streams[i].version set), else `err` (never both). Set the
+	 * answer (CMD_DONE) or ask to decide again (CMD_AGAIN).
+	 */
+	enum cmd_step (*appended)(struct cmd_request *cr, const char *token,
+				  const struct es_error *err);
+	/*
+	 * The state that decide() built on is settled: the append
+	 * `committed`, or it did not happen or did not commit (forget what
+	 * was decided on). NULL when there is nothing to do.
+	 */
+	void (*settled)(struct cmd_request *cr, int committed);
+	/* frees what the route's struct owns, or NULL */
+	void (*release)(struct cmd_request *cr);
+	/* the 503 detail when COMMAND_RETRIES decisions did not do, "%s"
+	 * lock[0] */
+	const char *gave_up;
+};
+
 /*
  * One command request in flight. A route embeds it first in its own
  * struct, which cmd_request_new() allocates zeroed.
@@ -84,9 +126,17 @@ struct cmd_request {
 	struct es_request *req; /* borrowed until es_http_resume() */
 	struct cmd_ctx *ctx;
 	const char *command; /* metrics label: "deposit", ... */
-	void (*run)(struct cmd_request *cr, PGconn *db);
-	/* frees what the route's struct owns, or NULL */
-	void (*release)(struct cmd_request *cr);
+	const struct cmd_steps *steps;
+	/*
+	 * What the command decides on (account ids, a stream id), set by
+	 * the route before cmd_request_submit(): commands naming the same
+	 * never share a round; lock[1] may be NULL. Borrowed from the
+	 * route's struct.
+	 */
+	const char *lock[2];
+	/* what decide() asks to append: streams[0..nstreams) */
+	struct es_stream_append streams[2];
+	size_t nstreams;
 	json_t *metadata; /* owned: every event's metadata */
 	char command_id[37];
 	char correlation_id[CMD_ID_MAX + 1];
@@ -98,9 +148,14 @@ struct cmd_request {
 	json_t *body; /* owned: JSON or problem object */
 	json_t *headers; /* owned: {name: value} sent and stored along */
 	int retry_after; /* with 503 */
-	json_t *pending; /* owned: event arrays appended, not yet counted */
-	int in_tx; /* an append transaction is open (with a key) */
 	int replayed; /* answered from a stored key */
+	/* the batch runner's */
+	int attempts; /* decide() calls so far */
+	int looked_up; /* the key was looked up and is not stored yet */
+	int final; /* the answer came from the key's row: nothing to store */
+	int solo; /* its round failed for no known reason: it goes alone */
+	enum cmd_step step; /* in this round */
+	int written; /* this round's append is in its transaction */
 };
 
 /*
@@ -108,13 +163,13 @@ struct cmd_request {
  * cmd_request) for `req`, read the metadata headers (X-Correlation-Id,
  * X-Causation-Id, X-Principal, traceparent), Idempotency-Key (400 if
  * not 1-255 printable ASCII) and If-Match (400 if malformed), and set
- * X-Correlation-Id on the answer. `run` is the worker part.
+ * X-Correlation-Id on the answer. `steps` is the worker part.
  * On failure answers `req` itself and returns NULL.
  * ownership: the request owns the result; it is freed after the answer.
  */
-struct cmd_request *
-cmd_request_new(struct es_request *req, size_t size, const char *command,
-		void (*run)(struct cmd_request *cr, PGconn *db));
+struct cmd_request *cmd_request_new(struct es_request *req, size_t size,
+				    const char *command,
+				    const struct cmd_steps *steps);
 
 /*
  * Answer `req` with `err` on the HTTP thread (validation failed) and free
@@ -130,15 +185,6 @@ void cmd_request_submit(struct cmd_request *cr);
 int cmd_add_metadata(struct cmd_request *cr, json_t *events,
 		     struct es_error *err);
 
-/*
- * es_append() for the request: with an Idempotency-Key in a transaction
- * of its own (BEGIN, then the append as its first write, left open for
- * cmd_finish()), else in autocommit. On failure nothing is left open.
- */
-int cmd_append(struct cmd_request *cr, PGconn *db,
-	       struct es_stream_append *streams, size_t n, char *token,
-	       struct es_error *err);
-
 /* Set the answer: `status` and `body` (takes `body`). */
 void cmd_reply(struct cmd_request *cr, unsigned int status, json_t *body);
 /* Add a header to the answer (sent, and stored with a key). */
@@ -147,23 +193,30 @@ void cmd_reply_header(struct cmd_request *cr, const char *name,
 /* Set the answer to the problem of `err` (ETag with a 412's version). */
 void cmd_reply_error(struct cmd_request *cr, const struct es_error *err);
 
-/*
- * Make the answer final. With an Idempotency-Key and a storable answer
- * (2xx, 404, 409, 412) the key row goes in with it: in the append's
- * transaction, which commits, or in one of its own. Returns 0 when the
- * answer stands (and what was appended committed); 1 when a concurrent
- * request with the same key got there first (everything rolled back, the
- * answer is now the stored one); -1 when the database failed (rolled
- * back, the answer is now a problem), or when the answer is not one to
- * keep (an error after the append): the append is rolled back.
- */
-int cmd_finish(struct cmd_request *cr, PGconn *db);
+/* ---- for the batch runner (cmd_batch.c) ---- */
 
 /*
- * Before attempt `attempt` (0-based) of load-decide-append: whether to
- * go on (counts a retry, sleeps a little jittered while after a few),
- * or 0 when ctx->retries attempts are used up.
+ * Look the request's Idempotency-Key up. 0: not stored yet
+ * (cr->fingerprint set); 1: answered from the stored row, or 422 for a
+ * key of another request; -1: the database failed (answer set to the
+ * problem).
  */
-int cmd_retry(struct cmd_request *cr, int attempt);
+int cmd_idem_lookup(struct cmd_request *cr, PGconn *db);
+
+/* Whether the request's answer goes into its key's row (2xx, 404, 409, 412). */
+int cmd_idem_storable(const struct cmd_request *cr);
+
+/*
+ * Insert the key rows of crs[0..n) (looked up, distinct keys) in one
+ * statement, in the caller's transaction. taken[i] says that another
+ * request stored crs[i]'s key first (that request's transaction
+ * committed meanwhile): the caller must roll back. ES_EUNAVAIL,
+ * ES_ECONFLICT (deadlock), ES_EINTERNAL.
+ */
+int cmd_idem_store(PGconn *db, struct cmd_request **crs, size_t n, int *taken,
+		   struct es_error *err);
+
+/* Send the answer, count it, resume the request and free `cr`. */
+void cmd_send_reply(struct cmd_request *cr);
 
 #endif

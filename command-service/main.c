@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cmd_batch.h"
 #include "cmd_metrics.h"
 #include "cmd_notify.h"
 #include "cmd_pool.h"
@@ -41,6 +42,7 @@ struct cmd_config {
 	long queue_timeout_ms;
 	long statement_timeout_ms;
 	long retries;
+	long batch_max;
 	int notify;
 	struct es_http_config http;
 };
@@ -143,6 +145,9 @@ int main(int argc, char **argv)
 		  "statement_timeout of every connection, 0 for none" },
 		{ "COMMAND_RETRIES", ES_CONFIG_INT, &c.retries, "30", 1, 1000,
 		  "load-decide-append attempts of a command on version conflicts" },
+		{ "COMMIT_BATCH_MAX", ES_CONFIG_INT, &c.batch_max, "64", 1,
+		  100000,
+		  "commands a worker decides and commits together in one transaction at most" },
 		{ "NOTIFY_EVENTS", ES_CONFIG_BOOL, &c.notify, "true", 0, 0,
 		  "send NOTIFY tandem_events after appends (coalesced, outside them)" },
 		{ "SHUTDOWN_GRACE_MS", ES_CONFIG_INT, &c.shutdown_grace_ms,
@@ -192,6 +197,9 @@ int main(int argc, char **argv)
 	pool_cfg.statement_timeout_ms = c.statement_timeout_ms;
 	pool_cfg.on_connect = cmd_prepare;
 	pool_cfg.on_connect_arg = &ctx;
+	pool_cfg.run_batch = cmd_batch_run;
+	pool_cfg.run_batch_arg = &ctx;
+	pool_cfg.batch_max = c.batch_max;
 	ctx.pool = cmd_pool_start(&pool_cfg, &err);
 	if (!ctx.pool)
 		goto out;
@@ -204,9 +212,10 @@ int main(int argc, char **argv)
 	if (!h)
 		goto out;
 	atomic_store(&ops.http, h);
-	es_log(ES_LOG_INFO, "listening", "{s:s, s:i, s:s, s:i}", "bind_address",
-	       c.http.bind_address, "port", (int)es_http_port(h), "version",
-	       TANDEM_VERSION, "db_pool_size", (int)pool_cfg.size);
+	es_log(ES_LOG_INFO, "listening", "{s:s, s:i, s:s, s:i, s:i}",
+	       "bind_address", c.http.bind_address, "port",
+	       (int)es_http_port(h), "version", TANDEM_VERSION, "db_pool_size",
+	       (int)pool_cfg.size, "commit_batch_max", (int)pool_cfg.batch_max);
 
 	sigwait(&stop, &sig);
 	es_log(ES_LOG_INFO, "stopping", "{s:s, s:i}", "signal",

@@ -18,6 +18,7 @@
  * makes libmicrohttpd call on_request() again, which queues the stored
  * response.
  */
+#define _GNU_SOURCE /* sched_getaffinity(), CPU_COUNT() */
 #include "es_http.h"
 
 #include <arpa/inet.h>
@@ -25,6 +26,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -349,6 +351,13 @@ void es_http_send_text(struct es_request *req, unsigned int status,
 	copy[len] = '\0';
 	set_response(request_of(req), status,
 		     response_from(copy, len, content_type));
+}
+
+void es_http_send_buffer(struct es_request *req, unsigned int status,
+			 const char *content_type, char *buf, size_t len)
+{
+	set_response(request_of(req), status,
+		     buf ? response_from(buf, len, content_type) : NULL);
 }
 
 void es_http_add_header(struct es_request *req, const char *name,
@@ -1085,6 +1094,19 @@ static void make_id_prefix(struct es_http *h)
 	snprintf(h->id_prefix, sizeof(h->id_prefix), "%08x", rnd);
 }
 
+long es_http_cpus(void)
+{
+	cpu_set_t set;
+	long n;
+
+	/* a process pinned with taskset gets no more threads than CPUs */
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 &&
+	    (n = CPU_COUNT(&set)) > 0)
+		return n;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? n : 1;
+}
+
 struct es_http *es_http_start(const struct es_http_config *cfg,
 			      const struct es_route *routes, size_t nroutes,
 			      void *ctx, struct es_error *err)
@@ -1095,6 +1117,8 @@ struct es_http *es_http_start(const struct es_http_config *cfg,
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct sockaddr *addr = (struct sockaddr *)&sin;
 	const union MHD_DaemonInfo *info;
+	struct MHD_OptionItem pool[2] = { { MHD_OPTION_END, 0, NULL },
+					  { MHD_OPTION_END, 0, NULL } };
 	struct es_http *h;
 	long threads = cfg->threads;
 
@@ -1113,9 +1137,7 @@ struct es_http *es_http_start(const struct es_http_config *cfg,
 		return NULL;
 	}
 	if (threads <= 0)
-		threads = sysconf(_SC_NPROCESSORS_ONLN);
-	if (threads <= 0)
-		threads = 1;
+		threads = es_http_cpus();
 	if (threads > cfg->max_connections)
 		threads = cfg->max_connections; /* each gets a share of them */
 	h = calloc(1, sizeof(*h));
@@ -1136,11 +1158,18 @@ struct es_http *es_http_start(const struct es_http_config *cfg,
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		return NULL;
 	}
+	/*
+	 * One thread: no pool, the polling thread serves (a pool size of 0
+	 * or 1 draws a warning from libmicrohttpd).
+	 */
+	pool[0].option =
+		threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END;
+	pool[0].value = (intptr_t)threads;
 	h->daemon = MHD_start_daemon(
 		flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_SOCK_ADDR,
-		addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+		addr, MHD_OPTION_ARRAY, pool, MHD_OPTION_CONNECTION_LIMIT,
+		(unsigned int)cfg->max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 		(unsigned int)cfg->per_ip_connections,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT,

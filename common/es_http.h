@@ -89,7 +89,7 @@
 struct es_http_config {
 	const char *bind_address; /* IPv4 or IPv6 literal */
 	long port; /* 0 in tests: any free port, see es_http_port() */
-	long threads; /* 0: one per online CPU */
+	long threads; /* 0: one per CPU we may run on (es_http_cpus()) */
 	long max_connections;
 	long per_ip_connections; /* 0: no limit */
 	long connection_memory; /* bytes per connection, headers included */
@@ -199,9 +199,17 @@ void es_http_send_json(struct es_request *req, unsigned int status,
  */
 void es_http_send_problem(struct es_request *req, const struct es_error *err);
 
-/* Answer with `len` bytes of `text` as text/plain. ownership: borrows. */
+/* Answer with `len` bytes of `text` as `content_type`. ownership: borrows. */
 void es_http_send_text(struct es_request *req, unsigned int status,
 		       const char *content_type, const char *text, size_t len);
+
+/*
+ * The same without a copy: answer with the first `len` bytes of `buf`, a
+ * malloc()ed block that is sent as it is and then freed.
+ * ownership: takes `buf` (freed with free(), even when the answer fails).
+ */
+void es_http_send_buffer(struct es_request *req, unsigned int status,
+			 const char *content_type, char *buf, size_t len);
 
 /*
  * Whether a Content-Type value names JSON: application/json, optionally
@@ -224,6 +232,12 @@ struct es_http;
 struct es_http *es_http_start(const struct es_http_config *cfg,
 			      const struct es_route *routes, size_t nroutes,
 			      void *ctx, struct es_error *err);
+
+/*
+ * The CPUs this process may run on (its affinity mask, as taskset sets
+ * it), at least 1: the HTTP threads when cfg->threads is 0.
+ */
+long es_http_cpus(void);
 
 /* The port actually bound (useful when cfg->port was 0). */
 unsigned int es_http_port(const struct es_http *h);

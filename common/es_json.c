@@ -1,7 +1,12 @@
-/* es_json.c - strict JSON request bodies and small typed getters. */
+/*
+ * es_json.c - strict JSON request bodies, small typed getters, and
+ * struct es_buf.
+ */
 #include "es_json.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int es_json_depth(const char *buf, size_t len)
@@ -148,4 +153,174 @@ void es_json_printable(char *s)
 	for (; *s; s++)
 		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
 			*s = '?';
+}
+
+/* ---- struct es_buf ---- */
+
+bool es_buf_reserve(struct es_buf *b, size_t extra)
+{
+	size_t need, cap;
+	char *s;
+
+	if (b->failed)
+		return false;
+	need = b->len + extra + 1;
+	if (need < extra) {
+		b->failed = true;
+		return false;
+	}
+	if (need <= b->cap)
+		return true;
+	cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+	s = realloc(b->s, cap);
+	if (!s) {
+		b->failed = true;
+		return false;
+	}
+	b->s = s;
+	b->cap = cap;
+	return true;
+}
+
+void es_buf_add(struct es_buf *b, const void *p, size_t len)
+{
+	if (!es_buf_reserve(b, len))
+		return;
+	memcpy(b->s + b->len, p, len);
+	b->len += len;
+	b->s[b->len] = '\0';
+}
+
+void es_buf_adds(struct es_buf *b, const char *s)
+{
+	es_buf_add(b, s, strlen(s));
+}
+
+void es_buf_add_uint(struct es_buf *b, unsigned long long v)
+{
+	char tmp[24];
+	size_t i = sizeof(tmp);
+
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	es_buf_add(b, tmp + i, sizeof(tmp) - i);
+}
+
+void es_buf_add_int(struct es_buf *b, long long v)
+{
+	if (v < 0) {
+		es_buf_add(b, "-", 1);
+		/* -(v + 1) + 1 cannot overflow, even for LLONG_MIN */
+		es_buf_add_uint(b, (unsigned long long)-(v + 1) + 1);
+	} else {
+		es_buf_add_uint(b, (unsigned long long)v);
+	}
+}
+
+void es_buf_add_jstr(struct es_buf *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF"; /* as jansson */
+	char *o;
+	size_t i;
+
+	/* the worst case, "\u00XX" for every byte, and the quotes */
+	if (len > (SIZE_MAX - 2) / 6) {
+		b->failed = true;
+		return;
+	}
+	if (!es_buf_reserve(b, len * 6 + 2))
+		return;
+	o = b->s + b->len;
+	*o++ = '"';
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			*o++ = (char)c;
+			break;
+		case '\b':
+			*o++ = 'b';
+			break;
+		case '\f':
+			*o++ = 'f';
+			break;
+		case '\n':
+			*o++ = 'n';
+			break;
+		case '\r':
+			*o++ = 'r';
+			break;
+		case '\t':
+			*o++ = 't';
+			break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o++ = '"';
+	*o = '\0';
+	b->len = (size_t)(o - b->s);
+}
+
+void es_buf_add_json_compact(struct es_buf *b, const char *s, size_t len)
+{
+	bool in_string = false;
+	char *o;
+	size_t i;
+
+	if (!es_buf_reserve(b, len))
+		return;
+	o = b->s + b->len;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (in_string) {
+			*o++ = c;
+			if (c == '\\' && i + 1 < len)
+				*o++ = s[++i]; /* the escaped byte */
+			else if (c == '"')
+				in_string = false;
+			continue;
+		}
+		if (c == ' ' || c == '\n' || c == '\t' || c == '\r')
+			continue;
+		if (c == '"')
+			in_string = true;
+		*o++ = c;
+	}
+	*o = '\0';
+	b->len = (size_t)(o - b->s);
+}
+
+char *es_buf_detach(struct es_buf *b, size_t *len)
+{
+	char *s = b->failed ? NULL : b->s;
+
+	if (!s)
+		free(b->s);
+	if (len)
+		*len = s ? b->len : 0;
+	memset(b, 0, sizeof(*b));
+	return s;
+}
+
+void es_buf_release(struct es_buf *b)
+{
+	free(b->s);
+	memset(b, 0, sizeof(*b));
 }

@@ -3,27 +3,38 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "es_db.h"
+#include "es_json.h"
 #include "es_log.h"
 
 #define SQL_APPEND                                                   \
 	"SELECT transaction_id::text, last_position, versions::text" \
 	" FROM tandem_append($1::jsonb)"
 
+#define SQL_APPEND_BATCH                                                   \
+	"SELECT cmd, transaction_id::text, last_position, versions::text," \
+	" error_code, error_message, current_version"                      \
+	" FROM tandem_append_batch($1::jsonb)"
+
 #define SQL_VERSION                                              \
 	"SELECT stream_version FROM events WHERE stream_id = $1" \
 	" ORDER BY stream_version DESC LIMIT 1"
 
-/* The columns of an event row, from a relation `w` of events columns. */
-#define EVENT_COLS                                                         \
-	"w.global_position, w.transaction_id::text, w.stream_id,"          \
-	" w.stream_version, w.event_id::text, w.event_type, w.data::text," \
-	" w.metadata::text, to_char(w.recorded_at AT TIME ZONE 'UTC',"     \
-	" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+/*
+ * The columns of an event row, from a relation `w` of events columns.
+ * Reads ask for binary results: integers, the uuid and the timestamp
+ * come as they are stored (to_char() and the integer output functions
+ * cost more than the rest of a read), jsonb as a version byte and text.
+ */
+#define EVENT_COLS                                             \
+	"w.global_position, w.transaction_id, w.stream_id,"    \
+	" w.stream_version, w.event_id, w.event_type, w.data," \
+	" w.metadata, w.recorded_at"
 #define EVENT_NCOLS 9
 
 #define SQL_READ_STREAM                                      \
@@ -32,53 +43,53 @@
 	" ORDER BY w.stream_version LIMIT $3"
 
 /*
- * A window from a full snapshot lo ($1 its xip, $2 its xmax): the rows
- * this statement sees of transactions running at lo or begun after it,
- * and the statement's own snapshot as the window's end. Two index range
- * scans on events_tail_idx, each at most $3 rows, whose results are
- * already in order relative to each other (every xip is below xmax).
- * The LEFT JOIN yields the snapshot even when there are no rows.
+ * A window read returns one row with the statement's snapshot and
+ * whether the server is a standby (columns 0 and 1, the event columns
+ * NULL), then the event rows (columns 0 and 1 NULL). There is no ORDER
+ * BY over the whole: sorting the wide rows once more cost a third of the
+ * read, so the rows come in the order the subquery picked them (which is
+ * the order they arrive in, in practice) and read_window() puts them in
+ * (transaction_id, global_position) order itself if they are not.
  */
-#define SQL_WINDOW_FIRST                                                       \
-	"SELECT pg_current_snapshot()::text, pg_is_in_recovery(), " EVENT_COLS \
-	" FROM (SELECT 1) one LEFT JOIN LATERAL ("                             \
-	"  SELECT * FROM ("                                                    \
-	"   (SELECT * FROM events WHERE transaction_id = ANY($1::xid8[])"      \
-	"    ORDER BY transaction_id, global_position LIMIT $3)"               \
-	"   UNION ALL"                                                         \
-	"   (SELECT * FROM events WHERE transaction_id >= $2::xid8"            \
-	"    ORDER BY transaction_id, global_position LIMIT $3)) u"            \
-	"  ORDER BY transaction_id, global_position LIMIT $3) w ON true"       \
-	" ORDER BY w.transaction_id, w.global_position"
+#define WINDOW_HEAD                                                \
+	"SELECT pg_current_snapshot()::text, pg_is_in_recovery()," \
+	" NULL::bigint, NULL::xid8, NULL::text, NULL::bigint,"     \
+	" NULL::uuid, NULL::text, NULL::jsonb, NULL::jsonb,"       \
+	" NULL::timestamptz"                                       \
+	" UNION ALL SELECT NULL, NULL, " EVENT_COLS " FROM "
+#define WINDOW_NCOLS (2 + EVENT_NCOLS)
 
 /*
- * The rest of a window (lo, hi) after (xid, pos): every transaction
- * visible in hi has finished, so its committed rows are all visible now,
- * and the filters say which transactions belong to the window:
- *   $1, $2  the rest of transaction xid when it is one of lo's xips;
- *   $3      lo's later xips that hi sees finished;
- *   $4, $5  where the range above lo's xmax resumes;
- *   $6, $7  hi's xmax and xip.
- * The statement's snapshot comes along to check that it covers hi.
+ * The window's events come from up to three index range scans on
+ * events_tail_idx, each in (transaction_id, global_position) order and at
+ * most LIMIT rows, merged and cut to LIMIT; a read names only the scans
+ * it needs (planning the union of three took longer than running it).
+ * Each fragment takes its parameter numbers, then LIMIT's, through
+ * printf. From a full snapshot lo (the first read of a window):
+ *   lo's xips, and the range from lo's xmax on.
+ * In the rest of a window (lo, hi) after (xid, pos), where every
+ * transaction visible in hi has finished, so that its committed rows are
+ * all visible now:
+ *   the rest of transaction xid, when it is one of lo's xips;
+ *   lo's later xips that hi sees finished;
+ *   the range above lo's xmax, resuming after (xid, pos) when xid is
+ *   there, up to hi's xmax, without hi's xips.
+ * The statement's own snapshot is the window's end (first read), or
+ * checks that the server has reached hi (the others).
  */
-#define SQL_WINDOW_NEXT                                                        \
-	"SELECT pg_current_snapshot()::text, pg_is_in_recovery(), " EVENT_COLS \
-	" FROM (SELECT 1) one LEFT JOIN LATERAL ("                             \
-	"  SELECT * FROM ("                                                    \
-	"   (SELECT * FROM events WHERE transaction_id = $1::xid8"             \
-	"     AND global_position > $2::bigint"                                \
-	"    ORDER BY transaction_id, global_position LIMIT $8)"               \
-	"   UNION ALL"                                                         \
-	"   (SELECT * FROM events WHERE transaction_id = ANY($3::xid8[])"      \
-	"    ORDER BY transaction_id, global_position LIMIT $8)"               \
-	"   UNION ALL"                                                         \
-	"   (SELECT * FROM events"                                             \
-	"    WHERE (transaction_id, global_position) > ($4::xid8, $5::bigint)" \
-	"      AND transaction_id < $6::xid8"                                  \
-	"      AND transaction_id <> ALL($7::xid8[])"                          \
-	"    ORDER BY transaction_id, global_position LIMIT $8)) u"            \
-	"  ORDER BY transaction_id, global_position LIMIT $8) w ON true"       \
-	" ORDER BY w.transaction_id, w.global_position"
+#define WINDOW_ORDER " ORDER BY transaction_id, global_position LIMIT $%d)"
+#define WINDOW_XIPS \
+	"(SELECT * FROM events WHERE transaction_id = ANY($%d::xid8[])" WINDOW_ORDER
+#define WINDOW_FROM_XMAX \
+	"(SELECT * FROM events WHERE transaction_id >= $%d::xid8" WINDOW_ORDER
+#define WINDOW_REST_OF_XID                                       \
+	"(SELECT * FROM events WHERE transaction_id = $%d::xid8" \
+	" AND global_position > $%d::bigint" WINDOW_ORDER
+#define WINDOW_RANGE                                                          \
+	"(SELECT * FROM events"                                               \
+	" WHERE (transaction_id, global_position) > ($%d::xid8, $%d::bigint)" \
+	" AND transaction_id < $%d::xid8"                                     \
+	" AND transaction_id <> ALL($%d::xid8[])" WINDOW_ORDER
 
 /* Retries of an autocommit append that lost a race it may win next. */
 #define APPEND_RETRIES 3
@@ -255,17 +266,19 @@ static void validate_stream(const struct es_stream_append *sa,
 }
 
 /*
- * Validate the whole call and build the JSON for tandem_append(). NULL
- * with the error set on bad input.
+ * Validate the whole call and build the request array for
+ * tandem_append(); *nids says how many events carry an event_id, of
+ * *nevents. NULL with the error set on bad input.
  */
-static char *append_request(const struct es_stream_append *streams, size_t n,
-			    int *all_ids, struct es_error *err)
+static json_t *append_json(const struct es_stream_append *streams, size_t n,
+			   size_t *nids_out, size_t *nevents,
+			   struct es_error *err)
 {
 	json_t *req = NULL;
 	char **ids = NULL, **sids = NULL;
 	size_t i, nids = 0, maxids = 0;
 	const char *dup;
-	char *body = NULL;
+	int ok = 0;
 
 	if (n == 0) {
 		es_error_field(err, "streams", "must not be empty");
@@ -301,15 +314,38 @@ static char *append_request(const struct es_stream_append *streams, size_t n,
 		es_error_field(err, "event_id", "'%s' is given twice", dup);
 		goto out;
 	}
-	*all_ids = nids == maxids;
-	body = json_dumps(req, JSON_COMPACT);
-	if (!body)
-		es_error_set(err, ES_EINTERNAL, "cannot encode events");
+	*nids_out = nids;
+	*nevents = maxids;
+	ok = 1;
 out:
 	for (i = 0; i < nids; i++)
 		free(ids[i]);
 	free(ids);
 	free(sids);
+	if (!ok) {
+		json_decref(req);
+		req = NULL;
+	}
+	return req;
+}
+
+/*
+ * Validate the whole call and build the JSON for tandem_append(). NULL
+ * with the error set on bad input.
+ */
+static char *append_request(const struct es_stream_append *streams, size_t n,
+			    int *all_ids, struct es_error *err)
+{
+	size_t nids = 0, nevents = 0;
+	json_t *req = append_json(streams, n, &nids, &nevents, err);
+	char *body;
+
+	if (!req)
+		return NULL;
+	*all_ids = nids == nevents;
+	body = json_dumps(req, JSON_COMPACT);
+	if (!body)
+		es_error_set(err, ES_EINTERNAL, "cannot encode events");
 	json_decref(req);
 	return body;
 }
@@ -411,6 +447,186 @@ out:
 	return ret;
 }
 
+/*
+ * Whether a failed batch statement lost a race that it may win when run
+ * again: a concurrent writer took one of its versions (or a deadlock).
+ */
+static int lost_race(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *constraint =
+		PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+
+	if (!state)
+		return 0;
+	if (!strcmp(state, "40P01") || !strcmp(state, "40001"))
+		return 1;
+	return !strcmp(state, "23505") && constraint &&
+	       !strcmp(constraint, "events_stream_id_stream_version_key");
+}
+
+/* Whether a stream of `r` is named by one of reqs[0..i) already sent. */
+static const char *named_before(const struct es_append_req *reqs, size_t i,
+				const struct es_append_req *r)
+{
+	size_t j, a, b;
+
+	for (j = 0; j < i; j++) {
+		if (!reqs[j].sent_)
+			continue;
+		for (a = 0; a < r->n; a++)
+			for (b = 0; b < reqs[j].n; b++)
+				if (!strcmp(r->streams[a].stream_id,
+					    reqs[j].streams[b].stream_id))
+					return r->streams[a].stream_id;
+	}
+	return NULL;
+}
+
+/* Build the argument of tandem_append_batch(); NULL when out of memory. */
+static char *batch_request(struct es_append_req *reqs, size_t n, size_t *nsent)
+{
+	json_t *all = json_array(), *one;
+	size_t i, nids, nevents;
+	const char *dup;
+	char *body = NULL;
+
+	*nsent = 0;
+	if (!all)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		struct es_append_req *r = &reqs[i];
+
+		nids = nevents = 0;
+		one = append_json(r->streams, r->n, &nids, &nevents, &r->err);
+		if (!one)
+			continue;
+		dup = named_before(reqs, i, r);
+		if (dup) {
+			es_error_set(&r->err, ES_EINTERNAL,
+				     "stream '%.100s' is in one batch twice",
+				     dup);
+			json_decref(one);
+			continue;
+		}
+		if (json_array_append_new(all,
+					  json_pack("{s:I, s:o, s:b}", "i",
+						    (json_int_t)(i + 1), "s",
+						    one, "x", nids > 0)) < 0)
+			goto out;
+		r->sent_ = 1;
+		++*nsent;
+	}
+	body = json_dumps(all, JSON_COMPACT);
+out:
+	json_decref(all);
+	return body;
+}
+
+/* Row `row` of a tandem_append_batch() result into its request. */
+static void batch_outcome(const PGresult *res, int row, struct es_append_req *r)
+{
+	struct es_append_token at;
+	char *end;
+
+	r->sent_ = 0;
+	if (PQgetisnull(res, row, 4)) {
+		at.xid = strtoull(PQgetvalue(res, row, 1), &end, 10);
+		at.pos = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+		if (PQgetisnull(res, row, 1) || PQgetisnull(res, row, 2) ||
+		    *end ||
+		    parse_versions(PQgetvalue(res, row, 3), r->streams, r->n) <
+			    0) {
+			es_error_set(&r->err, ES_EINTERNAL,
+				     "unexpected append result");
+			return;
+		}
+		es_append_token_format(&at, r->token, sizeof(r->token));
+		r->ok = 1;
+		return;
+	}
+	if (!strcmp(PQgetvalue(res, row, 4), "TDV01") ||
+	    !strcmp(PQgetvalue(res, row, 4), "TDI01")) {
+		es_error_set(&r->err, ES_ECONFLICT, "%s",
+			     PQgetvalue(res, row, 5));
+		if (!PQgetisnull(res, row, 6))
+			r->err.current_version =
+				strtoll(PQgetvalue(res, row, 6), NULL, 10);
+		return;
+	}
+	es_log(ES_LOG_ERROR, "append_batch_error", "{s:s, s:s}", "sqlstate",
+	       PQgetvalue(res, row, 4), "error", PQgetvalue(res, row, 5));
+	es_error_set(&r->err, ES_EINTERNAL, "unexpected database error");
+}
+
+int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
+		    struct es_error *err)
+{
+	const char *params[1];
+	PGresult *res = NULL;
+	char *body = NULL;
+	size_t i, nsent;
+	int autocommit, attempt, row, any_only = 0, ret = -1;
+
+	for (i = 0; i < n; i++) {
+		es_error_release(&reqs[i].err);
+		reqs[i].err = (struct es_error)ES_ERROR_INIT;
+		reqs[i].ok = 0;
+		reqs[i].sent_ = 0;
+		reqs[i].token[0] = '\0';
+	}
+	body = batch_request(reqs, n, &nsent);
+	if (!body) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		goto out;
+	}
+	if (nsent == 0) {
+		ret = 0;
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (reqs[i].sent_ && all_any(reqs[i].streams, reqs[i].n))
+			any_only = 1;
+	params[0] = body;
+	autocommit = PQtransactionStatus(db) == PQTRANS_IDLE;
+	for (attempt = 0;; attempt++) {
+		res = PQexecParams(db, SQL_APPEND_BATCH, 1, NULL, params, NULL,
+				   NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			break;
+		/*
+		 * Nothing was stored. In autocommit mode, run it again: the
+		 * requests that did not lose the race get through, and the one
+		 * that did gets its own ES_ECONFLICT (or, appending at any
+		 * version, gets through too). Alone, it would only learn that.
+		 */
+		if (!autocommit || attempt >= APPEND_RETRIES ||
+		    !lost_race(res) || (nsent == 1 && !any_only)) {
+			es_db_error(db, res, err);
+			goto out;
+		}
+		PQclear(res);
+	}
+	for (row = 0; row < PQntuples(res); row++) {
+		long k = strtol(PQgetvalue(res, row, 0), NULL, 10);
+
+		if (k >= 1 && (size_t)k <= n && reqs[k - 1].sent_)
+			batch_outcome(res, row, &reqs[k - 1]);
+	}
+	ret = 0;
+out:
+	for (i = 0; i < n; i++) {
+		/* sent, yet no outcome row (or the statement failed) */
+		if (reqs[i].sent_ && ret == 0)
+			es_error_set(&reqs[i].err, ES_EINTERNAL,
+				     "unexpected append result");
+		reqs[i].sent_ = 0;
+	}
+	PQclear(res);
+	free(body);
+	return ret;
+}
+
 int es_stream_version(PGconn *db, const char *stream_id, long long *version,
 		      struct es_error *err)
 {
@@ -448,10 +664,160 @@ void es_events_release(struct es_events *ev)
 	memset(ev, 0, sizeof(*ev));
 }
 
-static json_t *load_json(const char *text, long long position)
+/* ---- event rows, as binary results hold them ---- */
+
+/* Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch. */
+#define PG_EPOCH_DAYS 10957
+#define US_PER_DAY    86400000000LL
+/* "-infinity", or a year of many digits: "-292277-01-01T..." fits too */
+#define TIME_MAX 40
+
+/* One event row: numbers decoded, text pointing into the PGresult. */
+struct raw_event {
+	int64_t position;
+	uint64_t xid;
+	int64_t version;
+	const char *stream_id, *type, *data, *metadata;
+	size_t stream_id_len, type_len, data_len, metadata_len;
+	char event_id[37];
+	char recorded_at[TIME_MAX];
+};
+
+static uint64_t get_be64(const char *p)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | u[i];
+	return v;
+}
+
+static void format_uuid(const unsigned char *u, char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	int i, j = 0;
+
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[j++] = '-';
+		out[j++] = hex[u[i] >> 4];
+		out[j++] = hex[u[i] & 15];
+	}
+	out[j] = '\0';
+}
+
+static void put_digits(char *out, unsigned v, int n)
+{
+	while (n-- > 0) {
+		out[n] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
+/*
+ * A timestamptz (microseconds since 2000-01-01 UTC) as to_char() with
+ * 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' at time zone UTC writes it:
+ * "2024-05-01T12:00:00.123456Z". The date is the proleptic Gregorian
+ * calendar's, from the day count by the usual era arithmetic (eras of
+ * 400 years, 146097 days, starting on March 1st).
+ */
+static void format_time(int64_t us, char out[TIME_MAX])
+{
+	int64_t days, rem, z, era, y;
+	unsigned doe, yoe, doy, mp, m, d, secs;
+
+	if (us == INT64_MAX || us == INT64_MIN) {
+		snprintf(out, TIME_MAX, "%s",
+			 us == INT64_MAX ? "infinity" : "-infinity");
+		return;
+	}
+	days = us / US_PER_DAY;
+	rem = us % US_PER_DAY;
+	if (rem < 0) {
+		rem += US_PER_DAY;
+		days--;
+	}
+	z = days + PG_EPOCH_DAYS + 719468; /* days since 0000-03-01 */
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = (unsigned)(z - era * 146097);
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = doy - (153 * mp + 2) / 5 + 1;
+	m = mp < 10 ? mp + 3 : mp - 9;
+	y = (int64_t)yoe + era * 400 + (m <= 2);
+	secs = (unsigned)(rem / 1000000);
+	if (y < 0 || y > 9999) {
+		snprintf(out, TIME_MAX,
+			 "%04" PRId64 "-%02u-%02uT%02u:%02u:%02u.%06uZ", y, m,
+			 d, secs / 3600, secs / 60 % 60, secs % 60,
+			 (unsigned)(rem % 1000000));
+		return;
+	}
+	put_digits(out, (unsigned)y, 4);
+	out[4] = '-';
+	put_digits(out + 5, m, 2);
+	out[7] = '-';
+	put_digits(out + 8, d, 2);
+	out[10] = 'T';
+	put_digits(out + 11, secs / 3600, 2);
+	out[13] = ':';
+	put_digits(out + 14, secs / 60 % 60, 2);
+	out[16] = ':';
+	put_digits(out + 17, secs % 60, 2);
+	out[19] = '.';
+	put_digits(out + 20, (unsigned)(rem % 1000000), 6);
+	out[26] = 'Z';
+	out[27] = '\0';
+}
+
+/* Decode row `row` of `res`, EVENT_COLS in binary from column `col`. */
+static int raw_event_get(const PGresult *res, int row, int col,
+			 struct raw_event *e, struct es_error *err)
+{
+	static const int size[EVENT_NCOLS] = { 8, 8, -1, 8, 16, -1, -1, -1, 8 };
+	const char *v[EVENT_NCOLS];
+	int len[EVENT_NCOLS], i;
+
+	for (i = 0; i < EVENT_NCOLS; i++) {
+		if (PQgetisnull(res, row, col + i) ||
+		    PQfformat(res, col + i) != 1)
+			return es_error_set(err, ES_EINTERNAL,
+					    "unexpected read result");
+		v[i] = PQgetvalue(res, row, col + i);
+		len[i] = PQgetlength(res, row, col + i);
+		if (size[i] >= 0 && len[i] != size[i])
+			return es_error_set(err, ES_EINTERNAL,
+					    "unexpected read result");
+	}
+	e->position = (int64_t)get_be64(v[0]);
+	e->xid = get_be64(v[1]);
+	e->stream_id = v[2];
+	e->stream_id_len = (size_t)len[2];
+	e->version = (int64_t)get_be64(v[3]);
+	format_uuid((const unsigned char *)v[4], e->event_id);
+	e->type = v[5];
+	e->type_len = (size_t)len[5];
+	/* jsonb's binary form: a version byte (1), then the text */
+	if (len[6] < 2 || v[6][0] != 1 || len[7] < 2 || v[7][0] != 1)
+		return es_error_set(err, ES_EINTERNAL,
+				    "event at position %" PRId64
+				    " is not readable",
+				    e->position);
+	e->data = v[6] + 1;
+	e->data_len = (size_t)len[6] - 1;
+	e->metadata = v[7] + 1;
+	e->metadata_len = (size_t)len[7] - 1;
+	format_time((int64_t)get_be64(v[8]), e->recorded_at);
+	return 0;
+}
+
+static json_t *load_json(const char *text, size_t len, long long position)
 {
 	json_error_t jerr;
-	json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+	json_t *j = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
 
 	if (!j)
 		es_log(ES_LOG_ERROR, "event_json_unreadable", "{s:I, s:s}",
@@ -460,23 +826,22 @@ static json_t *load_json(const char *text, long long position)
 }
 
 /*
- * Append the event rows of `res` (EVENT_COLS from column `col`, rows
- * [0, nrows)) to `out`. On failure `out` is as it was.
+ * Append the event rows `rows[0..n)` of `res` (EVENT_COLS from column
+ * `col`; rows NULL: 0, 1, 2...) to `out`. On failure `out` is as it was.
  */
-static int take_rows(const PGresult *res, int col, int nrows,
+static int take_rows(const PGresult *res, int col, const int *rows, size_t n,
 		     struct es_events *out, struct es_error *err)
 {
-	size_t old = out->n;
-	int i;
+	size_t old = out->n, i;
 
 	if (PQnfields(res) < col + EVENT_NCOLS)
 		return es_error_set(err, ES_EINTERNAL,
 				    "unexpected read result");
-	if (out->n + (size_t)nrows > out->alloc) {
+	if (out->n + n > out->alloc) {
 		size_t alloc = out->alloc ? out->alloc : 16;
 		struct es_event *v;
 
-		while (alloc < out->n + (size_t)nrows)
+		while (alloc < out->n + n)
 			alloc *= 2;
 		v = realloc(out->v, alloc * sizeof(*v));
 		if (!v)
@@ -484,21 +849,23 @@ static int take_rows(const PGresult *res, int col, int nrows,
 		out->v = v;
 		out->alloc = alloc;
 	}
-	for (i = 0; i < nrows; i++) {
+	for (i = 0; i < n; i++) {
 		struct es_event *e = &out->v[out->n];
+		struct raw_event r;
 
+		if (raw_event_get(res, rows ? rows[i] : (int)i, col, &r, err) <
+		    0)
+			goto fail;
 		memset(e, 0, sizeof(*e));
-		e->position = strtoll(PQgetvalue(res, i, col), NULL, 10);
-		e->xid = strtoull(PQgetvalue(res, i, col + 1), NULL, 10);
-		e->stream_id = strdup(PQgetvalue(res, i, col + 2));
-		e->version = strtoll(PQgetvalue(res, i, col + 3), NULL, 10);
-		snprintf(e->event_id, sizeof(e->event_id), "%s",
-			 PQgetvalue(res, i, col + 4));
-		e->type = strdup(PQgetvalue(res, i, col + 5));
-		e->data = load_json(PQgetvalue(res, i, col + 6), e->position);
-		e->metadata =
-			load_json(PQgetvalue(res, i, col + 7), e->position);
-		e->recorded_at = strdup(PQgetvalue(res, i, col + 8));
+		e->position = r.position;
+		e->xid = r.xid;
+		e->stream_id = strndup(r.stream_id, r.stream_id_len);
+		e->version = r.version;
+		memcpy(e->event_id, r.event_id, sizeof(e->event_id));
+		e->type = strndup(r.type, r.type_len);
+		e->data = load_json(r.data, r.data_len, r.position);
+		e->metadata = load_json(r.metadata, r.metadata_len, r.position);
+		e->recorded_at = strdup(r.recorded_at);
 		out->n++;
 		if (!e->stream_id || !e->type || !e->recorded_at) {
 			es_error_set(err, ES_EINTERNAL, "out of memory");
@@ -518,24 +885,135 @@ fail:
 	return -1;
 }
 
-int es_read_stream(PGconn *db, const char *stream_id, long long from_version,
-		   size_t limit, struct es_events *out, struct es_error *err)
+/* One event as JSON text, the shape es_store.h gives. */
+static void render_event(struct es_buf *b, const struct raw_event *e)
+{
+	es_buf_adds(b, "{\"position\":");
+	es_buf_add_int(b, e->position);
+	es_buf_adds(b, ",\"transaction_id\":");
+	es_buf_add_uint(b, e->xid);
+	es_buf_adds(b, ",\"stream_id\":");
+	es_buf_add_jstr(b, e->stream_id, e->stream_id_len);
+	es_buf_adds(b, ",\"version\":");
+	es_buf_add_int(b, e->version);
+	es_buf_adds(b, ",\"event_id\":\"");
+	es_buf_adds(b, e->event_id);
+	es_buf_adds(b, "\",\"type\":");
+	es_buf_add_jstr(b, e->type, e->type_len);
+	es_buf_adds(b, ",\"data\":");
+	es_buf_add_json_compact(b, e->data, e->data_len);
+	es_buf_adds(b, ",\"metadata\":");
+	es_buf_add_json_compact(b, e->metadata, e->metadata_len);
+	es_buf_adds(b, ",\"recorded_at\":\"");
+	es_buf_adds(b, e->recorded_at);
+	es_buf_adds(b, "\"}");
+}
+
+/*
+ * Append rows `rows[0..n)` of `res` (as take_rows()) to `out` as JSON,
+ * comma-separated. The version of the last one in *last (may be NULL).
+ * On failure `out` is as it was.
+ */
+static int render_rows(const PGresult *res, int col, const int *rows, size_t n,
+		       struct es_buf *out, long long *last,
+		       struct es_error *err)
+{
+	size_t old = out->len, i;
+	struct raw_event r;
+
+	if (PQnfields(res) < col + EVENT_NCOLS)
+		return es_error_set(err, ES_EINTERNAL,
+				    "unexpected read result");
+	/* about what the events take, to grow the buffer once */
+	if (n) {
+		int first = rows ? rows[0] : 0;
+
+		es_buf_reserve(out,
+			       n * ((size_t)PQgetlength(res, first, col + 6) +
+				    (size_t)PQgetlength(res, first, col + 7) +
+				    320));
+	}
+	for (i = 0; i < n; i++) {
+		if (raw_event_get(res, rows ? rows[i] : (int)i, col, &r, err) <
+		    0)
+			goto fail;
+		if (i)
+			es_buf_add(out, ",", 1);
+		render_event(out, &r);
+		if (last)
+			*last = r.version;
+	}
+	if (out->failed) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		goto fail;
+	}
+	return 0;
+fail:
+	if (out->s && !out->failed) {
+		out->len = old;
+		out->s[old] = '\0';
+	}
+	return -1;
+}
+
+static PGresult *read_stream(PGconn *db, const char *stream_id,
+			     long long from_version, size_t limit,
+			     struct es_error *err)
 {
 	char from[24], lim[24];
 	const char *params[3] = { stream_id, from, lim };
 	PGresult *res;
-	int ret;
 
-	if (limit < 1 || limit > ES_READ_LIMIT_MAX)
-		return es_error_field(err, "limit", "must be in [1, %d]",
-				      ES_READ_LIMIT_MAX);
+	if (limit < 1 || limit > ES_READ_LIMIT_MAX) {
+		es_error_field(err, "limit", "must be in [1, %d]",
+			       ES_READ_LIMIT_MAX);
+		return NULL;
+	}
 	snprintf(from, sizeof(from), "%lld", from_version);
 	snprintf(lim, sizeof(lim), "%zu", limit);
-	res = PQexecParams(db, SQL_READ_STREAM, 3, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		ret = es_db_error(db, res, err);
-	else
-		ret = take_rows(res, 0, PQntuples(res), out, err);
+	res = PQexecParams(db, SQL_READ_STREAM, 3, NULL, params, NULL, NULL, 1);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		es_db_error(db, res, err);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+int es_read_stream(PGconn *db, const char *stream_id, long long from_version,
+		   size_t limit, struct es_events *out, struct es_error *err)
+{
+	PGresult *res = read_stream(db, stream_id, from_version, limit, err);
+	int ret;
+
+	if (!res)
+		return -1;
+	ret = take_rows(res, 0, NULL, (size_t)PQntuples(res), out, err);
+	PQclear(res);
+	return ret;
+}
+
+int es_read_stream_json(PGconn *db, const char *stream_id,
+			long long from_version, size_t limit,
+			struct es_buf *out, size_t *n, long long *last_version,
+			bool *more, struct es_error *err)
+{
+	PGresult *res;
+	size_t rows;
+	int ret;
+
+	if (limit < 1 || limit >= ES_READ_LIMIT_MAX)
+		return es_error_field(err, "limit", "must be in [1, %d]",
+				      ES_READ_LIMIT_MAX - 1);
+	/* one row more than asked says whether the stream goes on */
+	res = read_stream(db, stream_id, from_version, limit + 1, err);
+	if (!res)
+		return -1;
+	rows = (size_t)PQntuples(res);
+	*n = rows > limit ? limit : rows;
+	*more = rows > limit;
+	*last_version = 0;
+	ret = render_rows(res, 0, NULL, *n, out, last_version, err);
 	PQclear(res);
 	return ret;
 }
@@ -574,24 +1052,118 @@ static void err_set_behind(struct es_error *err)
 		     "the database has not reached this position yet");
 }
 
-int es_read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
-		    struct es_events *out, struct es_cursor *next,
-		    struct es_error *err)
+/* An event row of a window read, for putting them in order. */
+struct row_key {
+	uint64_t xid;
+	int64_t pos;
+	int row;
+};
+
+static int cmp_row_key(const void *a, const void *b)
+{
+	const struct row_key *x = a, *y = b;
+
+	if (x->xid != y->xid)
+		return x->xid < y->xid ? -1 : 1;
+	if (x->pos != y->pos)
+		return x->pos < y->pos ? -1 : 1;
+	return 0;
+}
+
+/* The SQL of one window read and its parameters; $1 is the LIMIT. */
+struct window_sql {
+	char scans[1024];
+	size_t len;
+	int nscans;
+	const char *params[8];
+	int nparams;
+};
+
+/* Parameter `v` (borrowed) of `q`; its number. */
+static int window_param(struct window_sql *q, const char *v)
+{
+	q->params[q->nparams] = v;
+	return ++q->nparams;
+}
+
+/* Add the scan of fragment `fmt`, whose arguments are parameter numbers. */
+static void window_scan(struct window_sql *q, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (q->nscans++) {
+		n = snprintf(q->scans + q->len, sizeof(q->scans) - q->len,
+			     " UNION ALL ");
+		q->len += (size_t)n;
+	}
+	va_start(ap, fmt);
+	n = vsnprintf(q->scans + q->len, sizeof(q->scans) - q->len, fmt, ap);
+	va_end(ap);
+	q->len += (size_t)n;
+}
+
+/* Run the window read `q` (binary results). */
+static PGresult *window_exec(PGconn *db, const struct window_sql *q)
+{
+	char sql[sizeof(q->scans) + 512];
+
+	/* one scan is in order already; more are merged */
+	if (q->nscans == 1)
+		snprintf(sql, sizeof(sql), WINDOW_HEAD "%s w", q->scans);
+	else
+		snprintf(sql, sizeof(sql),
+			 WINDOW_HEAD "(SELECT * FROM (%s) u"
+				     " ORDER BY transaction_id, global_position"
+				     " LIMIT $1) w",
+			 q->scans);
+	return PQexecParams(db, sql, q->nparams, NULL, q->params, NULL, NULL,
+			    1);
+}
+
+/* One window read: the result, its event rows in order, the cursor. */
+struct window {
+	PGresult *res;
+	int *rows; /* event rows of res to take, in tailing order */
+	size_t n;
+	struct es_cursor next; /* after them */
+};
+
+static void window_release(struct window *w)
+{
+	PQclear(w->res);
+	free(w->rows);
+	es_cursor_release(&w->next);
+	memset(w, 0, sizeof(*w));
+}
+
+/*
+ * Run the window statement for the events after `after`, at most `limit`,
+ * into `w`. The common part of es_read_forward() and
+ * es_read_forward_json(); see es_read_forward() for what it checks.
+ * On failure `w` is empty.
+ */
+static int read_window(PGconn *db, const struct es_cursor *after, size_t limit,
+		       struct window *w, struct es_error *err)
 {
 	char a1x[24], a1p[24], bx[24], bp[24], hix[24], lim[24];
-	const char *params[8];
+	struct window_sql q = { .len = 0 };
 	struct es_cursor nc = { 0 };
 	struct es_snapshot now = { 0 };
+	struct row_key *keys = NULL;
 	char *xipa = NULL, *hixip = NULL;
 	PGresult *res = NULL;
-	int nrows, ret = -1;
-	size_t old = out->n;
+	int nrows, i, snap_row = -1, ret = -1, p1, p2, p3, p4;
+	const char *rec;
+	size_t n = 0, k;
 
+	memset(w, 0, sizeof(*w));
 	if (limit < 1 || limit > ES_READ_LIMIT_MAX)
 		return es_error_field(err, "limit", "must be in [1, %d]",
 				      ES_READ_LIMIT_MAX);
 	/* One row more than asked says whether the window goes on. */
 	snprintf(lim, sizeof(lim), "%zu", limit + 1);
+	window_param(&q, lim);
 	if (!after->mid) {
 		xipa = xid_array(after->lo.xip, after->lo.nxip, NULL, NULL);
 		if (!xipa) {
@@ -599,11 +1171,12 @@ int es_read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
 			goto out;
 		}
 		snprintf(bx, sizeof(bx), "%" PRIu64, after->lo.xmax);
-		params[0] = xipa;
-		params[1] = bx;
-		params[2] = lim;
-		res = PQexecParams(db, SQL_WINDOW_FIRST, 3, NULL, params, NULL,
-				   NULL, 0);
+		if (after->lo.nxip) {
+			p1 = window_param(&q, xipa);
+			window_scan(&q, WINDOW_XIPS, p1, 1);
+		}
+		p1 = window_param(&q, bx);
+		window_scan(&q, WINDOW_FROM_XMAX, p1, 1);
 	} else {
 		const struct es_snapshot *lo = &after->lo;
 		int in_xip = after->xid < lo->xmax;
@@ -621,44 +1194,66 @@ int es_read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
 		if (in_xip) {
 			snprintf(bx, sizeof(bx), "%" PRIu64, lo->xmax);
 			snprintf(bp, sizeof(bp), "%" PRId64, INT64_MIN);
+			p1 = window_param(&q, a1x);
+			p2 = window_param(&q, a1p);
+			window_scan(&q, WINDOW_REST_OF_XID, p1, p2, 1);
 		} else {
 			snprintf(bx, sizeof(bx), "%" PRIu64, after->xid);
 			snprintf(bp, sizeof(bp), "%" PRId64, after->pos);
 		}
+		if (strcmp(xipa, "{}") != 0) {
+			p1 = window_param(&q, xipa);
+			window_scan(&q, WINDOW_XIPS, p1, 1);
+		}
 		snprintf(hix, sizeof(hix), "%" PRIu64, after->hi.xmax);
-		params[0] = in_xip ? a1x : NULL;
-		params[1] = a1p;
-		params[2] = xipa;
-		params[3] = bx;
-		params[4] = bp;
-		params[5] = hix;
-		params[6] = hixip;
-		params[7] = lim;
-		res = PQexecParams(db, SQL_WINDOW_NEXT, 8, NULL, params, NULL,
-				   NULL, 0);
+		p1 = window_param(&q, bx);
+		p2 = window_param(&q, bp);
+		p3 = window_param(&q, hix);
+		p4 = window_param(&q, hixip);
+		window_scan(&q, WINDOW_RANGE, p1, p2, p3, p4, 1);
 	}
+	res = window_exec(db, &q);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		es_db_error(db, res, err);
 		goto out;
 	}
 	nrows = PQntuples(res);
-	/* row 0 has the snapshot, and no event if the window is empty */
-	if (nrows < 1 ||
-	    es_snapshot_parse(PQgetvalue(res, 0, 0), &now, NULL) < 0) {
-		es_error_set(err, ES_EINTERNAL, "unexpected read result");
+	if (PQnfields(res) != WINDOW_NCOLS || nrows < 1)
+		goto unexpected;
+	keys = malloc((size_t)nrows * sizeof(*keys));
+	if (!keys) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto out;
 	}
+	/* one row has the snapshot, the others are events */
+	for (i = 0; i < nrows; i++) {
+		if (!PQgetisnull(res, i, 0)) {
+			if (snap_row >= 0)
+				goto unexpected;
+			snap_row = i;
+			continue;
+		}
+		if (PQgetisnull(res, i, 2) || PQgetisnull(res, i, 3) ||
+		    PQgetlength(res, i, 2) != 8 || PQgetlength(res, i, 3) != 8)
+			goto unexpected;
+		keys[n].pos = (int64_t)get_be64(PQgetvalue(res, i, 2));
+		keys[n].xid = get_be64(PQgetvalue(res, i, 3));
+		keys[n].row = i;
+		n++;
+	}
+	if (snap_row < 0 || PQgetisnull(res, snap_row, 1) ||
+	    es_snapshot_parse(PQgetvalue(res, snap_row, 0), &now, NULL) < 0)
+		goto unexpected;
 	/*
 	 * A hot standby's snapshots keep running xids apart from xip, so
 	 * pg_current_snapshot() there would make us skip events.
 	 */
-	if (strcmp(PQgetvalue(res, 0, 1), "f") != 0) {
+	rec = PQgetvalue(res, snap_row, 1);
+	if (PQgetlength(res, snap_row, 1) != 1 || rec[0] != 0) {
 		es_log(ES_LOG_ERROR, "tail_on_standby", NULL);
 		es_error_set(err, ES_EINTERNAL, "cannot tail a standby server");
 		goto out;
 	}
-	if (PQgetisnull(res, 0, 2))
-		nrows = 0;
 	/*
 	 * A server that has not yet seen what the cursor has (a lagging
 	 * replica, a token from elsewhere) would make us skip events.
@@ -667,6 +1262,11 @@ int es_read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
 		err_set_behind(err);
 		goto out;
 	}
+	for (k = 1; k < n; k++)
+		if (cmp_row_key(&keys[k - 1], &keys[k]) > 0)
+			break;
+	if (k < n)
+		qsort(keys, n, sizeof(*keys), cmp_row_key);
 	if (!after->mid) {
 		nc.lo = now;
 		memset(&now, 0, sizeof(now));
@@ -674,33 +1274,80 @@ int es_read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
 		goto out;
 	}
 	/* nc.lo is now hi, the window's end */
-	if ((size_t)nrows > limit) {
-		nrows = (int)limit;
+	if (n > limit) {
+		n = limit;
 		nc.hi = nc.lo;
 		memset(&nc.lo, 0, sizeof(nc.lo));
 		if (es_snapshot_copy(&nc.lo, &after->lo, err) < 0)
 			goto out;
 		nc.mid = 1;
+		nc.xid = keys[n - 1].xid;
+		nc.pos = keys[n - 1].pos;
 	}
-	if (take_rows(res, 2, nrows, out, err) < 0)
+	/* the row numbers, in place of the keys */
+	w->rows = malloc((n ? n : 1) * sizeof(*w->rows));
+	if (!w->rows) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto out;
-	if (nc.mid) {
-		nc.xid = out->v[out->n - 1].xid;
-		nc.pos = out->v[out->n - 1].position;
 	}
-	es_cursor_release(next);
-	*next = nc;
+	for (k = 0; k < n; k++)
+		w->rows[k] = keys[k].row;
+	w->n = n;
+	w->res = res;
+	res = NULL;
+	w->next = nc;
 	memset(&nc, 0, sizeof(nc));
 	ret = 0;
+	goto out;
+unexpected:
+	es_error_set(err, ES_EINTERNAL, "unexpected read result");
 out:
-	if (ret < 0) {
-		while (out->n > old)
-			event_release(&out->v[--out->n]);
-	}
+	if (ret < 0)
+		window_release(w);
 	es_cursor_release(&nc);
 	es_snapshot_release(&now);
 	PQclear(res);
+	free(keys);
 	free(xipa);
 	free(hixip);
 	return ret;
+}
+
+int es_read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
+		    struct es_events *out, struct es_cursor *next,
+		    struct es_error *err)
+{
+	struct window w;
+
+	if (read_window(db, after, limit, &w, err) < 0)
+		return -1;
+	if (take_rows(w.res, 2, w.rows, w.n, out, err) < 0) {
+		window_release(&w);
+		return -1;
+	}
+	es_cursor_release(next);
+	*next = w.next;
+	memset(&w.next, 0, sizeof(w.next));
+	window_release(&w);
+	return 0;
+}
+
+int es_read_forward_json(PGconn *db, const struct es_cursor *after,
+			 size_t limit, struct es_buf *out, size_t *n,
+			 struct es_cursor *next, struct es_error *err)
+{
+	struct window w;
+
+	if (read_window(db, after, limit, &w, err) < 0)
+		return -1;
+	if (render_rows(w.res, 2, w.rows, w.n, out, NULL, err) < 0) {
+		window_release(&w);
+		return -1;
+	}
+	*n = w.n;
+	es_cursor_release(next);
+	*next = w.next;
+	memset(&w.next, 0, sizeof(w.next));
+	window_release(&w);
+	return 0;
 }

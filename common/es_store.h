@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +70,46 @@ struct es_stream_append {
 int es_append(PGconn *db, struct es_stream_append *streams, size_t n,
 	      char *token, size_t tokenlen, struct es_error *err);
 
+/*
+ * One append of es_append_batch(), and its outcome.
+ */
+struct es_append_req {
+	struct es_stream_append *streams; /* borrowed; versions filled */
+	size_t n;
+	/* out */
+	int ok; /* 1: appended, `token` and the streams' versions are set */
+	struct es_error err; /* else why; release with es_error_release() */
+	char token[ES_APPEND_TOKEN_MAX];
+	int sent_; /* private */
+};
+
+/*
+ * Group commit: `n` appends, each what one es_append() call would do,
+ * in ONE statement (one round trip), each with an outcome of its own: a
+ * request that fails stores nothing and leaves the others alone. Every
+ * request gets `ok`, and then its streams' versions and its token, or
+ * `err`, as es_append() reports them (ES_EINVALID with fields for bad
+ * input, ES_ECONFLICT with current_version, ES_EINTERNAL). No stream may
+ * be named by two requests of one call: the later request gets
+ * ES_EINTERNAL without being sent. Events of requests with event ids
+ * follow es_append()'s rules for them, each such request in a
+ * subtransaction of its own; the others are written by one INSERT.
+ * Requests that succeed share the transaction, hence the xid of their
+ * tokens.
+ *
+ * Returns 0 when every request has its outcome. Returns -1 when the
+ * statement failed as a whole, with nothing stored: ES_ECONFLICT when a
+ * concurrent writer took one of the versions meanwhile (in autocommit
+ * mode the statement is run again first, a few times: nothing else
+ * changes, and the request that lost then gets its own ES_ECONFLICT),
+ * ES_EUNAVAIL, ES_EINTERNAL. Transactions as for es_append(): in
+ * autocommit mode the statement commits by itself.
+ * ownership: borrows everything; the caller releases each request's
+ * `err` (which must hold nothing to free when called: it is reset).
+ */
+int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
+		    struct es_error *err);
+
 /* The stream's current version, 0 when it has no events. */
 int es_stream_version(PGconn *db, const char *stream_id, long long *version,
 		      struct es_error *err);
@@ -107,6 +148,25 @@ void es_events_release(struct es_events *ev);
 int es_read_stream(PGconn *db, const char *stream_id, long long from_version,
 		   size_t limit, struct es_events *out, struct es_error *err);
 
+struct es_buf; /* es_json.h */
+
+/*
+ * es_read_stream() for serving the log as JSON, without building jansson
+ * values: appends to `out` the events (at most `limit`, 1 to
+ * ES_READ_LIMIT_MAX - 1) as JSON objects separated by commas, each
+ * {"position", "transaction_id", "stream_id", "version", "event_id",
+ * "type", "data", "metadata", "recorded_at"}, data and metadata as
+ * stored, without insignificant whitespace. Sets *n to their number,
+ * *last_version to the version of the last one (0 without any), and
+ * *more to whether the stream has events after them.
+ * On failure `out` is as it was.
+ * ownership: borrows everything; `out` stays the caller's.
+ */
+int es_read_stream_json(PGconn *db, const char *stream_id,
+			long long from_version, size_t limit,
+			struct es_buf *out, size_t *n, long long *last_version,
+			bool *more, struct es_error *err);
+
 /*
  * Tail the log: append to `out` the next events after `after`, at most
  * `limit` (1..ES_READ_LIMIT_MAX), in the tailing order, and set `next` to
@@ -138,5 +198,16 @@ int es_read_stream(PGconn *db, const char *stream_id, long long from_version,
 int es_read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
 		    struct es_events *out, struct es_cursor *next,
 		    struct es_error *err);
+
+/*
+ * es_read_forward() for serving the log as JSON: the events go to `out`
+ * as es_read_stream_json() writes them, *n is their number. The same
+ * window, cursor and errors as es_read_forward().
+ * On failure `out` is as it was and `next` untouched.
+ * ownership: as es_read_forward(); `out` stays the caller's.
+ */
+int es_read_forward_json(PGconn *db, const struct es_cursor *after,
+			 size_t limit, struct es_buf *out, size_t *n,
+			 struct es_cursor *next, struct es_error *err);
 
 #endif

@@ -36,6 +36,8 @@
 #define PROG	      "query-service"
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
 #define POOL_MIN      2
+/* events per read of the in-memory account view's tailer, at most */
+#define MEMORY_BATCH_MAX 1000
 /* statement_timeout of the read workers' connections */
 #define READ_STATEMENT_TIMEOUT_MS 10000
 
@@ -59,7 +61,7 @@ static long read_pool_size(const struct qry_config *c)
 	if (n <= 0)
 		n = c->http.threads;
 	if (n <= 0)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
+		n = es_http_cpus();
 	return n < POOL_MIN ? POOL_MIN : n;
 }
 
@@ -187,7 +189,12 @@ int main(int argc, char **argv)
 
 	mem_cfg.write_url = c.database_url;
 	mem_cfg.read_url = c.read_database_url;
-	mem_cfg.batch = c.batch;
+	/*
+	 * The in-memory view reads smaller batches than the projector: a
+	 * batch of events, parsed, is its largest allocation, and the two
+	 * tailers may hold theirs at the same time (peak RSS).
+	 */
+	mem_cfg.batch = c.batch < MEMORY_BATCH_MAX ? c.batch : MEMORY_BATCH_MAX;
 	mem_cfg.poll_ms = c.poll_ms;
 	ctx.mem = qry_memory_start(&mem_cfg, &st, &err);
 	if (!ctx.mem)

@@ -676,14 +676,15 @@ int qry_memory_get(struct qry_memory *m, const char *id,
 		pthread_rwlock_unlock(&m->lock);
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	}
-	memcpy(out->mem, m->position, plen + 1);
-	out->position = out->mem;
+	/* the body first: the caller may send mem as it is */
 	if (e) {
-		memcpy(out->mem + plen + 1, e->body, blen + 1);
-		out->body = out->mem + plen + 1;
+		memcpy(out->mem, e->body, blen + 1);
+		out->body = out->mem;
 		out->len = blen;
 		out->version = e->version;
 	}
+	memcpy(out->mem + (e ? blen + 1 : 0), m->position, plen + 1);
+	out->position = out->mem + (e ? blen + 1 : 0);
 	ret = e != NULL;
 	pthread_rwlock_unlock(&m->lock);
 	return ret;

@@ -46,7 +46,8 @@ void qry_memory_stop(struct qry_memory *m);
 /* What qry_memory_get() copies out, from one consistent state. */
 struct qry_memory_read {
 	char *mem; /* owns body and position: free(mem) */
-	const char *body; /* the account's JSON, or NULL when unknown */
+	const char *body; /* the account's JSON (at mem), or NULL when
+			     unknown */
 	size_t len;
 	long long version;
 	const char *position; /* the view's position (a read token) */

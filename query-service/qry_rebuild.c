@@ -1,14 +1,25 @@
 /*
  * qry_rebuild.c - `query-service rebuild [view]`.
  *
- * 1. Shadow tables: <table>_rebuild (LIKE <table> INCLUDING ALL) for each
- *    table of the chosen views; leftovers of an earlier run are dropped.
- * 2. Bulk build: this thread reads the log from the beginning in large
- *    batches (es_read_forward) while one worker per view, each on its own
- *    read-database session, folds every batch and writes it into its
- *    shadow (COPY or multi-row statements, synchronous_commit off: a crash
- *    only means running the rebuild again), until a read comes back short.
- * 3. Swap, in ONE read-database transaction: lock the projection_leader
+ * 1. Shadow tables <table>_rebuild, empty (view_shadow_create()), for the
+ *    tables of the chosen views; leftovers of an earlier run are dropped.
+ * 2. Bulk load of one snapshot of the log: a reader thread streams every
+ *    event visible in one REPEATABLE READ snapshot, in position order,
+ *    with one COPY ... TO STDOUT (binary; only the columns views read),
+ *    into chunks of events; this thread folds each chunk into every view:
+ *    - a view with copy_rows() (rows only ever appended: the statement)
+ *      gets a new batch per chunk, streamed through one COPY into a
+ *      shadow that its own session created, without indexes, in the one
+ *      transaction that loads it all (COPY FREEZE) and then indexes it:
+ *      sorted index builds cost a fraction of row-by-row index inserts;
+ *    - any other view (rows keyed and updated: accounts, daily) keeps one
+ *      batch across the chunks, as big as the view itself rather than as
+ *      the log, written when it holds KEPT_ROWS_MAX rows and at the end.
+ *    Sessions that write shadows run with synchronous_commit off: a crash
+ *    only means running the rebuild again.
+ * 3. Catch up: read on from that snapshot (es_read_forward) until a read
+ *    comes back short, writing each batch into the shadows.
+ * 4. Swap, in ONE read-database transaction: lock the projection_leader
  *    row (the live projector's next batch waits for us), read the live
  *    checkpoints, read on until the shadow's cursor covers every healthy
  *    one, write that last stretch into the shadows, drop the live tables,
@@ -24,9 +35,7 @@
 
 #include <jansson.h>
 #include <malloc.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,14 +45,17 @@
 #include "es_log.h"
 #include "es_store.h"
 #include "qry_checkpoint.h"
+#include "qry_feed.h"
+#include "qry_order.h"
+#include "views/bulk.h"
 #include "views/view.h"
 
-#define SUFFIX "_rebuild"
-/* batches queued for a worker before the reader waits */
-#define QUEUE_DEPTH 3
-#define TABLE_MAX   64
-/* events per batch (and positions per slice of the bulk read) */
+#define SUFFIX	  "_rebuild"
+#define TABLE_MAX 64
+/* events per read once the bulk load is done */
 #define REBUILD_BATCH 4000
+/* rows a kept batch may hold before it is written out */
+#define KEPT_ROWS_MAX 65536
 
 #define SQL_FENCE "SELECT epoch FROM projection_leader WHERE id = 1 FOR UPDATE"
 /* index name, unique, and the definition from USING on (name-free) */
@@ -66,37 +78,6 @@
 	" stopped_error = NULL, stopped_position = NULL, updated_at = now()" \
 	" WHERE view = $1"
 
-/* A batch of events shared by the workers; the last one frees it. */
-struct chunk {
-	struct es_events evs;
-	atomic_int refs;
-};
-
-struct pipeline;
-
-struct worker {
-	struct pipeline *p;
-	const struct view_ops *ops;
-	PGconn *db;
-	pthread_t thread;
-	int started;
-	struct chunk *q[QUEUE_DEPTH];
-	size_t head, n;
-	long long applied;
-	double busy; /* seconds folding and writing */
-	struct es_error err;
-	int failed;
-};
-
-struct pipeline {
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* queue changes, failures */
-	int closing;
-	int failed;
-	struct worker w[QRY_VIEW_MAX];
-	size_t nw;
-};
-
 static double now_s(void)
 {
 	struct timespec ts;
@@ -105,17 +86,10 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void chunk_unref(struct chunk *c)
-{
-	if (atomic_fetch_sub(&c->refs, 1) == 1) {
-		es_events_release(&c->evs);
-		free(c);
-	}
-}
-
 /*
  * Fold `evs` into a new batch of `ops` and write it into the shadow in one
- * transaction on `db`. A malformed event is ES_EINVALID naming it.
+ * transaction on `db` (in the caller's with `in_txn`). A malformed event
+ * is ES_EINVALID naming it.
  */
 static int fold_and_flush(const struct view_ops *ops, PGconn *db,
 			  const struct es_events *evs, long long *applied,
@@ -156,416 +130,498 @@ out:
 	return ret;
 }
 
-static void *worker_main(void *arg)
-{
-	struct worker *w = arg;
-	struct pipeline *p = w->p;
-	struct chunk *c;
-	double t0;
-	int r;
+/* ---- the bulk load ---- */
 
-	for (;;) {
-		pthread_mutex_lock(&p->lock);
-		while (w->n == 0 && !p->closing && !p->failed)
-			pthread_cond_wait(&p->cond, &p->lock);
-		if (w->n == 0 || p->failed) {
-			pthread_mutex_unlock(&p->lock);
-			break;
-		}
-		c = w->q[w->head];
-		pthread_mutex_unlock(&p->lock);
-
-		t0 = now_s();
-		r = fold_and_flush(w->ops, w->db, &c->evs, &w->applied, 0,
-				   &w->err);
-		w->busy += now_s() - t0;
-
-		pthread_mutex_lock(&p->lock);
-		w->head = (w->head + 1) % QUEUE_DEPTH;
-		w->n--;
-		if (r < 0) {
-			w->failed = 1;
-			p->failed = 1;
-		}
-		pthread_cond_broadcast(&p->cond);
-		pthread_mutex_unlock(&p->lock);
-		chunk_unref(c);
-		if (r < 0)
-			break;
-	}
-	return NULL;
-}
-
-/* Hand `c` to every worker (waits while a queue is full). Takes `c`. */
-static int pipeline_push(struct pipeline *p, struct chunk *c)
-{
-	size_t i;
-	int full;
-
-	atomic_init(&c->refs, (int)p->nw);
-	pthread_mutex_lock(&p->lock);
-	for (;;) {
-		full = 0;
-		for (i = 0; i < p->nw; i++)
-			if (p->w[i].n == QUEUE_DEPTH)
-				full = 1;
-		if (!full || p->failed)
-			break;
-		pthread_cond_wait(&p->cond, &p->lock);
-	}
-	if (p->failed) {
-		pthread_mutex_unlock(&p->lock);
-		es_events_release(&c->evs);
-		free(c);
-		return -1;
-	}
-	for (i = 0; i < p->nw; i++) {
-		struct worker *w = &p->w[i];
-
-		w->q[(w->head + w->n) % QUEUE_DEPTH] = c;
-		w->n++;
-	}
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
-	return 0;
-}
-
-/*
- * Let the workers finish what is queued (or stop at the first failure),
- * join them and close their sessions. -1 with the first worker's error.
- */
-static int pipeline_finish(struct pipeline *p, struct es_error *err)
-{
-	size_t i;
-	int ret = 0;
-
-	pthread_mutex_lock(&p->lock);
-	p->closing = 1;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
-	for (i = 0; i < p->nw; i++) {
-		struct worker *w = &p->w[i];
-
-		if (w->started)
-			pthread_join(w->thread, NULL);
-		w->started = 0;
-		while (w->n > 0) {
-			chunk_unref(w->q[w->head]);
-			w->head = (w->head + 1) % QUEUE_DEPTH;
-			w->n--;
-		}
-		es_log(ES_LOG_INFO, "rebuild_worker_done", "{s:s, s:I, s:f}",
-		       "view", w->ops->name, "events", (json_int_t)w->applied,
-		       "busy_seconds", w->busy);
-		if (w->failed && ret == 0) {
-			es_error_set(err, w->err.code, "%s", w->err.detail);
-			ret = -1;
-		}
-		es_error_release(&w->err);
-		if (w->db)
-			PQfinish(w->db);
-		w->db = NULL;
-	}
-	if (p->failed && ret == 0)
-		ret = es_error_set(err, ES_EINTERNAL,
-				   "a rebuild worker failed");
-	pthread_cond_destroy(&p->cond);
-	pthread_mutex_destroy(&p->lock);
-	return ret;
-}
-
-static int pipeline_start(struct pipeline *p, const char *read_url,
-			  const struct view_ops *const *ops, size_t n,
-			  struct es_error *err)
-{
-	size_t i;
-
-	memset(p, 0, sizeof(*p));
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->cond, NULL);
-	p->nw = n;
-	for (i = 0; i < n; i++) {
-		struct worker *w = &p->w[i];
-
-		w->p = p;
-		w->ops = ops[i];
-		w->err = (struct es_error)ES_ERROR_INIT;
-		w->db = es_db_connect(read_url, err);
-		if (!w->db ||
-		    es_db_exec(w->db, "SET synchronous_commit = off", err) < 0)
-			return -1;
-		if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
-			return es_error_set(err, ES_EINTERNAL,
-					    "cannot start a rebuild worker");
-		w->started = 1;
-	}
-	return 0;
-}
-
-/* ---- bulk phase: the log as of one snapshot, read in parallel ---- */
-
-#define BULK_READERS 2
-
-/*
- * Every event visible in the exported snapshot with a position in
- * ($1, $2], in position order: per stream that is version order, the
- * only order a fold may depend on. recorded_at comes as text in UTC.
- */
-#define SQL_BULK                                                                \
-	"SELECT global_position, transaction_id::text, stream_id,"              \
-	" stream_version, event_id::text, event_type, data::text,"              \
-	" metadata::text, recorded_at FROM events"                              \
-	" WHERE global_position > $1::bigint AND global_position <= $2::bigint" \
-	" ORDER BY global_position"
-#define SQL_EXPORT                                                  \
-	"SELECT pg_export_snapshot(), pg_current_snapshot()::text," \
-	" (SELECT coalesce(max(global_position), 0) FROM events),"  \
-	" pg_is_in_recovery()"
-
-struct bulk {
-	struct pipeline *p;
-	const char *url;
-	char snapshot[128]; /* pg_export_snapshot() */
-	long long max_pos, slice;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	long long next_slice; /* the next slice a reader takes */
-	long long next_push; /* the slice whose turn it is to be queued */
-	long long events;
-	int failed;
-	struct es_error err;
+/* A view being rebuilt. */
+struct rview {
+	const struct view_ops *ops;
+	void *batch; /* changes not yet written */
+	/* with ops->copy_rows: the session streaming rows into its shadow */
+	PGconn *load;
+	struct view_buf rows;
 };
 
-/*
- * "2024-05-01 12:00:00.123+00" (TimeZone UTC) as es_event.recorded_at,
- * "2024-05-01T12:00:00.123000Z". NULL when it has another shape.
- */
-static char *iso_utc(const char *s)
-{
-	size_t len = strlen(s), frac = 0;
-	char out[40];
+struct bulk_times {
+	double fold, write, index;
+};
 
-	if (len < 22 || s[10] != ' ' || s[4] != '-' || s[13] != ':' ||
-	    strcmp(s + len - 3, "+00") != 0)
-		return NULL;
-	len -= 3;
-	if (len > 19) {
-		if (s[19] != '.' || len - 20 > 6)
-			return NULL;
-		frac = len - 20;
-	}
-	memcpy(out, s, 19);
-	out[10] = 'T';
-	out[19] = '.';
-	memcpy(out + 20, s + 20, frac);
-	memset(out + 20 + frac, '0', 6 - frac);
-	out[26] = 'Z';
-	out[27] = '\0';
-	return strdup(out);
-}
+/* Bytes handed to PQputCopyData() at once. */
+#define COPY_PIECE (256 * 1024)
 
-static json_t *bulk_json(const char *text, long long position)
-{
-	json_error_t jerr;
-	json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
-
-	if (!j)
-		es_log(ES_LOG_ERROR, "event_json_unreadable", "{s:I, s:s}",
-		       "position", (json_int_t)position, "error", jerr.text);
-	return j;
-}
-
-/* The rows of SQL_BULK into `out` (empty). */
-static int bulk_take(const PGresult *res, struct es_events *out,
+/* Send `rows` (COPY data) on `db`, in the middle of a COPY FROM STDIN. */
+static int copy_send(PGconn *db, const struct view_buf *rows,
 		     struct es_error *err)
 {
-	int i, n = PQntuples(res);
+	size_t off, n;
 
-	if (n == 0)
-		return 0;
-	out->v = calloc((size_t)n, sizeof(*out->v));
-	if (!out->v)
-		return es_error_set(err, ES_EINTERNAL, "out of memory");
-	out->alloc = (size_t)n;
-	for (i = 0; i < n; i++) {
-		struct es_event *e = &out->v[i];
-
-		e->position = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-		e->xid = strtoull(PQgetvalue(res, i, 1), NULL, 10);
-		e->stream_id = strdup(PQgetvalue(res, i, 2));
-		e->version = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-		snprintf(e->event_id, sizeof(e->event_id), "%s",
-			 PQgetvalue(res, i, 4));
-		e->type = strdup(PQgetvalue(res, i, 5));
-		e->data = bulk_json(PQgetvalue(res, i, 6), e->position);
-		e->metadata = bulk_json(PQgetvalue(res, i, 7), e->position);
-		e->recorded_at = iso_utc(PQgetvalue(res, i, 8));
-		out->n++;
-		if (!e->stream_id || !e->type)
-			return es_error_set(err, ES_EINTERNAL, "out of memory");
-		if (!e->recorded_at)
-			return es_error_set(err, ES_EINTERNAL,
-					    "event %lld: unexpected recorded_at"
-					    " '%s'",
-					    e->position, PQgetvalue(res, i, 8));
-		if (!e->data || !e->metadata)
-			return es_error_set(err, ES_EINTERNAL,
-					    "event at position %lld is not"
-					    " readable",
-					    e->position);
+	for (off = 0; off < rows->len; off += n) {
+		n = rows->len - off < COPY_PIECE ? rows->len - off : COPY_PIECE;
+		if (PQputCopyData(db, rows->s + off, (int)n) != 1)
+			return es_db_error(db, NULL, err);
 	}
 	return 0;
 }
 
-static void bulk_fail(struct bulk *b, struct es_error *e)
+/*
+ * On `v->load`, in its open transaction: create the shadow of the view's
+ * table without indexes and start the COPY into it.
+ */
+static int copy_start(struct rview *v, struct es_error *err)
 {
-	pthread_mutex_lock(&b->lock);
-	if (!b->failed) {
-		b->failed = 1;
-		es_error_set(&b->err, e->code, "%s", e->detail);
+	const char *table = v->ops->tables[0];
+	char name[TABLE_MAX + sizeof(SUFFIX)], sql[1024];
+	PGresult *res;
+	int n;
+
+	if (!table || v->ops->tables[1])
+		return es_error_set(
+			err, ES_EINTERNAL,
+			"view '%s' must have one table to be copied",
+			v->ops->name);
+	if (view_table_name(name, sizeof(name), table, SUFFIX, err) < 0 ||
+	    view_shadow_create(v->load, table, SUFFIX, 1, err) < 0)
+		return -1;
+	/* FREEZE: the table is new in this transaction */
+	n = snprintf(sql, sizeof(sql),
+		     "COPY %s (%s) FROM STDIN (FORMAT binary, FREEZE)", name,
+		     v->ops->copy_columns);
+	if (n < 0 || (size_t)n >= sizeof(sql))
+		return es_error_set(err, ES_EINTERNAL, "statement too long");
+	res = PQexec(v->load, sql);
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		es_db_error(v->load, res, err);
+		PQclear(res);
+		return -1;
 	}
-	pthread_cond_broadcast(&b->cond);
-	pthread_mutex_unlock(&b->lock);
+	PQclear(res);
+	view_buf_reset(&v->rows);
+	view_bin_begin(&v->rows);
+	if (view_buf_check(&v->rows, err) < 0)
+		return -1;
+	return copy_send(v->load, &v->rows, err);
 }
 
-static void *bulk_reader(void *arg)
+/* End the COPY of copy_start(); index the shadow; commit. */
+static int copy_finish(struct rview *v, struct es_error *err)
 {
-	struct bulk *b = arg;
-	struct es_error err = ES_ERROR_INIT;
-	char set[300], lo[24], hi[24];
-	const char *params[2] = { lo, hi };
-	PGconn *db = es_db_connect(b->url, &err);
+	PGresult *res;
+	int ret = 0;
 
-	snprintf(set, sizeof(set),
-		 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-		 "SET TRANSACTION SNAPSHOT '%s'; SET LOCAL TimeZone = 'UTC'",
-		 b->snapshot);
-	if (!db || es_db_exec(db, set, &err) < 0)
-		goto fail;
-	for (;;) {
-		struct chunk *c;
-		PGresult *res;
-		long long k;
-
-		pthread_mutex_lock(&b->lock);
-		k = b->next_slice++;
-		pthread_mutex_unlock(&b->lock);
-		if (k * b->slice >= b->max_pos)
-			break;
-		snprintf(lo, sizeof(lo), "%lld", k * b->slice);
-		snprintf(hi, sizeof(hi), "%lld", (k + 1) * b->slice);
-		c = calloc(1, sizeof(*c));
-		if (!c) {
-			es_error_set(&err, ES_EINTERNAL, "out of memory");
-			goto fail;
-		}
-		res = PQexecParams(db, SQL_BULK, 2, NULL, params, NULL, NULL,
-				   0);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
-		    bulk_take(res, &c->evs, &err) < 0) {
-			if (PQresultStatus(res) != PGRES_TUPLES_OK)
-				es_db_error(db, res, &err);
-			PQclear(res);
-			es_events_release(&c->evs);
-			free(c);
-			goto fail;
-		}
+	view_buf_reset(&v->rows);
+	view_bin_end(&v->rows);
+	if (view_buf_check(&v->rows, err) < 0 ||
+	    copy_send(v->load, &v->rows, err) < 0)
+		return -1;
+	if (PQputCopyEnd(v->load, NULL) != 1)
+		return es_db_error(v->load, NULL, err);
+	while ((res = PQgetResult(v->load))) {
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && ret == 0)
+			ret = es_db_error(v->load, res, err);
 		PQclear(res);
-		/* queue the slices in order */
-		pthread_mutex_lock(&b->lock);
-		while (b->next_push != k && !b->failed)
-			pthread_cond_wait(&b->cond, &b->lock);
-		b->events += (long long)c->evs.n;
-		pthread_mutex_unlock(&b->lock);
-		if (b->failed || c->evs.n == 0) {
-			es_events_release(&c->evs);
-			free(c);
-		} else if (pipeline_push(b->p, c) < 0) {
-			es_error_set(&err, ES_EINTERNAL,
-				     "a rebuild worker failed");
-			goto fail;
-		}
-		pthread_mutex_lock(&b->lock);
-		b->next_push = k + 1;
-		pthread_cond_broadcast(&b->cond);
-		pthread_mutex_unlock(&b->lock);
-		if (b->failed)
-			break;
 	}
-	goto out;
-fail:
-	bulk_fail(b, &err);
-out:
-	es_error_release(&err);
-	if (db)
-		PQfinish(db);
-	return NULL;
+	if (ret < 0 ||
+	    view_shadow_index(v->load, v->ops->tables[0], SUFFIX, err) < 0 ||
+	    es_db_exec(v->load, "COMMIT", err) < 0)
+		return -1;
+	return 0;
+}
+
+/* Write a kept batch in its own transaction on `db`; start a new one. */
+static int write_kept(struct rview *v, PGconn *db, struct es_error *err)
+{
+	if (es_db_exec(db, "BEGIN", err) < 0 ||
+	    v->ops->flush(v->batch, db, SUFFIX, err) < 0 ||
+	    es_db_exec(db, "COMMIT", err) < 0) {
+		if (PQtransactionStatus(db) != PQTRANS_IDLE)
+			PQclear(PQexec(db, "ROLLBACK"));
+		return -1;
+	}
+	v->ops->batch_free(v->batch);
+	v->batch = v->ops->batch_new();
+	if (!v->batch)
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	return 0;
 }
 
 /*
- * Fold every event of one snapshot of the log into the shadows, reading
- * it with BULK_READERS sessions that share the snapshot; `s` becomes that
- * snapshot as a read token. The exporting transaction stays open on `wr`
- * until the readers are done.
+ * The bulk read in the table's physical order goes through a window of
+ * this many events (a min-heap by position) that puts them back in
+ * position order: rows of concurrent appends lie a little out of order.
+ * An event coming later than that is still folded when no later event of
+ * its stream was (qry_order.h); otherwise the log is read again, in
+ * position order.
  */
-static int bulk_read(PGconn *wr, const char *url, struct pipeline *p,
-		     size_t slice, struct es_cursor *s, long long *events,
-		     struct es_error *err)
+#define REORDER_WINDOW 16384
+/*
+ * Chunks that events waiting in the window may hold; past that, the
+ * waiting events of the oldest (rows that lie far ahead of their turn)
+ * are copied out and the chunk is given back.
+ */
+#define CHUNKS_HELD_MAX 16
+/* streams the order guard may know; past that, read in position order */
+#define GUARD_STREAMS_MAX (8L << 20)
+
+struct bulk {
+	struct rview *vs;
+	size_t nv;
+	PGconn *rd;
+	int ordered;
+	struct qry_feed *feed;
+	struct qry_order_heap heap; /* events read, not yet folded */
+	struct qry_order_guard guard;
+	struct qry_feed_chunk
+		*held; /* chunks with waiting events, oldest first */
+	size_t nheld;
+	long long folded, copied;
+	struct bulk_times bt;
+};
+
+/* The held chunk whose events `ev` is one of, or NULL: a copy. */
+static struct qry_feed_chunk *holder(struct bulk *b, const struct es_event *ev)
 {
-	pthread_t th[BULK_READERS];
+	struct qry_feed_chunk *c;
+
+	for (c = b->held; c; c = c->next)
+		if (ev >= c->evs.v && ev < c->evs.v + c->evs.n)
+			return c;
+	return NULL;
+}
+
+static void unhold(struct bulk *b, struct qry_feed_chunk *c)
+{
+	struct qry_feed_chunk **p;
+
+	for (p = &b->held; *p != c; p = &(*p)->next)
+		;
+	*p = c->next;
+	b->nheld--;
+	qry_feed_give_back(b->feed, c);
+}
+
+/* Done with `ev`: its chunk may go back, a copy is freed. */
+static void event_done(struct bulk *b, struct es_event *ev)
+{
+	struct qry_feed_chunk *c = holder(b, ev);
+
+	if (!c) {
+		qry_feed_event_release(ev);
+		free(ev);
+	} else if (--c->pending == 0) {
+		unhold(b, c);
+	}
+}
+
+/*
+ * Fold `ev` into every view: 0; 1 when a later event of its stream was
+ * folded already (read again in order); -1 with `err` set.
+ */
+static int fold_event(struct bulk *b, struct es_event *ev, struct es_error *err)
+{
+	size_t k;
+	int r;
+
+	if (!b->ordered) {
+		r = qry_order_advance(&b->guard, ev->stream_id, ev->position);
+		if (r < 0)
+			return es_error_set(err, ES_EINTERNAL, "out of memory");
+		if (r == 0) {
+			es_log(ES_LOG_INFO, "rebuild_out_of_order",
+			       "{s:I, s:s}", "position",
+			       (json_int_t)ev->position, "stream",
+			       ev->stream_id);
+			return 1;
+		}
+	}
+	for (k = 0; k < b->nv; k++) {
+		struct es_error e = ES_ERROR_INIT;
+
+		if (b->vs[k].ops->apply(b->vs[k].batch, ev, &e) >= 0)
+			continue;
+		es_error_set(err, e.code,
+			     "cannot rebuild view '%s': event %lld"
+			     " (%s, '%s' version %lld): %s",
+			     b->vs[k].ops->name, ev->position, ev->type,
+			     ev->stream_id, ev->version, e.detail);
+		es_error_release(&e);
+		return -1;
+	}
+	b->folded++;
+	event_done(b, ev);
+	return 0;
+}
+
+/* Fold waiting events, lowest position first, until `keep` wait. */
+static int fold_waiting(struct bulk *b, size_t keep, struct es_error *err)
+{
+	struct qry_order_entry e;
+	int r;
+
+	while (b->heap.n > keep && qry_order_pop(&b->heap, &e)) {
+		r = fold_event(b, e.item, err);
+		if (r != 0) {
+			/* not folded: still ours to free */
+			event_done(b, e.item);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Copy the waiting events of the oldest held chunk out; give it back. */
+static int release_oldest(struct bulk *b, struct es_error *err)
+{
+	struct qry_feed_chunk *c = b->held;
+	size_t i;
+
+	for (i = 0; i < b->heap.n; i++) {
+		struct es_event *ev = b->heap.v[i].item, *cp;
+
+		if (ev < c->evs.v || ev >= c->evs.v + c->evs.n)
+			continue;
+		cp = malloc(sizeof(*cp));
+		if (!cp || qry_feed_event_copy(cp, ev) < 0) {
+			free(cp);
+			return es_error_set(err, ES_EINTERNAL, "out of memory");
+		}
+		b->heap.v[i].item = cp;
+		b->copied++;
+	}
+	unhold(b, c);
+	return 0;
+}
+
+/* Forget the waiting events (copies are freed); give every chunk back. */
+static void drop_waiting(struct bulk *b)
+{
+	struct qry_order_entry e;
+
+	while (qry_order_pop(&b->heap, &e))
+		if (!holder(b, e.item)) {
+			qry_feed_event_release(e.item);
+			free(e.item);
+		}
+	while (b->held)
+		unhold(b, b->held);
+}
+
+/* Write what is due: every copied view's rows, a kept batch grown big. */
+static int write_due(struct bulk *b, struct es_error *err)
+{
+	double t0 = now_s();
+	size_t k;
+
+	for (k = 0; k < b->nv; k++) {
+		struct rview *v = &b->vs[k];
+
+		if (v->load) {
+			view_buf_reset(&v->rows);
+			if (v->ops->copy_rows(v->batch, &v->rows, err) < 0 ||
+			    copy_send(v->load, &v->rows, err) < 0)
+				return -1;
+			v->ops->batch_free(v->batch);
+			v->batch = v->ops->batch_new();
+			if (!v->batch)
+				return es_error_set(err, ES_EINTERNAL,
+						    "out of memory");
+		} else if (v->ops->batch_rows(v->batch) >= KEPT_ROWS_MAX &&
+			   write_kept(v, b->rd, err) < 0) {
+			return -1;
+		}
+	}
+	b->bt.write += now_s() - t0;
+	return 0;
+}
+
+/* Take in a chunk of the feed: fold what its events let go, write. */
+static int bulk_chunk(struct bulk *b, struct qry_feed_chunk *c,
+		      struct es_error *err)
+{
+	double t0 = now_s();
+	size_t i;
+	int r;
+
+	c->pending = c->evs.n;
+	c->next = NULL;
+	if (b->held) {
+		struct qry_feed_chunk *t = b->held;
+
+		while (t->next)
+			t = t->next;
+		t->next = c;
+	} else {
+		b->held = c;
+	}
+	b->nheld++;
+	for (i = 0; i < c->evs.n; i++)
+		if (qry_order_push(&b->heap, c->evs.v[i].position,
+				   &c->evs.v[i]) < 0)
+			return es_error_set(err, ES_EINTERNAL, "out of memory");
+	r = fold_waiting(b, b->ordered ? 0 : REORDER_WINDOW, err);
+	b->bt.fold += now_s() - t0;
+	if (r != 0)
+		return r;
+	while (b->nheld > CHUNKS_HELD_MAX)
+		if (release_oldest(b, err) < 0)
+			return -1;
+	if (qry_order_streams(&b->guard) > GUARD_STREAMS_MAX) {
+		es_log(ES_LOG_INFO, "rebuild_too_many_streams", "{s:I}",
+		       "streams", (json_int_t)qry_order_streams(&b->guard));
+		return 1;
+	}
+	return write_due(b, err);
+}
+
+/*
+ * Steps 1 and 2: create the shadows of the views `vs` and fill them with
+ * one snapshot of the log, read in position order with `ordered`, else
+ * in the table's physical order; the kept batches written, the copied
+ * shadows indexed and committed. `s` becomes that snapshot as a read
+ * token; `events` grows by the events read. 0; 1 when the physical order
+ * was too far from position order (nothing done: read again, ordered);
+ * -1 with `err` set.
+ */
+static int bulk(const char *write_url, const char *read_url, PGconn *rd,
+		struct rview *vs, size_t nv, int ordered, struct es_cursor *s,
+		long long *events, struct es_error *err)
+{
 	struct bulk b;
-	PGresult *res = NULL;
-	int started = 0, i, ret = -1;
+	struct qry_feed_chunk *c;
+	char *snap = NULL;
+	double t0 = now_s(), last_log = t0, t;
+	size_t k;
+	int ret = -1, r;
 
 	memset(&b, 0, sizeof(b));
-	pthread_mutex_init(&b.lock, NULL);
-	pthread_cond_init(&b.cond, NULL);
-	b.err = (struct es_error)ES_ERROR_INIT;
-	b.p = p;
-	b.url = url;
-	b.slice = (long long)slice;
-	if (es_db_exec(wr, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-		       err) < 0)
-		goto out;
-	res = PQexec(wr, SQL_EXPORT);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		es_db_error(wr, res, err);
-		goto out;
-	}
-	if (strcmp(PQgetvalue(res, 0, 3), "f") != 0) {
-		es_error_set(err, ES_EINTERNAL, "cannot tail a standby server");
-		goto out;
-	}
-	snprintf(b.snapshot, sizeof(b.snapshot), "%s", PQgetvalue(res, 0, 0));
-	b.max_pos = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-	es_cursor_release(s);
-	if (es_cursor_parse(PQgetvalue(res, 0, 1), s, err) < 0)
-		goto out;
-	for (i = 0; i < BULK_READERS; i++) {
-		if (pthread_create(&th[i], NULL, bulk_reader, &b) != 0) {
-			es_error_set(err, ES_EINTERNAL,
-				     "cannot start a rebuild reader");
-			bulk_fail(&b, err);
-			break;
+	b.vs = vs;
+	b.nv = nv;
+	b.rd = rd;
+	b.ordered = ordered;
+	for (k = 0; k < nv; k++) {
+		struct rview *v = &vs[k];
+		const char *const *tb;
+
+		if (v->batch)
+			v->ops->batch_free(v->batch);
+		v->batch = v->ops->batch_new();
+		if (!v->batch) {
+			es_error_set(err, ES_EINTERNAL, "out of memory");
+			goto out;
 		}
-		started++;
+		if (!v->ops->copy_rows) {
+			for (tb = v->ops->tables; *tb; tb++)
+				if (view_shadow_create(rd, *tb, SUFFIX, 0,
+						       err) < 0)
+					goto out;
+			continue;
+		}
+		/*
+		 * Index builds sort in runs of maintenance_work_mem: a small
+		 * one merges runs from temporary files, a large one sorts in
+		 * fresh memory the server must fault in page by page. For
+		 * 1,000,000 statement rows both indexes took 1.5-2.0 s of
+		 * server CPU with 4-16MB, 2.4-3.5 s with 32-256MB.
+		 */
+		v->load = es_db_connect(read_url, err);
+		if (!v->load ||
+		    es_db_exec(v->load,
+			       "SET synchronous_commit = off;"
+			       " SET maintenance_work_mem = '16MB'; BEGIN",
+			       err) < 0 ||
+		    copy_start(v, err) < 0)
+			goto out;
 	}
-	for (i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
-	if (b.failed) {
-		es_error_set(err, b.err.code, "%s", b.err.detail);
+	b.feed = qry_feed_start(write_url, ordered, err);
+	if (!b.feed)
+		goto out;
+	while ((c = qry_feed_next(b.feed))) {
+		r = bulk_chunk(&b, c, err);
+		if (r != 0) {
+			ret = r;
+			goto out;
+		}
+		if (now_s() - last_log >= 1.0) {
+			last_log = now_s();
+			es_log(ES_LOG_INFO, "rebuild_progress", "{s:I, s:i}",
+			       "events", (json_int_t)(*events + b.folded),
+			       "per_second",
+			       (int)((double)b.folded / (last_log - t0)));
+		}
+	}
+	/* the end of the read, or its failure (which qry_feed_finish says) */
+	r = fold_waiting(&b, 0, err);
+	if (r == 0)
+		r = write_due(&b, err);
+	drop_waiting(&b);
+	if (qry_feed_finish(b.feed, &snap, err) < 0)
+		r = -1;
+	b.feed = NULL;
+	if (r != 0) {
+		ret = r;
 		goto out;
 	}
-	*events += b.events;
+	if (!snap) {
+		es_error_set(err, ES_EINTERNAL,
+			     "the bulk read has no snapshot");
+		goto out;
+	}
+	es_cursor_release(s);
+	if (es_cursor_parse(snap, s, err) < 0)
+		goto out;
+	t = now_s();
+	for (k = 0; k < nv; k++)
+		if (!vs[k].load && write_kept(&vs[k], rd, err) < 0)
+			goto out;
+	b.bt.write += now_s() - t;
+	t = now_s();
+	for (k = 0; k < nv; k++)
+		if (vs[k].load && copy_finish(&vs[k], err) < 0)
+			goto out;
+	b.bt.index = now_s() - t;
+	*events += b.folded;
+	es_log(ES_LOG_INFO, "rebuild_loaded",
+	       "{s:I, s:b, s:I, s:I, s:f, s:f, s:f, s:f}", "events",
+	       (json_int_t)b.folded, "ordered", ordered, "copied_out",
+	       (json_int_t)b.copied, "streams",
+	       (json_int_t)qry_order_streams(&b.guard), "seconds", now_s() - t0,
+	       "fold_seconds", b.bt.fold, "write_seconds", b.bt.write,
+	       "index_seconds", b.bt.index);
 	ret = 0;
 out:
-	if (PQtransactionStatus(wr) != PQTRANS_IDLE)
-		PQclear(PQexec(wr, "ROLLBACK"));
-	PQclear(res);
-	es_error_release(&b.err);
-	pthread_cond_destroy(&b.cond);
-	pthread_mutex_destroy(&b.lock);
+	/* a feed still reading: stop it; its chunks go with it */
+	drop_waiting(&b);
+	qry_feed_finish(b.feed, NULL, NULL);
+	qry_order_heap_release(&b.heap);
+	qry_order_guard_release(&b.guard);
+	free(snap);
+	/* an unfinished load rolls back: its shadow goes with it */
+	for (k = 0; k < nv; k++) {
+		if (vs[k].load)
+			PQfinish(vs[k].load);
+		vs[k].load = NULL;
+		view_buf_release(&vs[k].rows);
+	}
 	return ret;
+}
+
+/* Step 3: fold `evs` into every view and write them in one transaction. */
+static int catch_up(PGconn *rd, const struct view_ops *const *ops, size_t n,
+		    const struct es_events *evs, struct es_error *err)
+{
+	long long folded = 0;
+	size_t i;
+
+	if (es_db_exec(rd, "BEGIN", err) < 0)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (fold_and_flush(ops[i], rd, evs, &folded, 1, err) < 0)
+			goto fail;
+	if (es_db_exec(rd, "COMMIT", err) < 0)
+		goto fail;
+	return 0;
+fail:
+	if (PQtransactionStatus(rd) != PQTRANS_IDLE)
+		PQclear(PQexec(rd, "ROLLBACK"));
+	return -1;
 }
 
 /* Run `sql` with one parameter, expecting rows. Caller PQclear()s. */
@@ -619,22 +675,6 @@ static int ident(PGconn *db, const char *name, char *out, size_t len,
 		strcpy(out, q);
 	PQfreemem(q);
 	return ret;
-}
-
-/* Drop a leftover shadow of `table` and create an empty one. */
-static int create_shadow(PGconn *db, const char *table, struct es_error *err)
-{
-	char live[2 * TABLE_MAX + 3], shadow[2 * TABLE_MAX + 3];
-	char name[TABLE_MAX + sizeof(SUFFIX)];
-
-	snprintf(name, sizeof(name), "%s" SUFFIX, table);
-	if (ident(db, table, live, sizeof(live), err) < 0 ||
-	    ident(db, name, shadow, sizeof(shadow), err) < 0)
-		return -1;
-	return execf(db, err,
-		     "DROP TABLE IF EXISTS %s; "
-		     "CREATE TABLE %s (LIKE %s INCLUDING ALL)",
-		     shadow, shadow, live);
 }
 
 /*
@@ -855,21 +895,24 @@ int qry_rebuild_views(const struct qry_tail_config *cfg,
 		      struct es_error *err)
 {
 	const struct view_ops *ops[QRY_VIEW_MAX];
+	struct rview vs[QRY_VIEW_MAX];
 	const char *read_url = cfg->read_url && *cfg->read_url ? cfg->read_url
 							       : cfg->write_url;
-	struct pipeline p;
 	struct es_cursor s;
+	struct es_events evs = ES_EVENTS_INIT;
 	PGconn *rd = NULL, *wr = NULL;
 	PGresult *res = NULL;
 	long long events = 0, applied = 0;
-	double t0, last_log, ts;
-	size_t nops = 0, i, k, limit;
-	int ret = -1, piped = 0;
+	double t0, ts;
+	size_t nops = 0, i, k, n;
+	int ret = -1, r;
 
 	es_cursor_init(&s);
-	memset(&p, 0, sizeof(p));
+	memset(vs, 0, sizeof(vs));
 	if (pick_views(views, ops, &nops, err) < 0)
 		return -1;
+	for (i = 0; i < nops; i++)
+		vs[i].ops = ops[i];
 #ifdef M_TRIM_THRESHOLD
 	/*
 	 * Batches of events and results come and go by the megabyte: keep
@@ -878,11 +921,6 @@ int qry_rebuild_views(const struct qry_tail_config *cfg,
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 #endif
-	/*
-	 * Batches of a few thousand events: larger ones cost more CPU (malloc
-	 * and cache misses) than the statements they save.
-	 */
-	limit = REBUILD_BATCH;
 	wr = es_db_connect(cfg->write_url, err);
 	if (!wr)
 		goto out;
@@ -902,60 +940,36 @@ int qry_rebuild_views(const struct qry_tail_config *cfg,
 	if (es_db_exec(wr, "SET work_mem = '64MB'", err) < 0)
 		goto out;
 	if (es_db_exec(rd, "SET synchronous_commit = off", err) < 0 ||
-	    qry_checkpoint_ensure(rd, err) < 0 ||
-	    es_db_exec(rd, "BEGIN", err) < 0)
+	    qry_checkpoint_ensure(rd, err) < 0)
 		goto out;
 	for (i = 0; i < nops; i++)
-		for (k = 0; ops[i]->tables[k]; k++)
-			if (create_shadow(rd, ops[i]->tables[k], err) < 0)
-				goto out;
-	if (es_db_exec(rd, "COMMIT", err) < 0)
-		goto out;
-	for (i = 0; i < nops; i++)
-		es_log(ES_LOG_INFO, "rebuild_started", "{s:s, s:I}", "view",
-		       ops[i]->name, "batch", (json_int_t)limit);
+		es_log(ES_LOG_INFO, "rebuild_started", "{s:s, s:b}", "view",
+		       ops[i]->name, "copied", ops[i]->copy_rows != NULL);
 
-	t0 = last_log = now_s();
-	piped = 1;
-	if (pipeline_start(&p, read_url, ops, nops, err) < 0)
-		goto out;
-	if (bulk_read(wr, cfg->write_url, &p, limit, &s, &events, err) < 0)
-		goto out;
-	/* then tail from that snapshot until caught up */
-	for (;;) {
-		struct chunk *c = calloc(1, sizeof(*c));
-		size_t n;
-
-		if (!c) {
-			es_error_set(err, ES_EINTERNAL, "out of memory");
-			goto out;
-		}
-		if (es_read_forward(wr, &s, limit, &c->evs, &s, err) < 0) {
-			free(c);
-			goto out;
-		}
-		n = c->evs.n;
-		events += (long long)n;
-		if (n == 0)
-			free(c);
-		else if (pipeline_push(&p, c) < 0)
-			break; /* the worker's error, from pipeline_finish */
-		if (now_s() - last_log >= 1.0) {
-			last_log = now_s();
-			es_log(ES_LOG_INFO, "rebuild_progress", "{s:I, s:i}",
-			       "events", (json_int_t)events, "per_second",
-			       (int)((double)events / (last_log - t0)));
-		}
-		if (n < limit)
-			break;
+	t0 = now_s();
+	r = bulk(cfg->write_url, read_url, rd, vs, nops, 0, &s, &events, err);
+	if (r > 0) {
+		es_log(ES_LOG_INFO, "rebuild_reread", "{s:s}", "order",
+		       "position");
+		r = bulk(cfg->write_url, read_url, rd, vs, nops, 1, &s, &events,
+			 err);
 	}
-	piped = 0;
-	if (pipeline_finish(&p, err) < 0)
+	if (r < 0)
 		goto out;
+	/* then read on from that snapshot until caught up */
+	do {
+		if (es_read_forward(wr, &s, REBUILD_BATCH, &evs, &s, err) < 0)
+			goto out;
+		n = evs.n;
+		if (n && catch_up(rd, ops, nops, &evs, err) < 0)
+			goto out;
+		es_events_release(&evs);
+		events += (long long)n;
+	} while (n == REBUILD_BATCH);
 	applied = events;
 
 	ts = now_s();
-	if (swap(rd, wr, ops, nops, &s, &applied, limit, err) < 0)
+	if (swap(rd, wr, ops, nops, &s, &applied, REBUILD_BATCH, err) < 0)
 		goto out;
 	if (stats) {
 		stats->events = applied;
@@ -968,8 +982,9 @@ int qry_rebuild_views(const struct qry_tail_config *cfg,
 		       "seconds", now_s() - t0, "swap_seconds", now_s() - ts);
 	ret = 0;
 out:
-	if (piped)
-		pipeline_finish(&p, NULL);
+	for (i = 0; i < nops; i++)
+		if (vs[i].batch)
+			vs[i].ops->batch_free(vs[i].batch);
 	if (ret < 0 && rd && PQstatus(rd) == CONNECTION_OK) {
 		/* leave no half-built shadow behind */
 		if (PQtransactionStatus(rd) != PQTRANS_IDLE)
@@ -987,6 +1002,7 @@ out:
 			}
 	}
 	PQclear(res);
+	es_events_release(&evs);
 	es_cursor_release(&s);
 	if (rd)
 		PQfinish(rd);

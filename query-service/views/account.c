@@ -224,6 +224,11 @@ static long batch_size(const void *batch)
 	return ((const struct accounts_batch *)batch)->events;
 }
 
+static long batch_rows(const void *batch)
+{
+	return (long)((const struct accounts_batch *)batch)->n;
+}
+
 const struct view_account_change *view_accounts_batch_get(const void *batch,
 							  const char *id)
 {
@@ -451,6 +456,7 @@ const struct view_ops view_accounts_ops = {
 	.batch_free = batch_free,
 	.apply = batch_apply,
 	.batch_size = batch_size,
+	.batch_rows = batch_rows,
 	.flush = batch_flush,
 	.tables = tables,
 };

@@ -76,6 +76,11 @@ static long batch_size(const void *batch)
 	return ((const struct daily_batch *)batch)->events;
 }
 
+static long batch_rows(const void *batch)
+{
+	return (long)((const struct daily_batch *)batch)->n;
+}
+
 const struct view_daily_row *view_daily_rows(const void *batch, size_t *n)
 {
 	const struct daily_batch *b = batch;
@@ -226,6 +231,7 @@ const struct view_ops view_daily_ops = {
 	.batch_free = batch_free,
 	.apply = batch_apply,
 	.batch_size = batch_size,
+	.batch_rows = batch_rows,
 	.flush = batch_flush,
 	.tables = tables,
 };

@@ -222,10 +222,10 @@ static int batch_apply(void *batch, const struct es_event *ev,
 	return 1;
 }
 
-#define SQL_COPY                                                          \
-	"COPY %s (account_id, version, position, kind, amount,"           \
-	" balance_after, currency, counterparty, transfer_id, reference," \
-	" recorded_at) FROM STDIN (FORMAT binary)"
+#define COPY_COLUMNS                                                  \
+	"account_id, version, position, kind, amount, balance_after," \
+	" currency, counterparty, transfer_id, reference, recorded_at"
+#define SQL_COPY     "COPY %s (" COPY_COLUMNS ") FROM STDIN (FORMAT binary)"
 #define COPY_NFIELDS 11
 
 /* One row in COPY binary format; -1 for a value of the wrong form. */
@@ -247,13 +247,27 @@ static int copy_row(struct view_buf *buf, const struct view_statement_row *r)
 	return view_bin_time(buf, r->recorded_at);
 }
 
+static int batch_copy_rows(const void *batch, struct view_buf *out,
+			   struct es_error *err)
+{
+	const struct statement_batch *b = batch;
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		if (copy_row(out, &b->v[i]) < 0)
+			return es_error_set(err, ES_EINTERNAL,
+					    "event %lld: bad row for"
+					    " view_statement",
+					    b->v[i].position);
+	return view_buf_check(out, err);
+}
+
 static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		       struct es_error *err)
 {
 	struct statement_batch *b = batch;
 	struct view_buf buf = VIEW_BUF_INIT;
 	char table[64], sql[512];
-	size_t i;
 	int ret = -1;
 
 	if (view_table_name(table, sizeof(table), "view_statement", suffix,
@@ -262,13 +276,8 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 	if (!b->n)
 		return 0;
 	view_bin_begin(&buf);
-	for (i = 0; i < b->n; i++)
-		if (copy_row(&buf, &b->v[i]) < 0) {
-			es_error_set(err, ES_EINTERNAL,
-				     "event %lld: bad row for %s",
-				     b->v[i].position, table);
-			goto out;
-		}
+	if (batch_copy_rows(b, &buf, err) < 0)
+		goto out;
 	view_bin_end(&buf);
 	if (view_buf_check(&buf, err) < 0)
 		goto out;
@@ -289,6 +298,9 @@ const struct view_ops view_statement_ops = {
 	.batch_free = batch_free,
 	.apply = batch_apply,
 	.batch_size = batch_size,
+	.batch_rows = batch_size,
 	.flush = batch_flush,
+	.copy_columns = COPY_COLUMNS,
+	.copy_rows = batch_copy_rows,
 	.tables = tables,
 };

@@ -15,6 +15,8 @@
 #include "es_error.h"
 #include "es_store.h"
 
+struct view_buf; /* bulk.h */
+
 struct view_ops {
 	const char *name; /* "accounts", "statement", "daily" */
 
@@ -26,7 +28,9 @@ struct view_ops {
 	 * Fold `ev` into the batch (pure: no I/O). Events of other streams or
 	 * unknown types are skipped (return 0). A payload the view cannot
 	 * apply is -1 with ES_EINVALID and a detail naming the field; the
-	 * batch is then unusable and the view stops.
+	 * batch is then unusable and the view stops. No view reads the
+	 * event's xid, event_id or metadata: a rebuild passes them as 0, ""
+	 * and NULL.
 	 * ownership: borrows `ev`; copies what it keeps.
 	 */
 	int (*apply)(void *batch, const struct es_event *ev,
@@ -36,6 +40,14 @@ struct view_ops {
 	long (*batch_size)(const void *batch);
 
 	/*
+	 * Rows the batch holds, what its memory grows with (for the accounts
+	 * view, the accounts it has seen). A rebuild keeps one batch of a
+	 * view without copy_rows() across the whole log and writes it out
+	 * only when this grows large.
+	 */
+	long (*batch_rows)(const void *batch);
+
+	/*
 	 * Write the batch's changes to the view's tables, inside the
 	 * caller's open transaction, in as few statements as possible
 	 * (multi-row statements or COPY). `suffix` is appended to every table
@@ -43,6 +55,22 @@ struct view_ops {
 	 */
 	int (*flush)(void *batch, PGconn *db, const char *suffix,
 		     struct es_error *err);
+
+	/*
+	 * Optional, for a view of one table whose flush only appends rows
+	 * (never reads, updates or deletes one): the table's columns that
+	 * copy_rows() fills, and copy_rows() itself, which adds the batch's
+	 * rows to `out` in COPY binary format, without header or trailer
+	 * (see bulk.h). A rebuild streams the whole log through one COPY
+	 * <table>_rebuild (copy_columns) FROM STDIN (FORMAT binary, FREEZE)
+	 * into a shadow created without indexes in the same transaction, and
+	 * indexes it afterwards (view_shadow_index()). NULL for a view whose
+	 * flush needs the table's keys.
+	 * ownership: borrows everything.
+	 */
+	const char *copy_columns;
+	int (*copy_rows)(const void *batch, struct view_buf *out,
+			 struct es_error *err);
 
 	/*
 	 * The tables the view owns, NULL-terminated; for a rebuild's shadow

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -97,8 +98,17 @@ static void count_handler(struct es_request *req)
 			  json_pack("{s:I}", "len", (json_int_t)req->len));
 }
 
+/* Sends the first 11 bytes of a longer malloc()ed block, uncopied. */
+static void buffer_handler(struct es_request *req)
+{
+	char *b = strdup("hello world, and what follows is not sent");
+
+	es_http_send_buffer(req, 200, "text/x-test", b, 11);
+}
+
 static const struct es_route routes[] = {
 	{ "GET", "/fast", fast_handler, 0 },
+	{ "GET", "/buffer", buffer_handler, 0 },
 	{ "GET", "/slow", suspend_handler, 0 },
 	{ "GET", "/items/{id}", item_handler, 0 },
 	{ "DELETE", "/items/{id}", fast_handler, 0 },
@@ -982,6 +992,51 @@ START_TEST(json_content_types)
 }
 END_TEST
 
+START_TEST(send_buffer_sends_len_bytes_of_the_block)
+{
+	struct reply rep;
+
+	get("/buffer", &rep);
+	ck_assert_int_eq(rep.status, 200);
+	ck_assert_str_eq(header(&rep, "Content-Type"), "text/x-test");
+	ck_assert_str_eq(header(&rep, "Content-Length"), "11");
+	ck_assert_str_eq(rep.body, "hello world");
+}
+END_TEST
+
+/* One thread: no pool (no warning), suspend and resume still work. */
+START_TEST(one_thread_serves_and_resumes)
+{
+	struct reply rep;
+
+	ck_assert_int_eq(es_http_stop(h, 1000), 0);
+	h = start(1);
+	get("/fast", &rep);
+	ck_assert_int_eq(rep.status, 200);
+	get("/slow", &rep);
+	ck_assert_int_eq(rep.status, 200);
+	ck_assert_str_eq(header(&rep, "X-Later"), "yes");
+}
+END_TEST
+
+START_TEST(cpus_follow_the_affinity_mask)
+{
+	cpu_set_t all, one;
+	int first = -1;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(all), &all), 0);
+	ck_assert_int_eq(es_http_cpus(), CPU_COUNT(&all));
+	for (int i = 0; i < CPU_SETSIZE && first < 0; i++)
+		if (CPU_ISSET(i, &all))
+			first = i;
+	CPU_ZERO(&one);
+	CPU_SET(first, &one);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+	ck_assert_int_eq(es_http_cpus(), 1);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(all), &all), 0);
+}
+END_TEST
+
 START_TEST(bad_bind_address_fails_to_start)
 {
 	struct es_http_config cfg = { .bind_address = "not-an-ip",
@@ -1046,6 +1101,8 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, in_flight_returns_to_zero_and_metrics_count);
 	tcase_add_test(tc, huge_headers_get_an_answer_and_no_leak);
 	tcase_add_test(tc, port_in_use_fails_to_start);
+	tcase_add_test(tc, send_buffer_sends_len_bytes_of_the_block);
+	tcase_add_test(tc, one_thread_serves_and_resumes);
 	tcase_add_loop_test(tc,
 			    bad_framing_is_400_before_the_handler_and_closes, 0,
 			    sizeof(framing_cases) / sizeof(*framing_cases));
@@ -1057,6 +1114,7 @@ static Suite *http_suite(void)
 	tc = tcase_create("pure");
 	tcase_add_test(tc, json_content_types);
 	tcase_add_test(tc, bad_bind_address_fails_to_start);
+	tcase_add_test(tc, cpus_follow_the_affinity_mask);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,90 @@
+/* qry_pgbin.c - reading values in PostgreSQL's binary formats. */
+#include "qry_pgbin.h"
+
+uint64_t qry_pgbin_u64(const unsigned char *p)
+{
+	return (uint64_t)qry_pgbin_u32(p) << 32 | qry_pgbin_u32(p + 4);
+}
+
+uint32_t qry_pgbin_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+uint16_t qry_pgbin_u16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+int qry_pgbin_field(const unsigned char **p, const unsigned char *end,
+		    const unsigned char **val, size_t *len)
+{
+	uint32_t n;
+
+	if (end - *p < 4)
+		return -1;
+	n = qry_pgbin_u32(*p);
+	if (n == UINT32_MAX || (size_t)(end - *p) - 4 < n)
+		return -1;
+	*val = *p + 4;
+	*len = n;
+	*p += 4 + (size_t)n;
+	return 0;
+}
+
+static void put2(char *p, unsigned v)
+{
+	p[0] = (char)('0' + v / 10);
+	p[1] = (char)('0' + v % 10);
+}
+
+int qry_pgbin_time(int64_t us, char out[QRY_PGBIN_TIME_LEN + 1])
+{
+	const int64_t day_us = 86400000000LL;
+	/* days from 0000-03-01 (proleptic Gregorian) to 2000-01-01 */
+	const int64_t epoch = 730425;
+	int64_t days, rem, z, era, doe, yoe, doy, mp, y, m, d, secs;
+	unsigned frac, i;
+
+	days = us / day_us;
+	rem = us % day_us;
+	if (rem < 0) {
+		rem += day_us;
+		days--;
+	}
+	/* days to a date, counting years from March (Howard Hinnant) */
+	z = days + epoch;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = doy - (153 * mp + 2) / 5 + 1;
+	m = mp < 10 ? mp + 3 : mp - 9;
+	y = yoe + era * 400 + (m <= 2);
+	if (y < 1 || y > 9999)
+		return -1;
+	secs = rem / 1000000;
+	frac = (unsigned)(rem % 1000000);
+	put2(out, (unsigned)(y / 100));
+	put2(out + 2, (unsigned)(y % 100));
+	out[4] = '-';
+	put2(out + 5, (unsigned)m);
+	out[7] = '-';
+	put2(out + 8, (unsigned)d);
+	out[10] = 'T';
+	put2(out + 11, (unsigned)(secs / 3600));
+	out[13] = ':';
+	put2(out + 14, (unsigned)(secs / 60 % 60));
+	out[16] = ':';
+	put2(out + 17, (unsigned)(secs % 60));
+	out[19] = '.';
+	for (i = 0; i < 6; i++) {
+		out[25 - i] = (char)('0' + frac % 10);
+		frac /= 10;
+	}
+	out[26] = 'Z';
+	out[27] = '\0';
+	return 0;
+}

@@ -1,0 +1,169 @@
+/*
+ * check_qry_json.c - qry_json_load() gives what json_loadb(...,
+ * JSON_DECODE_ANY, ...) gives, value for value and in the same key order,
+ * on the payloads events carry and on every kind of text its fast path
+ * leaves to jansson; and it fails where jansson fails.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../query-service/qry_json.h"
+
+/* JSON texts, each compared with jansson's reading of it. */
+static const char *const texts[] = {
+	/* as PostgreSQL prints jsonb payloads */
+	"{\"amount\": 100, \"currency\": \"EUR\", \"reference\": \"seed 1\","
+	" \"balance_after\": 100}",
+	"{\"amount\": 5, \"currency\": \"USD\", \"transfer_id\":"
+	" \"0f8fad5b-d9cb-469f-a165-70867728950e\", \"balance_after\": -5,"
+	" \"to_account_id\": \"7c9e6679-7425-40de-944b-e07fc1f90ae7\"}",
+	"{\"owner\": \"owner-1\", \"currency\": \"EUR\", \"account_id\":"
+	" \"7c9e6679-7425-40de-944b-e07fc1f90ae7\", \"overdraft_limit\": 0}",
+	"{}",
+	"[]",
+	" {\"a\" :1 ,\"b\":[1, 2,{\"c\":null}],\"d\":true,\"e\":false}\r\n",
+	"{\"\": \"\"}",
+	"{\"a\": 1, \"a\": 2}",
+	"{\"b\": 1, \"a\": 2, \"c\": 3}",
+	"[1, -1, 0, -0, 999999999999999999, -999999999999999999]",
+	"\"top-level string\"",
+	"42",
+	"true",
+	"null",
+	"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+	"]]]]]]]]]]",
+	/* left to jansson: still read, as jansson reads them */
+	"{\"amount\": 1.5}",
+	"{\"amount\": 1e3}",
+	"{\"amount\": 1E-3}",
+	"{\"amount\": 9223372036854775807}",
+	"{\"amount\": -9223372036854775808}",
+	"{\"owner\": \"Zo\xc3\xab \\\"Zed\\\" \\u00d8rsted, {x}\\\\y\"}",
+	"{\"k\\u0041\": \"\\ud83d\\ude00 \\n\\t\\/\"}",
+	"{\"amount\": 1000000000000000000}",
+	/* errors, for both */
+	"",
+	"   ",
+	"{",
+	"{\"a\": 1,}",
+	"{\"a\" 1}",
+	"{\"a\": 01}",
+	"{\"a\": -}",
+	"{\"a\": 1x}",
+	"{\"a\": truex}",
+	"{\"a\": tru}",
+	"{\"a\": 99999999999999999999}",
+	"{\"a\": \"\\u0000\"}",
+	"{\"a\": \"tab\there\"}",
+	"{\"a\": \"bad \xff utf-8\"}",
+	"[1, 2",
+	"[1 2]",
+	"{} {}",
+	"{\"a\": 1}}",
+	"nul",
+	"'single'",
+};
+
+/* jansson's reading of `s`: its compact, ordered text, or "error". */
+static char *dump(json_t *v)
+{
+	char *s;
+
+	if (!v)
+		return strdup("error");
+	s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(v);
+	return s;
+}
+
+START_TEST(fast_path_equals_jansson)
+{
+	const char *t = texts[_i];
+	json_error_t jerr;
+	char *want, *got;
+
+	want = dump(json_loadb(t, strlen(t), JSON_DECODE_ANY, &jerr));
+	got = dump(qry_json_load(t, strlen(t), &jerr));
+	ck_assert_ptr_nonnull(want);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_msg(strcmp(want, got) == 0, "'%s': jansson %s, fast %s", t,
+		      want, got);
+	free(want);
+	free(got);
+}
+END_TEST
+
+START_TEST(types_are_janssons)
+{
+	json_error_t jerr;
+	const char *t = "{\"i\": 7, \"s\": \"7\", \"r\": 7.0, \"t\": true,"
+			" \"n\": null}";
+	json_t *v = qry_json_load(t, strlen(t), &jerr);
+
+	ck_assert_ptr_nonnull(v);
+	ck_assert(json_is_integer(json_object_get(v, "i")));
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "i")), 7);
+	ck_assert(json_is_string(json_object_get(v, "s")));
+	ck_assert(json_is_real(json_object_get(v, "r")));
+	ck_assert(json_is_true(json_object_get(v, "t")));
+	ck_assert(json_is_null(json_object_get(v, "n")));
+	json_decref(v);
+}
+END_TEST
+
+START_TEST(reads_only_len_bytes)
+{
+	json_error_t jerr;
+	const char buf[] = "{\"a\": 12}trailing";
+	json_t *v = qry_json_load(buf, 9, &jerr);
+
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "a")), 12);
+	json_decref(v);
+	/* cut before the closing brace: an error, as for jansson */
+	v = qry_json_load(buf, 7, &jerr);
+	ck_assert_ptr_null(v);
+	v = qry_json_load("123456", 2, &jerr);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(json_integer_value(v), 12);
+	json_decref(v);
+}
+END_TEST
+
+START_TEST(error_is_janssons)
+{
+	json_error_t want, got;
+	const char *t = "{\"a\": 1,}";
+
+	ck_assert_ptr_null(json_loadb(t, strlen(t), JSON_DECODE_ANY, &want));
+	ck_assert_ptr_null(qry_json_load(t, strlen(t), &got));
+	ck_assert_str_eq(got.text, want.text);
+	ck_assert_int_eq(got.position, want.position);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("qry_json");
+	TCase *tc = tcase_create("load");
+
+	tcase_add_loop_test(tc, fast_path_equals_jansson, 0,
+			    (int)(sizeof(texts) / sizeof(texts[0])));
+	tcase_add_test(tc, types_are_janssons);
+	tcase_add_test(tc, reads_only_len_bytes);
+	tcase_add_test(tc, error_is_janssons);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
