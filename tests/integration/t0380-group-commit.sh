@@ -249,7 +249,7 @@ done
 base=$(psql_q "SELECT max(global_position) FROM events")
 
 # client C URL: 15 random deposits, withdrawals and transfers; one line
-# per answer in $OUT/many.C: "<status> <kind> <body>"
+# per answer in $OUT/many.C.log: "<status> <kind> <body>"
 client()
 {
 	local c=$1 url=$2 i op a b amt path body code
@@ -279,7 +279,7 @@ client()
 			"$url$path") || code=000
 		printf '%s %s %s\n' "$code" "$op" \
 			"$(jq -c . "$OUT/many.$c.cur" 2>/dev/null ||
-				echo null)" >>"$OUT/many.$c"
+				echo null)" >>"$OUT/many.$c.log"
 	done
 }
 
@@ -293,7 +293,7 @@ for p in "${PIDS[@]}"; do
 	wait "$p" || fail "a client failed"
 done
 PIDS=()
-cat "$OUT"/many.[0-9]* >"$OUT/all"
+cat "$OUT"/many.*.log >"$OUT/all"
 expect_eq "$(wc -l <"$OUT/all")" 360 "answers"
 expect_eq "$(awk '$1 != 201 && $1 != 409' "$OUT/all" | wc -l)" 0 \
 	"answers other than 201 and 409: $(awk '$1 != 201 && $1 != 409' "$OUT/all" | head -3)"

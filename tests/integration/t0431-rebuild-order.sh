@@ -5,9 +5,10 @@
 # rebuilt views equal the fold of the log whatever order the rows lie in:
 #   1. rows shuffled within blocks of 100 (appends of concurrent
 #      transactions): one read, in the table's order;
-#   2. every 500th row lying 120,000 rows before its turn (rows written
+#   2. every 50th row lying 80,000 rows before its turn (rows written
 #      into old pages): they wait for their turn, copied out of the chunks
-#      they would otherwise hold;
+#      they would otherwise hold (they lie in more chunks than a rebuild
+#      holds, CHUNKS_HELD_MAX);
 #   3. the second event of a stream lying after all the stream's later
 #      events, beyond the reorder window: the rebuild reads the log again,
 #      in position order;
@@ -77,9 +78,9 @@ expect_eq "$(loaded shuffled events)" "$N" "events folded"
 ! grep -q rebuild_reread "$TEST_TMP/shuffled.log" ||
 	fail "the log was read again: $(grep -m1 rebuild_out "$TEST_TMP/shuffled.log")"
 
-say "2. every 500th row 120,000 rows early"
-lay_out "CASE WHEN global_position % 500 = 0
-	THEN global_position - 120000 ELSE global_position END"
+say "2. every 50th row 80,000 rows early"
+lay_out "CASE WHEN global_position % 50 = 0
+	THEN global_position - 80000 ELSE global_position END"
 rebuild early
 expect_eq "$(loaded early ordered)" false "read in the table's order"
 [ "$(loaded early copied_out)" -gt 0 ] ||
