@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "es_db.h"
+#include "es_hash.h"
 #include "es_log.h"
 
 /*
@@ -50,22 +51,10 @@ struct account_repo {
 	pthread_mutex_t locks[ACCOUNT_REPO_LOCKS];
 };
 
-/* FNV-1a, 64 bits. */
-static uint64_t hash_id(const char *id)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *id; id++) {
-		h ^= (unsigned char)*id;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 /* The lock stripe; the cache shard is the hash % ACCOUNT_REPO_STRIPES. */
 static size_t stripe_of(const char *id)
 {
-	return (size_t)(hash_id(id) % ACCOUNT_REPO_LOCKS);
+	return (size_t)(es_hash_str(id) % ACCOUNT_REPO_LOCKS);
 }
 
 struct account_repo *account_repo_new(size_t max)
@@ -212,7 +201,7 @@ static void evict_one(struct shard *s)
 static int cache_get(struct account_repo *repo, const char *id,
 		     struct account *acc)
 {
-	uint64_t h = hash_id(id);
+	uint64_t h = es_hash_str(id);
 	struct shard *s = &repo->shards[h % ACCOUNT_REPO_STRIPES];
 	struct entry *e;
 	int hit = 0;
@@ -234,7 +223,7 @@ static int cache_get(struct account_repo *repo, const char *id,
 
 void account_repo_store(struct account_repo *repo, const struct account *acc)
 {
-	uint64_t h = hash_id(acc->id);
+	uint64_t h = es_hash_str(acc->id);
 	struct shard *s = &repo->shards[h % ACCOUNT_REPO_STRIPES];
 	struct entry **p, *e;
 
@@ -268,7 +257,7 @@ out:
 
 void account_repo_forget(struct account_repo *repo, const char *id)
 {
-	uint64_t h = hash_id(id);
+	uint64_t h = es_hash_str(id);
 	struct shard *s = &repo->shards[h % ACCOUNT_REPO_STRIPES];
 	struct entry **p, *e;
 

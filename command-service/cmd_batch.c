@@ -43,6 +43,7 @@
 #include "cmd_notify.h"
 #include "cmd_routes.h"
 #include "es_db.h"
+#include "es_hash.h"
 #include "es_http.h"
 #include "es_log.h"
 #include "es_store.h"
@@ -68,22 +69,10 @@ struct round {
 	int tx; /* a transaction is open */
 };
 
-/* FNV-1a, 64 bits. */
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 /* The slot of `s` in the set: where it is, or the free one to put it. */
 static const char **names_slot(struct names *set, const char *s)
 {
-	size_t i = (size_t)hash_str(s) & set->mask;
+	size_t i = (size_t)es_hash_str(s) & set->mask;
 
 	while (set->slot[i] && strcmp(set->slot[i], s) != 0)
 		i = (i + 1) & set->mask;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "es_db.h"
+#include "es_hash.h"
 #include "es_log.h"
 #include "es_store.h"
 #include "views/account.h"
@@ -94,21 +95,10 @@ struct qry_memory {
 
 /* ---- the map ---- */
 
-static uint64_t hash_id(const char *id)
-{
-	uint64_t h = 14695981039346656037ULL;
-
-	for (; *id; id++) {
-		h ^= (unsigned char)*id;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 /* The slot of `id`: where it is, or the empty slot where it would go. */
 static void **map_slot(const struct map *m, const char *id)
 {
-	size_t i = (size_t)hash_id(id) & (m->cap - 1);
+	size_t i = (size_t)es_hash_str(id) & (m->cap - 1);
 
 	while (m->slots[i] && strcmp((const char *)m->slots[i], id) != 0)
 		i = (i + 1) & (m->cap - 1);

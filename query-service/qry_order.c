@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "es_hash.h"
+
 int qry_order_push(struct qry_order_heap *h, long long position, void *item)
 {
 	struct qry_order_entry e = { position, item }, *v;
@@ -68,12 +70,8 @@ void qry_order_heap_release(struct qry_order_heap *h)
 
 static uint64_t hash_of(const char *s)
 {
-	uint64_t h = 14695981039346656037ULL;
+	uint64_t h = es_hash_str(s);
 
-	while (*s) {
-		h ^= (unsigned char)*s++;
-		h *= 1099511628211ULL;
-	}
 	/* 0 marks a free slot */
 	return h ? h : 1;
 }

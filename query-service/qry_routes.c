@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "es_db.h"
+#include "es_hash.h"
 #include "es_json.h"
 #include "es_log.h"
 #include "es_probe.h"
@@ -138,16 +139,6 @@ struct route_job {
 };
 
 /* ---- small helpers ---- */
-
-/* FNV-1a, 64 bits, continuing from `h`. */
-static uint64_t fnv1a(uint64_t h, const char *s)
-{
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
 
 /* A decimal integer, optional '-', no spaces, no overflow. */
 static int parse_ll(const char *s, long long *out)
@@ -349,10 +340,10 @@ static void answer_text(struct route_job *j, const char *position, char *text,
 	uint64_t h;
 
 	add_position(j->req, position);
-	h = fnv1a(14695981039346656037ULL, j->req->path);
-	h = fnv1a(h, "?");
-	h = fnv1a(h, j->canon);
-	h = fnv1a(h, "\n");
+	h = es_hash_add(ES_HASH_INIT, j->req->path);
+	h = es_hash_add(h, "?");
+	h = es_hash_add(h, j->canon);
+	h = es_hash_add(h, "\n");
 	h = hash_bytes(h, text, len);
 	snprintf(etag, sizeof(etag), "W/\"%016" PRIx64 "\"", h);
 	es_http_add_header(j->req, "ETag", etag);

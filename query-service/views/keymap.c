@@ -8,22 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	while (*s) {
-		h ^= (unsigned char)*s++;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
+#include "es_hash.h"
 
 /* The slot holding `key`, or the free slot where it would go. */
 static struct view_keymap_slot *find(const struct view_keymap_slot *slots,
 				     size_t cap, const char *key)
 {
-	size_t i = (size_t)hash(key) & (cap - 1);
+	size_t i = (size_t)es_hash_str(key) & (cap - 1);
 
 	while (slots[i].key[0] && strcmp(slots[i].key, key) != 0)
 		i = (i + 1) & (cap - 1);
