@@ -5,6 +5,7 @@
  * Global atomics on purpose (see cmd_metrics.h): relaxed increments cost
  * next to nothing on the hot path, and a scrape reads each counter once.
  */
+#include "es_array.h"
 #include "cmd_metrics.h"
 
 #include <stdatomic.h>
@@ -13,8 +14,6 @@
 #include "account.h"
 #include "cmd_pool.h"
 #include "es_http.h"
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
 
 static const char *const event_types[] = {
 	EV_ACCOUNT_OPENED, EV_MONEY_DEPOSITED,	 EV_MONEY_WITHDRAWN,

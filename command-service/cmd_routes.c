@@ -4,6 +4,7 @@
  * Idempotency-Key lookups and storage, and the answer. The rounds of
  * load-decide-append on a worker are cmd_batch.c's.
  */
+#include "es_array.h"
 #include "cmd_routes.h"
 
 #include <stdio.h>
@@ -22,17 +23,16 @@
 #include "es_log.h"
 #include "es_uuid.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
-
 const struct es_route cmd_routes[] = {
-	{ "POST", "/accounts", cmd_post_open, ES_ROUTE_JSON },
-	{ "POST", "/accounts/{id}/deposits", cmd_post_deposit, ES_ROUTE_JSON },
+	{ "POST", "/accounts", cmd_post_open, ES_ROUTE_JSON, NULL },
+	{ "POST", "/accounts/{id}/deposits", cmd_post_deposit, ES_ROUTE_JSON,
+	  NULL },
 	{ "POST", "/accounts/{id}/withdrawals", cmd_post_withdraw,
-	  ES_ROUTE_JSON },
-	{ "POST", "/accounts/{id}/close", cmd_post_close, ES_ROUTE_JSON },
-	{ "POST", "/transfers", cmd_post_transfer, ES_ROUTE_JSON },
+	  ES_ROUTE_JSON, NULL },
+	{ "POST", "/accounts/{id}/close", cmd_post_close, ES_ROUTE_JSON, NULL },
+	{ "POST", "/transfers", cmd_post_transfer, ES_ROUTE_JSON, NULL },
 	{ "POST", "/streams/{stream_id}/events", cmd_post_stream_events,
-	  ES_ROUTE_JSON },
+	  ES_ROUTE_JSON, NULL },
 };
 const size_t cmd_nroutes = ARRAY_SIZE(cmd_routes);
 

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "es_array.h"
 #include "cmd_batch.h"
 #include "cmd_metrics.h"
 #include "cmd_notify.h"
@@ -27,9 +28,8 @@
 #include "es_probe.h"
 #include "es_service.h"
 
-#define PROG	      "command-service"
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
-#define POOL_MIN      2
+#define PROG	 "command-service"
+#define POOL_MIN 2
 
 #define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -91,9 +91,9 @@ static void metrics(struct es_request *req)
 }
 
 static const struct es_route own_routes[] = {
-	{ "GET", "/health", es_probe_health, 0 },
-	{ "GET", "/ready", ready, 0 },
-	{ "GET", "/metrics", metrics, 0 },
+	{ "GET", "/health", es_probe_health, 0, NULL },
+	{ "GET", "/ready", ready, 0, NULL },
+	{ "GET", "/metrics", metrics, 0, NULL },
 };
 
 /*

@@ -19,6 +19,7 @@
  * response.
  */
 #define _GNU_SOURCE /* sched_getaffinity(), CPU_COUNT() */
+#include "es_array.h"
 #include "es_http.h"
 
 #include <arpa/inet.h>
@@ -42,7 +43,6 @@
 #include "es_json.h"
 #include "es_log.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
 #define MAX_STATUS    600
 #define CLOSE_WAIT_MS 1000 /* after the grace period, for forced answers */
 #define DISCARD_MAX   (1024 * 1024) /* over-cap chunked bytes read to 413 */
@@ -678,6 +678,7 @@ static int route(struct request *r, struct es_error *err)
 		return -1;
 	r->route_index = (size_t)(r->match.route - h->routes);
 	r->pub.route = r->match.route->pattern;
+	r->pub.arg = r->match.route->arg;
 	return 0;
 }
 

@@ -148,6 +148,7 @@ struct es_request {
 	size_t len;
 	json_t *json; /* the parsed object for ES_ROUTE_JSON routes */
 	void *ctx; /* as given to es_http_start() */
+	const void *arg; /* the matched route's `arg` */
 };
 
 /*

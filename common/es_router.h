@@ -34,6 +34,11 @@ struct es_route {
 	const char *pattern;
 	es_http_handler handler;
 	unsigned int flags; /* enum es_route_flags */
+	/*
+	 * What the handler serves, for handlers that serve several rows
+	 * (a view's descriptor, say); es_request's `arg`. May be NULL.
+	 */
+	const void *arg;
 };
 
 #define ES_ROUTER_MAX_PARAMS 4

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "es_array.h"
 #include "es_config.h"
 #include "es_http.h"
 #include "es_log.h"
@@ -33,9 +34,8 @@
 #include "qry_tail.h"
 #include "views/view.h"
 
-#define PROG	      "query-service"
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
-#define POOL_MIN      2
+#define PROG	 "query-service"
+#define POOL_MIN 2
 /* events per read of the in-memory account view's tailer, at most */
 #define MEMORY_BATCH_MAX 1000
 /* statement_timeout of the read workers' connections */

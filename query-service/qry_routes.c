@@ -13,6 +13,7 @@
  * check and the park, or the pool refused the job); it then answers and
  * resumes it itself, which es_http allows from any thread.
  */
+#include "es_array.h"
 #include "qry_routes.h"
 
 #include <ctype.h>
@@ -104,8 +105,6 @@
 	" AND datname = current_database() ORDER BY xact_start"
 
 #define SQL_SNAPSHOT_BEGIN "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof(*(a)))
 
 struct route_job;
 
@@ -1570,17 +1569,17 @@ static void get_ready(struct es_request *req)
 }
 
 const struct es_route qry_routes[] = {
-	{ "GET", "/health", es_probe_health, 0 },
-	{ "GET", "/ready", get_ready, 0 },
-	{ "GET", "/metrics", get_metrics, 0 },
-	{ "GET", "/status", get_status, 0 },
-	{ "GET", "/accounts/{id}", get_account, 0 },
-	{ "GET", "/accounts/{id}/transactions", get_statement, 0 },
-	{ "GET", "/owners/{owner}/accounts", get_owner, 0 },
-	{ "GET", "/stats/daily", get_daily, 0 },
-	{ "GET", "/audit/large-transactions", get_large, 0 },
-	{ "GET", "/streams/{stream_id}", get_stream, 0 },
-	{ "GET", "/events", get_events, 0 },
+	{ "GET", "/health", es_probe_health, 0, NULL },
+	{ "GET", "/ready", get_ready, 0, NULL },
+	{ "GET", "/metrics", get_metrics, 0, NULL },
+	{ "GET", "/status", get_status, 0, NULL },
+	{ "GET", "/accounts/{id}", get_account, 0, NULL },
+	{ "GET", "/accounts/{id}/transactions", get_statement, 0, NULL },
+	{ "GET", "/owners/{owner}/accounts", get_owner, 0, NULL },
+	{ "GET", "/stats/daily", get_daily, 0, NULL },
+	{ "GET", "/audit/large-transactions", get_large, 0, NULL },
+	{ "GET", "/streams/{stream_id}", get_stream, 0, NULL },
+	{ "GET", "/events", get_events, 0, NULL },
 };
 
 const size_t qry_nroutes = ARRAY_SIZE(qry_routes);

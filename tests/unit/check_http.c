@@ -107,16 +107,16 @@ static void buffer_handler(struct es_request *req)
 }
 
 static const struct es_route routes[] = {
-	{ "GET", "/fast", fast_handler, 0 },
-	{ "GET", "/buffer", buffer_handler, 0 },
-	{ "GET", "/slow", suspend_handler, 0 },
-	{ "GET", "/items/{id}", item_handler, 0 },
-	{ "DELETE", "/items/{id}", fast_handler, 0 },
-	{ "POST", "/echo", echo_handler, ES_ROUTE_JSON },
-	{ "POST", "/raw", raw_handler, 0 },
-	{ "GET", "/mute", mute_handler, 0 },
-	{ "POST", "/count", count_handler, 0 },
-	{ "GET", "/count", count_handler, 0 },
+	{ "GET", "/fast", fast_handler, 0, NULL },
+	{ "GET", "/buffer", buffer_handler, 0, NULL },
+	{ "GET", "/slow", suspend_handler, 0, NULL },
+	{ "GET", "/items/{id}", item_handler, 0, NULL },
+	{ "DELETE", "/items/{id}", fast_handler, 0, NULL },
+	{ "POST", "/echo", echo_handler, ES_ROUTE_JSON, NULL },
+	{ "POST", "/raw", raw_handler, 0, NULL },
+	{ "GET", "/mute", mute_handler, 0, NULL },
+	{ "POST", "/count", count_handler, 0, NULL },
+	{ "GET", "/count", count_handler, 0, NULL },
 };
 
 static struct es_http *h;

@@ -1,0 +1,53 @@
+/*
+ * es_event.h - the event contract both services share: the account
+ * category's stream prefix, its event types and their payload fields,
+ * and the NOTIFY channels. The command side writes these names, the
+ * views read them; SPEC sections 3 and 4 are the prose of this file.
+ *
+ * Payloads (every money event carries ES_F_BALANCE_AFTER):
+ *
+ *	AccountOpened     {account_id, owner, currency, overdraft_limit}
+ *	MoneyDeposited    {amount, balance_after, currency, reference?}
+ *	MoneyWithdrawn    {amount, balance_after, currency, reference?}
+ *	TransferSent      {transfer_id, to_account_id, amount, balance_after,
+ *	                   currency, reference?}
+ *	TransferReceived  {transfer_id, from_account_id, amount,
+ *	                   balance_after, currency, reference?}
+ *	AccountClosed     {}
+ */
+#ifndef ES_EVENT_H
+#define ES_EVENT_H
+
+/* Streams of the account category are "account-<lower-case uuid>". */
+#define ES_ACCOUNT_PREFIX     "account-"
+#define ES_ACCOUNT_PREFIX_LEN (sizeof(ES_ACCOUNT_PREFIX) - 1)
+
+/* Event types of the account category. */
+#define ES_EV_ACCOUNT_OPENED	"AccountOpened"
+#define ES_EV_MONEY_DEPOSITED	"MoneyDeposited"
+#define ES_EV_MONEY_WITHDRAWN	"MoneyWithdrawn"
+#define ES_EV_TRANSFER_SENT	"TransferSent"
+#define ES_EV_TRANSFER_RECEIVED "TransferReceived"
+#define ES_EV_ACCOUNT_CLOSED	"AccountClosed"
+
+/* Payload fields. */
+#define ES_F_ACCOUNT_ID	     "account_id"
+#define ES_F_OWNER	     "owner"
+#define ES_F_CURRENCY	     "currency"
+#define ES_F_OVERDRAFT_LIMIT "overdraft_limit"
+#define ES_F_AMOUNT	     "amount"
+#define ES_F_BALANCE_AFTER   "balance_after"
+#define ES_F_REFERENCE	     "reference"
+#define ES_F_TRANSFER_ID     "transfer_id"
+#define ES_F_TO_ACCOUNT	     "to_account_id"
+#define ES_F_FROM_ACCOUNT    "from_account_id"
+
+/*
+ * NOTIFY channels: the command service hints ES_CHANNEL_EVENTS after
+ * appends commit; the leading projector announces each checkpoint on
+ * ES_CHANNEL_CHECKPOINT. Both are hints: readers also poll.
+ */
+#define ES_CHANNEL_EVENTS     "tandem_events"
+#define ES_CHANNEL_CHECKPOINT "tandem_checkpoint"
+
+#endif
