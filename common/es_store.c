@@ -1,7 +1,6 @@
 /* es_store.c - append to and read from the events table. */
 #include "es_store.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include "es_db.h"
 #include "es_json.h"
 #include "es_log.h"
+#include "es_uuid.h"
 
 #define SQL_APPEND                                                   \
 	"SELECT transaction_id::text, last_position, versions::text" \
@@ -135,26 +135,6 @@ static long utf8_chars(const char *s)
 	return n;
 }
 
-/* A UUID in its 8-4-4-4-12 hex form, copied lower-case into out[37]. */
-static int uuid_normalize(const char *s, char out[37])
-{
-	int i;
-
-	if (strlen(s) != 36)
-		return -1;
-	for (i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return -1;
-		} else if (!isxdigit((unsigned char)s[i])) {
-			return -1;
-		}
-		out[i] = (char)tolower((unsigned char)s[i]);
-	}
-	out[36] = '\0';
-	return 0;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -237,7 +217,7 @@ static void validate_stream(const struct es_stream_append *sa,
 			es_error_field(err, field, "must be an object");
 		}
 		if (id && (!json_is_string(id) ||
-			   uuid_normalize(json_string_value(id), uuid) < 0)) {
+			   es_uuid_parse(json_string_value(id), uuid) < 0)) {
 			snprintf(field, sizeof(field), "%sevents[%zu].event_id",
 				 prefix, i);
 			es_error_field(err, field, "must be a UUID");
@@ -694,20 +674,6 @@ static uint64_t get_be64(const char *p)
 	return v;
 }
 
-static void format_uuid(const unsigned char *u, char out[37])
-{
-	static const char hex[] = "0123456789abcdef";
-	int i, j = 0;
-
-	for (i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[j++] = '-';
-		out[j++] = hex[u[i] >> 4];
-		out[j++] = hex[u[i] & 15];
-	}
-	out[j] = '\0';
-}
-
 static void put_digits(char *out, unsigned v, int n)
 {
 	while (n-- > 0) {
@@ -797,7 +763,7 @@ static int raw_event_get(const PGresult *res, int row, int col,
 	e->stream_id = v[2];
 	e->stream_id_len = (size_t)len[2];
 	e->version = (int64_t)get_be64(v[3]);
-	format_uuid((const unsigned char *)v[4], e->event_id);
+	es_uuid_format((const unsigned char *)v[4], e->event_id);
 	e->type = v[5];
 	e->type_len = (size_t)len[5];
 	/* jsonb's binary form: a version byte (1), then the text */

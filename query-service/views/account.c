@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "bulk.h"
+#include "es_uuid.h"
 #include "keymap.h"
 #include "payload.h"
 
@@ -39,7 +40,7 @@ int view_account_stream(const char *stream_id, char id[37])
 	size_t n = sizeof(STREAM_PREFIX) - 1;
 
 	if (!stream_id || strncmp(stream_id, STREAM_PREFIX, n) != 0 ||
-	    !view_is_uuid(stream_id + n))
+	    !es_uuid_is_lower(stream_id + n))
 		return 0;
 	memcpy(id, stream_id + n, 37);
 	return 1;

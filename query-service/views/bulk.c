@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "es_db.h"
+#include "es_uuid.h"
 
 /* Bytes handed to PQputCopyData() at once. */
 #define COPY_CHUNK (256 * 1024)
@@ -136,41 +137,18 @@ void view_bin_text(struct view_buf *b, const char *s)
 	view_buf_add(b, s, n);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 int view_bin_uuid(struct view_buf *b, const char *s)
 {
-	char out[16];
-	int i, j = 0, hi, lo;
+	unsigned char out[16];
 
 	if (!s || !*s) {
 		put_u32(b, UINT32_MAX);
 		return 0;
 	}
-	for (i = 0; i < 36 && j < 16;) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i++] != '-')
-				return -1;
-			continue;
-		}
-		hi = hexval(s[i]);
-		lo = hi < 0 ? -1 : hexval(s[i + 1]);
-		if (lo < 0)
-			return -1;
-		out[j++] = (char)(hi << 4 | lo);
-		i += 2;
-	}
-	if (i != 36 || s[36])
+	if (es_uuid_bytes(s, out) < 0)
 		return -1;
 	put_u32(b, 16);
-	view_buf_add(b, out, 16);
+	view_buf_add(b, (const char *)out, 16);
 	return 0;
 }
 

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "es_uuid.h"
+
 int view_payload_error(const struct es_event *ev, struct es_error *err,
 		       const char *fmt, ...)
 {
@@ -67,39 +69,14 @@ int view_payload_str(const struct es_event *ev, const char *key, int required,
 	return 1;
 }
 
-static int is_hex(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-}
-
-int view_is_uuid(const char *s)
-{
-	size_t i;
-
-	for (i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (!is_hex(s[i])) {
-			return 0;
-		}
-	}
-	return s[36] == '\0';
-}
-
 int view_payload_uuid(const struct es_event *ev, const char *key, char out[37],
 		      struct es_error *err)
 {
 	const char *s = NULL;
-	size_t i;
 
 	if (view_payload_str(ev, key, 1, 37, &s, err) < 0)
 		return -1;
-	for (i = 0; s[i]; i++)
-		out[i] = (s[i] >= 'A' && s[i] <= 'F') ? (char)(s[i] - 'A' + 'a')
-						      : s[i];
-	out[i] = '\0';
-	if (!view_is_uuid(out)) {
+	if (es_uuid_parse(s, out) < 0) {
 		out[0] = '\0';
 		return view_payload_error(ev, err, "'%s' is not a UUID", key);
 	}

@@ -61,7 +61,4 @@ int view_payload_currency(const struct es_event *ev, const char *key,
 int view_event_time(const struct es_event *ev, char out[VIEW_TIME_MAX],
 		    struct es_error *err);
 
-/* Whether `s` is a UUID in lower case (36 characters, dashes at 8-4-4-4). */
-int view_is_uuid(const char *s);
-
 #endif
