@@ -10,6 +10,7 @@
 #include "es_db.h"
 #include "es_json.h"
 #include "es_log.h"
+#include "es_pgbin.h"
 #include "es_uuid.h"
 
 #define SQL_APPEND                                                   \
@@ -646,12 +647,6 @@ void es_events_release(struct es_events *ev)
 
 /* ---- event rows, as binary results hold them ---- */
 
-/* Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch. */
-#define PG_EPOCH_DAYS 10957
-#define US_PER_DAY    86400000000LL
-/* "-infinity", or a year of many digits: "-292277-01-01T..." fits too */
-#define TIME_MAX 40
-
 /* One event row: numbers decoded, text pointing into the PGresult. */
 struct raw_event {
 	int64_t position;
@@ -660,83 +655,13 @@ struct raw_event {
 	const char *stream_id, *type, *data, *metadata;
 	size_t stream_id_len, type_len, data_len, metadata_len;
 	char event_id[37];
-	char recorded_at[TIME_MAX];
+	char recorded_at[ES_PGBIN_TIME_MAX];
 };
 
-static uint64_t get_be64(const char *p)
+/* The big-endian integer of a binary result's 8-byte value. */
+static uint64_t be64(const char *p)
 {
-	const unsigned char *u = (const unsigned char *)p;
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++)
-		v = v << 8 | u[i];
-	return v;
-}
-
-static void put_digits(char *out, unsigned v, int n)
-{
-	while (n-- > 0) {
-		out[n] = (char)('0' + v % 10);
-		v /= 10;
-	}
-}
-
-/*
- * A timestamptz (microseconds since 2000-01-01 UTC) as to_char() with
- * 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' at time zone UTC writes it:
- * "2024-05-01T12:00:00.123456Z". The date is the proleptic Gregorian
- * calendar's, from the day count by the usual era arithmetic (eras of
- * 400 years, 146097 days, starting on March 1st).
- */
-static void format_time(int64_t us, char out[TIME_MAX])
-{
-	int64_t days, rem, z, era, y;
-	unsigned doe, yoe, doy, mp, m, d, secs;
-
-	if (us == INT64_MAX || us == INT64_MIN) {
-		snprintf(out, TIME_MAX, "%s",
-			 us == INT64_MAX ? "infinity" : "-infinity");
-		return;
-	}
-	days = us / US_PER_DAY;
-	rem = us % US_PER_DAY;
-	if (rem < 0) {
-		rem += US_PER_DAY;
-		days--;
-	}
-	z = days + PG_EPOCH_DAYS + 719468; /* days since 0000-03-01 */
-	era = (z >= 0 ? z : z - 146096) / 146097;
-	doe = (unsigned)(z - era * 146097);
-	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	mp = (5 * doy + 2) / 153;
-	d = doy - (153 * mp + 2) / 5 + 1;
-	m = mp < 10 ? mp + 3 : mp - 9;
-	y = (int64_t)yoe + era * 400 + (m <= 2);
-	secs = (unsigned)(rem / 1000000);
-	if (y < 0 || y > 9999) {
-		snprintf(out, TIME_MAX,
-			 "%04" PRId64 "-%02u-%02uT%02u:%02u:%02u.%06uZ", y, m,
-			 d, secs / 3600, secs / 60 % 60, secs % 60,
-			 (unsigned)(rem % 1000000));
-		return;
-	}
-	put_digits(out, (unsigned)y, 4);
-	out[4] = '-';
-	put_digits(out + 5, m, 2);
-	out[7] = '-';
-	put_digits(out + 8, d, 2);
-	out[10] = 'T';
-	put_digits(out + 11, secs / 3600, 2);
-	out[13] = ':';
-	put_digits(out + 14, secs / 60 % 60, 2);
-	out[16] = ':';
-	put_digits(out + 17, secs % 60, 2);
-	out[19] = '.';
-	put_digits(out + 20, (unsigned)(rem % 1000000), 6);
-	out[26] = 'Z';
-	out[27] = '\0';
+	return es_pgbin_u64((const unsigned char *)p);
 }
 
 /* Decode row `row` of `res`, EVENT_COLS in binary from column `col`. */
@@ -758,11 +683,11 @@ static int raw_event_get(const PGresult *res, int row, int col,
 			return es_error_set(err, ES_EINTERNAL,
 					    "unexpected read result");
 	}
-	e->position = (int64_t)get_be64(v[0]);
-	e->xid = get_be64(v[1]);
+	e->position = (int64_t)be64(v[0]);
+	e->xid = be64(v[1]);
 	e->stream_id = v[2];
 	e->stream_id_len = (size_t)len[2];
-	e->version = (int64_t)get_be64(v[3]);
+	e->version = (int64_t)be64(v[3]);
 	es_uuid_format((const unsigned char *)v[4], e->event_id);
 	e->type = v[5];
 	e->type_len = (size_t)len[5];
@@ -776,7 +701,7 @@ static int raw_event_get(const PGresult *res, int row, int col,
 	e->data_len = (size_t)len[6] - 1;
 	e->metadata = v[7] + 1;
 	e->metadata_len = (size_t)len[7] - 1;
-	format_time((int64_t)get_be64(v[8]), e->recorded_at);
+	es_pgbin_time_any((int64_t)be64(v[8]), e->recorded_at);
 	return 0;
 }
 
@@ -1202,8 +1127,8 @@ static int read_window(PGconn *db, const struct es_cursor *after, size_t limit,
 		if (PQgetisnull(res, i, 2) || PQgetisnull(res, i, 3) ||
 		    PQgetlength(res, i, 2) != 8 || PQgetlength(res, i, 3) != 8)
 			goto unexpected;
-		keys[n].pos = (int64_t)get_be64(PQgetvalue(res, i, 2));
-		keys[n].xid = get_be64(PQgetvalue(res, i, 3));
+		keys[n].pos = (int64_t)be64(PQgetvalue(res, i, 2));
+		keys[n].xid = be64(PQgetvalue(res, i, 3));
 		keys[n].row = i;
 		n++;
 	}

@@ -18,7 +18,7 @@
 #include "es_db.h"
 #include "es_log.h"
 #include "qry_json.h"
-#include "qry_pgbin.h"
+#include "es_pgbin.h"
 
 /* chunks read ahead of the caller */
 #define CHUNKS_AHEAD 4
@@ -210,29 +210,29 @@ static int take_row(struct chunk *c, const char *row, int len, int *header,
 	const unsigned char *v[FEED_NFIELDS];
 	size_t n[FEED_NFIELDS];
 	struct es_event *e;
-	char time[QRY_PGBIN_TIME_LEN + 1];
+	char time[ES_PGBIN_TIME_LEN + 1];
 	json_error_t jerr;
 	int k;
 
 	if (*header) {
 		if (len < 19 || memcmp(p, copy_signature, 11) != 0 ||
-		    qry_pgbin_u32(p + 15) > (uint32_t)(len - 19))
+		    es_pgbin_u32(p + 15) > (uint32_t)(len - 19))
 			return es_error_set(err, ES_EINTERNAL,
 					    "unexpected COPY header");
-		p += 19 + qry_pgbin_u32(p + 15);
+		p += 19 + es_pgbin_u32(p + 15);
 		*header = 0;
 	}
 	if (end - p < 2)
 		return es_error_set(err, ES_EINTERNAL, "truncated COPY row");
-	if (qry_pgbin_u16(p) == UINT16_MAX)
+	if (es_pgbin_u16(p) == UINT16_MAX)
 		return 0;
-	if (qry_pgbin_u16(p) != FEED_NFIELDS)
+	if (es_pgbin_u16(p) != FEED_NFIELDS)
 		return es_error_set(err, ES_EINTERNAL,
 				    "unexpected COPY row of %d fields",
-				    qry_pgbin_u16(p));
+				    es_pgbin_u16(p));
 	p += 2;
 	for (k = 0; k < FEED_NFIELDS; k++)
-		if (qry_pgbin_field(&p, end, &v[k], &n[k]) < 0)
+		if (es_pgbin_field(&p, end, &v[k], &n[k]) < 0)
 			return es_error_set(err, ES_EINTERNAL,
 					    "unexpected COPY row");
 	if (n[0] != 8 || n[2] != 8 || n[5] != 8)
@@ -240,15 +240,15 @@ static int take_row(struct chunk *c, const char *row, int len, int *header,
 				    "unexpected COPY field sizes");
 	e = &c->pub.evs.v[c->pub.evs.n];
 	memset(e, 0, sizeof(*e));
-	e->position = (long long)qry_pgbin_u64(v[0]);
-	e->version = (long long)qry_pgbin_u64(v[2]);
-	if (qry_pgbin_time((int64_t)qry_pgbin_u64(v[5]), time) < 0)
+	e->position = (long long)es_pgbin_u64(v[0]);
+	e->version = (long long)es_pgbin_u64(v[2]);
+	if (es_pgbin_time((int64_t)es_pgbin_u64(v[5]), time) < 0)
 		return es_error_set(err, ES_EINTERNAL,
 				    "event %lld: unexpected recorded_at",
 				    e->position);
 	e->stream_id = arena_strndup(&c->mem, (const char *)v[1], n[1]);
 	e->type = arena_strndup(&c->mem, (const char *)v[3], n[3]);
-	e->recorded_at = arena_strndup(&c->mem, time, QRY_PGBIN_TIME_LEN);
+	e->recorded_at = arena_strndup(&c->mem, time, ES_PGBIN_TIME_LEN);
 	if (!e->stream_id || !e->type || !e->recorded_at)
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	json_arena = &c->mem;
