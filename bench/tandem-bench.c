@@ -66,6 +66,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "es_buf.h"
 #include "es_error.h"
 
 #define HEAD_MAX       (64 * 1024) /* bytes of a status line and headers */
@@ -114,81 +115,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- growable byte buffers ---- */
-
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-/* Room for `more` bytes after `len` (and a NUL). */
-static int buf_reserve(struct buf *b, size_t more)
-{
-	size_t cap = b->cap ? b->cap : 1024;
-	char *p;
-
-	if (b->len + more + 1 <= b->cap)
-		return 0;
-	while (cap < b->len + more + 1)
-		cap *= 2;
-	p = realloc(b->p, cap);
-	if (!p)
-		return -1;
-	b->p = p;
-	b->cap = cap;
-	return 0;
-}
-
-static int buf_add(struct buf *b, const void *p, size_t n)
-{
-	if (buf_reserve(b, n) < 0)
-		return -1;
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
-static int buf_printf(struct buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int buf_printf(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || buf_reserve(b, (size_t)n) < 0)
-		return -1;
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-	return 0;
-}
-
-/* Drop the first `n` bytes. */
-static void buf_consume(struct buf *b, size_t n)
-{
-	if (n >= b->len) {
-		b->len = 0;
-	} else {
-		memmove(b->p, b->p + n, b->len - n);
-		b->len -= n;
-	}
-	if (b->p)
-		b->p[b->len] = '\0';
-}
-
-static void buf_release(struct buf *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
 }
 
 /* ---- where the services are ---- */
@@ -275,7 +201,7 @@ struct resp {
 	long long length; /* Content-Length, or -1 */
 	long long left; /* bytes left of the body or of the chunk */
 	size_t head_bytes;
-	struct buf body; /* decoded */
+	struct es_buf body; /* decoded */
 };
 
 static void resp_reset(struct resp *r)
@@ -289,9 +215,7 @@ static void resp_reset(struct resp *r)
 	r->length = -1;
 	r->left = 0;
 	r->head_bytes = 0;
-	r->body.len = 0;
-	if (r->body.p)
-		r->body.p[0] = '\0';
+	es_buf_reset(&r->body);
 }
 
 /* Whether the comma-separated header value `v` holds the token `tok`. */
@@ -418,9 +342,9 @@ static int end_of_head(struct resp *r)
  * Find the next line in in[*pos, len) and NUL-terminate it (without its
  * CR LF). Returns it, or NULL when no whole line has arrived.
  */
-static char *next_line(struct buf *in, size_t *pos)
+static char *next_line(struct es_buf *in, size_t *pos)
 {
-	char *start = in->p + *pos;
+	char *start = in->s + *pos;
 	char *nl = memchr(start, '\n', in->len - *pos);
 
 	if (!nl)
@@ -437,9 +361,8 @@ static int body_add(struct resp *r, const char *p, size_t n,
 {
 	if (r->body.len + n > BODY_MAX)
 		return es_error_set(err, ES_ETOOLARGE, "answer too large");
-	if (buf_add(&r->body, p, n) < 0)
-		return es_error_set(err, ES_EINTERNAL, "out of memory");
-	return 0;
+	es_buf_add(&r->body, p, n);
+	return es_buf_check(&r->body, err);
 }
 
 /*
@@ -447,7 +370,7 @@ static int body_add(struct resp *r, const char *p, size_t n,
  * server closed the connection. Returns 1 when the answer is complete, 0
  * when more must arrive, -1 on a malformed answer or an early EOF.
  */
-static int resp_feed(struct resp *r, struct buf *in, int eof,
+static int resp_feed(struct resp *r, struct es_buf *in, int eof,
 		     struct es_error *err)
 {
 	size_t pos = 0, n, start;
@@ -523,7 +446,7 @@ static int resp_feed(struct resp *r, struct buf *in, int eof,
 				n = (size_t)r->left;
 			if (n == 0)
 				goto more;
-			if (body_add(r, in->p + pos, n, err) < 0)
+			if (body_add(r, in->s + pos, n, err) < 0)
 				goto out;
 			pos += n;
 			r->left -= (long long)n;
@@ -533,7 +456,7 @@ static int resp_feed(struct resp *r, struct buf *in, int eof,
 			break;
 		case RS_UNTIL_CLOSE:
 			n = in->len - pos;
-			if (n && body_add(r, in->p + pos, n, err) < 0)
+			if (n && body_add(r, in->s + pos, n, err) < 0)
 				goto out;
 			pos += n;
 			if (!eof)
@@ -555,7 +478,7 @@ more:
 	}
 	ret = 0;
 out:
-	buf_consume(in, pos);
+	es_buf_consume(in, pos);
 	return ret;
 }
 
@@ -571,9 +494,9 @@ struct lag_job {
 struct conn {
 	int fd; /* -1 when closed */
 	const struct target *t;
-	struct buf out; /* the request */
+	struct es_buf out; /* the request */
 	size_t out_off; /* bytes of it written */
-	struct buf in; /* bytes read and not parsed yet */
+	struct es_buf in; /* bytes read and not parsed yet */
 	struct resp r;
 	int reused; /* an earlier request completed on this connection */
 	int got; /* bytes of the current answer arrived */
@@ -604,9 +527,9 @@ static void conn_close(struct conn *c)
 static void conn_release(struct conn *c)
 {
 	conn_close(c);
-	buf_release(&c->out);
-	buf_release(&c->in);
-	buf_release(&c->r.body);
+	es_buf_release(&c->out);
+	es_buf_release(&c->in);
+	es_buf_release(&c->r.body);
 	free(c->job.token);
 	c->job.token = NULL;
 }
@@ -649,23 +572,21 @@ static int conn_request(struct conn *c, const char *method, const char *path,
 			const char *headers, const char *body,
 			struct es_error *err)
 {
-	int rc;
-
-	c->out.len = 0;
+	es_buf_reset(&c->out);
 	c->out_off = 0;
-	rc = buf_printf(&c->out, "%s %s%s HTTP/1.1\r\nHost: %s\r\n", method,
-			c->t->prefix, path, c->t->host);
-	if (rc == 0 && headers)
-		rc = buf_printf(&c->out, "%s", headers);
-	if (rc == 0 && body)
-		rc = buf_printf(&c->out,
-				"Content-Type: application/json\r\n"
-				"Content-Length: %zu\r\n\r\n%s",
-				strlen(body), body);
-	else if (rc == 0)
-		rc = buf_printf(&c->out, "\r\n");
-	if (rc < 0)
-		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	es_buf_addf(&c->out, "%s %s%s HTTP/1.1\r\nHost: %s\r\n", method,
+		    c->t->prefix, path, c->t->host);
+	if (headers)
+		es_buf_adds(&c->out, headers);
+	if (body)
+		es_buf_addf(&c->out,
+			    "Content-Type: application/json\r\n"
+			    "Content-Length: %zu\r\n\r\n%s",
+			    strlen(body), body);
+	else
+		es_buf_adds(&c->out, "\r\n");
+	if (es_buf_check(&c->out, err) < 0)
+		return -1;
 	resp_reset(&c->r);
 	c->got = 0;
 	return 0;
@@ -677,7 +598,7 @@ static int conn_write(struct conn *c, struct es_error *err)
 	ssize_t n;
 
 	while (c->out_off < c->out.len) {
-		n = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off,
+		n = send(c->fd, c->out.s + c->out_off, c->out.len - c->out_off,
 			 MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -703,9 +624,9 @@ static int conn_read(struct conn *c, struct es_error *err)
 	int rc, eof = 0;
 
 	for (;;) {
-		if (buf_reserve(&c->in, READ_CHUNK) < 0)
+		if (!es_buf_reserve(&c->in, READ_CHUNK))
 			return es_error_set(err, ES_EINTERNAL, "out of memory");
-		n = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len - 1,
+		n = recv(c->fd, c->in.s + c->in.len, c->in.cap - c->in.len - 1,
 			 0);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -721,7 +642,7 @@ static int conn_read(struct conn *c, struct es_error *err)
 			c->got = 1;
 		if (n > 0)
 			c->in.len += (size_t)n;
-		c->in.p[c->in.len] = '\0';
+		c->in.s[c->in.len] = '\0';
 		rc = resp_feed(&c->r, &c->in, eof, err);
 		if (rc < 0)
 			return -1;
@@ -933,7 +854,7 @@ static int token_ok(const char *s)
 /* The problem detail (or the start) of a body, for a message. */
 static const char *body_hint(const struct resp *r)
 {
-	return r->body.p ? r->body.p : "";
+	return r->body.s ? r->body.s : "";
 }
 
 /* ---- latency ---- */
@@ -992,7 +913,7 @@ out:
 /* ---- feed ---- */
 
 /* Append `s` percent-encoded (all but RFC 3986 unreserved bytes). */
-static int add_encoded(struct buf *b, const char *s)
+static void add_encoded(struct es_buf *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	char e[3];
@@ -1002,17 +923,14 @@ static int add_encoded(struct buf *b, const char *s)
 
 		if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' ||
 		    ch == '~') {
-			if (buf_add(b, s, 1) < 0)
-				return -1;
+			es_buf_add(b, s, 1);
 			continue;
 		}
 		e[0] = '%';
 		e[1] = hex[ch >> 4];
 		e[2] = hex[ch & 15];
-		if (buf_add(b, e, 3) < 0)
-			return -1;
+		es_buf_add(b, e, 3);
 	}
-	return 0;
 }
 
 /*
@@ -1057,7 +975,7 @@ static int hex4(const char *p)
  * Step over the string at s->p, appending its ASCII text to `out` if not
  * NULL (an escape of a non-ASCII character there fails).
  */
-static int scan_string(struct scan *s, struct buf *out)
+static int scan_string(struct scan *s, struct es_buf *out)
 {
 	const char *q;
 	char ch;
@@ -1071,7 +989,9 @@ static int scan_string(struct scan *s, struct buf *out)
 			       (unsigned char)*q >= 0x20;
 		     q++)
 			;
-		if (out && q > s->p && buf_add(out, s->p, (size_t)(q - s->p)))
+		if (out && q > s->p)
+			es_buf_add(out, s->p, (size_t)(q - s->p));
+		if (out && out->failed)
 			return -1;
 		s->p = q;
 		if (s->p >= s->end || (unsigned char)*s->p < 0x20)
@@ -1101,7 +1021,9 @@ static int scan_string(struct scan *s, struct buf *out)
 		} else {
 			return -1;
 		}
-		if (out && buf_add(out, &ch, 1) < 0)
+		if (out)
+			es_buf_add(out, &ch, 1);
+		if (out && out->failed)
 			return -1;
 	}
 }
@@ -1188,10 +1110,10 @@ static int scan_items(struct scan *s, long long *n)
  * (and *has_next 1) unless it is null or missing.
  */
 static int page_scan(const char *p, size_t len, long long *items,
-		     struct buf *next, int *has_next)
+		     struct es_buf *next, int *has_next)
 {
 	struct scan s = { p, p + len };
-	struct buf key = { 0 };
+	struct es_buf key = ES_BUF_INIT;
 	int seen_items = 0, ret = -1;
 
 	*items = 0;
@@ -1200,21 +1122,21 @@ static int page_scan(const char *p, size_t len, long long *items,
 		goto out;
 	if (!scan_if(&s, '}')) {
 		do {
-			key.len = 0;
+			es_buf_reset(&key);
 			skip_ws(&s);
-			if (scan_string(&s, &key) < 0 || buf_add(&key, "", 0) ||
-			    scan_char(&s, ':') < 0)
+			if (scan_string(&s, &key) < 0 ||
+			    !es_buf_reserve(&key, 0) || scan_char(&s, ':') < 0)
 				goto out;
 			skip_ws(&s);
-			if (strcmp(key.p, "items") == 0) {
+			if (strcmp(key.s, "items") == 0) {
 				if (scan_items(&s, items) < 0)
 					goto out;
 				seen_items = 1;
-			} else if (strcmp(key.p, "next") == 0 && s.p < s.end &&
+			} else if (strcmp(key.s, "next") == 0 && s.p < s.end &&
 				   *s.p == '"') {
-				next->len = 0;
+				es_buf_reset(next);
 				if (scan_string(&s, next) < 0 ||
-				    buf_add(next, "", 0) < 0)
+				    !es_buf_reserve(next, 0))
 					goto out;
 				*has_next = 1;
 			} else if (scan_value(&s) < 0) {
@@ -1228,13 +1150,13 @@ static int page_scan(const char *p, size_t len, long long *items,
 	if (s.p == s.end && seen_items)
 		ret = 0;
 out:
-	buf_release(&key);
+	es_buf_release(&key);
 	return ret;
 }
 
 static int cmd_feed(const struct target *qry, long limit, struct es_error *err)
 {
-	struct buf path = { 0 }, next = { 0 };
+	struct es_buf path = ES_BUF_INIT, next = ES_BUF_INIT;
 	struct conn c;
 	long long events = 0, pages = 0, n;
 	int has_next;
@@ -1243,11 +1165,12 @@ static int cmd_feed(const struct target *qry, long limit, struct es_error *err)
 	int ret = -1;
 
 	conn_init(&c, qry);
-	if (buf_printf(&path, "/events?limit=%ld", limit) < 0)
-		goto oom;
+	es_buf_addf(&path, "/events?limit=%ld", limit);
+	if (es_buf_check(&path, err) < 0)
+		goto out;
 	t0 = now_ns();
 	for (;;) {
-		if (conn_request(&c, "GET", path.p, NULL, NULL, err) < 0 ||
+		if (conn_request(&c, "GET", path.s, NULL, NULL, err) < 0 ||
 		    roundtrip(&c, 1, err) < 0)
 			goto out;
 		pages++;
@@ -1257,7 +1180,7 @@ static int cmd_feed(const struct target *qry, long limit, struct es_error *err)
 				     c.r.status, body_hint(&c.r));
 			goto out;
 		}
-		if (page_scan(c.r.body.p, c.r.body.len, &n, &next, &has_next) <
+		if (page_scan(c.r.body.s, c.r.body.len, &n, &next, &has_next) <
 		    0) {
 			es_error_set(err, ES_EMALFORMED,
 				     "page %lld is not {items, next}: %.80s",
@@ -1267,10 +1190,11 @@ static int cmd_feed(const struct target *qry, long limit, struct es_error *err)
 		events += n;
 		if (n == 0 || !has_next)
 			break;
-		path.len = 0;
-		if (buf_printf(&path, "/events?limit=%ld&after=", limit) < 0 ||
-		    add_encoded(&path, next.p) < 0)
-			goto oom;
+		es_buf_reset(&path);
+		es_buf_addf(&path, "/events?limit=%ld&after=", limit);
+		add_encoded(&path, next.s);
+		if (es_buf_check(&path, err) < 0)
+			goto out;
 	}
 	t = now_ns() - t0;
 	secs = (double)t / NS_PER_S;
@@ -1284,12 +1208,9 @@ static int cmd_feed(const struct target *qry, long limit, struct es_error *err)
 		goto out;
 	}
 	ret = 0;
-	goto out;
-oom:
-	es_error_set(err, ES_EINTERNAL, "out of memory");
 out:
-	buf_release(&next);
-	buf_release(&path);
+	es_buf_release(&next);
+	es_buf_release(&path);
 	conn_release(&c);
 	return ret;
 }
@@ -1572,18 +1493,16 @@ static void get_start(struct lag *l, struct conn *c, struct lag_job *j)
 {
 	struct es_error err = ES_ERROR_INIT;
 	char path[ID_MAX + 16];
-	struct buf hdr = { 0 };
+	struct es_buf hdr = ES_BUF_INIT;
 
 	c->job = *j;
 	j->token = NULL; /* c->job has it now */
 	snprintf(path, sizeof(path), "/accounts/%s",
 		 l->acc->id[c->job.account]);
-	if (buf_printf(&hdr, "X-Min-Position: %s\r\nX-Wait-Ms: 10000\r\n",
-		       c->job.token) < 0) {
-		es_error_set(&err, ES_EINTERNAL, "out of memory");
-		goto fail;
-	}
-	if (conn_request(c, "GET", path, hdr.p, NULL, &err) < 0 ||
+	es_buf_addf(&hdr, "X-Min-Position: %s\r\nX-Wait-Ms: 10000\r\n",
+		    c->job.token);
+	if (es_buf_check(&hdr, &err) < 0 ||
+	    conn_request(c, "GET", path, hdr.s, NULL, &err) < 0 ||
 	    conn_start(l, c, &err) < 0)
 		goto fail;
 	goto out;
@@ -1594,7 +1513,7 @@ fail:
 	free(c->job.token);
 	c->job.token = NULL;
 out:
-	buf_release(&hdr);
+	es_buf_release(&hdr);
 	es_error_release(&err);
 }
 
@@ -1672,7 +1591,7 @@ static int answered(struct lag *l, struct conn *c, uint64_t now,
 				  c->r.status, body_hint(&c->r));
 			return 0;
 		}
-		body = json_loadb(c->r.body.p, c->r.body.len, 0, NULL);
+		body = json_loadb(c->r.body.s, c->r.body.len, 0, NULL);
 		pos = json_object_get(body, "position");
 		if (!json_is_string(pos) || !token_ok(json_string_value(pos))) {
 			lag_error(l, &j, "201 without a position: %.120s",

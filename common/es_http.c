@@ -343,14 +343,11 @@ void es_http_send_text(struct es_request *req, unsigned int status,
 {
 	char *copy = malloc(len + 1);
 
-	if (!copy) {
-		set_response(request_of(req), status, NULL);
-		return;
+	if (copy) {
+		memcpy(copy, text, len);
+		copy[len] = '\0';
 	}
-	memcpy(copy, text, len);
-	copy[len] = '\0';
-	set_response(request_of(req), status,
-		     response_from(copy, len, content_type));
+	es_http_send_buffer(req, status, content_type, copy, len);
 }
 
 void es_http_send_buffer(struct es_request *req, unsigned int status,

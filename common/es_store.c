@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "es_db.h"
-#include "es_json.h"
+#include "es_buf.h"
 #include "es_log.h"
 #include "es_pgbin.h"
 #include "es_uuid.h"

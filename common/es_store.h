@@ -148,7 +148,7 @@ void es_events_release(struct es_events *ev);
 int es_read_stream(PGconn *db, const char *stream_id, long long from_version,
 		   size_t limit, struct es_events *out, struct es_error *err);
 
-struct es_buf; /* es_json.h */
+struct es_buf; /* es_buf.h */
 
 /*
  * es_read_stream() for serving the log as JSON, without building jansson

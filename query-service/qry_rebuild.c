@@ -138,7 +138,7 @@ struct rview {
 	void *batch; /* changes not yet written */
 	/* with ops->copy_rows: the session streaming rows into its shadow */
 	PGconn *load;
-	struct view_buf rows;
+	struct es_buf rows;
 };
 
 struct bulk_times {
@@ -149,7 +149,7 @@ struct bulk_times {
 #define COPY_PIECE (256 * 1024)
 
 /* Send `rows` (COPY data) on `db`, in the middle of a COPY FROM STDIN. */
-static int copy_send(PGconn *db, const struct view_buf *rows,
+static int copy_send(PGconn *db, const struct es_buf *rows,
 		     struct es_error *err)
 {
 	size_t off, n;
@@ -194,9 +194,9 @@ static int copy_start(struct rview *v, struct es_error *err)
 		return -1;
 	}
 	PQclear(res);
-	view_buf_reset(&v->rows);
+	es_buf_reset(&v->rows);
 	view_bin_begin(&v->rows);
-	if (view_buf_check(&v->rows, err) < 0)
+	if (es_buf_check(&v->rows, err) < 0)
 		return -1;
 	return copy_send(v->load, &v->rows, err);
 }
@@ -207,9 +207,9 @@ static int copy_finish(struct rview *v, struct es_error *err)
 	PGresult *res;
 	int ret = 0;
 
-	view_buf_reset(&v->rows);
+	es_buf_reset(&v->rows);
 	view_bin_end(&v->rows);
-	if (view_buf_check(&v->rows, err) < 0 ||
+	if (es_buf_check(&v->rows, err) < 0 ||
 	    copy_send(v->load, &v->rows, err) < 0)
 		return -1;
 	if (PQputCopyEnd(v->load, NULL) != 1)
@@ -414,7 +414,7 @@ static int write_due(struct bulk *b, struct es_error *err)
 		struct rview *v = &b->vs[k];
 
 		if (v->load) {
-			view_buf_reset(&v->rows);
+			es_buf_reset(&v->rows);
 			if (v->ops->copy_rows(v->batch, &v->rows, err) < 0 ||
 			    copy_send(v->load, &v->rows, err) < 0)
 				return -1;
@@ -598,7 +598,7 @@ out:
 		if (vs[k].load)
 			PQfinish(vs[k].load);
 		vs[k].load = NULL;
-		view_buf_release(&vs[k].rows);
+		es_buf_release(&vs[k].rows);
 	}
 	return ret;
 }

@@ -26,7 +26,7 @@
 
 #include "es_db.h"
 #include "es_hash.h"
-#include "es_json.h"
+#include "es_buf.h"
 #include "es_log.h"
 #include "es_probe.h"
 #include "es_store.h"

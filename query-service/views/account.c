@@ -361,7 +361,7 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		       struct es_error *err)
 {
 	struct accounts_batch *b = batch;
-	struct view_buf col[UPSERT_NPARAMS] = { VIEW_BUF_INIT };
+	struct es_buf col[UPSERT_NPARAMS] = { ES_BUF_INIT };
 	const char *params[UPSERT_NPARAMS];
 	char table[64], sql[1024];
 	size_t i, nopen = 0, nupd = 0;
@@ -396,7 +396,7 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		}
 		for (k = 0; k < UPSERT_NPARAMS; k++) {
 			view_arr_close(&col[k]);
-			if (view_buf_check(&col[k], err) < 0)
+			if (es_buf_check(&col[k], err) < 0)
 				goto out;
 			params[k] = col[k].s;
 		}
@@ -429,7 +429,7 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		}
 		for (k = 0; k < UPDATE_NPARAMS; k++) {
 			view_arr_close(&col[k]);
-			if (view_buf_check(&col[k], err) < 0)
+			if (es_buf_check(&col[k], err) < 0)
 				goto out;
 			params[k] = col[k].s;
 		}
@@ -445,7 +445,7 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 	ret = 0;
 out:
 	for (k = 0; k < UPSERT_NPARAMS; k++)
-		view_buf_release(&col[k]);
+		es_buf_release(&col[k]);
 	return ret;
 }
 

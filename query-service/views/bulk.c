@@ -1,6 +1,6 @@
 /*
- * bulk.c - writing many view rows in one statement: buffers, COPY binary
- * rows, array literals and table names.
+ * bulk.c - writing many view rows in one statement: COPY binary rows,
+ * array literals and table names.
  */
 #include "bulk.h"
 
@@ -14,118 +14,47 @@
 /* Bytes handed to PQputCopyData() at once. */
 #define COPY_CHUNK (256 * 1024)
 
-static int reserve(struct view_buf *b, size_t n)
-{
-	size_t cap;
-	char *s;
-
-	if (b->oom)
-		return -1;
-	if (b->len + n + 1 <= b->cap)
-		return 0;
-	cap = b->cap ? b->cap : 4096;
-	while (cap < b->len + n + 1)
-		cap *= 2;
-	s = realloc(b->s, cap);
-	if (!s) {
-		b->oom = 1;
-		return -1;
-	}
-	b->s = s;
-	b->cap = cap;
-	return 0;
-}
-
-void view_buf_add(struct view_buf *b, const char *s, size_t n)
-{
-	if (reserve(b, n) < 0)
-		return;
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-void view_buf_puts(struct view_buf *b, const char *s)
-{
-	view_buf_add(b, s, strlen(s));
-}
-
-void view_buf_ll(struct view_buf *b, long long v)
-{
-	char tmp[24], *p = tmp + sizeof(tmp);
-	unsigned long long u =
-		v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-
-	do {
-		*--p = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*--p = '-';
-	view_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
-}
-
-void view_buf_reset(struct view_buf *b)
-{
-	b->len = 0;
-	if (b->s)
-		b->s[0] = '\0';
-}
-
-int view_buf_check(const struct view_buf *b, struct es_error *err)
-{
-	if (b->oom)
-		return es_error_set(err, ES_EINTERNAL, "out of memory");
-	return 0;
-}
-
-void view_buf_release(struct view_buf *b)
-{
-	free(b->s);
-	memset(b, 0, sizeof(*b));
-}
-
-static void put_u16(struct view_buf *b, uint16_t v)
+static void put_u16(struct es_buf *b, uint16_t v)
 {
 	char c[2] = { (char)(v >> 8), (char)v };
 
-	view_buf_add(b, c, 2);
+	es_buf_add(b, c, 2);
 }
 
-static void put_u32(struct view_buf *b, uint32_t v)
+static void put_u32(struct es_buf *b, uint32_t v)
 {
 	char c[4] = { (char)(v >> 24), (char)(v >> 16), (char)(v >> 8),
 		      (char)v };
 
-	view_buf_add(b, c, 4);
+	es_buf_add(b, c, 4);
 }
 
-static void put_u64(struct view_buf *b, uint64_t v)
+static void put_u64(struct es_buf *b, uint64_t v)
 {
 	put_u32(b, (uint32_t)(v >> 32));
 	put_u32(b, (uint32_t)v);
 }
 
-void view_bin_begin(struct view_buf *b)
+void view_bin_begin(struct es_buf *b)
 {
 	/* signature, flags, header extension length */
-	view_buf_add(b, "PGCOPY\n\377\r\n\0", 11);
+	es_buf_add(b, "PGCOPY\n\377\r\n\0", 11);
 	put_u32(b, 0);
 	put_u32(b, 0);
 }
 
-void view_bin_row(struct view_buf *b, int nfields)
+void view_bin_row(struct es_buf *b, int nfields)
 {
 	put_u16(b, (uint16_t)nfields);
 }
 
-void view_bin_ll(struct view_buf *b, long long v)
+void view_bin_ll(struct es_buf *b, long long v)
 {
 	put_u32(b, 8);
 	put_u64(b, (uint64_t)v);
 }
 
-void view_bin_text(struct view_buf *b, const char *s)
+void view_bin_text(struct es_buf *b, const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 
@@ -134,10 +63,10 @@ void view_bin_text(struct view_buf *b, const char *s)
 		return;
 	}
 	put_u32(b, (uint32_t)n);
-	view_buf_add(b, s, n);
+	es_buf_add(b, s, n);
 }
 
-int view_bin_uuid(struct view_buf *b, const char *s)
+int view_bin_uuid(struct es_buf *b, const char *s)
 {
 	unsigned char out[16];
 
@@ -148,7 +77,7 @@ int view_bin_uuid(struct view_buf *b, const char *s)
 	if (es_uuid_bytes(s, out) < 0)
 		return -1;
 	put_u32(b, 16);
-	view_buf_add(b, (const char *)out, 16);
+	es_buf_add(b, (const char *)out, 16);
 	return 0;
 }
 
@@ -179,7 +108,7 @@ static long long days_from_civil(long y, long m, long d)
 	return (long long)era * 146097 + doe - 719468;
 }
 
-int view_bin_time(struct view_buf *b, const char *s)
+int view_bin_time(struct es_buf *b, const char *s)
 {
 	/* PostgreSQL counts microseconds from 2000-01-01 00:00:00 UTC */
 	const long long pg_epoch_days = 10957;
@@ -219,31 +148,31 @@ int view_bin_time(struct view_buf *b, const char *s)
 	return 0;
 }
 
-void view_bin_end(struct view_buf *b)
+void view_bin_end(struct es_buf *b)
 {
 	put_u16(b, UINT16_MAX); /* -1: no more rows */
 }
 
-void view_arr_open(struct view_buf *b)
+void view_arr_open(struct es_buf *b)
 {
-	view_buf_reset(b);
-	view_buf_add(b, "{", 1);
+	es_buf_reset(b);
+	es_buf_add(b, "{", 1);
 }
 
 /* A comma before every element but the first. */
-static void arr_sep(struct view_buf *b)
+static void arr_sep(struct es_buf *b)
 {
 	if (b->len > 1)
-		view_buf_add(b, ",", 1);
+		es_buf_add(b, ",", 1);
 }
 
-void view_arr_ll(struct view_buf *b, long long v)
+void view_arr_ll(struct es_buf *b, long long v)
 {
 	arr_sep(b);
-	view_buf_ll(b, v);
+	es_buf_add_int(b, v);
 }
 
-void view_arr_str(struct view_buf *b, const char *s)
+void view_arr_str(struct es_buf *b, const char *s)
 {
 	const char *run;
 
@@ -252,33 +181,33 @@ void view_arr_str(struct view_buf *b, const char *s)
 		return;
 	}
 	arr_sep(b);
-	view_buf_add(b, "\"", 1);
+	es_buf_add(b, "\"", 1);
 	for (run = s; *s; s++) {
 		if (*s != '"' && *s != '\\')
 			continue;
-		view_buf_add(b, run, (size_t)(s - run));
-		view_buf_add(b, "\\", 1);
+		es_buf_add(b, run, (size_t)(s - run));
+		es_buf_add(b, "\\", 1);
 		run = s;
 	}
-	view_buf_add(b, run, (size_t)(s - run));
-	view_buf_add(b, "\"", 1);
+	es_buf_add(b, run, (size_t)(s - run));
+	es_buf_add(b, "\"", 1);
 }
 
-void view_arr_word(struct view_buf *b, const char *s)
+void view_arr_word(struct es_buf *b, const char *s)
 {
 	arr_sep(b);
-	view_buf_puts(b, s);
+	es_buf_adds(b, s);
 }
 
-void view_arr_null(struct view_buf *b)
+void view_arr_null(struct es_buf *b)
 {
 	arr_sep(b);
-	view_buf_add(b, "NULL", 4);
+	es_buf_add(b, "NULL", 4);
 }
 
-void view_arr_close(struct view_buf *b)
+void view_arr_close(struct es_buf *b)
 {
-	view_buf_add(b, "}", 1);
+	es_buf_add(b, "}", 1);
 }
 
 /* Whether `s` is a plain lower-case name of at most `max` bytes. */
@@ -419,7 +348,7 @@ static int db_fail(PGconn *db, const PGresult *res, const char *table,
 }
 
 int view_copy_run(PGconn *db, const char *table, const char *sql,
-		  const struct view_buf *rows, struct es_error *err)
+		  const struct es_buf *rows, struct es_error *err)
 {
 	PGresult *res;
 	size_t off = 0, n;

@@ -1,6 +1,6 @@
 /*
- * bulk.h - writing many view rows in one statement: a growable buffer,
- * COPY binary rows, array literals for unnest() parameters, and the table
+ * bulk.h - writing many view rows in one statement: COPY binary rows
+ * (into an es_buf), array literals for unnest() parameters, and the table
  * names of live and shadow (rebuild) tables.
  */
 #ifndef VIEW_BULK_H
@@ -9,33 +9,8 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
+#include "es_buf.h"
 #include "es_error.h"
-
-/*
- * A NUL-terminated growable string. Appends never fail: running out of
- * memory sets `oom`, later appends do nothing, and view_buf_check()
- * reports it once at the end.
- */
-struct view_buf {
-	char *s; /* owned; NULL until the first append */
-	size_t len, cap;
-	int oom;
-};
-
-#define VIEW_BUF_INIT \
-	{             \
-		0     \
-	}
-
-void view_buf_add(struct view_buf *b, const char *s, size_t n);
-void view_buf_puts(struct view_buf *b, const char *s);
-void view_buf_ll(struct view_buf *b, long long v);
-/* Forget the contents, keep the memory (and `oom`). */
-void view_buf_reset(struct view_buf *b);
-/* 0, or -1 with ES_EINTERNAL when an append ran out of memory. */
-int view_buf_check(const struct view_buf *b, struct es_error *err);
-/* Free the memory; `b` is empty afterwards. */
-void view_buf_release(struct view_buf *b);
 
 /*
  * COPY binary format, which spares the server parsing text (times above
@@ -46,13 +21,13 @@ void view_buf_release(struct view_buf *b);
  * view_bin_time() a time in the form view_event_time() accepts (as a
  * timestamptz); -1 (nothing written) when the value is not of that form.
  */
-void view_bin_begin(struct view_buf *b);
-void view_bin_row(struct view_buf *b, int nfields);
-void view_bin_ll(struct view_buf *b, long long v);
-void view_bin_text(struct view_buf *b, const char *s);
-int view_bin_uuid(struct view_buf *b, const char *s);
-int view_bin_time(struct view_buf *b, const char *s);
-void view_bin_end(struct view_buf *b);
+void view_bin_begin(struct es_buf *b);
+void view_bin_row(struct es_buf *b, int nfields);
+void view_bin_ll(struct es_buf *b, long long v);
+void view_bin_text(struct es_buf *b, const char *s);
+int view_bin_uuid(struct es_buf *b, const char *s);
+int view_bin_time(struct es_buf *b, const char *s);
+void view_bin_end(struct es_buf *b);
 
 /*
  * Array literals ("{1,2,NULL}") for parameters like $1::bigint[]:
@@ -62,12 +37,12 @@ void view_bin_end(struct view_buf *b);
  * no quoting (UUIDs, times, codes: no space, comma, quote, brace or
  * backslash).
  */
-void view_arr_open(struct view_buf *b);
-void view_arr_ll(struct view_buf *b, long long v);
-void view_arr_str(struct view_buf *b, const char *s);
-void view_arr_word(struct view_buf *b, const char *s);
-void view_arr_null(struct view_buf *b);
-void view_arr_close(struct view_buf *b);
+void view_arr_open(struct es_buf *b);
+void view_arr_ll(struct es_buf *b, long long v);
+void view_arr_str(struct es_buf *b, const char *s);
+void view_arr_word(struct es_buf *b, const char *s);
+void view_arr_null(struct es_buf *b);
+void view_arr_close(struct es_buf *b);
 
 /*
  * "<table><suffix>" into `out`. The suffix is "" (live tables) or a short
@@ -110,7 +85,7 @@ int view_shadow_index(PGconn *db, const char *table, const char *suffix,
  * ownership: borrows everything.
  */
 int view_copy_run(PGconn *db, const char *table, const char *sql,
-		  const struct view_buf *rows, struct es_error *err);
+		  const struct es_buf *rows, struct es_error *err);
 
 /*
  * Run `sql` with `n` text parameters; `*affected` (may be NULL) gets the

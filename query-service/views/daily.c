@@ -182,7 +182,7 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		       struct es_error *err)
 {
 	struct daily_batch *b = batch;
-	struct view_buf col[ADD_NPARAMS] = { VIEW_BUF_INIT };
+	struct es_buf col[ADD_NPARAMS] = { ES_BUF_INIT };
 	const char *params[ADD_NPARAMS];
 	const struct view_daily_row *r;
 	char table[64], sql[1024];
@@ -209,7 +209,7 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 	}
 	for (k = 0; k < ADD_NPARAMS; k++) {
 		view_arr_close(&col[k]);
-		if (view_buf_check(&col[k], err) < 0)
+		if (es_buf_check(&col[k], err) < 0)
 			goto out;
 		params[k] = col[k].s;
 	}
@@ -219,7 +219,7 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 	ret = 0;
 out:
 	for (k = 0; k < ADD_NPARAMS; k++)
-		view_buf_release(&col[k]);
+		es_buf_release(&col[k]);
 	return ret;
 }
 

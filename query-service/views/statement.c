@@ -229,7 +229,7 @@ static int batch_apply(void *batch, const struct es_event *ev,
 #define COPY_NFIELDS 11
 
 /* One row in COPY binary format; -1 for a value of the wrong form. */
-static int copy_row(struct view_buf *buf, const struct view_statement_row *r)
+static int copy_row(struct es_buf *buf, const struct view_statement_row *r)
 {
 	view_bin_row(buf, COPY_NFIELDS);
 	if (view_bin_uuid(buf, r->account_id) < 0)
@@ -247,7 +247,7 @@ static int copy_row(struct view_buf *buf, const struct view_statement_row *r)
 	return view_bin_time(buf, r->recorded_at);
 }
 
-static int batch_copy_rows(const void *batch, struct view_buf *out,
+static int batch_copy_rows(const void *batch, struct es_buf *out,
 			   struct es_error *err)
 {
 	const struct statement_batch *b = batch;
@@ -259,14 +259,14 @@ static int batch_copy_rows(const void *batch, struct view_buf *out,
 					    "event %lld: bad row for"
 					    " view_statement",
 					    b->v[i].position);
-	return view_buf_check(out, err);
+	return es_buf_check(out, err);
 }
 
 static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		       struct es_error *err)
 {
 	struct statement_batch *b = batch;
-	struct view_buf buf = VIEW_BUF_INIT;
+	struct es_buf buf = ES_BUF_INIT;
 	char table[64], sql[512];
 	int ret = -1;
 
@@ -279,14 +279,14 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 	if (batch_copy_rows(b, &buf, err) < 0)
 		goto out;
 	view_bin_end(&buf);
-	if (view_buf_check(&buf, err) < 0)
+	if (es_buf_check(&buf, err) < 0)
 		goto out;
 	snprintf(sql, sizeof(sql), SQL_COPY, table);
 	if (view_copy_run(db, table, sql, &buf, err) < 0)
 		goto out;
 	ret = 0;
 out:
-	view_buf_release(&buf);
+	es_buf_release(&buf);
 	return ret;
 }
 

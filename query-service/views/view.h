@@ -15,7 +15,7 @@
 #include "es_error.h"
 #include "es_store.h"
 
-struct view_buf; /* bulk.h */
+struct es_buf; /* es_buf.h */
 
 struct view_ops {
 	const char *name; /* "accounts", "statement", "daily" */
@@ -69,7 +69,7 @@ struct view_ops {
 	 * ownership: borrows everything.
 	 */
 	const char *copy_columns;
-	int (*copy_rows)(const void *batch, struct view_buf *out,
+	int (*copy_rows)(const void *batch, struct es_buf *out,
 			 struct es_error *err);
 
 	/*

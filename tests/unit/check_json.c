@@ -273,103 +273,6 @@ START_TEST(printable_replaces_control_and_non_ascii_bytes)
 }
 END_TEST
 
-/* es_buf_add_jstr() writes what json_dumps() writes for the same string. */
-START_TEST(buf_jstr_escapes_as_jansson_does)
-{
-	struct es_buf b = ES_BUF_INIT;
-	char all[160];
-	size_t n = 0;
-	json_t *j;
-	char *want;
-
-	for (int c = 1; c < 0x80; c++)
-		all[n++] = (char)c;
-	memcpy(all + n, "\xc3\xa9\xe2\x82\xac/\\\"", 8);
-	n += 8;
-	j = json_stringn(all, n);
-	ck_assert_ptr_nonnull(j);
-	want = json_dumps(j, JSON_ENCODE_ANY);
-	es_buf_add_jstr(&b, all, n);
-	ck_assert(!b.failed);
-	ck_assert_str_eq(b.s, want);
-	ck_assert_uint_eq(b.len, strlen(want));
-	free(want);
-	json_decref(j);
-	es_buf_release(&b);
-}
-END_TEST
-
-START_TEST(buf_compact_drops_whitespace_outside_strings_only)
-{
-	static const char *const in[][2] = {
-		{ "{\"a\": 1, \"b\": [1, 2, {\"c\": null}]}",
-		  "{\"a\":1,\"b\":[1,2,{\"c\":null}]}" },
-		{ "{\"k e y\": \"v a l\"}", "{\"k e y\":\"v a l\"}" },
-		{ "{\"q\": \"a\\\" b, c: \\\\\", \"n\":\t1.50 }",
-		  "{\"q\":\"a\\\" b, c: \\\\\",\"n\":1.50}" },
-		{ " [ ]\r\n", "[]" },
-		{ "\"\\u0020 \"", "\"\\u0020 \"" },
-	};
-
-	for (size_t i = 0; i < sizeof(in) / sizeof(*in); i++) {
-		struct es_buf b = ES_BUF_INIT;
-
-		es_buf_adds(&b, "<");
-		es_buf_add_json_compact(&b, in[i][0], strlen(in[i][0]));
-		es_buf_adds(&b, ">");
-		ck_assert(!b.failed);
-		ck_assert_uint_eq(b.len, strlen(in[i][1]) + 2);
-		ck_assert_int_eq(strncmp(b.s + 1, in[i][1], b.len - 2), 0);
-		es_buf_release(&b);
-	}
-}
-END_TEST
-
-START_TEST(buf_integers_and_growth)
-{
-	struct es_buf b = ES_BUF_INIT;
-	size_t len;
-	char *s;
-
-	es_buf_add_int(&b, LLONG_MIN);
-	es_buf_adds(&b, " ");
-	es_buf_add_int(&b, 0);
-	es_buf_adds(&b, " ");
-	es_buf_add_int(&b, -7);
-	es_buf_adds(&b, " ");
-	es_buf_add_uint(&b, ULLONG_MAX);
-	ck_assert_str_eq(b.s, "-9223372036854775808 0 -7 18446744073709551615");
-	for (int i = 0; i < 100000; i++)
-		es_buf_add(&b, "x", 1);
-	ck_assert_uint_eq(b.len, 46 + 100000);
-	ck_assert_uint_eq(strlen(b.s), b.len);
-	s = es_buf_detach(&b, &len);
-	ck_assert_ptr_nonnull(s);
-	ck_assert_uint_eq(len, 46 + 100000);
-	ck_assert_ptr_null(b.s);
-	ck_assert_uint_eq(b.len, 0);
-	free(s);
-	/* nothing written: nothing to detach */
-	ck_assert_ptr_null(es_buf_detach(&b, &len));
-	ck_assert_uint_eq(len, 0);
-}
-END_TEST
-
-START_TEST(buf_failure_sticks)
-{
-	struct es_buf b = ES_BUF_INIT;
-
-	es_buf_adds(&b, "ok");
-	ck_assert(!es_buf_reserve(&b, SIZE_MAX - 1));
-	ck_assert(b.failed);
-	es_buf_adds(&b, "more");
-	es_buf_add_jstr(&b, "s", 1);
-	ck_assert_uint_eq(b.len, 2);
-	ck_assert_ptr_null(es_buf_detach(&b, NULL));
-	ck_assert(!b.failed);
-}
-END_TEST
-
 static Suite *json_suite(void)
 {
 	Suite *s = suite_create("json");
@@ -394,12 +297,6 @@ static Suite *json_suite(void)
 	tcase_add_test(tc, getters_leave_missing_optional_fields_alone);
 	tcase_add_test(tc, getters_collect_every_bad_field);
 	tcase_add_test(tc, printable_replaces_control_and_non_ascii_bytes);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("buf");
-	tcase_add_test(tc, buf_jstr_escapes_as_jansson_does);
-	tcase_add_test(tc, buf_compact_drops_whitespace_outside_strings_only);
-	tcase_add_test(tc, buf_integers_and_growth);
-	tcase_add_test(tc, buf_failure_sticks);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -962,20 +962,20 @@ static long long field8(const char *p)
 /* view_bin_time() of `s` as microseconds since 2000-01-01 UTC. */
 static long long bin_time(const char *s)
 {
-	struct view_buf b = VIEW_BUF_INIT;
+	struct es_buf b = ES_BUF_INIT;
 	long long v;
 
 	ck_assert_int_eq(view_bin_time(&b, s), 0);
 	ck_assert_int_eq(b.len, 12);
 	v = field8(b.s);
-	view_buf_release(&b);
+	es_buf_release(&b);
 	return v;
 }
 
 START_TEST(bulk_writes_copy_binary_fields)
 {
 	static const char header[] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
-	struct view_buf b = VIEW_BUF_INIT;
+	struct es_buf b = ES_BUF_INIT;
 
 	ck_assert_int_eq(bin_time("2000-01-01T00:00:00Z"), 0);
 	ck_assert_int_eq(bin_time("2024-05-01T10:00:00.000001Z"),
@@ -1010,7 +1010,7 @@ START_TEST(bulk_writes_copy_binary_fields)
 	ck_assert_int_eq(field8(b.s + 41), -2);
 	ck_assert_mem_eq(b.s + 53, "\xff\xff\xff\xff\xff\xff", 6);
 
-	view_buf_reset(&b);
+	es_buf_reset(&b);
 	view_bin_text(&b, "é\t");
 	view_bin_uuid(&b, "");
 	ck_assert_int_eq(b.len, 4 + 3 + 4);
@@ -1022,17 +1022,17 @@ START_TEST(bulk_writes_copy_binary_fields)
 	ck_assert_int_eq(
 		view_bin_uuid(&b, "001122334-455-6677-8899-aabbccddeeff"), -1);
 	ck_assert_int_eq(b.len, 11);
-	view_buf_release(&b);
+	es_buf_release(&b);
 }
 END_TEST
 
 START_TEST(bulk_escapes_array_elements_and_checks_names)
 {
 	struct es_error err = ES_ERROR_INIT;
-	struct view_buf b = VIEW_BUF_INIT;
+	struct es_buf b = ES_BUF_INIT;
 	char name[64];
 
-	view_buf_ll(&b, LLONG_MIN);
+	es_buf_add_int(&b, LLONG_MIN);
 	ck_assert_str_eq(b.s, "-9223372036854775808");
 	view_arr_open(&b);
 	view_arr_str(&b, "say \"hi\", {x}\\");
@@ -1046,8 +1046,8 @@ START_TEST(bulk_escapes_array_elements_and_checks_names)
 	view_arr_open(&b);
 	view_arr_close(&b);
 	ck_assert_str_eq(b.s, "{}");
-	ck_assert_int_eq(view_buf_check(&b, &err), 0);
-	view_buf_release(&b);
+	ck_assert_int_eq(es_buf_check(&b, &err), 0);
+	es_buf_release(&b);
 
 	ck_assert_int_eq(view_table_name(name, sizeof(name), "view_daily",
 					 "_rebuild", &err),

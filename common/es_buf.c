@@ -1,0 +1,221 @@
+/* es_buf.c - a growable buffer, and appenders of numbers and JSON text. */
+#include "es_buf.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool es_buf_reserve(struct es_buf *b, size_t extra)
+{
+	size_t need, cap;
+	char *s;
+
+	if (b->failed)
+		return false;
+	need = b->len + extra + 1;
+	if (need < extra) {
+		b->failed = true;
+		return false;
+	}
+	if (need <= b->cap)
+		return true;
+	cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+	s = realloc(b->s, cap);
+	if (!s) {
+		b->failed = true;
+		return false;
+	}
+	b->s = s;
+	b->cap = cap;
+	return true;
+}
+
+void es_buf_add(struct es_buf *b, const void *p, size_t len)
+{
+	if (!es_buf_reserve(b, len))
+		return;
+	memcpy(b->s + b->len, p, len);
+	b->len += len;
+	b->s[b->len] = '\0';
+}
+
+void es_buf_adds(struct es_buf *b, const char *s)
+{
+	es_buf_add(b, s, strlen(s));
+}
+
+void es_buf_addf(struct es_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->failed = true;
+		return;
+	}
+	if (!es_buf_reserve(b, (size_t)n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+void es_buf_add_uint(struct es_buf *b, unsigned long long v)
+{
+	char tmp[24];
+	size_t i = sizeof(tmp);
+
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	es_buf_add(b, tmp + i, sizeof(tmp) - i);
+}
+
+void es_buf_add_int(struct es_buf *b, long long v)
+{
+	if (v < 0) {
+		es_buf_add(b, "-", 1);
+		/* -(v + 1) + 1 cannot overflow, even for LLONG_MIN */
+		es_buf_add_uint(b, (unsigned long long)-(v + 1) + 1);
+	} else {
+		es_buf_add_uint(b, (unsigned long long)v);
+	}
+}
+
+void es_buf_add_jstr(struct es_buf *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF"; /* as jansson */
+	char *o;
+	size_t i;
+
+	/* the worst case, "\u00XX" for every byte, and the quotes */
+	if (len > (SIZE_MAX - 2) / 6) {
+		b->failed = true;
+		return;
+	}
+	if (!es_buf_reserve(b, len * 6 + 2))
+		return;
+	o = b->s + b->len;
+	*o++ = '"';
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			*o++ = (char)c;
+			break;
+		case '\b':
+			*o++ = 'b';
+			break;
+		case '\f':
+			*o++ = 'f';
+			break;
+		case '\n':
+			*o++ = 'n';
+			break;
+		case '\r':
+			*o++ = 'r';
+			break;
+		case '\t':
+			*o++ = 't';
+			break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o++ = '"';
+	*o = '\0';
+	b->len = (size_t)(o - b->s);
+}
+
+void es_buf_add_json_compact(struct es_buf *b, const char *s, size_t len)
+{
+	bool in_string = false;
+	char *o;
+	size_t i;
+
+	if (!es_buf_reserve(b, len))
+		return;
+	o = b->s + b->len;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (in_string) {
+			*o++ = c;
+			if (c == '\\' && i + 1 < len)
+				*o++ = s[++i]; /* the escaped byte */
+			else if (c == '"')
+				in_string = false;
+			continue;
+		}
+		if (c == ' ' || c == '\n' || c == '\t' || c == '\r')
+			continue;
+		if (c == '"')
+			in_string = true;
+		*o++ = c;
+	}
+	*o = '\0';
+	b->len = (size_t)(o - b->s);
+}
+
+char *es_buf_detach(struct es_buf *b, size_t *len)
+{
+	char *s = b->failed ? NULL : b->s;
+
+	if (!s)
+		free(b->s);
+	if (len)
+		*len = s ? b->len : 0;
+	memset(b, 0, sizeof(*b));
+	return s;
+}
+
+void es_buf_release(struct es_buf *b)
+{
+	free(b->s);
+	memset(b, 0, sizeof(*b));
+}
+
+void es_buf_reset(struct es_buf *b)
+{
+	b->len = 0;
+	if (b->s)
+		b->s[0] = '\0';
+}
+
+void es_buf_consume(struct es_buf *b, size_t n)
+{
+	if (n >= b->len) {
+		es_buf_reset(b);
+		return;
+	}
+	memmove(b->s, b->s + n, b->len - n);
+	b->len -= n;
+	b->s[b->len] = '\0';
+}
+
+int es_buf_check(const struct es_buf *b, struct es_error *err)
+{
+	if (b->failed)
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	return 0;
+}
