@@ -1,7 +1,6 @@
 /*
- * qry_order.c - a binary min-heap by position, and a hash table from
- * stream hashes (FNV-1a, 64 bits) to positions: open addressing, linear
- * probing, at most half full.
+ * qry_order.c - a binary min-heap by position, and an es_table from
+ * stream hashes (FNV-1a, 64 bits) to positions.
  */
 #include "qry_order.h"
 
@@ -68,67 +67,27 @@ void qry_order_heap_release(struct qry_order_heap *h)
 	memset(h, 0, sizeof(*h));
 }
 
-static uint64_t hash_of(const char *s)
-{
-	uint64_t h = es_hash_str(s);
-
-	/* 0 marks a free slot */
-	return h ? h : 1;
-}
-
-static struct qry_order_slot *slot_of(struct qry_order_slot *v, size_t cap,
-				      uint64_t hash)
-{
-	size_t i = (size_t)(hash ^ hash >> 32) & (cap - 1);
-
-	while (v[i].hash && v[i].hash != hash)
-		i = (i + 1) & (cap - 1);
-	return &v[i];
-}
-
-static int grow(struct qry_order_guard *g)
-{
-	size_t cap = g->cap ? g->cap * 2 : 4096, i;
-	struct qry_order_slot *v = calloc(cap, sizeof(*v));
-
-	if (!v)
-		return -1;
-	for (i = 0; i < g->cap; i++)
-		if (g->v[i].hash)
-			*slot_of(v, cap, g->v[i].hash) = g->v[i];
-	free(g->v);
-	g->v = v;
-	g->cap = cap;
-	return 0;
-}
-
 int qry_order_advance(struct qry_order_guard *g, const char *stream_id,
 		      long long position)
 {
-	uint64_t hash = hash_of(stream_id);
-	struct qry_order_slot *s;
+	struct es_table_slot *s;
+	int added;
 
-	if ((g->n + 1) * 2 > g->cap && grow(g) < 0)
+	s = es_table_put_hash(&g->streams, es_hash_str(stream_id), &added);
+	if (!s)
 		return -1;
-	s = slot_of(g->v, g->cap, hash);
-	if (s->hash) {
-		if (s->position >= position)
-			return 0;
-	} else {
-		s->hash = hash;
-		g->n++;
-	}
-	s->position = position;
+	if (!added && s->val.num >= position)
+		return 0;
+	s->val.num = position;
 	return 1;
 }
 
 size_t qry_order_streams(const struct qry_order_guard *g)
 {
-	return g->n;
+	return g->streams.n;
 }
 
 void qry_order_guard_release(struct qry_order_guard *g)
 {
-	free(g->v);
-	memset(g, 0, sizeof(*g));
+	es_table_release(&g->streams);
 }

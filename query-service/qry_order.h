@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "es_table.h"
+
 /* A min-heap of (position, item). */
 struct qry_order_heap {
 	struct qry_order_entry {
@@ -46,16 +48,12 @@ void qry_order_heap_release(struct qry_order_heap *h);
  * highest position folded.
  */
 struct qry_order_guard {
-	struct qry_order_slot {
-		uint64_t hash; /* 0: free */
-		long long position;
-	} * v;
-	size_t n, cap;
+	struct es_table streams; /* by hash: the position in val.num */
 };
 
-#define QRY_ORDER_GUARD_INIT \
-	{                    \
-		0            \
+#define QRY_ORDER_GUARD_INIT  \
+	{                     \
+		ES_TABLE_INIT \
 	}
 
 /*

@@ -1,83 +1,83 @@
 /*
- * keymap.c - a small hash map from short strings to indexes: open
- * addressing with linear probing, FNV-1a, kept at most half full.
+ * keymap.c - a small hash map from short strings to indexes: an es_table
+ * over copies of the keys, kept in blocks of many keys each.
  */
 #include "keymap.h"
 
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "es_hash.h"
+/* Keys per block: one allocation for this many new keys. */
+#define BLOCK_KEYS 256
 
-/* The slot holding `key`, or the free slot where it would go. */
-static struct view_keymap_slot *find(const struct view_keymap_slot *slots,
-				     size_t cap, const char *key)
-{
-	size_t i = (size_t)es_hash_str(key) & (cap - 1);
-
-	while (slots[i].key[0] && strcmp(slots[i].key, key) != 0)
-		i = (i + 1) & (cap - 1);
-	return (struct view_keymap_slot *)&slots[i];
-}
+struct view_keymap_block {
+	struct view_keymap_block *next;
+	size_t n;
+	char key[BLOCK_KEYS][VIEW_KEY_MAX + 1];
+};
 
 int view_keymap_get(const struct view_keymap *m, const char *key, size_t *val)
 {
-	const struct view_keymap_slot *s;
+	const struct es_table_slot *s = es_table_get(&m->index, key);
 
-	if (!m->cap)
+	if (!s)
 		return 0;
-	s = find(m->slots, m->cap, key);
-	if (!s->key[0])
-		return 0;
-	*val = s->val;
+	*val = s->val.idx;
 	return 1;
 }
 
-static int grow(struct view_keymap *m, struct es_error *err)
+/* A copy of `key` (`len` bytes) in the newest block; NULL: out of memory. */
+static char *key_copy(struct view_keymap *m, const char *key, size_t len)
 {
-	size_t cap = m->cap ? m->cap * 2 : 64, i;
-	struct view_keymap_slot *slots, *s;
+	struct view_keymap_block *b = m->keys;
+	char *copy;
 
-	slots = calloc(cap, sizeof(*slots));
-	if (!slots)
-		return es_error_set(err, ES_EINTERNAL, "out of memory");
-	for (i = 0; i < m->cap; i++) {
-		if (!m->slots[i].key[0])
-			continue;
-		s = find(slots, cap, m->slots[i].key);
-		*s = m->slots[i];
+	if (!b || b->n == BLOCK_KEYS) {
+		b = malloc(sizeof(*b));
+		if (!b)
+			return NULL;
+		b->next = m->keys;
+		b->n = 0;
+		m->keys = b;
 	}
-	free(m->slots);
-	m->slots = slots;
-	m->cap = cap;
-	return 0;
+	copy = b->key[b->n++];
+	memcpy(copy, key, len + 1);
+	return copy;
 }
 
 int view_keymap_put(struct view_keymap *m, const char *key, size_t val,
 		    struct es_error *err)
 {
-	struct view_keymap_slot *s;
+	struct es_table_slot *s;
 	size_t len = strlen(key);
+	char *copy;
+	int added;
 
 	if (len == 0 || len > VIEW_KEY_MAX)
 		return es_error_set(err, ES_EINTERNAL,
 				    "bad key of %zu bytes for a view batch",
 				    len);
-	if ((m->n + 1) * 2 > m->cap && grow(m, err) < 0)
-		return -1;
-	s = find(m->slots, m->cap, key);
-	if (!s->key[0])
-		m->n++;
-	memcpy(s->key, key, len + 1);
-	s->val = val;
+	copy = key_copy(m, key, len);
+	s = copy ? es_table_put(&m->index, copy, &added) : NULL;
+	if (!s || !added) {
+		/* the copy is not needed: out of memory, or an old key */
+		if (copy)
+			m->keys->n--;
+		if (!s)
+			return es_error_set(err, ES_EINTERNAL, "out of memory");
+	}
+	s->val.idx = val;
 	return 0;
 }
 
 void view_keymap_release(struct view_keymap *m)
 {
-	free(m->slots);
-	m->slots = NULL;
-	m->cap = 0;
-	m->n = 0;
+	struct view_keymap_block *b, *next;
+
+	for (b = m->keys; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	m->keys = NULL;
+	es_table_release(&m->index);
 }

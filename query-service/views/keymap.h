@@ -8,23 +8,22 @@
 #include <stddef.h>
 
 #include "es_error.h"
+#include "es_table.h"
 
 /* Longest key, in bytes. */
 #define VIEW_KEY_MAX 47
 
-struct view_keymap_slot {
-	char key[VIEW_KEY_MAX + 1]; /* "" in a free slot */
-	size_t val;
-};
+/* Copies of the keys, in blocks that never move. */
+struct view_keymap_block;
 
 struct view_keymap {
-	struct view_keymap_slot *slots; /* owned; cap is a power of two */
-	size_t cap, n;
+	struct es_table index; /* key (in `keys`) -> val.idx */
+	struct view_keymap_block *keys; /* owned; the newest first */
 };
 
-#define VIEW_KEYMAP_INIT \
-	{                \
-		0        \
+#define VIEW_KEYMAP_INIT            \
+	{                           \
+		ES_TABLE_INIT, NULL \
 	}
 
 /* The value of `key` into `*val`: 1 when present, 0 when absent. */
@@ -37,7 +36,7 @@ int view_keymap_get(const struct view_keymap *m, const char *key, size_t *val);
 int view_keymap_put(struct view_keymap *m, const char *key, size_t val,
 		    struct es_error *err);
 
-/* Free the slots; `m` is empty afterwards. */
+/* Free the index and the keys; `m` is empty afterwards. */
 void view_keymap_release(struct view_keymap *m);
 
 #endif

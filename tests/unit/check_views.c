@@ -1088,7 +1088,7 @@ START_TEST(keymap_finds_every_key_after_growing)
 		ck_assert_int_eq(v, (size_t)i * 3);
 	}
 	ck_assert_int_eq(view_keymap_get(&m, "k3000", &v), 0);
-	ck_assert_int_eq(m.n, 3000);
+	ck_assert_int_eq(m.index.n, 3000);
 	ck_assert_int_eq(view_keymap_put(&m, "", 1, &err), -1);
 	es_error_release(&err);
 	view_keymap_release(&m);
