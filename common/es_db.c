@@ -1,8 +1,16 @@
-/* es_db.c - PostgreSQL connections and the SQLSTATE map. */
+/*
+ * es_db.c - PostgreSQL connections, the SQLSTATE map, and long-lived
+ * connections that reconnect with a backoff.
+ */
 #include "es_db.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "es_log.h"
 
@@ -121,4 +129,120 @@ int es_db_check_ready(PGconn *db, struct es_error *err)
 int es_db_broken(PGconn *db)
 {
 	return !db || PQstatus(db) != CONNECTION_OK;
+}
+
+/* ---- struct es_db_link ---- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether `fd` (-1: none) is readable within `ms`; waits that long. */
+static int woken(int fd, long ms)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+
+	if (fd < 0) {
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		return 0;
+	}
+	return poll(&p, 1, (int)ms) > 0;
+}
+
+/*
+ * Connect without blocking a stop: the handshake polls the socket and
+ * `wake_fd`. Keepalives first, the operator's conninfo after them (so it
+ * may change them), application_name last (it names our sessions).
+ */
+static PGconn *link_connect(const struct es_db_link *l)
+{
+	const char *keys[] = { "keepalives",
+			       "keepalives_idle",
+			       "keepalives_interval",
+			       "keepalives_count",
+			       "dbname",
+			       "application_name",
+			       NULL };
+	const char *vals[] = { "1",	    "5",	 "2", "3",
+			       l->conninfo, l->app_name, NULL };
+	PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
+	int64_t end = now_ms() + l->connect_ms;
+	PGconn *db = PQconnectStartParams(keys, vals, 1);
+
+	if (!db)
+		return NULL;
+	while (PQstatus(db) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
+	       ps != PGRES_POLLING_FAILED) {
+		struct pollfd p[2] = {
+			{ PQsocket(db),
+			  ps == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 },
+			{ l->wake_fd, POLLIN, 0 },
+		};
+		int64_t left = end - now_ms();
+
+		if (left <= 0)
+			break;
+		if (poll(p, l->wake_fd >= 0 ? 2 : 1, (int)left) < 0 &&
+		    errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		if (p[0].revents)
+			ps = PQconnectPoll(db);
+	}
+	if (ps != PGRES_POLLING_OK || PQstatus(db) != CONNECTION_OK) {
+		es_log(ES_LOG_WARN, "db_connect_failed", "{s:s, s:s}",
+		       "session", l->app_name ? l->app_name : "", "error",
+		       PQerrorMessage(db));
+		PQfinish(db);
+		return NULL;
+	}
+	return db;
+}
+
+PGconn *es_db_link_get(struct es_db_link *l, struct es_error *err)
+{
+	char sql[100];
+
+	if (!es_db_broken(l->db))
+		return l->db;
+	es_db_link_close(l);
+	l->db = link_connect(l);
+	if (!l->db) {
+		es_error_set(err, ES_EUNAVAIL, "database unreachable");
+		goto fail;
+	}
+	if (l->listen) {
+		snprintf(sql, sizeof(sql), "LISTEN %s", l->listen);
+		if (es_db_exec(l->db, sql, err) < 0) {
+			es_db_link_close(l);
+			goto fail;
+		}
+	}
+	l->wait_ms = 0;
+	return l->db;
+fail:
+	es_db_link_backoff(l);
+	return NULL;
+}
+
+void es_db_link_backoff(struct es_db_link *l)
+{
+	long ms = l->wait_ms > 0 ? l->wait_ms : l->min_ms;
+
+	woken(l->wake_fd, ms);
+	l->wait_ms = ms * 2 > l->max_ms ? l->max_ms : ms * 2;
+}
+
+void es_db_link_close(struct es_db_link *l)
+{
+	PQfinish(l->db);
+	l->db = NULL;
 }

@@ -1,4 +1,8 @@
-/* es_db.h - PostgreSQL connections and the one SQLSTATE-to-error map. */
+/*
+ * es_db.h - PostgreSQL connections, the one SQLSTATE-to-error map, and
+ * long-lived connections that reconnect with a backoff (struct
+ * es_db_link).
+ */
 #ifndef ES_DB_H
 #define ES_DB_H
 
@@ -38,5 +42,50 @@ int es_db_check_ready(PGconn *db, struct es_error *err);
 
 /* Whether the connection is broken and should be reset. */
 int es_db_broken(PGconn *db);
+
+/*
+ * A long-lived connection (a notifier, a log reader, a LISTEN session)
+ * that comes back after the server goes away, with a backoff between
+ * attempts. Fill in the settings (ES_DB_LINK_INIT gives the defaults),
+ * then call es_db_link_get() whenever the connection is needed.
+ */
+struct es_db_link {
+	/* settings */
+	const char *conninfo; /* borrowed; a libpq URI or key=value string */
+	const char *app_name; /* borrowed; application_name, or NULL */
+	const char *listen; /* borrowed; a channel to LISTEN on, or NULL */
+	int wake_fd; /* -1, or readable when waits should end (a stop pipe) */
+	long min_ms, max_ms; /* the backoff's first and longest wait */
+	long connect_ms; /* how long one attempt may take */
+	/* state */
+	PGconn *db; /* owned; NULL while down */
+	long wait_ms; /* the next backoff; 0: min_ms */
+};
+
+#define ES_DB_LINK_INIT(conninfo, wake_fd)                                   \
+	{                                                                    \
+		(conninfo), NULL, NULL, (wake_fd), 250, 4000, 10000, NULL, 0 \
+	}
+
+/*
+ * The connection, connected again when it is missing or broken: the
+ * attempt polls the socket and `wake_fd`, so a stop cuts it short, and
+ * keepalives make a dead peer show up as a broken connection. LISTENs
+ * on `listen` after connecting. A fresh connection resets the backoff.
+ * On failure (the log says why) waits the backoff, doubling it up to
+ * max_ms, and returns NULL with ES_EUNAVAIL.
+ * ownership: the link keeps the connection; es_db_link_close() frees it.
+ */
+PGconn *es_db_link_get(struct es_db_link *l, struct es_error *err);
+
+/*
+ * Wait the backoff, ending early when `wake_fd` turns readable (nothing
+ * is read from it), then double it up to max_ms: for a caller whose work
+ * on the connection failed.
+ */
+void es_db_link_backoff(struct es_db_link *l);
+
+/* Close the connection (a later es_db_link_get() connects again). */
+void es_db_link_close(struct es_db_link *l);
 
 #endif

@@ -1,0 +1,162 @@
+/*
+ * check_db.c - struct es_db_link without a server: a failed connection
+ * is ES_EUNAVAIL after the backoff, which doubles up to its longest;
+ * a readable wake descriptor cuts the attempt and the wait short; a
+ * connection comes back after es_db_link_close().
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "es_db.h"
+
+/* Nothing listens on port 1 of the loopback address. */
+#define NOWHERE "host=127.0.0.1 port=1 dbname=x user=x"
+
+static long elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)((t.tv_sec - t0->tv_sec) * 1000 +
+		      (t.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+START_TEST(failure_waits_and_doubles)
+{
+	struct es_db_link l = ES_DB_LINK_INIT(NOWHERE, -1);
+	struct es_error err = ES_ERROR_INIT;
+	struct timespec t0;
+
+	l.min_ms = 40;
+	l.max_ms = 100;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_ptr_null(es_db_link_get(&l, &err));
+	ck_assert_int_eq(err.code, ES_EUNAVAIL);
+	ck_assert_int_ge(elapsed_ms(&t0), 40);
+	ck_assert_int_eq(l.wait_ms, 80);
+	es_error_release(&err);
+	ck_assert_ptr_null(es_db_link_get(&l, &err));
+	ck_assert_int_eq(l.wait_ms, 100); /* capped */
+	es_error_release(&err);
+	es_db_link_backoff(&l);
+	ck_assert_int_eq(l.wait_ms, 100);
+	ck_assert_int_ge(elapsed_ms(&t0), 40 + 80 + 100);
+	ck_assert_ptr_null(l.db);
+	es_db_link_close(&l); /* closing nothing is fine */
+}
+END_TEST
+
+START_TEST(wake_fd_cuts_the_wait_short)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct timespec t0;
+	int fds[2];
+
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(write(fds[1], "x", 1), 1);
+	{
+		struct es_db_link l = ES_DB_LINK_INIT(NOWHERE, fds[0]);
+
+		l.min_ms = 10000;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ck_assert_ptr_null(es_db_link_get(&l, &err));
+		es_db_link_backoff(&l);
+		ck_assert_int_lt(elapsed_ms(&t0), 5000);
+		ck_assert_int_eq(l.wait_ms, 4000); /* doubled, capped */
+	}
+	es_error_release(&err);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
+START_TEST(defaults)
+{
+	struct es_db_link l = ES_DB_LINK_INIT("x", -1);
+
+	ck_assert_int_eq(l.min_ms, 250);
+	ck_assert_int_eq(l.max_ms, 4000);
+	ck_assert_ptr_null(l.db);
+	ck_assert_ptr_null(l.listen);
+	ck_assert_int_eq(l.wake_fd, -1);
+}
+END_TEST
+
+/* ---- with a database (DATABASE_URL) ---- */
+
+START_TEST(connects_listens_and_comes_back)
+{
+	const char *url = getenv("DATABASE_URL");
+	struct es_error err = ES_ERROR_INIT;
+	struct es_db_link l = ES_DB_LINK_INIT(url, -1);
+	PGconn *db, *other;
+	PGnotify *n;
+	char pid[32];
+
+	if (!url || !*url)
+		return;
+	l.app_name = "check_db";
+	l.listen = "check_db_link";
+	l.wait_ms = 1000;
+	db = es_db_link_get(&l, &err);
+	ck_assert_msg(db != NULL, "%s", err.detail);
+	ck_assert_int_eq(l.wait_ms, 0); /* a fresh connection resets it */
+	ck_assert_ptr_eq(es_db_link_get(&l, &err), db); /* kept */
+	other = es_db_connect(url, &err);
+	ck_assert_ptr_nonnull(other);
+	ck_assert_int_eq(es_db_exec(other, "NOTIFY check_db_link", &err), 0);
+	ck_assert_int_eq(es_db_exec(db, "SELECT 1", &err), 0);
+	n = PQnotifies(db);
+	ck_assert_ptr_nonnull(n);
+	ck_assert_str_eq(n->relname, "check_db_link");
+	PQfreemem(n);
+	/* the server ends the session: the next use notices, get reconnects */
+	snprintf(pid, sizeof(pid), "%d", PQbackendPID(db));
+	{
+		const char *params[1] = { pid };
+		PGresult *res = PQexecParams(
+			other, "SELECT pg_terminate_backend($1::int)", 1, NULL,
+			params, NULL, NULL, 0);
+
+		ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+		PQclear(res);
+	}
+	while (es_db_exec(db, "SELECT 1", &err) == 0)
+		usleep(10000);
+	es_error_release(&err);
+	ck_assert(es_db_broken(db));
+	db = es_db_link_get(&l, &err);
+	ck_assert_msg(db != NULL, "%s", err.detail);
+	ck_assert(!es_db_broken(db));
+	es_db_link_close(&l);
+	ck_assert_ptr_null(l.db);
+	PQfinish(other);
+}
+END_TEST
+
+static Suite *db_suite(void)
+{
+	Suite *s = suite_create("db");
+	TCase *tc = tcase_create("link");
+
+	tcase_add_test(tc, failure_waits_and_doubles);
+	tcase_add_test(tc, wake_fd_cuts_the_wait_short);
+	tcase_add_test(tc, defaults);
+	tcase_add_test(tc, connects_listens_and_comes_back);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(db_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
