@@ -39,16 +39,65 @@ static int sqlstate_is(const char *state, const char *want)
 	return state && strcmp(state, want) == 0;
 }
 
+/* The kind of a SQLSTATE of a statement that ran (not a lost session). */
+static enum es_db_fail fail_of(const char *state, const char *constraint)
+{
+	if (sqlstate_is(state, "TDV01"))
+		return ES_DB_FAIL_VERSION;
+	if (sqlstate_is(state, "TDI01"))
+		return ES_DB_FAIL_EVENT_ID;
+	if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01") ||
+	    (sqlstate_is(state, "23505") && constraint &&
+	     strcmp(constraint, "events_stream_id_stream_version_key") == 0))
+		return ES_DB_FAIL_RACE;
+	return ES_DB_FAIL_OTHER;
+}
+
+enum es_db_fail es_db_fail_of(const PGresult *res)
+{
+	return fail_of(PQresultErrorField(res, PG_DIAG_SQLSTATE),
+		       PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME));
+}
+
+/* The map of es_db_error() and es_db_state_error(). */
+static int state_error(const char *state, const char *constraint,
+		       const char *msg, const char *detail,
+		       struct es_error *err)
+{
+	switch (fail_of(state, constraint)) {
+	case ES_DB_FAIL_VERSION:
+		if (err && err->code == ES_OK && detail)
+			err->current_version = strtoll(detail, NULL, 10);
+		return es_error_set(err, ES_ECONFLICT, "%s", msg ? msg : "");
+	case ES_DB_FAIL_EVENT_ID:
+		/* an event id already stored by another append */
+		return es_error_set(err, ES_ECONFLICT, "%s", msg ? msg : "");
+	case ES_DB_FAIL_RACE:
+		if (sqlstate_is(state, "23505"))
+			return es_error_set(
+				err, ES_ECONFLICT,
+				"another writer appended to the stream first");
+		/*
+		 * serialization failure, deadlock: the client may simply
+		 * retry; worth seeing all the same (lock order bugs)
+		 */
+		es_log(ES_LOG_WARN, "db_serialization", "{s:s, s:s}",
+		       "sqlstate", state, "error", msg ? msg : "");
+		return es_error_set(err, ES_ECONFLICT,
+				    "concurrent update, please retry");
+	case ES_DB_FAIL_OTHER:
+		break;
+	}
+	es_log(ES_LOG_ERROR, "db_error", "{s:s, s:s, s:s}", "sqlstate",
+	       state ? state : "", "constraint", constraint ? constraint : "",
+	       "error", msg ? msg : "");
+	return es_error_set(err, ES_EINTERNAL, "unexpected database error");
+}
+
 int es_db_error(PGconn *db, const PGresult *res, struct es_error *err)
 {
 	const char *state =
 		res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	const char *constraint =
-		res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
-	const char *msg =
-		res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	const char *detail =
-		res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
 
 	if (!res || es_db_broken(db) ||
 	    (state && strncmp(state, "08", 2) == 0) ||
@@ -59,31 +108,16 @@ int es_db_error(PGconn *db, const PGresult *res, struct es_error *err)
 		       db ? PQerrorMessage(db) : "");
 		return es_error_set(err, ES_EUNAVAIL, "database unavailable");
 	}
-	if (sqlstate_is(state, "TDV01")) {
-		if (err && err->code == ES_OK && detail)
-			err->current_version = strtoll(detail, NULL, 10);
-		return es_error_set(err, ES_ECONFLICT, "%s", msg ? msg : "");
-	}
-	/* an event id already stored by another append */
-	if (sqlstate_is(state, "TDI01"))
-		return es_error_set(err, ES_ECONFLICT, "%s", msg ? msg : "");
-	/* serialization failure, deadlock: the client may simply retry */
-	if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01")) {
-		/* retried as a conflict, but worth seeing: lock order bugs */
-		es_log(ES_LOG_WARN, "db_serialization", "{s:s, s:s}",
-		       "sqlstate", state, "error", msg ? msg : "");
-		return es_error_set(err, ES_ECONFLICT,
-				    "concurrent update, please retry");
-	}
-	if (sqlstate_is(state, "23505") && constraint &&
-	    strcmp(constraint, "events_stream_id_stream_version_key") == 0)
-		return es_error_set(
-			err, ES_ECONFLICT,
-			"another writer appended to the stream first");
-	es_log(ES_LOG_ERROR, "db_error", "{s:s, s:s, s:s}", "sqlstate",
-	       state ? state : "", "constraint", constraint ? constraint : "",
-	       "error", msg ? msg : "");
-	return es_error_set(err, ES_EINTERNAL, "unexpected database error");
+	return state_error(
+		state, PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME),
+		PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+		PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL), err);
+}
+
+int es_db_state_error(const char *state, const char *msg,
+		      const char *current_version, struct es_error *err)
+{
+	return state_error(state, NULL, msg, current_version, err);
 }
 
 int es_db_exec(PGconn *db, const char *sql, struct es_error *err)

@@ -30,6 +30,31 @@ PGconn *es_db_connect(const char *conninfo, struct es_error *err);
  */
 int es_db_error(PGconn *db, const PGresult *res, struct es_error *err);
 
+/*
+ * What the SQLSTATE of a failed statement says about running it again
+ * (es_db_error() maps the same kinds to errors).
+ */
+enum es_db_fail {
+	ES_DB_FAIL_OTHER, /* anything else, a lost session too */
+	ES_DB_FAIL_VERSION, /* TDV01: a stream not at the expected version */
+	ES_DB_FAIL_EVENT_ID, /* TDI01: an event id stored by another append */
+	ES_DB_FAIL_RACE, /* 40001, 40P01, or a clash on
+			  * events_stream_id_stream_version_key: a
+			  * concurrent writer; running again may succeed */
+};
+
+/* The kind of the failed result `res`. ownership: borrows `res`. */
+enum es_db_fail es_db_fail_of(const PGresult *res);
+
+/*
+ * es_db_error() for a SQLSTATE reported as data rather than as a failed
+ * statement (the per-request outcomes of tandem_append_batch()): the same
+ * map, with `msg` as the server's message and `current_version` (text,
+ * or NULL) for TDV01's current_version. Returns -1.
+ */
+int es_db_state_error(const char *state, const char *msg,
+		      const char *current_version, struct es_error *err);
+
 /* Run a statement that returns no rows; es_db_error() on failure. */
 int es_db_exec(PGconn *db, const char *sql, struct es_error *err);
 

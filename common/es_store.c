@@ -384,24 +384,24 @@ int es_append(PGconn *db, struct es_stream_append *streams, size_t n,
 	params[0] = body;
 	autocommit = PQtransactionStatus(db) == PQTRANS_IDLE;
 	for (attempt = 0;; attempt++) {
-		const char *state;
+		enum es_db_fail fail;
 
 		res = PQexecParams(db, SQL_APPEND, 1, NULL, params, NULL, NULL,
 				   0);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
 			break;
-		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		fail = es_db_fail_of(res);
 		/*
 		 * Lost a race in a transaction of our own: an ES_ANY append
 		 * may win next time; and when a concurrent twin of this
 		 * append (the same event ids) committed first, the next
 		 * attempt finds its events and answers as it did.
 		 */
-		if (!autocommit || attempt >= APPEND_RETRIES || !state ||
-		    !((strcmp(state, "TDV01") == 0 && all_any(streams, n)) ||
+		if (!autocommit || attempt >= APPEND_RETRIES ||
+		    !((fail == ES_DB_FAIL_VERSION && all_any(streams, n)) ||
 		      (attempt == 0 && all_ids &&
-		       (strcmp(state, "TDI01") == 0 ||
-			strcmp(state, "TDV01") == 0)))) {
+		       (fail == ES_DB_FAIL_EVENT_ID ||
+			fail == ES_DB_FAIL_VERSION)))) {
 			es_db_error(db, res, err);
 			goto out;
 		}
@@ -426,24 +426,6 @@ out:
 	free(body);
 	es_error_release(&local);
 	return ret;
-}
-
-/*
- * Whether a failed batch statement lost a race that it may win when run
- * again: a concurrent writer took one of its versions (or a deadlock).
- */
-static int lost_race(const PGresult *res)
-{
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	const char *constraint =
-		PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-
-	if (!state)
-		return 0;
-	if (!strcmp(state, "40P01") || !strcmp(state, "40001"))
-		return 1;
-	return !strcmp(state, "23505") && constraint &&
-	       !strcmp(constraint, "events_stream_id_stream_version_key");
 }
 
 /* Whether a stream of `r` is named by one of reqs[0..i) already sent. */
@@ -526,18 +508,10 @@ static void batch_outcome(const PGresult *res, int row, struct es_append_req *r)
 		r->ok = 1;
 		return;
 	}
-	if (!strcmp(PQgetvalue(res, row, 4), "TDV01") ||
-	    !strcmp(PQgetvalue(res, row, 4), "TDI01")) {
-		es_error_set(&r->err, ES_ECONFLICT, "%s",
-			     PQgetvalue(res, row, 5));
-		if (!PQgetisnull(res, row, 6))
-			r->err.current_version =
-				strtoll(PQgetvalue(res, row, 6), NULL, 10);
-		return;
-	}
-	es_log(ES_LOG_ERROR, "append_batch_error", "{s:s, s:s}", "sqlstate",
-	       PQgetvalue(res, row, 4), "error", PQgetvalue(res, row, 5));
-	es_error_set(&r->err, ES_EINTERNAL, "unexpected database error");
+	es_db_state_error(PQgetvalue(res, row, 4), PQgetvalue(res, row, 5),
+			  PQgetisnull(res, row, 6) ? NULL
+						   : PQgetvalue(res, row, 6),
+			  &r->err);
 }
 
 int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
@@ -582,7 +556,8 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		 * version, gets through too). Alone, it would only learn that.
 		 */
 		if (!autocommit || attempt >= APPEND_RETRIES ||
-		    !lost_race(res) || (nsent == 1 && !any_only)) {
+		    es_db_fail_of(res) != ES_DB_FAIL_RACE ||
+		    (nsent == 1 && !any_only)) {
 			es_db_error(db, res, err);
 			goto out;
 		}

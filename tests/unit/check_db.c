@@ -2,7 +2,8 @@
  * check_db.c - struct es_db_link without a server: a failed connection
  * is ES_EUNAVAIL after the backoff, which doubles up to its longest;
  * a readable wake descriptor cuts the attempt and the wait short; a
- * connection comes back after es_db_link_close().
+ * connection comes back after the server ends it; SQLSTATEs reported as
+ * data map as es_db_error() maps them.
  */
 #include <check.h>
 #include <stdint.h>
@@ -85,6 +86,27 @@ START_TEST(defaults)
 }
 END_TEST
 
+START_TEST(states_reported_as_data)
+{
+	struct es_error err = ES_ERROR_INIT;
+
+	ck_assert_int_eq(es_db_state_error("TDV01", "at version 7", "7", &err),
+			 -1);
+	ck_assert_int_eq(err.code, ES_ECONFLICT);
+	ck_assert_int_eq(err.current_version, 7);
+	ck_assert_str_eq(err.detail, "at version 7");
+	es_error_release(&err);
+	es_db_state_error("TDI01", "stored by another append", NULL, &err);
+	ck_assert_int_eq(err.code, ES_ECONFLICT);
+	ck_assert_int_eq(err.current_version, -1);
+	es_error_release(&err);
+	es_db_state_error("XX000", "boom", NULL, &err);
+	ck_assert_int_eq(err.code, ES_EINTERNAL);
+	ck_assert_str_eq(err.detail, "unexpected database error");
+	es_error_release(&err);
+}
+END_TEST
+
 /* ---- with a database (DATABASE_URL) ---- */
 
 START_TEST(connects_listens_and_comes_back)
@@ -145,6 +167,7 @@ static Suite *db_suite(void)
 	tcase_add_test(tc, failure_waits_and_doubles);
 	tcase_add_test(tc, wake_fd_cuts_the_wait_short);
 	tcase_add_test(tc, defaults);
+	tcase_add_test(tc, states_reported_as_data);
 	tcase_add_test(tc, connects_listens_and_comes_back);
 	suite_add_tcase(s, tc);
 	return s;
