@@ -46,7 +46,7 @@
 #include "es_hash.h"
 #include "es_http.h"
 #include "es_log.h"
-#include "es_store.h"
+#include "es_append.h"
 
 /* Decisions of a command after which its next round first waits a bit. */
 #define BACKOFF_AFTER 3

@@ -15,7 +15,7 @@
 #include <stddef.h>
 
 #include "es_error.h"
-#include "es_store.h"
+#include "es_read.h"
 
 /* Events per chunk. */
 #define QRY_FEED_CHUNK 4096

@@ -27,7 +27,7 @@
 #include "es_db.h"
 #include "es_hash.h"
 #include "es_log.h"
-#include "es_store.h"
+#include "es_read.h"
 #include "views/account.h"
 
 #define RETRY_MS	500 /* after a failed connection or read */

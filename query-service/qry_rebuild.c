@@ -43,7 +43,7 @@
 
 #include "es_db.h"
 #include "es_log.h"
-#include "es_store.h"
+#include "es_read.h"
 #include "qry_checkpoint.h"
 #include "qry_feed.h"
 #include "qry_order.h"

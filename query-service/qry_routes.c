@@ -29,7 +29,7 @@
 #include "es_buf.h"
 #include "es_log.h"
 #include "es_probe.h"
-#include "es_store.h"
+#include "es_read.h"
 #include "es_token.h"
 #include "views/account.h"
 #include "views/daily.h"

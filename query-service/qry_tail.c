@@ -36,7 +36,7 @@
 
 #include "es_db.h"
 #include "es_log.h"
-#include "es_store.h"
+#include "es_read.h"
 #include "qry_checkpoint.h"
 #include "views/view.h"
 

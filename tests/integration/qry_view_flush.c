@@ -38,7 +38,7 @@
 #include "../../query-service/views/view.h"
 #include "es_db.h"
 #include "es_log.h"
-#include "es_store.h"
+#include "es_read.h"
 #include "es_token.h"
 
 #define PAGE 2000

@@ -1,5 +1,6 @@
 /*
- * store_check.c - drive common/es_store.c from integration tests.
+ * store_check.c - drive common/es_append.c and es_read.c from integration
+ * tests.
  *
  *   store_check append [STREAM EXPECTED EVENTS]...
  *       es_append() to one or more streams; EXPECTED is any, no_stream or
@@ -27,7 +28,8 @@
 
 #include "es_db.h"
 #include "es_log.h"
-#include "es_store.h"
+#include "es_append.h"
+#include "es_read.h"
 #include "es_token.h"
 
 static const char *const code_names[ES_ERR__COUNT] = {

@@ -20,7 +20,8 @@
 
 #include "es_db.h"
 #include "es_log.h"
-#include "es_store.h"
+#include "es_append.h"
+#include "es_read.h"
 #include "es_token.h"
 
 #define CHECK(cond, ...)                                                       \

@@ -1,7 +1,8 @@
 /*
- * check_store.c - what es_store.c decides before it talks to the
- * database: input validation of es_append(), limits of the reads. With no
- * connection, input that passes validation fails as ES_EUNAVAIL instead.
+ * check_store.c - what es_append.c and es_read.c decide before they talk
+ * to the database: input validation of es_append(), limits of the reads.
+ * With no connection, input that passes validation fails as ES_EUNAVAIL
+ * instead.
  */
 #include <check.h>
 #include <stdio.h>
@@ -9,7 +10,8 @@
 #include <string.h>
 
 #include "es_log.h"
-#include "es_store.h"
+#include "es_append.h"
+#include "es_read.h"
 
 /*
  * es_append() of one stream with `events` (JSON text) and no database:

@@ -1,0 +1,509 @@
+/* es_append.c - appending to the events table. */
+#include "es_append.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "es_db.h"
+#include "es_uuid.h"
+
+#define SQL_APPEND                                                   \
+	"SELECT transaction_id::text, last_position, versions::text" \
+	" FROM tandem_append($1::jsonb)"
+
+#define SQL_APPEND_BATCH                                                   \
+	"SELECT cmd, transaction_id::text, last_position, versions::text," \
+	" error_code, error_message, current_version"                      \
+	" FROM tandem_append_batch($1::jsonb)"
+
+/* Retries of an autocommit append that lost a race it may win next. */
+#define APPEND_RETRIES 3
+
+/* Number of UTF-8 characters in `s`, or -1 if it is not valid UTF-8. */
+static long utf8_chars(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	long n = 0;
+
+	while (*p) {
+		unsigned c = *p;
+		int len, i;
+		unsigned cp;
+
+		if (c < 0x80) {
+			len = 1;
+			cp = c;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			cp = c & 0x07;
+		} else {
+			return -1;
+		}
+		for (i = 1; i < len; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return -1;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if ((len == 3 &&
+		     (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+			return -1;
+		p += len;
+		n++;
+	}
+	return n;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sort `v`; whether it holds a string twice (that string in *dup). */
+static int has_duplicate(char **v, size_t n, const char **dup)
+{
+	size_t i;
+
+	qsort(v, n, sizeof(*v), cmp_str);
+	for (i = 1; i < n; i++) {
+		if (strcmp(v[i - 1], v[i]) == 0) {
+			*dup = v[i];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Check one stream's part and add its request object to `req`, and its
+ * event ids (lower-case copies) to ids[*nids...]. `prefix` is "" for a
+ * single stream, "streams[i]." otherwise.
+ */
+static void validate_stream(const struct es_stream_append *sa,
+			    const char *prefix, json_t *req, char **ids,
+			    size_t *nids, struct es_error *err)
+{
+	json_t *evs = json_array(), *ev;
+	long chars;
+	size_t i;
+
+	if (!sa->stream_id || (chars = utf8_chars(sa->stream_id)) < 1 ||
+	    chars > ES_STREAM_ID_MAX)
+		es_error_field(err, "stream_id",
+			       "must be 1 to %d characters of UTF-8",
+			       ES_STREAM_ID_MAX);
+	if (sa->expected < ES_ANY)
+		es_error_field(
+			err, "expected_version",
+			"must be \"any\", \"no_stream\" or a version >= 0");
+	if (!json_is_array(sa->events) || json_array_size(sa->events) == 0) {
+		es_error_field(err, "events", "must be a non-empty array");
+		json_decref(evs);
+		return;
+	}
+	json_array_foreach(sa->events, i, ev)
+	{
+		const json_t *type = json_object_get(ev, "type");
+		const json_t *data = json_object_get(ev, "data");
+		const json_t *meta = json_object_get(ev, "metadata");
+		const json_t *id = json_object_get(ev, "event_id");
+		char field[64], uuid[37];
+		json_t *out;
+
+		if (!json_is_object(ev)) {
+			snprintf(field, sizeof(field), "%sevents[%zu]", prefix,
+				 i);
+			es_error_field(err, field, "must be an object");
+			continue;
+		}
+		if (!json_is_string(type) ||
+		    (chars = utf8_chars(json_string_value(type))) < 1 ||
+		    chars > ES_EVENT_TYPE_MAX) {
+			snprintf(field, sizeof(field), "%sevents[%zu].type",
+				 prefix, i);
+			es_error_field(err, field,
+				       "must be a string of 1 to %d characters",
+				       ES_EVENT_TYPE_MAX);
+		}
+		if (!json_is_object(data)) {
+			snprintf(field, sizeof(field), "%sevents[%zu].data",
+				 prefix, i);
+			es_error_field(err, field, "must be an object");
+		}
+		if (meta && !json_is_object(meta)) {
+			snprintf(field, sizeof(field), "%sevents[%zu].metadata",
+				 prefix, i);
+			es_error_field(err, field, "must be an object");
+		}
+		if (id && (!json_is_string(id) ||
+			   es_uuid_parse(json_string_value(id), uuid) < 0)) {
+			snprintf(field, sizeof(field), "%sevents[%zu].event_id",
+				 prefix, i);
+			es_error_field(err, field, "must be a UUID");
+			id = NULL;
+		}
+		if (es_error_isset(err))
+			continue;
+		out = json_pack("{s:O, s:O, s:O*}", "type", type, "data", data,
+				"metadata", meta);
+		if (out && id) {
+			json_object_set_new(out, "event_id", json_string(uuid));
+			if ((ids[*nids] = strdup(uuid))) {
+				++*nids;
+			} else {
+				json_decref(out);
+				out = NULL;
+			}
+		}
+		if (!out || json_array_append_new(evs, out) < 0)
+			es_error_set(err, ES_EINTERNAL, "out of memory");
+	}
+	json_array_append_new(req, json_pack("{s:s?, s:I, s:o}", "stream_id",
+					     sa->stream_id, "expected",
+					     (json_int_t)sa->expected, "events",
+					     evs));
+}
+
+/*
+ * Validate the whole call and build the request array for
+ * tandem_append(); *nids says how many events carry an event_id, of
+ * *nevents. NULL with the error set on bad input.
+ */
+static json_t *append_json(const struct es_stream_append *streams, size_t n,
+			   size_t *nids_out, size_t *nevents,
+			   struct es_error *err)
+{
+	json_t *req = NULL;
+	char **ids = NULL, **sids = NULL;
+	size_t i, nids = 0, maxids = 0;
+	const char *dup;
+	int ok = 0;
+
+	if (n == 0) {
+		es_error_field(err, "streams", "must not be empty");
+		return NULL;
+	}
+	for (i = 0; i < n; i++)
+		maxids += json_is_array(streams[i].events)
+				  ? json_array_size(streams[i].events)
+				  : 0;
+	req = json_array();
+	ids = calloc(maxids + 1, sizeof(*ids));
+	sids = calloc(n, sizeof(*sids));
+	if (!req || !ids || !sids) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		char prefix[32] = "";
+
+		if (n > 1)
+			snprintf(prefix, sizeof(prefix), "streams[%zu].", i);
+		validate_stream(&streams[i], prefix, req, ids, &nids, err);
+		sids[i] = (char *)streams[i].stream_id;
+	}
+	if (es_error_isset(err))
+		goto out;
+	if (has_duplicate(sids, n, &dup)) {
+		es_error_field(err, "stream_id", "'%.100s' is given twice",
+			       dup);
+		goto out;
+	}
+	if (has_duplicate(ids, nids, &dup)) {
+		es_error_field(err, "event_id", "'%s' is given twice", dup);
+		goto out;
+	}
+	*nids_out = nids;
+	*nevents = maxids;
+	ok = 1;
+out:
+	for (i = 0; i < nids; i++)
+		free(ids[i]);
+	free(ids);
+	free(sids);
+	if (!ok) {
+		json_decref(req);
+		req = NULL;
+	}
+	return req;
+}
+
+/*
+ * Validate the whole call and build the JSON for tandem_append(). NULL
+ * with the error set on bad input.
+ */
+static char *append_request(const struct es_stream_append *streams, size_t n,
+			    int *all_ids, struct es_error *err)
+{
+	size_t nids = 0, nevents = 0;
+	json_t *req = append_json(streams, n, &nids, &nevents, err);
+	char *body;
+
+	if (!req)
+		return NULL;
+	*all_ids = nids == nevents;
+	body = json_dumps(req, JSON_COMPACT);
+	if (!body)
+		es_error_set(err, ES_EINTERNAL, "cannot encode events");
+	json_decref(req);
+	return body;
+}
+
+/* "{1,2,3}" into versions[n]. */
+static int parse_versions(const char *s, struct es_stream_append *streams,
+			  size_t n)
+{
+	size_t i;
+	char *end;
+
+	if (*s++ != '{')
+		return -1;
+	for (i = 0; i < n; i++) {
+		streams[i].version = strtoll(s, &end, 10);
+		if (end == s || *end != (i + 1 < n ? ',' : '}'))
+			return -1;
+		s = end + 1;
+	}
+	return *s ? -1 : 0;
+}
+
+static int all_any(const struct es_stream_append *streams, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (streams[i].expected != ES_ANY)
+			return 0;
+	return 1;
+}
+
+int es_append(PGconn *db, struct es_stream_append *streams, size_t n,
+	      char *token, size_t tokenlen, struct es_error *err)
+{
+	struct es_append_token at;
+	const char *params[1];
+	PGresult *res = NULL;
+	struct es_error local = ES_ERROR_INIT;
+	char *body = NULL, *end;
+	int autocommit, attempt, all_ids = 0, ret = -1;
+
+	/* validation needs somewhere to record field problems */
+	if (!err)
+		err = &local;
+	/* refuse before writing anything, not after */
+	if (token && tokenlen < ES_APPEND_TOKEN_MAX) {
+		es_error_set(err, ES_EINTERNAL,
+			     "append token buffer too small");
+		goto out;
+	}
+	body = append_request(streams, n, &all_ids, err);
+	if (!body)
+		goto out;
+	params[0] = body;
+	autocommit = PQtransactionStatus(db) == PQTRANS_IDLE;
+	for (attempt = 0;; attempt++) {
+		enum es_db_fail fail;
+
+		res = PQexecParams(db, SQL_APPEND, 1, NULL, params, NULL, NULL,
+				   0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			break;
+		fail = es_db_fail_of(res);
+		/*
+		 * Lost a race in a transaction of our own: an ES_ANY append
+		 * may win next time; and when a concurrent twin of this
+		 * append (the same event ids) committed first, the next
+		 * attempt finds its events and answers as it did.
+		 */
+		if (!autocommit || attempt >= APPEND_RETRIES ||
+		    !((fail == ES_DB_FAIL_VERSION && all_any(streams, n)) ||
+		      (attempt == 0 && all_ids &&
+		       (fail == ES_DB_FAIL_EVENT_ID ||
+			fail == ES_DB_FAIL_VERSION)))) {
+			es_db_error(db, res, err);
+			goto out;
+		}
+		PQclear(res);
+	}
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
+	    PQgetisnull(res, 0, 1)) {
+		es_error_set(err, ES_EINTERNAL, "unexpected append result");
+		goto out;
+	}
+	at.xid = strtoull(PQgetvalue(res, 0, 0), &end, 10);
+	at.pos = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	if (*end || parse_versions(PQgetvalue(res, 0, 2), streams, n) < 0) {
+		es_error_set(err, ES_EINTERNAL, "unexpected append result");
+		goto out;
+	}
+	if (token)
+		es_append_token_format(&at, token, tokenlen);
+	ret = 0;
+out:
+	PQclear(res);
+	free(body);
+	es_error_release(&local);
+	return ret;
+}
+
+/* Whether a stream of `r` is named by one of reqs[0..i) already sent. */
+static const char *named_before(const struct es_append_req *reqs, size_t i,
+				const struct es_append_req *r)
+{
+	size_t j, a, b;
+
+	for (j = 0; j < i; j++) {
+		if (!reqs[j].sent_)
+			continue;
+		for (a = 0; a < r->n; a++)
+			for (b = 0; b < reqs[j].n; b++)
+				if (!strcmp(r->streams[a].stream_id,
+					    reqs[j].streams[b].stream_id))
+					return r->streams[a].stream_id;
+	}
+	return NULL;
+}
+
+/* Build the argument of tandem_append_batch(); NULL when out of memory. */
+static char *batch_request(struct es_append_req *reqs, size_t n, size_t *nsent)
+{
+	json_t *all = json_array(), *one;
+	size_t i, nids, nevents;
+	const char *dup;
+	char *body = NULL;
+
+	*nsent = 0;
+	if (!all)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		struct es_append_req *r = &reqs[i];
+
+		nids = nevents = 0;
+		one = append_json(r->streams, r->n, &nids, &nevents, &r->err);
+		if (!one)
+			continue;
+		dup = named_before(reqs, i, r);
+		if (dup) {
+			es_error_set(&r->err, ES_EINTERNAL,
+				     "stream '%.100s' is in one batch twice",
+				     dup);
+			json_decref(one);
+			continue;
+		}
+		if (json_array_append_new(all,
+					  json_pack("{s:I, s:o, s:b}", "i",
+						    (json_int_t)(i + 1), "s",
+						    one, "x", nids > 0)) < 0)
+			goto out;
+		r->sent_ = 1;
+		++*nsent;
+	}
+	body = json_dumps(all, JSON_COMPACT);
+out:
+	json_decref(all);
+	return body;
+}
+
+/* Row `row` of a tandem_append_batch() result into its request. */
+static void batch_outcome(const PGresult *res, int row, struct es_append_req *r)
+{
+	struct es_append_token at;
+	char *end;
+
+	r->sent_ = 0;
+	if (PQgetisnull(res, row, 4)) {
+		at.xid = strtoull(PQgetvalue(res, row, 1), &end, 10);
+		at.pos = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+		if (PQgetisnull(res, row, 1) || PQgetisnull(res, row, 2) ||
+		    *end ||
+		    parse_versions(PQgetvalue(res, row, 3), r->streams, r->n) <
+			    0) {
+			es_error_set(&r->err, ES_EINTERNAL,
+				     "unexpected append result");
+			return;
+		}
+		es_append_token_format(&at, r->token, sizeof(r->token));
+		r->ok = 1;
+		return;
+	}
+	es_db_state_error(PQgetvalue(res, row, 4), PQgetvalue(res, row, 5),
+			  PQgetisnull(res, row, 6) ? NULL
+						   : PQgetvalue(res, row, 6),
+			  &r->err);
+}
+
+int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
+		    struct es_error *err)
+{
+	const char *params[1];
+	PGresult *res = NULL;
+	char *body = NULL;
+	size_t i, nsent;
+	int autocommit, attempt, row, any_only = 0, ret = -1;
+
+	for (i = 0; i < n; i++) {
+		es_error_release(&reqs[i].err);
+		reqs[i].err = (struct es_error)ES_ERROR_INIT;
+		reqs[i].ok = 0;
+		reqs[i].sent_ = 0;
+		reqs[i].token[0] = '\0';
+	}
+	body = batch_request(reqs, n, &nsent);
+	if (!body) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		goto out;
+	}
+	if (nsent == 0) {
+		ret = 0;
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (reqs[i].sent_ && all_any(reqs[i].streams, reqs[i].n))
+			any_only = 1;
+	params[0] = body;
+	autocommit = PQtransactionStatus(db) == PQTRANS_IDLE;
+	for (attempt = 0;; attempt++) {
+		res = PQexecParams(db, SQL_APPEND_BATCH, 1, NULL, params, NULL,
+				   NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			break;
+		/*
+		 * Nothing was stored. In autocommit mode, run it again: the
+		 * requests that did not lose the race get through, and the one
+		 * that did gets its own ES_ECONFLICT (or, appending at any
+		 * version, gets through too). Alone, it would only learn that.
+		 */
+		if (!autocommit || attempt >= APPEND_RETRIES ||
+		    es_db_fail_of(res) != ES_DB_FAIL_RACE ||
+		    (nsent == 1 && !any_only)) {
+			es_db_error(db, res, err);
+			goto out;
+		}
+		PQclear(res);
+	}
+	for (row = 0; row < PQntuples(res); row++) {
+		long k = strtol(PQgetvalue(res, row, 0), NULL, 10);
+
+		if (k >= 1 && (size_t)k <= n && reqs[k - 1].sent_)
+			batch_outcome(res, row, &reqs[k - 1]);
+	}
+	ret = 0;
+out:
+	for (i = 0; i < n; i++) {
+		/* sent, yet no outcome row (or the statement failed) */
+		if (reqs[i].sent_ && ret == 0)
+			es_error_set(&reqs[i].err, ES_EINTERNAL,
+				     "unexpected append result");
+		reqs[i].sent_ = 0;
+	}
+	PQclear(res);
+	free(body);
+	return ret;
+}

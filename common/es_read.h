@@ -1,0 +1,92 @@
+/*
+ * es_read.h - reading the events table: a stream's version and events,
+ * and the log in snapshot windows (the tailing order), as struct
+ * es_event or as JSON text.
+ */
+#ifndef ES_READ_H
+#define ES_READ_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "es_error.h"
+#include "es_store.h"
+#include "es_token.h"
+
+struct es_buf; /* es_buf.h */
+
+/* The stream's current version, 0 when it has no events. */
+int es_stream_version(PGconn *db, const char *stream_id, long long *version,
+		      struct es_error *err);
+
+/*
+ * Append to `out` the events of `stream_id` with versions >= from_version,
+ * ascending, at most `limit` (1..ES_READ_LIMIT_MAX) of them.
+ * On failure `out` is as it was.
+ * ownership: caller frees `out` with es_events_release().
+ */
+int es_read_stream(PGconn *db, const char *stream_id, long long from_version,
+		   size_t limit, struct es_events *out, struct es_error *err);
+
+/*
+ * es_read_stream() for serving the log as JSON, without building jansson
+ * values: appends to `out` the events (at most `limit`, 1 to
+ * ES_READ_LIMIT_MAX - 1) as JSON objects separated by commas, each
+ * {"position", "transaction_id", "stream_id", "version", "event_id",
+ * "type", "data", "metadata", "recorded_at"}, data and metadata as
+ * stored, without insignificant whitespace. Sets *n to their number,
+ * *last_version to the version of the last one (0 without any), and
+ * *more to whether the stream has events after them.
+ * On failure `out` is as it was.
+ * ownership: borrows everything; `out` stays the caller's.
+ */
+int es_read_stream_json(PGconn *db, const char *stream_id,
+			long long from_version, size_t limit,
+			struct es_buf *out, size_t *n, long long *last_version,
+			bool *more, struct es_error *err);
+
+/*
+ * Tail the log: append to `out` the next events after `after`, at most
+ * `limit` (1..ES_READ_LIMIT_MAX), in the tailing order, and set `next` to
+ * the cursor after them. An empty result still moves `next` on to the
+ * current snapshot, past idle and aborted transactions.
+ *
+ * From a full snapshot lo, one statement takes pg_current_snapshot() as
+ * hi and returns the events visible in hi but not in lo: the committed
+ * events of transactions that were running at lo or began after it, in
+ * (transaction_id, global_position) order, found by index range scans on
+ * events_tail_idx (lo's xips, and from lo's xmax on). If they do not all
+ * fit, `next` is a mid-window cursor and the following calls finish the
+ * window. So every committed event is returned exactly once, whatever the
+ * order in which transactions commit, and a transaction left open holds
+ * back only its own events. Events of one stream come in version order
+ * (es_append() sees to that for its own appends).
+ *
+ * Call it in autocommit mode or READ COMMITTED, in a transaction that has
+ * not written to events (its own rows would be read before they commit).
+ * ES_EUNAVAIL (retry_after 1) when the server's snapshot does not cover
+ * the cursor yet (a lagging replica, a token from another cluster); also
+ * ES_EINVALID for a bad limit, ES_EINTERNAL.
+ * On failure `out` is as it was and `next` untouched.
+ * ownership: borrows `after`. `next` must hold a cursor (es_cursor_init(),
+ * es_cursor_parse() or an earlier call; it may be `after` itself), which
+ * is released and replaced. Caller frees `out` with es_events_release()
+ * and `next` with es_cursor_release().
+ */
+int es_read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
+		    struct es_events *out, struct es_cursor *next,
+		    struct es_error *err);
+
+/*
+ * es_read_forward() for serving the log as JSON: the events go to `out`
+ * as es_read_stream_json() writes them, *n is their number. The same
+ * window, cursor and errors as es_read_forward().
+ * On failure `out` is as it was and `next` untouched.
+ * ownership: as es_read_forward(); `out` stays the caller's.
+ */
+int es_read_forward_json(PGconn *db, const struct es_cursor *after,
+			 size_t limit, struct es_buf *out, size_t *n,
+			 struct es_cursor *next, struct es_error *err);
+
+#endif
