@@ -1,8 +1,7 @@
-/*
- * es_json.c - strict JSON request bodies and small typed getters.
- */
+/* es_json.c - strict JSON request bodies. */
 #include "es_json.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,43 +107,6 @@ json_t *es_json_parse_object(const char *buf, size_t len, struct es_error *err)
 		return NULL;
 	}
 	return v;
-}
-
-int es_json_str(const json_t *obj, const char *key, bool required,
-		const char **out, struct es_error *err)
-{
-	json_t *v = json_object_get(obj, key);
-
-	if (!v || json_is_null(v))
-		return required ? es_error_field(err, key, "is required") : 0;
-	if (!json_is_string(v))
-		return es_error_field(err, key, "must be a string, not %s",
-				      type_name(v));
-	*out = json_string_value(v);
-	return 0;
-}
-
-int es_json_int(const json_t *obj, const char *key, bool required,
-		json_int_t min, json_int_t max, json_int_t *out,
-		struct es_error *err)
-{
-	json_t *v = json_object_get(obj, key);
-	json_int_t i;
-
-	if (!v || json_is_null(v))
-		return required ? es_error_field(err, key, "is required") : 0;
-	if (!json_is_integer(v))
-		return es_error_field(err, key, "must be an integer, not %s",
-				      type_name(v));
-	i = json_integer_value(v);
-	if (i < min || i > max)
-		return es_error_field(
-			err, key,
-			"must be an integer in [%" JSON_INTEGER_FORMAT
-			", %" JSON_INTEGER_FORMAT "]",
-			min, max);
-	*out = i;
-	return 0;
 }
 
 void es_json_printable(char *s)

@@ -1,12 +1,11 @@
 /*
- * es_json.h - strict JSON request bodies and small typed getters (JSON
- * text is written with es_buf.h's appenders).
+ * es_json.h - strict JSON request bodies (JSON text is written with
+ * es_buf.h's appenders).
  */
 #ifndef ES_JSON_H
 #define ES_JSON_H
 
 #include <jansson.h>
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "es_error.h"
@@ -30,21 +29,6 @@ json_t *es_json_parse_object(const char *buf, size_t len, struct es_error *err);
  * deep bodies before jansson recurses into them.
  */
 int es_json_depth(const char *buf, size_t len);
-
-/*
- * Typed getters for validation. Each looks `key` up in `obj`:
- * - missing (or null): 0 and `*out` untouched when !required, else a
- *   field problem "is required" (ES_EINVALID) and -1;
- * - of the wrong type or out of range: a field problem and -1.
- * Field problems accumulate (es_error_field()), so a validator can call
- * several getters and report every bad field at once.
- * ownership: `*out` of es_json_str() borrows from `obj`.
- */
-int es_json_str(const json_t *obj, const char *key, bool required,
-		const char **out, struct es_error *err);
-int es_json_int(const json_t *obj, const char *key, bool required,
-		json_int_t min, json_int_t max, json_int_t *out,
-		struct es_error *err);
 
 /*
  * Make `s` safe to put in a JSON string and a log line: every byte that

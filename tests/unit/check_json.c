@@ -1,4 +1,4 @@
-/* check_json.c - strict request bodies and the typed getters. */
+/* check_json.c - strict request bodies, and text made printable. */
 #include <check.h>
 #include <limits.h>
 #include <stdint.h>
@@ -196,74 +196,6 @@ START_TEST(syntax_error_gives_line_and_column)
 }
 END_TEST
 
-START_TEST(getters_read_present_fields)
-{
-	json_t *o = json_pack("{s:s, s:I}", "owner", "ann", "amount",
-			      (json_int_t)250);
-	struct es_error err = ES_ERROR_INIT;
-	const char *owner = NULL;
-	json_int_t amount = 0;
-
-	ck_assert_int_eq(es_json_str(o, "owner", true, &owner, &err), 0);
-	ck_assert_int_eq(es_json_int(o, "amount", true, 1, 1000, &amount, &err),
-			 0);
-	ck_assert_str_eq(owner, "ann");
-	ck_assert_int_eq(amount, 250);
-	ck_assert_int_eq(err.code, ES_OK);
-	json_decref(o);
-}
-END_TEST
-
-START_TEST(getters_leave_missing_optional_fields_alone)
-{
-	json_t *o = json_pack("{s:n}", "ref");
-	struct es_error err = ES_ERROR_INIT;
-	const char *ref = "default";
-	json_int_t v = 7;
-
-	ck_assert_int_eq(es_json_str(o, "ref", false, &ref, &err), 0);
-	ck_assert_int_eq(es_json_int(o, "version", false, 0, 9, &v, &err), 0);
-	ck_assert_str_eq(ref, "default");
-	ck_assert_int_eq(v, 7);
-	ck_assert_int_eq(err.code, ES_OK);
-	json_decref(o);
-}
-END_TEST
-
-START_TEST(getters_collect_every_bad_field)
-{
-	json_t *o = json_pack("{s:i, s:f, s:I}", "owner", 5, "amount", 1.5,
-			      "limit", (json_int_t)-1);
-	struct es_error err = ES_ERROR_INIT;
-	const char *s;
-	json_int_t i;
-
-	ck_assert_int_eq(es_json_str(o, "owner", true, &s, &err), -1);
-	ck_assert_int_eq(es_json_int(o, "amount", true, 1, 10, &i, &err), -1);
-	ck_assert_int_eq(es_json_int(o, "limit", true, 0, 10, &i, &err), -1);
-	ck_assert_int_eq(es_json_str(o, "currency", true, &s, &err), -1);
-	ck_assert_int_eq(err.code, ES_EINVALID);
-	ck_assert_int_eq(json_array_size(err.fields), 4);
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_array_get(err.fields, 0), "message")),
-			 "must be a string, not a number");
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_array_get(err.fields, 1), "message")),
-			 "must be an integer, not a number");
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_array_get(err.fields, 2), "message")),
-			 "must be an integer in [0, 10]");
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_array_get(err.fields, 3), "field")),
-			 "currency");
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_array_get(err.fields, 3), "message")),
-			 "is required");
-	es_error_release(&err);
-	json_decref(o);
-}
-END_TEST
-
 START_TEST(printable_replaces_control_and_non_ascii_bytes)
 {
 	char s[] = "a\x01\xff\tb~";
@@ -292,10 +224,7 @@ static Suite *json_suite(void)
 	tcase_add_test(tc, trailing_garbage_is_malformed);
 	tcase_add_test(tc, syntax_error_gives_line_and_column);
 	suite_add_tcase(s, tc);
-	tc = tcase_create("getters");
-	tcase_add_test(tc, getters_read_present_fields);
-	tcase_add_test(tc, getters_leave_missing_optional_fields_alone);
-	tcase_add_test(tc, getters_collect_every_bad_field);
+	tc = tcase_create("printable");
 	tcase_add_test(tc, printable_replaces_control_and_non_ascii_bytes);
 	suite_add_tcase(s, tc);
 	return s;
