@@ -87,13 +87,32 @@ static double now_s(void)
 }
 
 /*
- * Fold `evs` into a new batch of `ops` and write it into the shadow in one
- * transaction on `db` (in the caller's with `in_txn`). A malformed event
- * is ES_EINVALID naming it.
+ * Fold `ev` into `batch` of `ops`. A malformed event is ES_EINVALID
+ * naming the view and the event.
+ */
+static int apply_event(const struct view_ops *ops, void *batch,
+		       const struct es_event *ev, struct es_error *err)
+{
+	struct es_error e = ES_ERROR_INIT;
+
+	if (ops->apply(batch, ev, &e) >= 0)
+		return 0;
+	es_error_set(err, e.code,
+		     "cannot rebuild view '%s': event %lld"
+		     " (%s, '%s' version %lld): %s",
+		     ops->name, ev->position, ev->type, ev->stream_id,
+		     ev->version, e.detail);
+	es_error_release(&e);
+	return -1;
+}
+
+/*
+ * Fold `evs` into a new batch of `ops` and write it into the shadow on
+ * `db`, in the caller's open transaction.
  */
 static int fold_and_flush(const struct view_ops *ops, PGconn *db,
 			  const struct es_events *evs, long long *applied,
-			  int in_txn, struct es_error *err)
+			  struct es_error *err)
 {
 	void *batch = ops->batch_new();
 	int ret = -1;
@@ -101,31 +120,12 @@ static int fold_and_flush(const struct view_ops *ops, PGconn *db,
 
 	if (!batch)
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
-	for (i = 0; i < evs->n; i++) {
-		const struct es_event *ev = &evs->v[i];
-		struct es_error e = ES_ERROR_INIT;
-
-		if (ops->apply(batch, ev, &e) < 0) {
-			es_error_set(err, e.code,
-				     "cannot rebuild view '%s': event %lld"
-				     " (%s, '%s' version %lld): %s",
-				     ops->name, ev->position, ev->type,
-				     ev->stream_id, ev->version, e.detail);
-			es_error_release(&e);
+	for (i = 0; i < evs->n; i++)
+		if (apply_event(ops, batch, &evs->v[i], err) < 0)
 			goto out;
-		}
-	}
 	*applied += (long long)evs->n;
-	if (!in_txn && es_db_exec(db, "BEGIN", err) < 0)
-		goto out;
-	if (ops->flush(batch, db, SUFFIX, err) < 0)
-		goto out;
-	if (!in_txn && es_db_exec(db, "COMMIT", err) < 0)
-		goto out;
-	ret = 0;
+	ret = ops->flush(batch, db, SUFFIX, err);
 out:
-	if (ret < 0 && !in_txn && PQtransactionStatus(db) != PQTRANS_IDLE)
-		PQclear(PQexec(db, "ROLLBACK"));
 	ops->batch_free(batch);
 	return ret;
 }
@@ -145,21 +145,11 @@ struct bulk_times {
 	double fold, write, index;
 };
 
-/* Bytes handed to PQputCopyData() at once. */
-#define COPY_PIECE (256 * 1024)
-
 /* Send `rows` (COPY data) on `db`, in the middle of a COPY FROM STDIN. */
 static int copy_send(PGconn *db, const struct es_buf *rows,
 		     struct es_error *err)
 {
-	size_t off, n;
-
-	for (off = 0; off < rows->len; off += n) {
-		n = rows->len - off < COPY_PIECE ? rows->len - off : COPY_PIECE;
-		if (PQputCopyData(db, rows->s + off, (int)n) != 1)
-			return es_db_error(db, NULL, err);
-	}
-	return 0;
+	return view_copy_data(db, rows) < 0 ? es_db_error(db, NULL, err) : 0;
 }
 
 /*
@@ -332,19 +322,9 @@ static int fold_event(struct bulk *b, struct es_event *ev, struct es_error *err)
 			return 1;
 		}
 	}
-	for (k = 0; k < b->nv; k++) {
-		struct es_error e = ES_ERROR_INIT;
-
-		if (b->vs[k].ops->apply(b->vs[k].batch, ev, &e) >= 0)
-			continue;
-		es_error_set(err, e.code,
-			     "cannot rebuild view '%s': event %lld"
-			     " (%s, '%s' version %lld): %s",
-			     b->vs[k].ops->name, ev->position, ev->type,
-			     ev->stream_id, ev->version, e.detail);
-		es_error_release(&e);
-		return -1;
-	}
+	for (k = 0; k < b->nv; k++)
+		if (apply_event(b->vs[k].ops, b->vs[k].batch, ev, err) < 0)
+			return -1;
 	b->folded++;
 	event_done(b, ev);
 	return 0;
@@ -613,7 +593,7 @@ static int catch_up(PGconn *rd, const struct view_ops *const *ops, size_t n,
 	if (es_db_exec(rd, "BEGIN", err) < 0)
 		return -1;
 	for (i = 0; i < n; i++)
-		if (fold_and_flush(ops[i], rd, evs, &folded, 1, err) < 0)
+		if (fold_and_flush(ops[i], rd, evs, &folded, err) < 0)
 			goto fail;
 	if (es_db_exec(rd, "COMMIT", err) < 0)
 		goto fail;
@@ -806,7 +786,7 @@ static int swap(PGconn *rd, PGconn *wr, const struct view_ops *const *ops,
 	}
 	for (i = 0; i < nops; i++) {
 		folded = 0;
-		if (fold_and_flush(ops[i], rd, &evs, &folded, 1, err) < 0)
+		if (fold_and_flush(ops[i], rd, &evs, &folded, err) < 0)
 			goto out;
 	}
 	/* every view folds every event */

@@ -347,12 +347,23 @@ static int db_fail(PGconn *db, const PGresult *res, const char *table,
 	return -1;
 }
 
+int view_copy_data(PGconn *db, const struct es_buf *rows)
+{
+	size_t off, n;
+
+	for (off = 0; off < rows->len; off += n) {
+		n = rows->len - off < COPY_CHUNK ? rows->len - off : COPY_CHUNK;
+		if (PQputCopyData(db, rows->s + off, (int)n) != 1)
+			return -1;
+	}
+	return 0;
+}
+
 int view_copy_run(PGconn *db, const char *table, const char *sql,
 		  const struct es_buf *rows, struct es_error *err)
 {
 	PGresult *res;
-	size_t off = 0, n;
-	int sent = 1, reported = 0;
+	int sent, reported = 0;
 
 	res = PQexec(db, sql);
 	if (PQresultStatus(res) != PGRES_COPY_IN) {
@@ -361,11 +372,7 @@ int view_copy_run(PGconn *db, const char *table, const char *sql,
 		return -1;
 	}
 	PQclear(res);
-	while (sent && off < rows->len) {
-		n = rows->len - off < COPY_CHUNK ? rows->len - off : COPY_CHUNK;
-		sent = PQputCopyData(db, rows->s + off, (int)n) == 1;
-		off += n;
-	}
+	sent = view_copy_data(db, rows) == 0;
 	/* After a failed send the server's answer below says why. */
 	if (PQputCopyEnd(db, sent ? NULL : "cannot send the rows") != 1)
 		sent = 0;

@@ -78,6 +78,13 @@ int view_shadow_index(PGconn *db, const char *table, const char *suffix,
 		      struct es_error *err);
 
 /*
+ * Send `rows` on `db` in the middle of a COPY ... FROM STDIN, in pieces
+ * of a size libpq takes at once: 0, or -1 when a send failed (the COPY's
+ * result, or the connection's state, says why).
+ */
+int view_copy_data(PGconn *db, const struct es_buf *rows);
+
+/*
  * Run `sql`, a COPY ... FROM STDIN, sending `rows` (in the format `sql`
  * names).
  * Errors are those of es_db_error() with a detail "cannot write <table>:
