@@ -14,11 +14,8 @@ local headers = { ["Content-Type"] = "application/json" }
 local body = '{"amount":100}'
 
 setup = common.setup
+init = common.init
 done = common.done
-
-function init(args)
-	common.load(args[1])
-end
 
 function request()
 	return wrk.format("POST", "/accounts/" .. common.pick() .. "/deposits",

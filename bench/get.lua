@@ -9,11 +9,8 @@ local common = dofile((debug.getinfo(1, "S").source:sub(2):match("(.*/)") or "./
 	"wrk-common.lua")
 
 setup = common.setup
+init = common.init
 done = common.done
-
-function init(args)
-	common.load(args[1])
-end
 
 function request()
 	return wrk.format("GET", "/accounts/" .. common.pick())

@@ -1,5 +1,6 @@
 -- bench/wrk-common.lua - what bench/deposits.lua and bench/get.lua share:
--- the account list, a random pick per request, and the WRK_RESULT line.
+-- setup and init (the account list), a random pick per request, and the
+-- WRK_RESULT line.
 local M = {}
 local ids = {}
 local nthreads = 0
@@ -11,7 +12,9 @@ function M.setup(thread)
 	thread:set("thread_no", nthreads)
 end
 
-function M.load(path)
+-- init(args) runs in each thread: args[1] names the accounts file.
+function M.init(args)
+	local path = args[1]
 	local f = assert(io.open(path or "", "r"),
 		"usage: wrk ... -s SCRIPT URL -- ACCOUNTS_FILE")
 	for line in f:lines() do
