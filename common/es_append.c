@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "es_db.h"
+#include "es_utf8.h"
 #include "es_uuid.h"
 
 #define SQL_APPEND                                                   \
@@ -20,45 +21,10 @@
 /* Retries of an autocommit append that lost a race it may win next. */
 #define APPEND_RETRIES 3
 
-/* Number of UTF-8 characters in `s`, or -1 if it is not valid UTF-8. */
+/* UTF-8 characters of the C string `s`, or -1 if it is not UTF-8. */
 static long utf8_chars(const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	long n = 0;
-
-	while (*p) {
-		unsigned c = *p;
-		int len, i;
-		unsigned cp;
-
-		if (c < 0x80) {
-			len = 1;
-			cp = c;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return -1;
-		}
-		for (i = 1; i < len; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return -1;
-			cp = (cp << 6) | (p[i] & 0x3f);
-		}
-		if ((len == 3 &&
-		     (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-			return -1;
-		p += len;
-		n++;
-	}
-	return n;
+	return es_utf8_chars(s, strlen(s), NULL);
 }
 
 static int cmp_str(const void *a, const void *b)
