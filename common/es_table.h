@@ -11,7 +11,10 @@
  *
  * Keys are borrowed: a string key must live, unchanged, as long as its
  * slot (point it into the value it maps to, as a struct that starts with
- * its id does). A slot pointer is good until the next put or reserve.
+ * its id does; when a value replaces one that held its slot's key, point
+ * `key` at the new value's copy). A slot pointer is good until the next
+ * put or reserve. There is no removal: tables that forget keys (a cache
+ * that evicts) are not for this one.
  */
 #ifndef ES_TABLE_H
 #define ES_TABLE_H
