@@ -94,9 +94,10 @@ static int credit(const struct account *acc, long long amount, long long *after,
 static json_t *money_data(long long amount, long long after,
 			  const char *currency, const char *reference)
 {
-	return json_pack("{s:I, s:I, s:s, s:s*}", "amount", (json_int_t)amount,
-			 "balance_after", (json_int_t)after, "currency",
-			 currency, "reference", reference);
+	return json_pack("{s:I, s:I, s:s, s:s*}", ES_F_AMOUNT,
+			 (json_int_t)amount, ES_F_BALANCE_AFTER,
+			 (json_int_t)after, ES_F_CURRENCY, currency,
+			 ES_F_REFERENCE, reference);
 }
 
 json_t *account_decide_open(const struct account *acc,
@@ -111,14 +112,15 @@ json_t *account_decide_open(const struct account *acc,
 			     cmd->account_id);
 		return NULL;
 	}
-	return one_event(event_new(EV_ACCOUNT_OPENED,
-				   json_pack("{s:s, s:s, s:s, s:I}",
-					     "account_id", cmd->account_id,
-					     "owner", cmd->owner, "currency",
-					     cmd->currency, "overdraft_limit",
-					     (json_int_t)cmd->overdraft_limit),
-				   err),
-			 err);
+	return one_event(
+		event_new(ES_EV_ACCOUNT_OPENED,
+			  json_pack("{s:s, s:s, s:s, s:I}", ES_F_ACCOUNT_ID,
+				    cmd->account_id, ES_F_OWNER, cmd->owner,
+				    ES_F_CURRENCY, cmd->currency,
+				    ES_F_OVERDRAFT_LIMIT,
+				    (json_int_t)cmd->overdraft_limit),
+			  err),
+		err);
 }
 
 json_t *account_decide_deposit(const struct account *acc,
@@ -130,7 +132,7 @@ json_t *account_decide_deposit(const struct account *acc,
 	if (check_amount(cmd->amount, err) < 0 || check_open(acc, err) < 0 ||
 	    credit(acc, cmd->amount, &after, err) < 0)
 		return NULL;
-	return one_event(event_new(EV_MONEY_DEPOSITED,
+	return one_event(event_new(ES_EV_MONEY_DEPOSITED,
 				   money_data(cmd->amount, after, acc->currency,
 					      cmd->reference),
 				   err),
@@ -146,7 +148,7 @@ json_t *account_decide_withdraw(const struct account *acc,
 	if (check_amount(cmd->amount, err) < 0 || check_open(acc, err) < 0 ||
 	    debit(acc, cmd->amount, &after, err) < 0)
 		return NULL;
-	return one_event(event_new(EV_MONEY_WITHDRAWN,
+	return one_event(event_new(ES_EV_MONEY_WITHDRAWN,
 				   money_data(cmd->amount, after, acc->currency,
 					      cmd->reference),
 				   err),
@@ -166,7 +168,8 @@ json_t *account_decide_close(const struct account *acc,
 			acc->id, acc->balance);
 		return NULL;
 	}
-	return one_event(event_new(EV_ACCOUNT_CLOSED, json_object(), err), err);
+	return one_event(event_new(ES_EV_ACCOUNT_CLOSED, json_object(), err),
+			 err);
 }
 
 /* A state handed in for the wrong account would move the wrong money. */
@@ -210,24 +213,25 @@ int account_decide_transfer(const struct account *from,
 	    credit(to, cmd->amount, &to_after, err) < 0)
 		return -1;
 	*from_events = one_event(
-		event_new(EV_TRANSFER_SENT,
+		event_new(ES_EV_TRANSFER_SENT,
 			  json_pack("{s:s, s:s, s:I, s:I, s:s, s:s*}",
-				    "transfer_id", cmd->transfer_id,
-				    "to_account_id", cmd->to, "amount",
-				    (json_int_t)cmd->amount, "balance_after",
-				    (json_int_t)from_after, "currency",
-				    from->currency, "reference",
+				    ES_F_TRANSFER_ID, cmd->transfer_id,
+				    ES_F_TO_ACCOUNT, cmd->to, ES_F_AMOUNT,
+				    (json_int_t)cmd->amount, ES_F_BALANCE_AFTER,
+				    (json_int_t)from_after, ES_F_CURRENCY,
+				    from->currency, ES_F_REFERENCE,
 				    cmd->reference),
 			  err),
 		err);
 	*to_events = one_event(
-		event_new(EV_TRANSFER_RECEIVED,
+		event_new(ES_EV_TRANSFER_RECEIVED,
 			  json_pack("{s:s, s:s, s:I, s:I, s:s, s:s*}",
-				    "transfer_id", cmd->transfer_id,
-				    "from_account_id", cmd->from, "amount",
-				    (json_int_t)cmd->amount, "balance_after",
-				    (json_int_t)to_after, "currency",
-				    to->currency, "reference", cmd->reference),
+				    ES_F_TRANSFER_ID, cmd->transfer_id,
+				    ES_F_FROM_ACCOUNT, cmd->from, ES_F_AMOUNT,
+				    (json_int_t)cmd->amount, ES_F_BALANCE_AFTER,
+				    (json_int_t)to_after, ES_F_CURRENCY,
+				    to->currency, ES_F_REFERENCE,
+				    cmd->reference),
 			  err),
 		err);
 	if (!*from_events || !*to_events) {

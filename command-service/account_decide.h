@@ -7,7 +7,7 @@
 
 #include <jansson.h>
 
-#include "account.h"
+#include "account_state.h"
 #include "es_error.h"
 
 /* Commands, as cmd_parse.h fills them. Strings are borrowed. */

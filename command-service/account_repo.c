@@ -122,30 +122,6 @@ int account_repo_prepare(PGconn *db, struct es_error *err)
 
 /* ---- locks ---- */
 
-void account_repo_lock(struct account_repo *repo, const char *a, const char *b)
-{
-	size_t x = stripe_of(a), y = b ? stripe_of(b) : x, t;
-
-	if (y < x) {
-		t = x;
-		x = y;
-		y = t;
-	}
-	pthread_mutex_lock(&repo->locks[x]);
-	if (y != x)
-		pthread_mutex_lock(&repo->locks[y]);
-}
-
-void account_repo_unlock(struct account_repo *repo, const char *a,
-			 const char *b)
-{
-	size_t x = stripe_of(a), y = b ? stripe_of(b) : x;
-
-	if (y != x)
-		pthread_mutex_unlock(&repo->locks[y]);
-	pthread_mutex_unlock(&repo->locks[x]);
-}
-
 size_t account_repo_stripe(const char *key)
 {
 	return stripe_of(key);
@@ -272,18 +248,6 @@ void account_repo_forget(struct account_repo *repo, const char *id)
 	pthread_mutex_unlock(&s->cache);
 }
 
-size_t account_repo_cached(struct account_repo *repo)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < ACCOUNT_REPO_STRIPES; i++) {
-		pthread_mutex_lock(&repo->shards[i].cache);
-		n += repo->shards[i].count;
-		pthread_mutex_unlock(&repo->shards[i].cache);
-	}
-	return n;
-}
-
 /* ---- loading ---- */
 
 /* Fold row `i` of `res` into `acc`. */
@@ -334,7 +298,7 @@ static int load_db(PGconn *db, const char *id, struct account *acc,
 	if (acc->version == 1 && acc->status != ACCOUNT_OPEN) {
 		es_error_set(err, ES_EINTERNAL,
 			     "stream '%s' does not begin with %s",
-			     acc->stream_id, EV_ACCOUNT_OPENED);
+			     acc->stream_id, ES_EV_ACCOUNT_OPENED);
 		goto out;
 	}
 	if (last >= 0 && apply_row(acc, res, last, err) < 0)

@@ -16,7 +16,7 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
-#include "account.h"
+#include "account_state.h"
 #include "es_error.h"
 
 #define ACCOUNT_REPO_STRIPES 256 /* cache shards */
@@ -41,20 +41,11 @@ void account_repo_free(struct account_repo *repo);
 int account_repo_prepare(PGconn *db, struct es_error *err);
 
 /*
- * Take the lock stripes of accounts `a` and `b` (b may be NULL or equal
- * to a), lower stripe first, so that two transfers crossing each other
- * cannot deadlock. Unlock with the same arguments.
- */
-void account_repo_lock(struct account_repo *repo, const char *a, const char *b);
-void account_repo_unlock(struct account_repo *repo, const char *a,
-			 const char *b);
-
-/*
  * The lock stripe of `key` (an account id, or any other id such as a
- * stream id), in [0, ACCOUNT_REPO_LOCKS): the stripe that
- * account_repo_lock() takes for an account. For group commit, which
- * holds many at once: take a stripe waiting (only while holding no other
- * stripe, or lower ones only), or try to take it (0, else -1: busy).
+ * stream id), in [0, ACCOUNT_REPO_LOCKS). A group-commit round holds
+ * many at once: it takes a stripe waiting only while it holds no other
+ * stripe, or lower ones only (so two rounds cannot deadlock), else it
+ * only tries to take it (0, else -1: busy).
  */
 size_t account_repo_stripe(const char *key);
 void account_repo_lock_stripe(struct account_repo *repo, size_t stripe);
@@ -78,8 +69,5 @@ void account_repo_store(struct account_repo *repo, const struct account *acc);
 
 /* Forget what the cache holds of `id` (after a conflict or a failure). */
 void account_repo_forget(struct account_repo *repo, const char *id);
-
-/* Accounts in the cache now. */
-size_t account_repo_cached(struct account_repo *repo);
 
 #endif

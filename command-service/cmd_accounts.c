@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "account.h"
+#include "account_state.h"
 #include "account_decide.h"
 #include "account_repo.h"
 #include "cmd_parse.h"

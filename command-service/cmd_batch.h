@@ -11,9 +11,6 @@
 
 #include "cmd_pool.h"
 
-/* COMMIT_BATCH_MAX: commands one round takes at most. */
-#define CMD_BATCH_DEFAULT 64
-
 /*
  * The pool's run_batch() (`arg` is the struct cmd_ctx): run one round of
  * the command jobs jobs[0..n) (struct cmd_request, cmd_routes.h) on `db`

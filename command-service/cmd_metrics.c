@@ -11,13 +11,17 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "account.h"
+#include "es_event.h"
 #include "cmd_pool.h"
 #include "es_http.h"
 
 static const char *const event_types[] = {
-	EV_ACCOUNT_OPENED, EV_MONEY_DEPOSITED,	 EV_MONEY_WITHDRAWN,
-	EV_TRANSFER_SENT,  EV_TRANSFER_RECEIVED, EV_ACCOUNT_CLOSED,
+	ES_EV_ACCOUNT_OPENED,
+	ES_EV_MONEY_DEPOSITED,
+	ES_EV_MONEY_WITHDRAWN,
+	ES_EV_TRANSFER_SENT,
+	ES_EV_TRANSFER_RECEIVED,
+	ES_EV_ACCOUNT_CLOSED,
 	"other", /* last: the catch-all */
 };
 

@@ -16,7 +16,7 @@ struct es_http;
 
 /*
  * `n` events of type `event_type` were committed. The account types of
- * account.h are counted each under their name; any other type (raw
+ * es_event.h are counted each under their name; any other type (raw
  * appends carry what the client chose) counts under "other", so that the
  * label stays bounded.
  */

@@ -3,12 +3,12 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "es_db.h"
+#include "es_event.h"
 #include "es_log.h"
 
 #define RECONNECT_MIN_MS 250
@@ -21,7 +21,6 @@ struct cmd_notify {
 	pthread_cond_t cond;
 	bool pending; /* a poke since the last NOTIFY went out */
 	bool stopping;
-	atomic_ulong sent;
 };
 
 static void sleep_ms(long ms)
@@ -68,8 +67,7 @@ static void *notify_main(void *arg)
 			}
 			backoff = RECONNECT_MIN_MS;
 		}
-		if (es_db_exec(db, "NOTIFY " CMD_NOTIFY_CHANNEL, &err) == 0)
-			atomic_fetch_add(&n->sent, 1);
+		es_db_exec(db, "NOTIFY " ES_CHANNEL_EVENTS, &err);
 		es_error_release(&err);
 	}
 	PQfinish(db);
@@ -87,7 +85,6 @@ struct cmd_notify *cmd_notify_start(const char *conninfo, struct es_error *err)
 	n->conninfo = conninfo;
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_cond_init(&n->cond, NULL);
-	atomic_init(&n->sent, 0);
 	if (pthread_create(&n->thread, NULL, notify_main, n) != 0) {
 		pthread_cond_destroy(&n->cond);
 		pthread_mutex_destroy(&n->lock);
@@ -108,11 +105,6 @@ void cmd_notify_poke(struct cmd_notify *n)
 		pthread_cond_signal(&n->cond);
 	}
 	pthread_mutex_unlock(&n->lock);
-}
-
-unsigned long cmd_notify_sent(struct cmd_notify *n)
-{
-	return n ? atomic_load(&n->sent) : 0;
 }
 
 void cmd_notify_stop(struct cmd_notify *n)

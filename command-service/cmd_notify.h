@@ -4,16 +4,15 @@
  * NOTIFY inside an appending transaction takes a database-wide lock at
  * commit, which serialises every append's commit. So appends never
  * notify: after a commit they poke this module, and one thread on its own
- * connection sends `NOTIFY tandem_events` outside any append, coalescing
- * the pokes that came in while the previous NOTIFY was on its way. The
- * readers (query services) also poll, so a lost hint only costs latency.
+ * connection sends `NOTIFY` on ES_CHANNEL_EVENTS (es_event.h) outside any
+ * append, coalescing the pokes that came in while the previous NOTIFY was on
+ * its way. The readers (query services) also poll, so a lost hint only costs
+ * latency.
  */
 #ifndef CMD_NOTIFY_H
 #define CMD_NOTIFY_H
 
 #include "es_error.h"
-
-#define CMD_NOTIFY_CHANNEL "tandem_events"
 
 struct cmd_notify;
 
@@ -26,9 +25,6 @@ struct cmd_notify *cmd_notify_start(const char *conninfo, struct es_error *err);
 
 /* Events were committed: send a hint soon. Cheap; NULL is a no-op. */
 void cmd_notify_poke(struct cmd_notify *n);
-
-/* Hints sent so far (for tests and metrics). */
-unsigned long cmd_notify_sent(struct cmd_notify *n);
 
 /* Stop the thread, close the connection, free `n` (NULL is a no-op). */
 void cmd_notify_stop(struct cmd_notify *n);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "es_event.h"
 #include "es_json.h"
 #include "es_store.h"
 #include "es_uuid.h"
@@ -459,8 +460,7 @@ static int check_stream_id(const char *s, struct es_error *err)
 	for (i = 0; i < len; i++)
 		if (s[i] < 0x21 || s[i] > 0x7e || s[i] == '/')
 			goto bad;
-	if (!strncasecmp(s, ACCOUNT_STREAM_PREFIX,
-			 strlen(ACCOUNT_STREAM_PREFIX)))
+	if (!strncasecmp(s, ES_ACCOUNT_PREFIX, ES_ACCOUNT_PREFIX_LEN))
 		return es_error_field(
 			err, "stream_id",
 			"must not be in the 'account' category, which only the account commands write");

@@ -4,7 +4,6 @@
  * Idempotency-Key lookups and storage, and the answer. The rounds of
  * load-decide-append on a worker are cmd_batch.c's.
  */
-#include "es_array.h"
 #include "cmd_routes.h"
 
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include "cmd_metrics.h"
 #include "cmd_parse.h"
 #include "cmd_streams.h"
+#include "es_array.h"
 #include "es_db.h"
 #include "es_http.h"
 #include "es_json.h"
@@ -61,11 +61,7 @@ const size_t cmd_nroutes = ARRAY_SIZE(cmd_routes);
 
 int cmd_ctx_init(struct cmd_ctx *ctx, struct es_error *err)
 {
-	if (ctx->retries <= 0)
-		ctx->retries = CMD_RETRIES_DEFAULT;
-	if (ctx->cache_max <= 0)
-		ctx->cache_max = CMD_CACHE_DEFAULT;
-	ctx->repo = account_repo_new((size_t)ctx->cache_max);
+	ctx->repo = account_repo_new(CMD_CACHE_MAX);
 	if (!ctx->repo)
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	return 0;
@@ -514,19 +510,6 @@ out:
 
 /* ---- on a worker ---- */
 
-/*
- * The pool's run(), for a pool without run_batch: the job alone, in as
- * many rounds as it takes.
- */
-static void job_run(struct cmd_job *job, PGconn *db)
-{
-	struct cmd_request *cr = (struct cmd_request *)job;
-	struct cmd_job *jobs[1] = { job };
-
-	while (cmd_batch_run(jobs, 1, db, cr->ctx) > 0)
-		;
-}
-
 static void job_reject(struct cmd_job *job, const struct es_error *err)
 {
 	struct cmd_request *cr = (struct cmd_request *)job;
@@ -540,7 +523,7 @@ void cmd_request_submit(struct cmd_request *cr)
 	struct es_request *req = cr->req;
 	struct es_error err = ES_ERROR_INIT;
 
-	cr->job.run = job_run;
+	/* the pool runs jobs through its run_batch(), cmd_batch_run() */
 	cr->job.reject = job_reject;
 	es_http_suspend(req);
 	if (cmd_pool_submit(cr->ctx->pool, &cr->job, &err) < 0) {

@@ -10,7 +10,7 @@
  * main.c serves cmd_routes[] next to its own /health, /ready and
  * /metrics, with a struct cmd_ctx as the server's ctx:
  *
- *	struct cmd_ctx ctx = { .retries = ..., .cache_max = ..., .ops = ... };
+ *	struct cmd_ctx ctx = { .retries = ..., .ops = ... };
  *	cmd_ctx_init(&ctx, &err);
  *	pool_cfg.on_connect = cmd_prepare; pool_cfg.on_connect_arg = &ctx;
  *	ctx.pool = cmd_pool_start(&pool_cfg, &err);
@@ -32,16 +32,14 @@
 struct es_request;
 struct account_repo;
 
-#define CMD_RETRIES_DEFAULT 30
-#define CMD_CACHE_DEFAULT   100000 /* accounts kept in the process cache */
+#define CMD_CACHE_MAX 100000 /* accounts kept in the process cache */
 
 struct cmd_notify;
 
 struct cmd_ctx {
 	struct cmd_pool *pool; /* set by main before serving */
 	struct cmd_notify *notify; /* hints for readers, or NULL */
-	long retries; /* COMMAND_RETRIES: load-decide-append attempts */
-	long cache_max; /* accounts cached at most, 0: CMD_CACHE_DEFAULT */
+	long retries; /* COMMAND_RETRIES (>= 1): decisions per command */
 	void *ops; /* main.c's own state for its routes (probe, http) */
 	struct account_repo *repo; /* made by cmd_ctx_init() */
 };

@@ -16,12 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "es_array.h"
 #include "cmd_batch.h"
 #include "cmd_metrics.h"
 #include "cmd_notify.h"
 #include "cmd_pool.h"
 #include "cmd_routes.h"
+#include "es_array.h"
 #include "es_config.h"
 #include "es_http.h"
 #include "es_log.h"

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../command-service/account.h"
+#include "../../command-service/account_state.h"
 
 #define A_ID "11111111-1111-4111-8111-111111111111"
 
@@ -213,8 +213,8 @@ START_TEST(failed_apply_leaves_the_state_alone)
 				 "USD", "overdraft_limit", "x");
 
 	ck_assert_int_eq(fold(&acc, "[" OPENED "]", &err), 0);
-	ck_assert_int_eq(account_apply(&acc, EV_ACCOUNT_OPENED, data, 2, &err),
-			 -1);
+	ck_assert_int_eq(
+		account_apply(&acc, ES_EV_ACCOUNT_OPENED, data, 2, &err), -1);
 	es_error_release(&err);
 	ck_assert_int_eq(acc.version, 1);
 	ck_assert_str_eq(acc.owner, "Zoë");
@@ -239,8 +239,8 @@ START_TEST(longest_owner_fits_the_state)
 	data = json_pack("{s:s, s:s, s:i}", "owner", owner, "currency", "EUR",
 			 "overdraft_limit", 0);
 	account_init(&acc, A_ID);
-	ck_assert_int_eq(account_apply(&acc, EV_ACCOUNT_OPENED, data, 1, &err),
-			 0);
+	ck_assert_int_eq(
+		account_apply(&acc, ES_EV_ACCOUNT_OPENED, data, 1, &err), 0);
 	ck_assert_str_eq(acc.owner, owner);
 	json_decref(data);
 }

@@ -115,7 +115,7 @@ START_TEST(open_of_new_account_emits_account_opened)
 	strcpy(cmd.account_id, A_ID);
 	strcpy(cmd.currency, "EUR");
 	events = account_decide_open(&acc, &cmd, &err);
-	data = only_event(events, EV_ACCOUNT_OPENED);
+	data = only_event(events, ES_EV_ACCOUNT_OPENED);
 	ck_assert_str_eq(str_of(data, "account_id"), A_ID);
 	ck_assert_str_eq(str_of(data, "owner"), "Zoë");
 	ck_assert_str_eq(str_of(data, "currency"), "EUR");
@@ -166,7 +166,7 @@ START_TEST(deposit_emits_money_deposited_with_balance_after)
 
 	open_state(&acc, A_ID, "EUR", 100, 0);
 	events = account_decide_deposit(&acc, &cmd, &err);
-	data = only_event(events, EV_MONEY_DEPOSITED);
+	data = only_event(events, ES_EV_MONEY_DEPOSITED);
 	ck_assert_int_eq(int_of(data, "amount"), 50);
 	ck_assert_int_eq(int_of(data, "balance_after"), 150);
 	ck_assert_str_eq(str_of(data, "reference"), "salary");
@@ -185,12 +185,12 @@ START_TEST(money_event_without_reference_has_no_reference_key)
 
 	open_state(&acc, A_ID, "EUR", 100, 0);
 	events = account_decide_deposit(&acc, &cmd, &err);
-	data = only_event(events, EV_MONEY_DEPOSITED);
+	data = only_event(events, ES_EV_MONEY_DEPOSITED);
 	ck_assert_ptr_null(json_object_get(data, "reference"));
 	ck_assert_int_eq(json_object_size(data), 3);
 	json_decref(events);
 	events = account_decide_withdraw(&acc, &cmd, &err);
-	data = only_event(events, EV_MONEY_WITHDRAWN);
+	data = only_event(events, ES_EV_MONEY_WITHDRAWN);
 	ck_assert_ptr_null(json_object_get(data, "reference"));
 	ck_assert_int_eq(int_of(data, "balance_after"), 50);
 	json_decref(events);
@@ -241,15 +241,15 @@ START_TEST(amount_outside_1_to_10e12_is_invalid)
 	}
 	cmd = money(ACCOUNT_AMOUNT_MAX, NULL);
 	events = account_decide_deposit(&acc, &cmd, &err);
-	ck_assert_int_eq(
-		int_of(only_event(events, EV_MONEY_DEPOSITED), "balance_after"),
-		ACCOUNT_AMOUNT_MAX);
+	ck_assert_int_eq(int_of(only_event(events, ES_EV_MONEY_DEPOSITED),
+				"balance_after"),
+			 ACCOUNT_AMOUNT_MAX);
 	json_decref(events);
 	cmd = money(1, NULL);
 	events = account_decide_withdraw(&acc, &cmd, &err);
-	ck_assert_int_eq(
-		int_of(only_event(events, EV_MONEY_WITHDRAWN), "balance_after"),
-		-1);
+	ck_assert_int_eq(int_of(only_event(events, ES_EV_MONEY_WITHDRAWN),
+				"balance_after"),
+			 -1);
 	json_decref(events);
 }
 END_TEST
@@ -266,9 +266,9 @@ START_TEST(deposit_that_would_overflow_the_balance_conflicts)
 		       ES_ECONFLICT, "balance would overflow");
 	cmd.amount = 10;
 	events = account_decide_deposit(&acc, &cmd, &err);
-	ck_assert_int_eq(
-		int_of(only_event(events, EV_MONEY_DEPOSITED), "balance_after"),
-		LLONG_MAX);
+	ck_assert_int_eq(int_of(only_event(events, ES_EV_MONEY_DEPOSITED),
+				"balance_after"),
+			 LLONG_MAX);
 	json_decref(events);
 }
 END_TEST
@@ -282,7 +282,7 @@ START_TEST(withdraw_within_balance_succeeds)
 
 	open_state(&acc, A_ID, "EUR", 100, 0);
 	events = account_decide_withdraw(&acc, &cmd, &err);
-	data = only_event(events, EV_MONEY_WITHDRAWN);
+	data = only_event(events, ES_EV_MONEY_WITHDRAWN);
 	ck_assert_int_eq(int_of(data, "amount"), 100);
 	ck_assert_int_eq(int_of(data, "balance_after"), 0);
 	ck_assert_str_eq(str_of(data, "reference"), "rent");
@@ -299,9 +299,9 @@ START_TEST(withdraw_within_overdraft_succeeds_with_right_balance_after)
 
 	open_state(&acc, A_ID, "EUR", 100, 500);
 	events = account_decide_withdraw(&acc, &cmd, &err);
-	ck_assert_int_eq(
-		int_of(only_event(events, EV_MONEY_WITHDRAWN), "balance_after"),
-		-300);
+	ck_assert_int_eq(int_of(only_event(events, ES_EV_MONEY_WITHDRAWN),
+				"balance_after"),
+			 -300);
 	json_decref(events);
 }
 END_TEST
@@ -315,17 +315,17 @@ START_TEST(withdraw_exactly_to_minus_overdraft_succeeds)
 
 	open_state(&acc, A_ID, "EUR", 100, 500);
 	events = account_decide_withdraw(&acc, &cmd, &err);
-	ck_assert_int_eq(
-		int_of(only_event(events, EV_MONEY_WITHDRAWN), "balance_after"),
-		-500);
+	ck_assert_int_eq(int_of(only_event(events, ES_EV_MONEY_WITHDRAWN),
+				"balance_after"),
+			 -500);
 	json_decref(events);
 	/* already overdrawn: the same rule from below zero */
 	open_state(&acc, A_ID, "EUR", -400, 500);
 	cmd.amount = 100;
 	events = account_decide_withdraw(&acc, &cmd, &err);
-	ck_assert_int_eq(
-		int_of(only_event(events, EV_MONEY_WITHDRAWN), "balance_after"),
-		-500);
+	ck_assert_int_eq(int_of(only_event(events, ES_EV_MONEY_WITHDRAWN),
+				"balance_after"),
+			 -500);
 	json_decref(events);
 }
 END_TEST
@@ -372,7 +372,7 @@ START_TEST(transfer_emits_sent_and_received_with_both_balances)
 	open_state(&to, B_ID, "EUR", 40, 0);
 	ck_assert_int_eq(
 		account_decide_transfer(&from, &to, &cmd, &fe, &te, &err), 0);
-	data = only_event(fe, EV_TRANSFER_SENT);
+	data = only_event(fe, ES_EV_TRANSFER_SENT);
 	ck_assert_str_eq(str_of(data, "transfer_id"), T_ID);
 	ck_assert_str_eq(str_of(data, "to_account_id"), B_ID);
 	ck_assert_int_eq(int_of(data, "amount"), 250);
@@ -380,7 +380,7 @@ START_TEST(transfer_emits_sent_and_received_with_both_balances)
 	ck_assert_str_eq(str_of(data, "reference"), "invoice 7");
 	ck_assert_str_eq(str_of(data, "currency"), "EUR");
 	ck_assert_int_eq(json_object_size(data), 6);
-	data = only_event(te, EV_TRANSFER_RECEIVED);
+	data = only_event(te, ES_EV_TRANSFER_RECEIVED);
 	ck_assert_str_eq(str_of(data, "transfer_id"), T_ID);
 	ck_assert_str_eq(str_of(data, "from_account_id"), A_ID);
 	ck_assert_int_eq(int_of(data, "amount"), 250);
@@ -404,10 +404,10 @@ START_TEST(transfer_without_reference_has_no_reference_key)
 	open_state(&to, B_ID, "EUR", 0, 0);
 	ck_assert_int_eq(
 		account_decide_transfer(&from, &to, &cmd, &fe, &te, &err), 0);
-	ck_assert_ptr_null(
-		json_object_get(only_event(fe, EV_TRANSFER_SENT), "reference"));
-	ck_assert_ptr_null(json_object_get(only_event(te, EV_TRANSFER_RECEIVED),
+	ck_assert_ptr_null(json_object_get(only_event(fe, ES_EV_TRANSFER_SENT),
 					   "reference"));
+	ck_assert_ptr_null(json_object_get(
+		only_event(te, ES_EV_TRANSFER_RECEIVED), "reference"));
 	json_decref(fe);
 	json_decref(te);
 }
@@ -535,11 +535,11 @@ START_TEST(transfer_insufficient_funds_conflicts)
 	ck_assert_int_eq(
 		account_decide_transfer(&from, &to, &cmd, &fe, &te, &err), 0);
 	ck_assert_int_eq(
-		int_of(only_event(fe, EV_TRANSFER_SENT), "balance_after"),
+		int_of(only_event(fe, ES_EV_TRANSFER_SENT), "balance_after"),
 		-200);
-	ck_assert_int_eq(
-		int_of(only_event(te, EV_TRANSFER_RECEIVED), "balance_after"),
-		300);
+	ck_assert_int_eq(int_of(only_event(te, ES_EV_TRANSFER_RECEIVED),
+				"balance_after"),
+			 300);
 	json_decref(fe);
 	json_decref(te);
 }
@@ -578,7 +578,7 @@ START_TEST(close_with_zero_balance_emits_account_closed)
 
 	open_state(&acc, A_ID, "EUR", 0, 100);
 	events = account_decide_close(&acc, &cmd, &err);
-	data = only_event(events, EV_ACCOUNT_CLOSED);
+	data = only_event(events, ES_EV_ACCOUNT_CLOSED);
 	ck_assert_int_eq(json_object_size(data), 0);
 	json_decref(events);
 }

@@ -1,23 +1,20 @@
-/* account.h - the account aggregate: its state and how events build it. */
-#ifndef ACCOUNT_H
-#define ACCOUNT_H
+/*
+ * account_state.h - the command side's account aggregate: the state its
+ * rules decide on, and how the account's events build it. (The query
+ * side's read model of an account is query-service/views/account.h.)
+ * Event names and payload fields are the contract of es_event.h.
+ */
+#ifndef ACCOUNT_STATE_H
+#define ACCOUNT_STATE_H
 
 #include <jansson.h>
 
 #include "es_error.h"
+#include "es_event.h"
 
 #define ACCOUNT_AMOUNT_MAX    1000000000000LL /* 10^12 minor units */
 #define ACCOUNT_OWNER_MAX     200 /* characters */
 #define ACCOUNT_REFERENCE_MAX 200 /* characters */
-#define ACCOUNT_STREAM_PREFIX "account-"
-
-/* Event types of the account category. */
-#define EV_ACCOUNT_OPENED    "AccountOpened"
-#define EV_MONEY_DEPOSITED   "MoneyDeposited"
-#define EV_MONEY_WITHDRAWN   "MoneyWithdrawn"
-#define EV_TRANSFER_SENT     "TransferSent"
-#define EV_TRANSFER_RECEIVED "TransferReceived"
-#define EV_ACCOUNT_CLOSED    "AccountClosed"
 
 enum account_status { ACCOUNT_NONE, ACCOUNT_OPEN, ACCOUNT_CLOSED };
 

@@ -1,5 +1,5 @@
-/* account.c - the account aggregate: its state and how events build it. */
-#include "account.h"
+/* account_state.c - the command side's account aggregate and its fold. */
+#include "account_state.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -9,7 +9,7 @@ void account_init(struct account *acc, const char *id)
 	memset(acc, 0, sizeof(*acc));
 	snprintf(acc->id, sizeof(acc->id), "%s", id ? id : "");
 	snprintf(acc->stream_id, sizeof(acc->stream_id), "%s%s",
-		 ACCOUNT_STREAM_PREFIX, acc->id);
+		 ES_ACCOUNT_PREFIX, acc->id);
 	acc->status = ACCOUNT_NONE;
 }
 
@@ -51,18 +51,18 @@ static int apply_opened(struct account *acc, const json_t *data,
 	char owner[sizeof(acc->owner)], currency[sizeof(acc->currency)];
 	long long limit = 0;
 
-	if (need_str(data, "owner", EV_ACCOUNT_OPENED, version, owner,
+	if (need_str(data, ES_F_OWNER, ES_EV_ACCOUNT_OPENED, version, owner,
 		     sizeof(owner), err) < 0 ||
-	    need_str(data, "currency", EV_ACCOUNT_OPENED, version, currency,
-		     sizeof(currency), err) < 0 ||
-	    need_int(data, "overdraft_limit", EV_ACCOUNT_OPENED, version,
+	    need_str(data, ES_F_CURRENCY, ES_EV_ACCOUNT_OPENED, version,
+		     currency, sizeof(currency), err) < 0 ||
+	    need_int(data, ES_F_OVERDRAFT_LIMIT, ES_EV_ACCOUNT_OPENED, version,
 		     &limit, err) < 0)
 		return -1;
 	if (limit < 0)
 		return es_error_set(
 			err, ES_EINTERNAL,
 			"event %lld (%s) has a negative overdraft_limit",
-			version, EV_ACCOUNT_OPENED);
+			version, ES_EV_ACCOUNT_OPENED);
 	acc->status = ACCOUNT_OPEN;
 	acc->balance = 0;
 	acc->overdraft_limit = limit;
@@ -73,10 +73,10 @@ static int apply_opened(struct account *acc, const json_t *data,
 
 static int is_money_event(const char *type)
 {
-	return !strcmp(type, EV_MONEY_DEPOSITED) ||
-	       !strcmp(type, EV_MONEY_WITHDRAWN) ||
-	       !strcmp(type, EV_TRANSFER_SENT) ||
-	       !strcmp(type, EV_TRANSFER_RECEIVED);
+	return !strcmp(type, ES_EV_MONEY_DEPOSITED) ||
+	       !strcmp(type, ES_EV_MONEY_WITHDRAWN) ||
+	       !strcmp(type, ES_EV_TRANSFER_SENT) ||
+	       !strcmp(type, ES_EV_TRANSFER_RECEIVED);
 }
 
 int account_apply(struct account *acc, const char *type, const json_t *data,
@@ -88,16 +88,16 @@ int account_apply(struct account *acc, const char *type, const json_t *data,
 		return es_error_set(err, ES_EINTERNAL,
 				    "event %lld of '%s' has no type", version,
 				    acc->stream_id);
-	if (!strcmp(type, EV_ACCOUNT_OPENED)) {
+	if (!strcmp(type, ES_EV_ACCOUNT_OPENED)) {
 		if (apply_opened(acc, data, version, err) < 0)
 			return -1;
 	} else if (is_money_event(type)) {
 		/* the event states the balance it left; no re-adding */
-		if (need_int(data, "balance_after", type, version, &balance,
+		if (need_int(data, ES_F_BALANCE_AFTER, type, version, &balance,
 			     err) < 0)
 			return -1;
 		acc->balance = balance;
-	} else if (!strcmp(type, EV_ACCOUNT_CLOSED)) {
+	} else if (!strcmp(type, ES_EV_ACCOUNT_CLOSED)) {
 		acc->status = ACCOUNT_CLOSED;
 	}
 	acc->version = version;
