@@ -8,6 +8,16 @@
  * PostgreSQL can group their commits; with run_batch() a worker also
  * takes many queued jobs at once, to run them in one transaction (group
  * commit).
+ *
+ * Why not the query service's pool (query-service/qry_readpool.h): that
+ * one runs one GET per job on two connections per worker (the read
+ * database and the event store), each opened when a job first asks for
+ * it, and has no queue timeout and nothing to cancel. This one owns one
+ * connection per worker, hands a worker many jobs at once (group-commit
+ * rounds, and the jobs a round carries over), rejects jobs that waited
+ * longer than queue_timeout_ms or that a down database cannot serve,
+ * and at shutdown cancels the statements running so that no command is
+ * applied after its 503. The queue is the only code the two share.
  */
 #ifndef CMD_POOL_H
 #define CMD_POOL_H
