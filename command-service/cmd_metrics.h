@@ -11,7 +11,8 @@
 
 #include <stdio.h>
 
-struct cmd_pool;
+#include "cmd_pool.h"
+
 struct es_http;
 
 /*
@@ -45,17 +46,11 @@ void cmd_metrics_replay(void);
 void cmd_metrics_command(const char *command, unsigned int status);
 
 /*
- * Why the pool answered a job with reject(), or refused a submit:
- * "queue_full", "timeout", "unavailable" (no database connection),
- * "stopping". Called by cmd_pool.c.
+ * The pool answered a job with reject(), or refused a submit, for `why`
+ * (cmd_pool.h): counted as "queue_full", "timeout", "unavailable" (no
+ * database connection) or "stopping". main.c makes it the pool's
+ * on_reject hook.
  */
-enum cmd_pool_reject {
-	CMD_REJECT_QUEUE_FULL,
-	CMD_REJECT_TIMEOUT,
-	CMD_REJECT_UNAVAILABLE,
-	CMD_REJECT_STOPPING,
-	CMD_REJECT__COUNT
-};
 void cmd_metrics_pool_reject(enum cmd_pool_reject why);
 
 /* Set every counter back to zero (for tests). */

@@ -31,7 +31,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "cmd_metrics.h"
 #include "es_json.h"
 #include "es_log.h"
 
@@ -83,6 +82,13 @@ static struct timespec timespec_of(int64_t ns)
 			       .tv_nsec = (long)(ns % 1000000000LL) };
 
 	return ts;
+}
+
+/* Tell cfg->on_reject() of a rejection. */
+static void count_reject(struct cmd_pool *p, enum cmd_pool_reject why)
+{
+	if (p->cfg->on_reject)
+		p->cfg->on_reject(why);
 }
 
 /* ---- connections ---- */
@@ -270,7 +276,7 @@ static void reject_older(struct cmd_pool *p, int64_t since,
 	pthread_mutex_unlock(&p->lock);
 	for (job = list; job; job = next) {
 		next = job->next; /* reject() may free the job */
-		cmd_metrics_pool_reject(CMD_REJECT_UNAVAILABLE);
+		count_reject(p, CMD_REJECT_UNAVAILABLE);
 		job->reject(job, err);
 	}
 }
@@ -360,14 +366,14 @@ static void after_run(struct worker *w)
 	drop_conn(w);
 }
 
-static void reject(struct cmd_job *job, enum cmd_pool_reject why,
-		   const char *detail)
+static void reject(struct cmd_pool *p, struct cmd_job *job,
+		   enum cmd_pool_reject why, const char *detail)
 {
 	struct es_error err = ES_ERROR_INIT;
 
 	es_error_set(&err, ES_EUNAVAIL, "%s", detail);
 	err.retry_after = RETRY_AFTER;
-	cmd_metrics_pool_reject(why);
+	count_reject(p, why);
 	job->reject(job, &err);
 }
 
@@ -424,7 +430,7 @@ static size_t serve(struct worker *w, struct cmd_job **jobs, size_t n)
 		if (requeue_if_others(p, jobs, n))
 			return 0;
 		for (i = 0; i < n; i++) {
-			cmd_metrics_pool_reject(CMD_REJECT_UNAVAILABLE);
+			count_reject(p, CMD_REJECT_UNAVAILABLE);
 			jobs[i]->reject(jobs[i], &err);
 		}
 		if (attempt >= 0)
@@ -486,7 +492,7 @@ static void *worker_main(void *arg)
 		if (n > 0 && p->cancelled) {
 			pthread_mutex_unlock(&p->lock);
 			for (i = 0; i < n; i++)
-				reject(w->jobs[i], CMD_REJECT_STOPPING,
+				reject(p, w->jobs[i], CMD_REJECT_STOPPING,
 				       "the service is shutting down");
 			pthread_mutex_lock(&p->lock);
 			p->held -= (long)n;
@@ -518,7 +524,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		for (; late; late = next) {
 			next = late->next; /* reject() may free the job */
-			reject(late, CMD_REJECT_TIMEOUT,
+			reject(p, late, CMD_REJECT_TIMEOUT,
 			       "timed out waiting for a database connection");
 		}
 		if (n == 0) {
@@ -646,7 +652,7 @@ int cmd_pool_submit(struct cmd_pool *p, struct cmd_job *job,
 	pthread_mutex_unlock(&p->lock);
 	if (why == CMD_REJECT__COUNT)
 		return 0;
-	cmd_metrics_pool_reject(why);
+	count_reject(p, why);
 	es_error_set(err, ES_EUNAVAIL, "%s",
 		     why == CMD_REJECT_STOPPING ? "the service is shutting down"
 						: "too many requests queued");
@@ -693,7 +699,7 @@ void cmd_pool_cancel(struct cmd_pool *p)
 	pthread_mutex_unlock(&p->lock);
 	for (job = list; job; job = next) {
 		next = job->next; /* reject() may free the job */
-		reject(job, CMD_REJECT_STOPPING,
+		reject(p, job, CMD_REJECT_STOPPING,
 		       "the service is shutting down");
 	}
 }

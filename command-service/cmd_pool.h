@@ -29,6 +29,15 @@
 
 struct cmd_job;
 
+/* Why the pool answered a job with reject(), or refused a submit. */
+enum cmd_pool_reject {
+	CMD_REJECT_QUEUE_FULL,
+	CMD_REJECT_TIMEOUT,
+	CMD_REJECT_UNAVAILABLE, /* no database connection */
+	CMD_REJECT_STOPPING,
+	CMD_REJECT__COUNT
+};
+
 struct cmd_pool_config {
 	const char *conninfo;
 	long size; /* connections and workers */
@@ -54,12 +63,16 @@ struct cmd_pool_config {
 			    void *arg);
 	void *run_batch_arg;
 	long batch_max; /* >= 1; 1 without run_batch */
+	/* told of every rejection, for metrics (any thread), or NULL */
+	void (*on_reject)(enum cmd_pool_reject why);
 };
 
 struct cmd_job {
 	/*
 	 * Run on a worker with a healthy connection in autocommit mode; it
-	 * must leave the connection idle (no open transaction) again.
+	 * must leave the connection idle (no open transaction) again. Only
+	 * for a pool without run_batch (which runs its jobs instead); may be
+	 * NULL otherwise.
 	 */
 	void (*run)(struct cmd_job *job, PGconn *db);
 	/*

@@ -200,6 +200,7 @@ int main(int argc, char **argv)
 	pool_cfg.run_batch = cmd_batch_run;
 	pool_cfg.run_batch_arg = &ctx;
 	pool_cfg.batch_max = c.batch_max;
+	pool_cfg.on_reject = cmd_metrics_pool_reject;
 	ctx.pool = cmd_pool_start(&pool_cfg, &err);
 	if (!ctx.pool)
 		goto out;
