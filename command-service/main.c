@@ -16,11 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cmd_batch.h"
 #include "cmd_metrics.h"
 #include "cmd_notify.h"
 #include "cmd_pool.h"
 #include "cmd_routes.h"
+#include "cmd_runner.h"
 #include "es_array.h"
 #include "es_config.h"
 #include "es_http.h"
@@ -195,9 +195,9 @@ int main(int argc, char **argv)
 	pool_cfg.queue_max = c.queue_max;
 	pool_cfg.queue_timeout_ms = c.queue_timeout_ms;
 	pool_cfg.statement_timeout_ms = c.statement_timeout_ms;
-	pool_cfg.on_connect = cmd_prepare;
+	pool_cfg.on_connect = cmd_runner_prepare;
 	pool_cfg.on_connect_arg = &ctx;
-	pool_cfg.run_batch = cmd_batch_run;
+	pool_cfg.run_batch = cmd_runner_run;
 	pool_cfg.run_batch_arg = &ctx;
 	pool_cfg.batch_max = c.batch_max;
 	pool_cfg.on_reject = cmd_metrics_pool_reject;

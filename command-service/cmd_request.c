@@ -1,0 +1,238 @@
+/*
+ * cmd_request.c - a command request: metadata from the headers, the
+ * parsed command, the answer and its sending.
+ */
+#include "cmd_request.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd_metrics.h"
+#include "cmd_parse.h"
+#include "es_http.h"
+#include "es_json.h"
+#include "es_uuid.h"
+
+/* 1 to `max` characters of printable ASCII without spaces. */
+static int printable_id(const char *s, size_t max)
+{
+	size_t n;
+
+	if (!s)
+		return 0;
+	for (n = 0; s[n]; n++)
+		if (n == max || s[n] < 0x21 || s[n] > 0x7e)
+			return 0;
+	return n > 0;
+}
+
+static int lower_hex(const char *s, size_t n)
+{
+	size_t i;
+	int nonzero = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
+			return -1;
+		nonzero |= s[i] != '0';
+	}
+	return nonzero;
+}
+
+/*
+ * W3C trace context, version 00:
+ * ^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$, trace and parent ids not
+ * all zero.
+ */
+static int valid_traceparent(const char *s)
+{
+	return s && strlen(s) == 55 && s[0] == '0' && s[1] == '0' &&
+	       s[2] == '-' && s[35] == '-' && s[52] == '-' &&
+	       lower_hex(s + 3, 32) == 1 && lower_hex(s + 36, 16) == 1 &&
+	       lower_hex(s + 53, 2) >= 0;
+}
+
+static void request_free(struct cmd_request *cr)
+{
+	if (!cr)
+		return;
+	cmd_decision_release(&cr->decision);
+	cmd_release(&cr->cmd);
+	json_decref(cr->metadata);
+	json_decref(cr->body);
+	json_decref(cr->headers);
+	free(cr);
+}
+
+struct cmd_request *cmd_request_new(struct es_request *req,
+				    const struct cmd_kind *kind)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct cmd_request *cr;
+	const char *s;
+
+	cr = calloc(1, sizeof(*cr));
+	if (!cr) {
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		cmd_request_fail(req, NULL, &err);
+		return NULL;
+	}
+	cr->req = req;
+	cr->kind = kind;
+	cr->cmd.if_match = -1;
+	es_uuid_v4(cr->command_id);
+	s = es_request_header(req, "X-Correlation-Id");
+	snprintf(cr->correlation_id, sizeof(cr->correlation_id), "%s",
+		 printable_id(s, CMD_ID_MAX) ? s : cr->command_id);
+	es_http_add_header(req, "X-Correlation-Id", cr->correlation_id);
+	s = es_request_header(req, "X-Causation-Id");
+	cr->metadata =
+		json_pack("{s:s, s:s, s:s}", "command_id", cr->command_id,
+			  "correlation_id", cr->correlation_id, "causation_id",
+			  printable_id(s, CMD_ID_MAX) ? s : cr->command_id);
+	cr->headers = json_object();
+	if (!cr->metadata || !cr->headers) {
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		goto fail;
+	}
+	s = es_request_header(req, "X-Principal");
+	if (printable_id(s, CMD_ID_MAX))
+		json_object_set_new(cr->metadata, "principal", json_string(s));
+	s = es_request_header(req, "traceparent");
+	if (valid_traceparent(s))
+		json_object_set_new(cr->metadata, "traceparent",
+				    json_string(s));
+	s = es_request_header(req, "Idempotency-Key");
+	if (s) {
+		if (!printable_id(s, CMD_KEY_MAX)) {
+			es_error_set(
+				&err, ES_EMALFORMED,
+				"Idempotency-Key must be 1 to %d characters of printable ASCII without spaces",
+				CMD_KEY_MAX);
+			goto fail;
+		}
+		snprintf(cr->key, sizeof(cr->key), "%s", s);
+	}
+	if (cmd_parse_if_match(es_request_header(req, "If-Match"),
+			       &cr->cmd.if_match, &err) < 0 ||
+	    kind->parse(req, &cr->cmd, &err) < 0)
+		goto fail;
+	return cr;
+fail:
+	cmd_request_fail(req, cr, &err);
+	es_error_release(&err);
+	return NULL;
+}
+
+void cmd_request_fail(struct es_request *req, struct cmd_request *cr,
+		      const struct es_error *err)
+{
+	es_http_send_problem(req, err);
+	cmd_metrics_command(cr ? cr->kind->name : "other",
+			    es_error_status(err->code));
+	request_free(cr);
+}
+
+int cmd_request_add_metadata(struct cmd_request *cr, json_t *events,
+			     struct es_error *err)
+{
+	json_t *ev, *meta;
+	size_t i;
+
+	json_array_foreach(events, i, ev)
+	{
+		meta = json_object_get(ev, "metadata");
+		if (!json_is_object(meta)) {
+			meta = json_object();
+			if (!meta || json_object_set_new(ev, "metadata", meta))
+				return es_error_set(err, ES_EINTERNAL,
+						    "out of memory");
+		}
+		/* ours win over a client's keys of the same name */
+		if (json_object_update(meta, cr->metadata) < 0)
+			return es_error_set(err, ES_EINTERNAL, "out of memory");
+	}
+	return 0;
+}
+
+/* ---- answers ---- */
+
+void cmd_reply(struct cmd_request *cr, unsigned int status, json_t *body,
+	       const json_t *headers)
+{
+	json_decref(cr->body);
+	cr->body = body;
+	cr->status = status;
+	json_object_clear(cr->headers);
+	if (headers)
+		json_object_update(cr->headers, (json_t *)headers);
+	cr->retry_after = 0;
+}
+
+void cmd_reply_error(struct cmd_request *cr, const struct es_error *err)
+{
+	json_t *p = es_error_problem(err);
+	char etag[32];
+
+	if (!p) {
+		/* the detail may echo bytes that are not UTF-8 */
+		struct es_error tmp = *err;
+
+		es_json_printable(tmp.detail);
+		p = es_error_problem(&tmp);
+	}
+	cmd_reply(cr, es_error_status(err->code), p, NULL);
+	if (err->code == ES_EPRECONDITION && err->current_version >= 0) {
+		snprintf(etag, sizeof(etag), "\"%lld\"", err->current_version);
+		json_object_set_new(cr->headers, "ETag", json_string(etag));
+	}
+	if (err->code == ES_EUNAVAIL)
+		cr->retry_after = err->retry_after > 0 ? err->retry_after : 1;
+}
+
+char *cmd_request_body_text(const struct cmd_request *cr)
+{
+	return json_dumps(cr->body, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+void cmd_request_send(struct cmd_request *cr)
+{
+	struct es_request *req = cr->req;
+	const char *name;
+	json_t *value;
+	char *text = NULL;
+	char retry[16];
+
+	if (cr->body)
+		text = cmd_request_body_text(cr);
+	if (!text) {
+		struct es_error err = ES_ERROR_INIT;
+
+		es_error_set(&err, ES_EINTERNAL, "cannot encode the answer");
+		es_http_send_problem(req, &err);
+		cmd_metrics_command(cr->kind->name, 500);
+		goto out;
+	}
+	json_object_foreach(cr->headers, name, value)
+		es_http_add_header(req, name, json_string_value(value));
+	if (cr->replayed)
+		es_http_add_header(req, "Idempotent-Replayed", "true");
+	if (cr->status == 503) {
+		snprintf(retry, sizeof(retry), "%d",
+			 cr->retry_after > 0 ? cr->retry_after : 1);
+		es_http_add_header(req, "Retry-After", retry);
+	}
+	es_http_send_text(req, cr->status,
+			  cr->status >= 400 ? "application/problem+json"
+					    : "application/json",
+			  text, strlen(text));
+	cmd_metrics_command(cr->kind->name, cr->status);
+	if (cr->replayed)
+		cmd_metrics_replay();
+out:
+	free(text);
+	request_free(cr);
+	es_http_resume(req);
+}

@@ -1,0 +1,122 @@
+/*
+ * cmd_round.h - the planning of a group-commit round, as pure functions:
+ * no I/O, no locks, no clock. The runner (cmd_runner.h) asks them which
+ * commands join a round, which lock stripes to take, and what becomes of
+ * each command after the round's batch statement; it does the rest.
+ *
+ * A round takes the commands in hand, oldest first. A command joins
+ * unless it names an id (an account, a stream) or an Idempotency-Key
+ * that a member names already, or a command under suspicion (solo) is
+ * involved: a solo command goes alone. The first member waits for its
+ * lock stripes (the round holds none yet, so it cannot deadlock); the
+ * others only try theirs, and one whose stripe is busy sits the round
+ * out. After COMMAND_RETRIES decisions a command gives up (503).
+ */
+#ifndef CMD_ROUND_H
+#define CMD_ROUND_H
+
+#include <stddef.h>
+
+#include "account_repo.h"
+#include "es_error.h"
+
+/* Decisions of a command after which its next round first waits a bit. */
+#define CMD_BACKOFF_AFTER 3
+
+/* What a command is after a step of the round. */
+enum cmd_step {
+	CMD_DONE, /* the answer is set */
+	CMD_AGAIN, /* decide again in a later round, on fresh state */
+	CMD_APPEND, /* append what it decided in this round's statement */
+};
+
+/* What planning knows of a command. */
+struct cmd_ticket {
+	const char *ids[2]; /* what it decides on; ids[1] may be NULL */
+	const char *key; /* Idempotency-Key, or NULL */
+	int attempts; /* decisions so far */
+	int solo; /* its round failed for no known reason: it goes alone */
+};
+
+/* A round being planned: its members' names and the stripes it holds. */
+struct cmd_round {
+	size_t n; /* members */
+	int solo; /* the first member goes alone */
+	size_t *stripes; /* held, in the order taken */
+	size_t nstripes;
+	unsigned char held[ACCOUNT_REPO_LOCKS];
+	const char **names; /* ids and keys of the members, open addressing */
+	size_t mask;
+};
+
+/*
+ * An empty round for at most `max` commands. -1 when out of memory.
+ * ownership: caller frees with cmd_round_release().
+ */
+int cmd_round_init(struct cmd_round *r, size_t max);
+void cmd_round_release(struct cmd_round *r);
+
+enum cmd_admit {
+	CMD_ADMIT_JOIN, /* take want[0..*nwant), then cmd_round_join() */
+	CMD_ADMIT_SKIP, /* sits this round out */
+	CMD_ADMIT_GIVE_UP, /* `retries` decisions did not do: answer 503 */
+};
+
+/*
+ * Whether `t` may join the round. With CMD_ADMIT_JOIN, want[0..*nwant)
+ * are the stripes it needs that the round does not hold, lower first,
+ * and *wait says whether to wait for them (the round holds none) or
+ * only to try (if one is busy, the command sits the round out).
+ * ownership: borrows everything.
+ */
+enum cmd_admit cmd_round_admit(const struct cmd_round *r,
+			       const struct cmd_ticket *t, long retries,
+			       size_t want[2], size_t *nwant, int *wait);
+
+/*
+ * `t` joined, holding the stripes want[0..nwant) it took.
+ * ownership: the round borrows t's names until cmd_round_release().
+ */
+void cmd_round_join(struct cmd_round *r, const struct cmd_ticket *t,
+		    const size_t *want, size_t nwant);
+
+/*
+ * A decision failed with `code` on state from the cache (`fresh` 0) or
+ * from the database: whether to decide again on fresh state instead of
+ * answering. A rejection (404, 409, 412) is only ever answered on fresh
+ * state.
+ */
+int cmd_round_recheck(enum es_err code, int fresh);
+
+/* What a failed batch statement or transaction means for its commands. */
+enum cmd_fate {
+	CMD_FATE_RETRY, /* a lost race: decide again */
+	CMD_FATE_SOLO, /* unknown: each decides again in a round of its own */
+	CMD_FATE_ANSWER, /* the error is the answer (503 when unreachable) */
+};
+
+/*
+ * The fate of the `n` commands whose answers rode on a statement or
+ * transaction that failed with `code`. A failure that is neither a lost
+ * race nor the database going away (a trigger, a constraint, a full
+ * disk) may be one command's doing: it must not fail the others.
+ */
+enum cmd_fate cmd_round_fate(enum es_err code, size_t n);
+
+/*
+ * Apply `fate` to `t`: with CMD_FATE_SOLO it goes alone from now on, and
+ * the failed decision does not count against it. Returns the command's
+ * step: CMD_AGAIN, or CMD_DONE when the error is its answer.
+ */
+enum cmd_step cmd_round_undo(struct cmd_ticket *t, enum cmd_fate fate);
+
+/*
+ * How long (microseconds) to wait before a round whose oldest command
+ * decided `attempts` times already (two processes racing for one
+ * account): 0 before CMD_BACKOFF_AFTER, else 50 us plus up to 0.2 ms per
+ * decision (at most 25 of them) of jitter, from the random `noise`; so
+ * the racers fall out of step.
+ */
+unsigned int cmd_round_backoff_us(int attempts, unsigned int noise);
+
+#endif

@@ -1,0 +1,612 @@
+/*
+ * cmd_runner.c - load, decide, append, settle and reply for every
+ * command, in group-commit rounds (the steps are in cmd_runner.h). The
+ * planning is cmd_round.c's; this file does the I/O it plans: the lock
+ * stripes, the loads, the batch statement, the key rows, the answers.
+ */
+#include "cmd_runner.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+#include "account_repo.h"
+#include "account_state.h"
+#include "cmd_idem.h"
+#include "cmd_kinds.h"
+#include "cmd_metrics.h"
+#include "cmd_notify.h"
+#include "cmd_request.h"
+#include "cmd_round.h"
+#include "es_db.h"
+#include "es_http.h"
+#include "es_log.h"
+#include "es_append.h"
+
+/* One round on a worker. */
+struct round {
+	struct cmd_ctx *ctx;
+	PGconn *db;
+	struct cmd_round plan;
+	struct cmd_request **cr; /* the members, in job order */
+	size_t n;
+	int tx; /* a transaction is open */
+};
+
+/* ---- the context ---- */
+
+int cmd_ctx_init(struct cmd_ctx *ctx, struct es_error *err)
+{
+	ctx->repo = account_repo_new(CMD_CACHE_MAX);
+	if (!ctx->repo)
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	return 0;
+}
+
+void cmd_ctx_release(struct cmd_ctx *ctx)
+{
+	account_repo_free(ctx->repo);
+	ctx->repo = NULL;
+}
+
+int cmd_runner_prepare(PGconn *db, void *arg, struct es_error *err)
+{
+	(void)arg;
+	if (account_repo_prepare(db, err) < 0 || cmd_idem_prepare(db, err) < 0)
+		return -1;
+	return 0;
+}
+
+/* ---- submitting ---- */
+
+static void job_reject(struct cmd_job *job, const struct es_error *err)
+{
+	struct cmd_request *cr = (struct cmd_request *)job;
+
+	cmd_reply_error(cr, err);
+	cmd_request_send(cr);
+}
+
+void cmd_runner_submit(struct cmd_request *cr)
+{
+	struct es_request *req = cr->req;
+	struct cmd_ctx *ctx = req->ctx;
+	struct es_error err = ES_ERROR_INIT;
+	const char *ids[2] = { NULL, NULL };
+
+	if (!ctx || !ctx->repo || !ctx->pool) {
+		es_error_set(&err, ES_EINTERNAL,
+			     "the command pipeline is not set up");
+		cmd_request_fail(req, cr, &err);
+		es_error_release(&err);
+		return;
+	}
+	cr->load = cr->kind->streams(&cr->cmd, ids);
+	cr->ticket.ids[0] = ids[0];
+	cr->ticket.ids[1] = ids[1];
+	cr->ticket.key = cr->key[0] ? cr->key : NULL;
+	/* no run(): the pool runs commands through cmd_runner_run() */
+	cr->job.reject = job_reject;
+	es_http_suspend(req);
+	if (cmd_pool_submit(ctx->pool, &cr->job, &err) < 0) {
+		cmd_reply_error(cr, &err);
+		cmd_request_send(cr); /* resumes */
+	}
+	es_error_release(&err);
+}
+
+/* ---- 1. who joins ---- */
+
+/* Take `want` (lower first): waiting, or only if all are free. */
+static int take_stripes(struct round *r, const size_t *want, size_t n, int wait)
+{
+	struct account_repo *repo = r->ctx->repo;
+
+	for (size_t i = 0; i < n; i++) {
+		if (wait) {
+			account_repo_lock_stripe(repo, want[i]);
+		} else if (account_repo_trylock_stripe(repo, want[i]) < 0) {
+			while (i-- > 0)
+				account_repo_unlock_stripe(repo, want[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void release_stripes(struct round *r)
+{
+	for (size_t i = 0; i < r->plan.nstripes; i++)
+		account_repo_unlock_stripe(r->ctx->repo, r->plan.stripes[i]);
+	r->plan.nstripes = 0;
+}
+
+/* A small xorshift per thread, for jitter; no need for quality. */
+static unsigned int noise(void)
+{
+	static _Thread_local unsigned long long s;
+
+	if (!s) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		s = ((unsigned long long)ts.tv_nsec << 20) ^
+		    (unsigned long long)(size_t)&ts ^ 0x9e3779b97f4a7c15ULL;
+	}
+	s ^= s << 13;
+	s ^= s >> 7;
+	s ^= s << 17;
+	return (unsigned int)s;
+}
+
+/*
+ * The oldest command in hand conflicted again and again: wait a bit
+ * before the round takes any stripe (cmd_round_backoff_us()).
+ */
+static void backoff(const struct cmd_request *oldest)
+{
+	unsigned int us =
+		cmd_round_backoff_us(oldest->ticket.attempts, noise());
+	struct timespec ts = { 0, (long)us * 1000 };
+
+	if (us > 0)
+		nanosleep(&ts, NULL);
+}
+
+/* COMMAND_RETRIES decisions did not do: 503, try again later. */
+static void give_up(struct cmd_request *cr)
+{
+	struct es_error err = ES_ERROR_INIT;
+	const char *id = cr->ticket.ids[0];
+
+	es_log(ES_LOG_WARN, "command_gave_up", "{s:s, s:s, s:i}", "request_id",
+	       cr->req->id, "command", cr->kind->name, "attempts",
+	       cr->ticket.attempts);
+	es_error_set(&err, ES_EUNAVAIL, cr->kind->gave_up, id ? id : "");
+	err.retry_after = 1;
+	cmd_reply_error(cr, &err);
+	es_error_release(&err);
+	cr->step = CMD_DONE;
+}
+
+/* The jobs that make the round; the others are left as CMD_AGAIN. */
+static void select_jobs(struct round *r, struct cmd_job **jobs, size_t n)
+{
+	struct cmd_request *cr;
+	size_t want[2], nwant;
+	int wait;
+
+	for (size_t i = 0; i < n; i++) {
+		cr = (struct cmd_request *)jobs[i];
+		cr->step = CMD_AGAIN;
+		cr->written = 0;
+		switch (cmd_round_admit(&r->plan, &cr->ticket, r->ctx->retries,
+					want, &nwant, &wait)) {
+		case CMD_ADMIT_GIVE_UP:
+			give_up(cr);
+			continue;
+		case CMD_ADMIT_SKIP:
+			continue;
+		case CMD_ADMIT_JOIN:
+			break;
+		}
+		if (take_stripes(r, want, nwant, wait) < 0)
+			continue;
+		cmd_round_join(&r->plan, &cr->ticket, want, nwant);
+		r->cr[r->n++] = cr;
+	}
+}
+
+/* ---- 2. and 3. keys, loads and decisions ---- */
+
+/* Answer `cr` with `err`. */
+static enum cmd_step answer_error(struct cmd_request *cr,
+				  const struct es_error *err)
+{
+	cmd_reply_error(cr, err);
+	return CMD_DONE;
+}
+
+/* Load the state of the command's ids; *fresh_out: all from the db. */
+static int load(struct round *r, struct cmd_request *cr, int fresh,
+		int *fresh_out, struct es_error *err)
+{
+	int from_db;
+
+	*fresh_out = 1;
+	for (int i = 0; i < 2 && cr->ticket.ids[i]; i++) {
+		if (cr->load == CMD_LOAD_NEW) {
+			account_init(&cr->acc[i], cr->ticket.ids[i]);
+		} else if (cr->load == CMD_LOAD_ACCOUNTS) {
+			if (account_repo_load(r->ctx->repo, r->db,
+					      cr->ticket.ids[i], fresh,
+					      &cr->acc[i], &from_db, err) < 0)
+				return -1;
+			*fresh_out &= from_db;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Load and decide, on state from the cache or, with `fresh`, from the
+ * database: the answer (CMD_DONE), a fresh decision next round
+ * (CMD_AGAIN), or an append with our metadata (CMD_APPEND).
+ */
+static enum cmd_step decide(struct round *r, struct cmd_request *cr, int fresh)
+{
+	struct es_error err = ES_ERROR_INIT;
+	enum cmd_step step = CMD_APPEND;
+	int from_db;
+
+	cmd_decision_release(&cr->decision);
+	if (load(r, cr, fresh, &from_db, &err) < 0) {
+		step = answer_error(cr, &err);
+		goto out;
+	}
+	if (cr->kind->decide(&cr->cmd, cr->acc, &cr->decision, &err) < 0) {
+		step = cmd_round_recheck(err.code, from_db)
+			       ? CMD_AGAIN
+			       : answer_error(cr, &err);
+		goto out;
+	}
+	for (size_t i = 0; i < cr->decision.n; i++)
+		if (cmd_request_add_metadata(cr, cr->decision.events[i], &err) <
+		    0) {
+			step = answer_error(cr, &err);
+			break;
+		}
+out:
+	es_error_release(&err);
+	return step;
+}
+
+static void decide_all(struct round *r)
+{
+	struct cmd_request *cr;
+
+	for (size_t i = 0; i < r->n; i++) {
+		cr = r->cr[i];
+		if (cr->key[0] && !cr->looked_up) {
+			if (cmd_idem_lookup(cr, r->db) != 0) {
+				/* a stored answer, or a failure */
+				cr->step = CMD_DONE;
+				continue;
+			}
+			cr->looked_up = 1;
+		}
+		if (cr->ticket.attempts > 0)
+			cmd_metrics_retry();
+		cr->step = decide(r, cr, cr->ticket.attempts++ > 0);
+	}
+}
+
+/* ---- 4. the append, and what becomes of each command ---- */
+
+/* Fold the appended `events` into `acc`, to cache what is now true. */
+static int fold(struct account *acc, const json_t *events)
+{
+	long long version = acc->version;
+	const json_t *ev;
+	size_t i;
+
+	json_array_foreach(events, i, ev)
+	{
+		if (account_apply(
+			    acc, json_string_value(json_object_get(ev, "type")),
+			    json_object_get(ev, "data"), ++version, NULL) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The state the decision of `cr` built on is settled: its append
+ * `committed` (cache the state its events lead to), or it did not
+ * happen or commit (forget it: it may be stale).
+ */
+static void settle_one(struct round *r, struct cmd_request *cr, int committed)
+{
+	struct account *acc;
+
+	if (cr->load == CMD_LOAD_NONE)
+		return;
+	for (size_t i = 0; i < cr->decision.n; i++) {
+		acc = &cr->acc[i];
+		if (committed && fold(acc, cr->decision.events[i]) == 0)
+			account_repo_store(r->ctx->repo, acc);
+		else
+			account_repo_forget(r->ctx->repo, acc->id);
+	}
+}
+
+/* The append of `cr` was written at `token`: its 201. */
+static enum cmd_step answer(struct cmd_request *cr, const char *token)
+{
+	json_t *headers = json_object();
+	json_t *body = cr->kind->answer(&cr->cmd, cr->acc, &cr->decision, token,
+					headers);
+
+	cmd_reply(cr, 201, body, headers);
+	json_decref(headers);
+	return CMD_DONE;
+}
+
+/* The store refused the append of `cr` with `err`. */
+static enum cmd_step refused(struct cmd_request *cr, const struct es_error *err)
+{
+	struct es_error scratch = ES_ERROR_INIT;
+	const struct es_error *ans;
+	enum cmd_step step = CMD_AGAIN;
+
+	if (cr->kind->refused)
+		ans = cr->kind->refused(&cr->cmd, cr->ticket.attempts, err,
+					&scratch);
+	else
+		ans = err->code == ES_ECONFLICT ? NULL : err;
+	if (ans)
+		step = answer_error(cr, ans);
+	es_error_release(&scratch);
+	return step;
+}
+
+/* Whether the answer of `cr` rides on the round's transaction. */
+static int depends(const struct round *r, const struct cmd_request *cr)
+{
+	return cr->written ||
+	       (r->tx && cr->step == CMD_DONE && cmd_idem_storable(cr));
+}
+
+/*
+ * The append or answer of `cr` did not commit: forget what it decided
+ * on, then decide again or answer `err`, as `fate` says.
+ */
+static void undone(struct round *r, struct cmd_request *cr,
+		   const struct es_error *err, enum cmd_fate fate)
+{
+	if (cr->written)
+		settle_one(r, cr, 0);
+	cr->written = 0;
+	cr->step = cmd_round_undo(&cr->ticket, fate);
+	if (cr->step == CMD_DONE)
+		cmd_reply_error(cr, err);
+}
+
+/* The transaction is gone: every command whose answer rode on it. */
+static void tx_failed(struct round *r, const struct es_error *err)
+{
+	enum cmd_fate fate;
+	size_t i, k = 0;
+
+	for (i = 0; i < r->n; i++)
+		k += depends(r, r->cr[i]);
+	fate = cmd_round_fate(err->code, k);
+	for (i = 0; i < r->n; i++)
+		if (depends(r, r->cr[i]))
+			undone(r, r->cr[i], err, fate);
+	r->tx = 0;
+}
+
+static void rollback(struct round *r)
+{
+	PGresult *res;
+
+	if (PQtransactionStatus(r->db) == PQTRANS_INTRANS ||
+	    PQtransactionStatus(r->db) == PQTRANS_INERROR) {
+		res = PQexec(r->db, "ROLLBACK");
+		PQclear(res);
+	}
+}
+
+/*
+ * A transaction when an answer goes into a key's row: an append with a
+ * key, or an answer decided on fresh state worth storing.
+ */
+static void begin(struct round *r)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct cmd_request *cr;
+	size_t i;
+	int need = 0;
+
+	for (i = 0; i < r->n; i++) {
+		cr = r->cr[i];
+		need |= (cr->step == CMD_APPEND && cr->key[0]) ||
+			(cr->step == CMD_DONE && cmd_idem_storable(cr));
+	}
+	if (!need)
+		return;
+	r->tx = 1;
+	if (es_db_exec(r->db, "BEGIN", &err) == 0)
+		goto out;
+	rollback(r);
+	tx_failed(r, &err);
+	for (i = 0; i < r->n; i++)
+		if (r->cr[i]->step == CMD_APPEND)
+			undone(r, r->cr[i], &err, CMD_FATE_ANSWER);
+out:
+	es_error_release(&err);
+}
+
+/* The appends of every command that has one, in one statement. */
+static void append_all(struct round *r)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct es_append_req *reqs, *q;
+	struct cmd_request *cr;
+	enum cmd_fate fate;
+	size_t i, k = 0;
+
+	reqs = calloc(r->n, sizeof(*reqs));
+	if (!reqs) {
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < r->n; i++) {
+		cr = r->cr[i];
+		if (cr->step != CMD_APPEND)
+			continue;
+		reqs[k].streams = cr->decision.streams;
+		reqs[k].n = cr->decision.n;
+		reqs[k].err = (struct es_error)ES_ERROR_INIT;
+		k++;
+	}
+	if (k == 0)
+		goto out;
+	if (es_append_batch(r->db, reqs, k, &err) < 0)
+		goto fail;
+	for (i = 0, k = 0; i < r->n; i++) {
+		cr = r->cr[i];
+		if (cr->step != CMD_APPEND)
+			continue;
+		q = &reqs[k++];
+		if (q->ok) {
+			cr->written = 1;
+			cr->step = answer(cr, q->token);
+			continue;
+		}
+		if (q->err.code == ES_ECONFLICT)
+			cmd_metrics_conflict();
+		settle_one(r, cr, 0);
+		cr->step = refused(cr, &q->err);
+	}
+	goto out;
+fail:
+	/* nothing was written */
+	if (err.code == ES_ECONFLICT)
+		cmd_metrics_conflict();
+	for (i = 0, k = 0; i < r->n; i++)
+		k += r->cr[i]->step == CMD_APPEND;
+	fate = cmd_round_fate(err.code, k);
+	for (i = 0; i < r->n; i++) {
+		cr = r->cr[i];
+		if (cr->step != CMD_APPEND)
+			continue;
+		cr->written = 1; /* so that undone() forgets its state */
+		undone(r, cr, &err, fate);
+	}
+	if (r->tx) {
+		rollback(r);
+		tx_failed(r, &err);
+	}
+out:
+	for (i = 0; reqs && i < r->n; i++)
+		es_error_release(&reqs[i].err);
+	free(reqs);
+	es_error_release(&err);
+}
+
+/* The key rows of the answers worth keeping, then COMMIT. */
+static void finish_tx(struct round *r)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct cmd_request **rows = NULL;
+	int *taken = NULL, lost = 0;
+	size_t i, m = 0;
+
+	rows = malloc(r->n * sizeof(*rows));
+	taken = calloc(r->n, sizeof(*taken));
+	if (!rows || !taken) {
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < r->n; i++)
+		if (r->cr[i]->step == CMD_DONE && cmd_idem_storable(r->cr[i]))
+			rows[m++] = r->cr[i];
+	if (cmd_idem_store(r->db, rows, m, taken, &err) < 0)
+		goto fail;
+	for (i = 0; i < m; i++) {
+		if (!taken[i])
+			continue;
+		/* answer from what the other request stored */
+		rows[i]->looked_up = 0;
+		rows[i]->ticket.attempts--;
+		lost = 1;
+	}
+	if (lost) {
+		/* those whose key was taken answer from it, the others retry */
+		es_error_set(&err, ES_ECONFLICT,
+			     "an Idempotency-Key was taken");
+		goto fail;
+	}
+	if (es_db_exec(r->db, "COMMIT", &err) < 0)
+		goto fail;
+	r->tx = 0;
+	goto out;
+fail:
+	rollback(r);
+	tx_failed(r, &err);
+out:
+	free(rows);
+	free(taken);
+	es_error_release(&err);
+}
+
+/* ---- 5. what committed: cache it, count it, tell the readers ---- */
+
+static void settle(struct round *r)
+{
+	struct cmd_request *cr;
+	const json_t *ev;
+	size_t i, s, j;
+	int any = 0;
+
+	for (i = 0; i < r->n; i++) {
+		cr = r->cr[i];
+		if (!cr->written)
+			continue;
+		settle_one(r, cr, 1);
+		cr->written = 0;
+		cmd_metrics_append();
+		for (s = 0; s < cr->decision.n; s++)
+			json_array_foreach(cr->decision.events[s], j, ev)
+				cmd_metrics_appended(
+					json_string_value(
+						json_object_get(ev, "type")),
+					1);
+		any = 1;
+	}
+	if (any)
+		cmd_notify_poke(r->ctx->notify);
+}
+
+size_t cmd_runner_run(struct cmd_job **jobs, size_t n, PGconn *db, void *arg)
+{
+	struct round r = { .ctx = arg, .db = db };
+	struct es_error err = ES_ERROR_INIT;
+	struct cmd_request *cr;
+	size_t i, k = 0;
+
+	r.cr = malloc(n * sizeof(*r.cr));
+	if (!r.cr || cmd_round_init(&r.plan, n) < 0) {
+		/* answer them all rather than spin */
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		for (i = 0; i < n; i++) {
+			cr = (struct cmd_request *)jobs[i];
+			cmd_reply_error(cr, &err);
+			cmd_request_send(cr);
+		}
+		goto out;
+	}
+	backoff((struct cmd_request *)jobs[0]);
+	select_jobs(&r, jobs, n);
+	decide_all(&r);
+	begin(&r);
+	append_all(&r);
+	if (r.tx)
+		finish_tx(&r);
+	settle(&r);
+	release_stripes(&r);
+	/* answer, and carry the rest over in their order */
+	for (i = 0; i < n; i++) {
+		cr = (struct cmd_request *)jobs[i];
+		if (cr->step == CMD_DONE)
+			cmd_request_send(cr);
+		else
+			jobs[k++] = &cr->job;
+	}
+out:
+	cmd_round_release(&r.plan);
+	free(r.cr);
+	es_error_release(&err);
+	return k;
+}
