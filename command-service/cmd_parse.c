@@ -282,7 +282,7 @@ static int get_uuid(const json_t *obj, const char *key, bool required,
 		return es_error_field(err, key, "must be a string, not %s",
 				      kind(v));
 	if (json_string_length(v) != strlen(json_string_value(v)) ||
-	    cmd_parse_uuid(json_string_value(v), out) < 0)
+	    es_uuid_parse(json_string_value(v), out) < 0)
 		return es_error_field(
 			err, key,
 			"must be a UUID like '123e4567-e89b-42d3-a456-426614174000'");
@@ -314,7 +314,7 @@ static int account_id_from_path(const char *path_id, char out[37],
 {
 	char shown[ECHO_MAX + 8];
 
-	if (cmd_parse_uuid(path_id, out) == 0)
+	if (es_uuid_parse(path_id, out) == 0)
 		return 0;
 	echo_copy(shown, sizeof(shown), path_id ? path_id : "");
 	return es_error_set(err, ES_ENOTFOUND, "account '%s' does not exist",
@@ -534,7 +534,7 @@ static int check_event(const json_t *ev, size_t i, struct es_error *err)
 	v = json_object_get(ev, "event_id");
 	if (v && (!json_is_string(v) ||
 		  json_string_length(v) != strlen(json_string_value(v)) ||
-		  cmd_parse_uuid(json_string_value(v), uuid) < 0))
+		  es_uuid_parse(json_string_value(v), uuid) < 0))
 		bad |= es_error_field(err, field, "must be a UUID") < 0;
 	return bad ? -1 : 0;
 }
@@ -574,36 +574,5 @@ int cmd_parse_raw_append(const char *stream_id, const json_t *body,
 		return -1;
 	cmd->stream_id = stream_id;
 	cmd->events = events;
-	return 0;
-}
-
-int cmd_parse_uuid(const char *s, char out[37])
-{
-	char tmp[37];
-	int i;
-
-	if (!s)
-		return -1;
-	for (i = 0; i < 36; i++) {
-		char c = s[i];
-
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (c != '-')
-				return -1;
-			tmp[i] = c;
-		} else if (c >= '0' && c <= '9') {
-			tmp[i] = c;
-		} else if (c >= 'a' && c <= 'f') {
-			tmp[i] = c;
-		} else if (c >= 'A' && c <= 'F') {
-			tmp[i] = (char)(c - 'A' + 'a');
-		} else {
-			return -1; /* the NUL of a short string too */
-		}
-	}
-	if (s[36] != '\0')
-		return -1;
-	tmp[36] = '\0';
-	memcpy(out, tmp, sizeof(tmp));
 	return 0;
 }

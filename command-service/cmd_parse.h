@@ -51,7 +51,4 @@ struct raw_append_cmd {
 int cmd_parse_raw_append(const char *stream_id, const json_t *body,
 			 struct raw_append_cmd *cmd, struct es_error *err);
 
-/* A well-formed UUID (any case); `out` gets it lower-case. */
-int cmd_parse_uuid(const char *s, char out[37]);
-
 #endif

@@ -214,7 +214,7 @@ static int is_lower_uuid(const char *s)
 {
 	char norm[37];
 
-	return cmd_parse_uuid(s, norm) == 0 && !strcmp(norm, s);
+	return es_uuid_parse(s, norm) == 0 && !strcmp(norm, s);
 }
 
 /* Parse the body as the route would; 0 or -1 with `err` set. */
@@ -487,26 +487,24 @@ START_TEST(uuid_parsing)
 	char out[37];
 
 	ck_assert_int_eq(
-		cmd_parse_uuid("123E4567-E89B-12D3-A456-426614174000", out), 0);
+		es_uuid_parse("123E4567-E89B-12D3-A456-426614174000", out), 0);
 	ck_assert_str_eq(out, "123e4567-e89b-12d3-a456-426614174000");
-	ck_assert_int_eq(cmd_parse_uuid(NULL, out), -1);
-	ck_assert_int_eq(cmd_parse_uuid("", out), -1);
+	ck_assert_int_eq(es_uuid_parse(NULL, out), -1);
+	ck_assert_int_eq(es_uuid_parse("", out), -1);
 	ck_assert_int_eq(
-		cmd_parse_uuid("123e4567-e89b-12d3-a456-42661417400", out), -1);
+		es_uuid_parse("123e4567-e89b-12d3-a456-42661417400", out), -1);
 	ck_assert_int_eq(
-		cmd_parse_uuid("123e4567-e89b-12d3-a456-4266141740000", out),
+		es_uuid_parse("123e4567-e89b-12d3-a456-4266141740000", out),
 		-1);
 	ck_assert_int_eq(
-		cmd_parse_uuid("123e4567e89b-12d3-a456-4266141740000", out),
+		es_uuid_parse("123e4567e89b-12d3-a456-4266141740000", out), -1);
+	ck_assert_int_eq(
+		es_uuid_parse("123e4567-e89b-12d3-a456-42661417400g", out), -1);
+	ck_assert_int_eq(
+		es_uuid_parse(" 123e4567-e89b-12d3-a456-426614174000", out),
 		-1);
 	ck_assert_int_eq(
-		cmd_parse_uuid("123e4567-e89b-12d3-a456-42661417400g", out),
-		-1);
-	ck_assert_int_eq(
-		cmd_parse_uuid(" 123e4567-e89b-12d3-a456-426614174000", out),
-		-1);
-	ck_assert_int_eq(
-		cmd_parse_uuid("{123e4567-e89b-12d3-a456-426614174000}", out),
+		es_uuid_parse("{123e4567-e89b-12d3-a456-426614174000}", out),
 		-1);
 }
 END_TEST
