@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../../command-service/account_state.h"
+#include "es_array.h"
 
 #define A_ID "11111111-1111-4111-8111-111111111111"
 
@@ -126,7 +127,7 @@ START_TEST(first_and_last_event_give_the_same_state_as_all)
 	json_t *ev;
 	size_t i;
 
-	for (i = 0; i < sizeof(last) / sizeof(last[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(last); i++) {
 		snprintf(json, sizeof(json),
 			 "[" OPENED ", [\"MoneyDeposited\", {\"amount\": 3, "
 			 "\"balance_after\": 3}], [\"MoneyWithdrawn\", "
@@ -195,7 +196,7 @@ START_TEST(malformed_payload_is_an_internal_error)
 	struct account acc;
 	size_t i;
 
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		ck_assert_msg(fold(&acc, bad[i], &err) == -1, "accepted %s",
 			      bad[i]);
 		ck_assert_int_eq(err.code, ES_EINTERNAL);

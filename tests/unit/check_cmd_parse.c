@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../../command-service/cmd_parse.h"
+#include "es_array.h"
 #include "es_json.h"
 #include "es_store.h"
 #include "es_uuid.h"
@@ -535,7 +536,7 @@ START_TEST(if_match_holds_one_strong_version)
 			 0);
 	ck_assert_int_eq(v, 123456789012345678LL);
 	ck_assert_int_eq(err.code, ES_OK);
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		ck_assert_msg(cmd_parse_if_match(bad[i], &v, &err) == -1,
 			      "accepted If-Match: %s", bad[i]);
 		ck_assert_int_eq(err.code, ES_EMALFORMED);
@@ -559,7 +560,7 @@ START_TEST(numbers_jansson_cannot_hold_are_malformed)
 	struct es_error err = ES_ERROR_INIT;
 	size_t i;
 
-	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(t); i++) {
 		ck_assert_ptr_null(es_json_parse_object(
 			t[i].body, strlen(t[i].body), &err));
 		ck_assert_int_eq(err.code, ES_EMALFORMED);
@@ -586,7 +587,7 @@ START_TEST(raw_append_expected_version_modes)
 	size_t i;
 	json_t *b;
 
-	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(t); i++) {
 		snprintf(body, sizeof(body),
 			 "{\"expected_version\": %s, \"events\": "
 			 "[{\"type\": \"A\", \"data\": {}}]}",

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../command-service/account_decide.h"
+#include "es_array.h"
 
 #define A_ID "11111111-1111-4111-8111-111111111111"
 #define B_ID "22222222-2222-4222-8222-222222222222"
@@ -232,7 +233,7 @@ START_TEST(amount_outside_1_to_10e12_is_invalid)
 	size_t i;
 
 	open_state(&acc, A_ID, "EUR", 0, ACCOUNT_AMOUNT_MAX);
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		cmd = money(bad[i], NULL);
 		assert_invalid_field(account_decide_deposit(&acc, &cmd, &err),
 				     &err, "amount");

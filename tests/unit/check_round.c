@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../command-service/cmd_round.h"
+#include "es_array.h"
 
 #define A1 "11111111-1111-4111-8111-111111111111"
 #define A2 "22222222-2222-4222-8222-222222222222"
@@ -44,66 +45,69 @@ static int offer(struct cmd_round *r, const struct cmd_ticket *t)
 	return 1;
 }
 
+/*
+ * Offer t[0..n) to a new round in their order: which joined, as a string
+ * of '1' (joined) and '0' (sat out).
+ */
+static const char *joins(const struct cmd_ticket *t, size_t n)
+{
+	static char out[16];
+	struct cmd_round r;
+	size_t i;
+
+	ck_assert_uint_lt(n, sizeof(out));
+	ck_assert_int_eq(cmd_round_init(&r, n), 0);
+	for (i = 0; i < n; i++)
+		out[i] = offer(&r, &t[i]) ? '1' : '0';
+	out[n] = '\0';
+	cmd_round_release(&r);
+	return out;
+}
+
 START_TEST(commands_on_other_accounts_share_a_round)
 {
-	struct cmd_round r;
-	struct cmd_ticket a = ticket(A1, NULL, NULL),
-			  b = ticket(A2, NULL, NULL);
+	const struct cmd_ticket t[] = { ticket(A1, NULL, NULL),
+					ticket(A2, NULL, NULL) };
 
-	ck_assert_int_eq(cmd_round_init(&r, 2), 0);
-	ck_assert(offer(&r, &a));
-	ck_assert(offer(&r, &b));
-	ck_assert_uint_eq(r.n, 2);
-	cmd_round_release(&r);
+	ck_assert_str_eq(joins(t, ARRAY_SIZE(t)), "11");
 }
 END_TEST
 
 START_TEST(two_commands_on_one_account_never_share_a_round)
 {
-	struct cmd_round r;
-	struct cmd_ticket dep = ticket(A1, NULL, NULL);
-	struct cmd_ticket dep2 = ticket(A1, NULL, NULL);
-	struct cmd_ticket transfer = ticket(A2, A1, NULL);
-	struct cmd_ticket back = ticket(A3, A2, NULL);
-
-	ck_assert_int_eq(cmd_round_init(&r, 4), 0);
-	ck_assert(offer(&r, &dep));
-	ck_assert(!offer(&r, &dep2));
 	/* either side of a transfer counts */
-	ck_assert(!offer(&r, &transfer));
-	ck_assert(offer(&r, &back));
-	ck_assert_uint_eq(r.n, 2);
-	cmd_round_release(&r);
+	const struct cmd_ticket t[] = {
+		ticket(A1, NULL, NULL),
+		ticket(A1, NULL, NULL),
+		ticket(A2, A1, NULL),
+		ticket(A3, A2, NULL),
+	};
+
+	ck_assert_str_eq(joins(t, ARRAY_SIZE(t)), "1001");
 }
 END_TEST
 
 START_TEST(one_key_joins_a_round_once)
 {
-	struct cmd_round r;
-	struct cmd_ticket a = ticket(A1, NULL, "k");
-	struct cmd_ticket b = ticket(A2, NULL, "k");
-	struct cmd_ticket c = ticket(A3, NULL, "other");
+	const struct cmd_ticket t[] = {
+		ticket(A1, NULL, "k"),
+		ticket(A2, NULL, "k"),
+		ticket(A3, NULL, "other"),
+	};
 
-	ck_assert_int_eq(cmd_round_init(&r, 3), 0);
-	ck_assert(offer(&r, &a));
-	ck_assert(!offer(&r, &b));
-	ck_assert(offer(&r, &c));
-	cmd_round_release(&r);
+	ck_assert_str_eq(joins(t, ARRAY_SIZE(t)), "101");
 }
 END_TEST
 
 START_TEST(a_stream_id_is_a_name_like_an_account)
 {
-	struct cmd_round r;
-	struct cmd_ticket a = ticket("order-1", NULL, NULL);
-	struct cmd_ticket b = ticket("order-1", NULL, NULL);
-	struct cmd_ticket c = ticket("order-2", NULL, NULL);
+	const struct cmd_ticket t[] = {
+		ticket("order-1", NULL, NULL),
+		ticket("order-1", NULL, NULL),
+		ticket("order-2", NULL, NULL),
+	};
 
-	ck_assert_int_eq(cmd_round_init(&r, 3), 0);
-	ck_assert(offer(&r, &a));
-	ck_assert(!offer(&r, &b));
-	ck_assert(offer(&r, &c));
-	cmd_round_release(&r);
+	ck_assert_str_eq(joins(t, ARRAY_SIZE(t)), "101");
 }
 END_TEST
 
@@ -133,7 +137,7 @@ START_TEST(a_round_of_mixed_commands)
 		{ "raw3", ticket("gc-order-3", NULL, NULL), 1 },
 		{ "take", ticket(A8, NULL, NULL), 1 },
 	};
-	size_t n = sizeof(jobs) / sizeof(jobs[0]), i, joined = 0;
+	size_t n = ARRAY_SIZE(jobs), i, joined = 0;
 	struct cmd_round r;
 
 	ck_assert_int_eq(cmd_round_init(&r, n), 0);
@@ -246,23 +250,18 @@ END_TEST
 
 START_TEST(a_solo_command_goes_alone)
 {
-	struct cmd_round r;
-	struct cmd_ticket a = ticket(A1, NULL, NULL),
-			  b = ticket(A2, NULL, NULL);
-	struct cmd_ticket c = ticket(A3, NULL, NULL);
+	struct cmd_ticket first[] = { ticket(A1, NULL, NULL),
+				      ticket(A2, NULL, NULL) };
+	struct cmd_ticket later[] = { ticket(A2, NULL, NULL),
+				      ticket(A1, NULL, NULL),
+				      ticket(A3, NULL, NULL) };
 
 	/* first in hand: the others wait */
-	a.solo = 1;
-	ck_assert_int_eq(cmd_round_init(&r, 3), 0);
-	ck_assert(offer(&r, &a));
-	ck_assert(!offer(&r, &b));
-	cmd_round_release(&r);
+	first[0].solo = 1;
+	ck_assert_str_eq(joins(first, ARRAY_SIZE(first)), "10");
 	/* later in hand: it waits for a round of its own */
-	ck_assert_int_eq(cmd_round_init(&r, 3), 0);
-	ck_assert(offer(&r, &b));
-	ck_assert(!offer(&r, &a));
-	ck_assert(offer(&r, &c));
-	cmd_round_release(&r);
+	later[1].solo = 1;
+	ck_assert_str_eq(joins(later, ARRAY_SIZE(later)), "101");
 }
 END_TEST
 
