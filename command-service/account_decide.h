@@ -13,6 +13,7 @@
 /* Commands, as cmd_parse.h fills them. Strings are borrowed. */
 struct open_cmd {
 	char account_id[37]; /* given or generated */
+	int generated; /* the id is ours: no account can have it yet */
 	const char *owner;
 	char currency[4];
 	long long overdraft_limit;

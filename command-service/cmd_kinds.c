@@ -123,13 +123,9 @@ static json_t *answer_one(const struct account *acc,
 static int open_parse(const struct es_request *req, struct cmd *cmd,
 		      struct es_error *err)
 {
-	const json_t *id = json_object_get(req->json, ES_F_ACCOUNT_ID);
-
-	if (no_if_match(cmd, err) < 0 ||
-	    cmd_parse_open(req->json, &cmd->u.open, err) < 0)
+	if (no_if_match(cmd, err) < 0)
 		return -1;
-	cmd->generated = !id || json_is_null(id);
-	return 0;
+	return cmd_parse_open(req->json, &cmd->u.open, err);
 }
 
 static enum cmd_load open_streams(const struct cmd *cmd, const char *ids[2])
@@ -137,7 +133,7 @@ static enum cmd_load open_streams(const struct cmd *cmd, const char *ids[2])
 	ids[0] = cmd->u.open.account_id;
 	ids[1] = NULL;
 	/* an id of our own making names no account yet */
-	return cmd->generated ? CMD_LOAD_NEW : CMD_LOAD_ACCOUNTS;
+	return cmd->u.open.generated ? CMD_LOAD_NEW : CMD_LOAD_ACCOUNTS;
 }
 
 static int open_decide(const struct cmd *cmd, const struct account acc[2],

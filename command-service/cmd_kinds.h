@@ -40,7 +40,6 @@ struct cmd {
 		struct raw_append_cmd raw;
 	} u;
 	long long if_match; /* If-Match version, -1 if none; set before parse */
-	int generated; /* open: the account id is ours */
 	int all_ids; /* raw: every event carries an event_id */
 	json_t *events; /* owned: a raw append's events, else NULL */
 };

@@ -342,8 +342,10 @@ int cmd_parse_open(const json_t *body, struct open_cmd *cmd,
 	bad |= found < 0;
 	if (bad)
 		return -1;
-	if (!found)
+	if (!found) {
 		es_uuid_v4(cmd->account_id);
+		cmd->generated = 1;
+	}
 	return 0;
 }
 

@@ -235,6 +235,12 @@ static int run_case(const struct data_case *c, struct es_error *err)
 			ck_assert_msg(is_lower_uuid(cmd.account_id),
 				      "%s: account_id '%s'", c->dir,
 				      cmd.account_id);
+			/* an id of our own making exactly when none was given
+			 */
+			ck_assert_int_eq(cmd.generated,
+					 !json_object_get(body, "account_id") ||
+						 json_is_null(json_object_get(
+							 body, "account_id")));
 			ck_assert_ptr_nonnull(cmd.owner);
 			ck_assert_int_eq(strlen(cmd.currency), 3);
 			ck_assert_int_ge(cmd.overdraft_limit, 0);
