@@ -5,14 +5,9 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "es_db.h"
 #include "es_event.h"
-#include "es_log.h"
-
-#define RECONNECT_MIN_MS 250
-#define RECONNECT_MAX_MS 4000
 
 struct cmd_notify {
 	const char *conninfo;
@@ -22,13 +17,6 @@ struct cmd_notify {
 	bool pending; /* a poke since the last NOTIFY went out */
 	bool stopping;
 };
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 /* Wait for a poke (or the stop); false when stopping. */
 static bool wait_poke(struct cmd_notify *n)
@@ -47,30 +35,19 @@ static bool wait_poke(struct cmd_notify *n)
 static void *notify_main(void *arg)
 {
 	struct cmd_notify *n = arg;
-	PGconn *db = NULL;
-	long backoff = RECONNECT_MIN_MS;
+	struct es_db_link link = ES_DB_LINK_INIT(n->conninfo, -1);
+	PGconn *db;
 
 	while (wait_poke(n)) {
 		struct es_error err = ES_ERROR_INIT;
 
-		if (es_db_broken(db)) {
-			PQfinish(db);
-			db = es_db_connect(n->conninfo, &err);
-			if (!db) {
-				/* the hint is lost; readers poll anyway */
-				es_error_release(&err);
-				sleep_ms(backoff);
-				backoff = backoff * 2 > RECONNECT_MAX_MS
-						  ? RECONNECT_MAX_MS
-						  : backoff * 2;
-				continue;
-			}
-			backoff = RECONNECT_MIN_MS;
-		}
-		es_db_exec(db, "NOTIFY " ES_CHANNEL_EVENTS, &err);
+		/* down: the hint is lost (after the backoff); readers poll */
+		db = es_db_link_get(&link, &err);
+		if (db)
+			es_db_exec(db, "NOTIFY " ES_CHANNEL_EVENTS, &err);
 		es_error_release(&err);
 	}
-	PQfinish(db);
+	es_db_link_close(&link);
 	return NULL;
 }
 

@@ -18,7 +18,7 @@ struct cmd_notify;
 
 /*
  * Start the notifier thread; it connects lazily and reconnects with
- * backoff, so it starts while the database is down.
+ * backoff (es_db_link), so it starts while the database is down.
  * ownership: borrows `conninfo`; caller frees with cmd_notify_stop().
  */
 struct cmd_notify *cmd_notify_start(const char *conninfo, struct es_error *err);
