@@ -4,20 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "es_hash.h"
-
 int cmd_round_init(struct cmd_round *r, size_t max)
 {
-	size_t cap;
-
 	memset(r, 0, sizeof(*r));
-	/* up to three names a member (two ids and a key), at most 3/8 full */
-	for (cap = 8; cap < 8 * max; cap *= 2)
-		;
 	r->stripes = malloc((2 * max + 1) * sizeof(*r->stripes));
-	r->names = calloc(cap, sizeof(*r->names));
-	r->mask = cap - 1;
-	if (!r->stripes || !r->names) {
+	/* up to three names a member (two ids and a key): joins cannot fail */
+	if (!r->stripes || es_table_reserve(&r->names, 3 * max) < 0) {
 		cmd_round_release(r);
 		return -1;
 	}
@@ -27,28 +19,17 @@ int cmd_round_init(struct cmd_round *r, size_t max)
 void cmd_round_release(struct cmd_round *r)
 {
 	free(r->stripes);
-	free(r->names);
 	r->stripes = NULL;
-	r->names = NULL;
-}
-
-/* The slot of `s` among the names: where it is, or the free one. */
-static const char **name_slot(const struct cmd_round *r, const char *s)
-{
-	size_t i = (size_t)es_hash_str(s) & r->mask;
-
-	while (r->names[i] && strcmp(r->names[i], s) != 0)
-		i = (i + 1) & r->mask;
-	return &r->names[i];
+	es_table_release(&r->names);
 }
 
 /* Whether `t` names an id or key that a member names. */
 static int clashes(const struct cmd_round *r, const struct cmd_ticket *t)
 {
 	for (int i = 0; i < 2; i++)
-		if (t->ids[i] && *name_slot(r, t->ids[i]))
+		if (t->ids[i] && es_table_get(&r->names, t->ids[i]))
 			return 1;
-	return t->key && *name_slot(r, t->key);
+	return t->key && es_table_get(&r->names, t->key);
 }
 
 enum cmd_admit cmd_round_admit(const struct cmd_round *r,
@@ -87,10 +68,10 @@ void cmd_round_join(struct cmd_round *r, const struct cmd_ticket *t,
 {
 	for (int i = 0; i < 2; i++)
 		if (t->ids[i])
-			*name_slot(r, t->ids[i]) = t->ids[i];
+			es_table_put(&r->names, t->ids[i], NULL);
 	/* a key equal to some id only costs a round's wait */
 	if (t->key)
-		*name_slot(r, t->key) = t->key;
+		es_table_put(&r->names, t->key, NULL);
 	for (size_t i = 0; i < nwant; i++) {
 		r->held[want[i]] = 1;
 		r->stripes[r->nstripes++] = want[i];

@@ -19,6 +19,7 @@
 
 #include "account_repo.h"
 #include "es_error.h"
+#include "es_table.h"
 
 /* Decisions of a command after which its next round first waits a bit. */
 #define CMD_BACKOFF_AFTER 3
@@ -45,8 +46,7 @@ struct cmd_round {
 	size_t *stripes; /* held, in the order taken */
 	size_t nstripes;
 	unsigned char held[ACCOUNT_REPO_LOCKS];
-	const char **names; /* ids and keys of the members, open addressing */
-	size_t mask;
+	struct es_table names; /* ids and keys of the members (borrowed) */
 };
 
 /*
