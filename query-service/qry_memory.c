@@ -25,10 +25,11 @@
 #include <unistd.h>
 
 #include "es_db.h"
+#include "es_event.h"
 #include "es_hash.h"
 #include "es_log.h"
 #include "es_read.h"
-#include "views/account.h"
+#include "views/view_account.h"
 
 #define RETRY_MS	500 /* after a failed connection or read */
 #define CHECKPOINT_VIEW "accounts" /* the table view we start from */
@@ -506,7 +507,8 @@ static int connect_write(struct qry_memory *m)
 	es_error_release(&err);
 	if (!m->wdb)
 		return -1;
-	m->listening = es_db_exec(m->wdb, "LISTEN tandem_events", &err) == 0;
+	m->listening =
+		es_db_exec(m->wdb, "LISTEN " ES_CHANNEL_EVENTS, &err) == 0;
 	if (!m->listening)
 		es_log(ES_LOG_WARN, "memory_listen_failed", "{s:s}", "error",
 		       err.detail);

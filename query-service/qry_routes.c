@@ -31,7 +31,7 @@
 #include "es_probe.h"
 #include "es_read.h"
 #include "es_token.h"
-#include "views/account.h"
+#include "views/view_account.h"
 #include "views/daily.h"
 #include "views/large.h"
 #include "views/owner.h"

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "es_db.h"
+#include "es_event.h"
 #include "es_log.h"
 #include "es_read.h"
 #include "qry_checkpoint.h"
@@ -738,7 +739,7 @@ static int commit_batch(struct qry_tail *t, const int *adv,
 		    v->ops->flush(v->batch, db, "", err) < 0)
 			goto out;
 	}
-	res = PQexec(db, "NOTIFY tandem_checkpoint; COMMIT");
+	res = PQexec(db, "NOTIFY " ES_CHANNEL_CHECKPOINT "; COMMIT");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK ||
 	    strcmp(PQcmdStatus(res), "COMMIT") != 0) {
 		if (PQresultStatus(res) == PGRES_COMMAND_OK)
@@ -922,8 +923,8 @@ static void lead(struct qry_tail *t)
 	if (!t->db[C_LISTEN] && now_ms() >= t->next_listen_ms) {
 		t->next_listen_ms = now_ms() + LISTEN_RETRY_MS;
 		if (conn_open(t, C_LISTEN, &err) < 0 ||
-		    exec_ok(t->db[C_LISTEN], "LISTEN tandem_events", &err) <
-			    0) {
+		    exec_ok(t->db[C_LISTEN], "LISTEN " ES_CHANNEL_EVENTS,
+			    &err) < 0) {
 			/* e.g. behind PgBouncer: polling alone */
 			es_log(ES_LOG_DEBUG, "projector_listen_failed", "{s:s}",
 			       "error", err.detail);
@@ -972,8 +973,8 @@ static void follow(struct qry_tail *t)
 
 	if (!t->db[C_READ]) {
 		if (conn_open(t, C_READ, &err) < 0 ||
-		    exec_ok(t->db[C_READ], "LISTEN tandem_checkpoint", &err) <
-			    0) {
+		    exec_ok(t->db[C_READ], "LISTEN " ES_CHANNEL_CHECKPOINT,
+			    &err) < 0) {
 			conn_close(t, C_READ);
 			goto fail;
 		}

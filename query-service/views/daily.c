@@ -8,10 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "account.h"
 #include "bulk.h"
+#include "es_event.h"
 #include "keymap.h"
 #include "payload.h"
+#include "view_account.h"
 
 json_t *view_daily_row_json(const struct view_daily_row *row)
 {
@@ -132,21 +133,21 @@ static int batch_apply(void *batch, const struct es_event *ev,
 	if (!ev->type || !view_account_stream(ev->stream_id, id))
 		return 0;
 	/* a transfer counts once, on its TransferSent */
-	if (strcmp(ev->type, VIEW_EV_DEPOSITED) != 0 &&
-	    strcmp(ev->type, VIEW_EV_WITHDRAWN) != 0 &&
-	    strcmp(ev->type, VIEW_EV_SENT) != 0)
+	if (strcmp(ev->type, ES_EV_MONEY_DEPOSITED) != 0 &&
+	    strcmp(ev->type, ES_EV_MONEY_WITHDRAWN) != 0 &&
+	    strcmp(ev->type, ES_EV_TRANSFER_SENT) != 0)
 		return 0;
 	if (view_event_time(ev, time, err) < 0 ||
-	    view_payload_int(ev, "amount", &amount, err) < 0 ||
-	    view_payload_currency(ev, "currency", 1, currency, err) < 0)
+	    view_payload_int(ev, ES_F_AMOUNT, &amount, err) < 0 ||
+	    view_payload_currency(ev, ES_F_CURRENCY, 1, currency, err) < 0)
 		return -1;
 	r = totals(b, time, currency, err);
 	if (!r)
 		return -1;
-	if (!strcmp(ev->type, VIEW_EV_DEPOSITED)) {
+	if (!strcmp(ev->type, ES_EV_MONEY_DEPOSITED)) {
 		sum = &r->deposits_sum;
 		count = &r->deposits_count;
-	} else if (!strcmp(ev->type, VIEW_EV_WITHDRAWN)) {
+	} else if (!strcmp(ev->type, ES_EV_MONEY_WITHDRAWN)) {
 		sum = &r->withdrawals_sum;
 		count = &r->withdrawals_count;
 	} else {

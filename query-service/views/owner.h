@@ -9,7 +9,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "account.h"
+#include "view_account.h"
 #include "es_error.h"
 
 /*

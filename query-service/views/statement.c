@@ -7,9 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "account.h"
 #include "bulk.h"
+#include "es_event.h"
 #include "payload.h"
+#include "view_account.h"
 
 static const char *const kind_names[] = {
 	[VIEW_DEPOSIT] = "deposit",
@@ -39,13 +40,13 @@ static enum view_statement_kind kind_of(const char *type)
 {
 	if (!type)
 		return 0;
-	if (!strcmp(type, VIEW_EV_DEPOSITED))
+	if (!strcmp(type, ES_EV_MONEY_DEPOSITED))
 		return VIEW_DEPOSIT;
-	if (!strcmp(type, VIEW_EV_WITHDRAWN))
+	if (!strcmp(type, ES_EV_MONEY_WITHDRAWN))
 		return VIEW_WITHDRAWAL;
-	if (!strcmp(type, VIEW_EV_SENT))
+	if (!strcmp(type, ES_EV_TRANSFER_SENT))
 		return VIEW_TRANSFER_OUT;
-	if (!strcmp(type, VIEW_EV_RECEIVED))
+	if (!strcmp(type, ES_EV_TRANSFER_RECEIVED))
 		return VIEW_TRANSFER_IN;
 	return 0;
 }
@@ -66,20 +67,21 @@ int view_statement_row_from_event(struct view_statement_row *row,
 	row->version = ev->version;
 	row->position = ev->position;
 	if (view_event_time(ev, row->recorded_at, err) < 0 ||
-	    view_payload_int(ev, "amount", &row->amount, err) < 0 ||
-	    view_payload_int(ev, "balance_after", &row->balance_after, err) <
+	    view_payload_int(ev, ES_F_AMOUNT, &row->amount, err) < 0 ||
+	    view_payload_int(ev, ES_F_BALANCE_AFTER, &row->balance_after, err) <
 		    0 ||
-	    view_payload_currency(ev, "currency", 0, row->currency, err) < 0 ||
-	    view_payload_str(ev, "reference", 0, REFERENCE_MAX, &row->reference,
-			     err) < 0)
+	    view_payload_currency(ev, ES_F_CURRENCY, 0, row->currency, err) <
+		    0 ||
+	    view_payload_str(ev, ES_F_REFERENCE, 0, REFERENCE_MAX,
+			     &row->reference, err) < 0)
 		return -1;
 	if (kind == VIEW_TRANSFER_OUT || kind == VIEW_TRANSFER_IN) {
-		if (view_payload_uuid(ev, "transfer_id", row->transfer_id,
+		if (view_payload_uuid(ev, ES_F_TRANSFER_ID, row->transfer_id,
 				      err) < 0 ||
 		    view_payload_uuid(ev,
 				      kind == VIEW_TRANSFER_OUT
-					      ? "to_account_id"
-					      : "from_account_id",
+					      ? ES_F_TO_ACCOUNT
+					      : ES_F_FROM_ACCOUNT,
 				      row->counterparty, err) < 0)
 			return -1;
 	}

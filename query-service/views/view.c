@@ -3,9 +3,10 @@
 
 #include <string.h>
 
-#include "account.h"
 #include "daily.h"
+#include "es_array.h"
 #include "statement.h"
+#include "view_account.h"
 
 const struct view_ops *const view_all[] = {
 	&view_accounts_ops,
@@ -13,7 +14,7 @@ const struct view_ops *const view_all[] = {
 	&view_daily_ops,
 };
 
-const size_t view_count = sizeof(view_all) / sizeof(view_all[0]);
+const size_t view_count = ARRAY_SIZE(view_all);
 
 const struct view_ops *view_find(const char *name)
 {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../query-service/views/account.h"
+#include "../../query-service/views/view_account.h"
 #include "../../query-service/views/bulk.h"
 #include "../../query-service/views/daily.h"
 #include "../../query-service/views/keymap.h"

@@ -1,5 +1,5 @@
 /*
- * account.c - the account view: one row per account, folded from the
+ * view_account.c - the account view: one row per account, folded from the
  * account streams ("account-<uuid>"): AccountOpened sets every column,
  * money events set the balance from their "balance_after", AccountClosed
  * closes; each moves version, updated_at and position. Unknown types and
@@ -10,17 +10,16 @@
  * the table in two statements: one upsert for the accounts opened in the
  * batch, one UPDATE ... FROM for the others.
  */
-#include "account.h"
+#include "view_account.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "bulk.h"
+#include "es_event.h"
 #include "es_uuid.h"
 #include "keymap.h"
 #include "payload.h"
-
-#define STREAM_PREFIX "account-"
 
 enum acc_kind { ACC_SKIP, ACC_OPENED, ACC_MONEY, ACC_CLOSED };
 
@@ -37,9 +36,9 @@ struct acc_event {
 
 int view_account_stream(const char *stream_id, char id[37])
 {
-	size_t n = sizeof(STREAM_PREFIX) - 1;
+	size_t n = ES_ACCOUNT_PREFIX_LEN;
 
-	if (!stream_id || strncmp(stream_id, STREAM_PREFIX, n) != 0 ||
+	if (!stream_id || strncmp(stream_id, ES_ACCOUNT_PREFIX, n) != 0 ||
 	    !es_uuid_is_lower(stream_id + n))
 		return 0;
 	memcpy(id, stream_id + n, 37);
@@ -50,13 +49,14 @@ static enum acc_kind kind_of(const char *type)
 {
 	if (!type)
 		return ACC_SKIP;
-	if (!strcmp(type, VIEW_EV_OPENED))
+	if (!strcmp(type, ES_EV_ACCOUNT_OPENED))
 		return ACC_OPENED;
-	if (!strcmp(type, VIEW_EV_DEPOSITED) ||
-	    !strcmp(type, VIEW_EV_WITHDRAWN) || !strcmp(type, VIEW_EV_SENT) ||
-	    !strcmp(type, VIEW_EV_RECEIVED))
+	if (!strcmp(type, ES_EV_MONEY_DEPOSITED) ||
+	    !strcmp(type, ES_EV_MONEY_WITHDRAWN) ||
+	    !strcmp(type, ES_EV_TRANSFER_SENT) ||
+	    !strcmp(type, ES_EV_TRANSFER_RECEIVED))
 		return ACC_MONEY;
-	if (!strcmp(type, VIEW_EV_CLOSED))
+	if (!strcmp(type, ES_EV_ACCOUNT_CLOSED))
 		return ACC_CLOSED;
 	return ACC_SKIP;
 }
@@ -73,20 +73,20 @@ static int parse(const struct es_event *ev, struct acc_event *p,
 		return -1;
 	switch (p->kind) {
 	case ACC_OPENED:
-		if (view_payload_str(ev, "owner", 1,
+		if (view_payload_str(ev, ES_F_OWNER, 1,
 				     sizeof(((struct view_account *)0)->owner),
 				     &p->owner, err) < 0 ||
-		    view_payload_currency(ev, "currency", 1, p->currency, err) <
-			    0 ||
-		    view_payload_int(ev, "overdraft_limit", &p->overdraft_limit,
-				     err) < 0)
+		    view_payload_currency(ev, ES_F_CURRENCY, 1, p->currency,
+					  err) < 0 ||
+		    view_payload_int(ev, ES_F_OVERDRAFT_LIMIT,
+				     &p->overdraft_limit, err) < 0)
 			return -1;
 		if (p->overdraft_limit < 0)
 			return view_payload_error(
 				ev, err, "'overdraft_limit' is negative");
 		break;
 	case ACC_MONEY:
-		if (view_payload_int(ev, "balance_after", &p->balance_after,
+		if (view_payload_int(ev, ES_F_BALANCE_AFTER, &p->balance_after,
 				     err) < 0)
 			return -1;
 		break;

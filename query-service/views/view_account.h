@@ -1,5 +1,5 @@
 /*
- * account.h - the account view: one row per account (id, owner, currency,
+ * view_account.h - the account view: one row per account (id, owner, currency,
  * balance, status, version, opened_at, updated_at), folded from the
  * account streams. Used by the projector (table view_accounts) and by
  * the in-memory view every replica keeps for GET /accounts/{id}.
