@@ -121,6 +121,8 @@ int main(int argc, char **argv)
 	const char *rebuild_view = NULL;
 	int rebuilding = 0, state_up = 0, sig = 0, ret = 1;
 	const char **view_names = NULL;
+	const struct es_route *routes;
+	size_t nroutes;
 	sigset_t stop;
 	int status;
 	size_t i;
@@ -136,13 +138,14 @@ int main(int argc, char **argv)
 			argc--;
 		}
 	}
+	routes = qry_routes(&nroutes);
 	if (es_service_configure(
 		    argc, argv, PROG,
 		    "Projects the event log into views and serves them over HTTP.\n"
 		    "`" PROG
 		    " rebuild [view]` rebuilds views from the log and exits.",
-		    vars, ARRAY_SIZE(vars), qry_routes, qry_nroutes,
-		    &c.http.port, &c.log_level, &status) < 0)
+		    vars, ARRAY_SIZE(vars), routes, nroutes, &c.http.port,
+		    &c.log_level, &status) < 0)
 		return status;
 	if (!*c.read_database_url)
 		c.read_database_url = c.database_url;
@@ -204,7 +207,7 @@ int main(int argc, char **argv)
 	if (!tail)
 		goto out;
 
-	h = es_http_start(&c.http, qry_routes, qry_nroutes, &ctx, &err);
+	h = es_http_start(&c.http, routes, nroutes, &ctx, &err);
 	if (!h)
 		goto out;
 	atomic_store(&ctx.http, h);

@@ -5,9 +5,11 @@
  */
 #include "daily.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../qry_read.h"
 #include "bulk.h"
 #include "es_event.h"
 #include "keymap.h"
@@ -235,4 +237,119 @@ const struct view_ops view_daily_ops = {
 	.batch_rows = batch_rows,
 	.flush = batch_flush,
 	.tables = tables,
+};
+
+/* ---- GET /stats/daily ---- */
+
+#define SQL_READ                                                                             \
+	"SELECT cp.cp_position, " VIEW_DAILY_COLUMNS QRY_READ_FROM_CHECKPOINT(               \
+		"daily") " LEFT JOIN LATERAL (SELECT * FROM view_daily"                      \
+			 " WHERE ($1::date IS NULL OR day >= $1::date)"                      \
+			 " AND ($2::date IS NULL OR day <= $2::date)"                        \
+			 " AND ($3::date IS NULL OR (day, currency) > ($3::date, $4::text))" \
+			 " ORDER BY day, currency LIMIT $5::bigint) d ON true"               \
+			 " ORDER BY d.day, d.currency"
+
+#define CURSOR_MAX 64
+
+struct read_params {
+	char from[11], to[11]; /* "" when not given */
+	int has_after;
+	char after_day[11], after_cur[4];
+	long limit;
+};
+
+static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
+{
+	struct read_params *p = arg;
+	const char *from = es_request_query(r->req, "from");
+	const char *to = es_request_query(r->req, "to");
+	const char *after = es_request_query(r->req, "after");
+
+	if (from && !qry_date_ok(from))
+		es_error_field(err, "from", "must be a date, YYYY-MM-DD");
+	if (to && !qry_date_ok(to))
+		es_error_field(err, "to", "must be a date, YYYY-MM-DD");
+	if (es_error_isset(err))
+		return -1;
+	if (from && to && strcmp(from, to) > 0)
+		return es_error_field(err, "from", "must not be after 'to'");
+	snprintf(p->from, sizeof(p->from), "%s", from ? from : "");
+	snprintf(p->to, sizeof(p->to), "%s", to ? to : "");
+	if (after) {
+		/* "<day>.<currency>" */
+		if (strlen(after) != 14 || after[10] != '.')
+			return es_error_set(err, ES_EMALFORMED,
+					    "malformed cursor '%.60s'", after);
+		memcpy(p->after_day, after, 10);
+		p->after_day[10] = '\0';
+		memcpy(p->after_cur, after + 11, 4);
+		if (!qry_date_ok(p->after_day) ||
+		    !qry_currency_ok(p->after_cur))
+			return es_error_set(err, ES_EMALFORMED,
+					    "malformed cursor '%.60s'", after);
+		p->has_after = 1;
+	}
+	if (qry_read_limit(r, &p->limit, err) < 0)
+		return -1;
+	snprintf(r->canon, sizeof(r->canon),
+		 "from=%s&to=%s&limit=%ld&after=%s.%s", p->from, p->to,
+		 p->limit, p->after_day, p->after_cur);
+	return 0;
+}
+
+static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
+{
+	struct read_params *p = arg;
+	struct es_error err = ES_ERROR_INIT;
+	char lim[24], next[CURSOR_MAX];
+	const char *params[5] = { p->from[0] ? p->from : NULL,
+				  p->to[0] ? p->to : NULL,
+				  p->has_after ? p->after_day : NULL,
+				  p->has_after ? p->after_cur : NULL, lim };
+	json_t *items = json_array();
+	PGresult *res;
+	int i, n, more;
+
+	snprintf(lim, sizeof(lim), "%ld", p->limit + 1);
+	res = qry_read_prepared(r, w, "qry_daily", 5, params);
+	if (!res) {
+		json_decref(items);
+		return;
+	}
+	n = qry_read_rows(res, 1);
+	more = n > p->limit;
+	if (more)
+		n = (int)p->limit;
+	for (i = 0; i < n && items; i++) {
+		struct view_daily_row row;
+
+		if (view_daily_from_pg(res, i, 1, &row, &err) < 0 ||
+		    json_array_append_new(items, view_daily_row_json(&row)) < 0)
+			break;
+		snprintf(next, sizeof(next), "%s.%s", row.day, row.currency);
+	}
+	if (!items || i < n) {
+		qry_read_fail(r, &err);
+		json_decref(items);
+	} else {
+		qry_read_answer(r, qry_read_checkpoint(res),
+				qry_read_list(items, more ? next : NULL));
+	}
+	es_error_release(&err);
+	PQclear(res);
+}
+
+static const struct qry_read_stmt read_stmts[] = {
+	{ QRY_DB_READ, "qry_daily", SQL_READ },
+	{ QRY_DB_READ, NULL, NULL },
+};
+
+const struct qry_read_def view_daily_read = {
+	.view = "daily",
+	.ryw = 1,
+	.stmts = read_stmts,
+	.size = sizeof(struct read_params),
+	.parse = read_parse,
+	.run = read_run,
 };

@@ -51,4 +51,8 @@ const struct view_daily_row *view_daily_rows(const void *batch, size_t *n);
 
 extern const struct view_ops view_daily_ops;
 
+/* GET /stats/daily (qry_read.h). */
+struct qry_read_def;
+extern const struct qry_read_def view_daily_read;
+
 #endif

@@ -1,10 +1,15 @@
-/* large.c - the pure parts of GET /audit/large-transactions. */
+/*
+ * large.c - GET /audit/large-transactions: its pure parts (cursor,
+ * page, item), and the route over view_statement.
+ */
 #include "large.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../qry_read.h"
 
 int view_large_cursor_format(long long amount, long long position, char *buf,
 			     size_t len)
@@ -116,3 +121,103 @@ json_t *view_large_row_json(const struct view_statement_row *row)
 	}
 	return o;
 }
+
+/* ---- the route ---- */
+
+#define SQL_READ                                                                   \
+	"SELECT cp.cp_position, " VIEW_STATEMENT_COLUMNS QRY_READ_FROM_CHECKPOINT( \
+		"statement") " LEFT JOIN LATERAL (SELECT * FROM view_statement"    \
+			     " WHERE " VIEW_LARGE_WHERE                            \
+			     " ORDER BY " VIEW_LARGE_ORDER                         \
+			     " LIMIT $4::bigint) s ON true ORDER BY s.amount DESC, s.position"
+
+struct read_params {
+	long long min;
+	int has_after;
+	long long after_amount, after_position;
+	long limit;
+};
+
+static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
+{
+	struct read_params *p = arg;
+	const char *min = es_request_query(r->req, "min_amount");
+	const char *after = es_request_query(r->req, "after");
+
+	if (!min)
+		es_error_field(err, "min_amount", "is required");
+	else if (qry_parse_ll(min, &p->min) < 0 || p->min < 0)
+		es_error_field(err, "min_amount",
+			       "must be an integer of at least 0");
+	if (qry_read_limit(r, &p->limit, err) < 0 || es_error_isset(err))
+		return -1;
+	if (after) {
+		if (view_large_cursor_parse(after, &p->after_amount,
+					    &p->after_position, err) < 0)
+			return -1;
+		p->has_after = 1;
+	}
+	snprintf(r->canon, sizeof(r->canon),
+		 "min_amount=%lld&limit=%ld&after=%lld.%lld", p->min, p->limit,
+		 p->has_after ? p->after_amount : -1,
+		 p->has_after ? p->after_position : -1);
+	return 0;
+}
+
+static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
+{
+	struct read_params *p = arg;
+	struct es_error err = ES_ERROR_INIT;
+	char min[24], aa[24], ab[24], lim[24], next[VIEW_LARGE_CURSOR_MAX];
+	const char *params[4] = { min, p->has_after ? aa : NULL,
+				  p->has_after ? ab : NULL, lim };
+	json_t *items = json_array();
+	PGresult *res;
+	int i, n, more;
+
+	snprintf(min, sizeof(min), "%lld", p->min);
+	snprintf(aa, sizeof(aa), "%lld", p->after_amount);
+	snprintf(ab, sizeof(ab), "%lld", p->after_position);
+	snprintf(lim, sizeof(lim), "%ld", p->limit + 1);
+	res = qry_read_prepared(r, w, "qry_large", 4, params);
+	if (!res) {
+		json_decref(items);
+		return;
+	}
+	n = qry_read_rows(res, 1);
+	more = n > p->limit;
+	if (more)
+		n = (int)p->limit;
+	for (i = 0; i < n && items; i++) {
+		struct view_statement_row row;
+
+		if (view_statement_from_pg(res, i, 1, &row, &err) < 0 ||
+		    json_array_append_new(items, view_large_row_json(&row)) < 0)
+			break;
+		view_large_cursor_format(row.amount, row.position, next,
+					 sizeof(next));
+	}
+	if (!items || i < n) {
+		qry_read_fail(r, &err);
+		json_decref(items);
+	} else {
+		qry_read_answer(r, qry_read_checkpoint(res),
+				qry_read_list(items, more ? next : NULL));
+	}
+	es_error_release(&err);
+	PQclear(res);
+}
+
+static const struct qry_read_stmt read_stmts[] = {
+	{ QRY_DB_READ, "qry_large", SQL_READ },
+	{ QRY_DB_READ, NULL, NULL },
+};
+
+const struct qry_read_def view_large_read = {
+	.view = "statement",
+	.ryw = 1,
+	.stmts = read_stmts,
+	.size = sizeof(struct read_params),
+	.parse = read_parse,
+	.run = read_run,
+};

@@ -68,4 +68,8 @@ size_t view_large_page(const struct view_statement_row *rows, size_t n,
  */
 json_t *view_large_row_json(const struct view_statement_row *row);
 
+/* The route (qry_read.h). */
+struct qry_read_def;
+extern const struct qry_read_def view_large_read;
+
 #endif

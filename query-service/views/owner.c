@@ -1,8 +1,14 @@
-/* owner.c - an owner's accounts with totals per currency (pure). */
+/*
+ * owner.c - an owner's accounts with totals per currency (pure), and
+ * the route that reads them from view_accounts.
+ */
 #include "owner.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../qry_read.h"
 
 struct total {
 	char currency[4];
@@ -81,3 +87,121 @@ fail:
 	json_decref(out);
 	return NULL;
 }
+
+/* ---- GET /owners/{owner}/accounts ---- */
+
+#define SQL_READ                                                                               \
+	"SELECT cp.cp_position, " VIEW_ACCOUNT_COLUMNS QRY_READ_FROM_CHECKPOINT(               \
+		"accounts") " LEFT JOIN LATERAL (SELECT * FROM view_accounts WHERE owner = $1" \
+			    " ORDER BY account_id) a ON true ORDER BY a.account_id"
+
+struct read_params {
+	char *owner; /* owned */
+	int has_after;
+	char after[37];
+	long limit;
+};
+
+static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
+{
+	struct read_params *p = arg;
+	const char *after = es_request_query(r->req, "after");
+
+	p->owner = strdup(es_request_param(r->req, "owner"));
+	if (!p->owner)
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	if (after) {
+		if (qry_uuid_lower(after, p->after) < 0)
+			return es_error_set(err, ES_EMALFORMED,
+					    "malformed cursor '%.60s'", after);
+		p->has_after = 1;
+	}
+	if (qry_read_limit(r, &p->limit, err) < 0)
+		return -1;
+	snprintf(r->canon, sizeof(r->canon), "limit=%ld&after=%s", p->limit,
+		 p->after);
+	return 0;
+}
+
+static void read_release(void *arg)
+{
+	struct read_params *p = arg;
+
+	free(p->owner);
+}
+
+static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
+{
+	struct read_params *p = arg;
+	struct es_error err = ES_ERROR_INIT;
+	const char *params[1] = { p->owner };
+	struct view_account *rows = NULL;
+	json_t *all = NULL, *body = NULL, *items = NULL;
+	PGresult *res = NULL;
+	char *state_pos = NULL;
+	const char *position;
+	int i, n = 0, first = 0, taken = 0;
+
+	/* an owner that cannot exist has no accounts */
+	if (qry_utf8_ok(p->owner, 200)) {
+		res = qry_read_prepared(r, w, "qry_owner", 1, params);
+		if (!res)
+			return;
+		position = qry_read_checkpoint(res);
+		n = qry_read_rows(res, 1);
+	} else {
+		state_pos = qry_state_pos_token(r->ctx->st, r->def->view);
+		position = state_pos ? state_pos : ES_CURSOR_START;
+	}
+	rows = calloc((size_t)n + 1, sizeof(*rows));
+	items = json_array();
+	if (!rows || !items)
+		goto fail;
+	for (i = 0; i < n; i++)
+		if (view_account_from_pg(res, i, 1, &rows[i], &err) < 0)
+			goto fail;
+	/* the totals cover every account; the items are one page */
+	all = view_owner_json(p->owner, rows, (size_t)n, &err);
+	if (!all)
+		goto fail;
+	if (p->has_after)
+		while (first < n && strcmp(rows[first].id, p->after) <= 0)
+			first++;
+	for (i = first; i < n && taken < p->limit; i++, taken++)
+		if (json_array_append_new(items, view_account_json(&rows[i])) <
+		    0)
+			goto fail;
+	body = json_pack("{s:s, s:o, s:s?, s:O}", "owner", p->owner, "items",
+			 items, "next",
+			 i < n && taken > 0 ? rows[i - 1].id : NULL, "totals",
+			 json_object_get(all, "totals"));
+	items = NULL;
+	if (!body)
+		goto fail;
+	qry_read_answer(r, position, body);
+	goto out;
+fail:
+	qry_read_fail(r, &err);
+out:
+	json_decref(items);
+	json_decref(all);
+	free(rows);
+	free(state_pos);
+	PQclear(res);
+	es_error_release(&err);
+}
+
+static const struct qry_read_stmt read_stmts[] = {
+	{ QRY_DB_READ, "qry_owner", SQL_READ },
+	{ QRY_DB_READ, NULL, NULL },
+};
+
+const struct qry_read_def view_owner_read = {
+	.view = "accounts",
+	.ryw = 1,
+	.stmts = read_stmts,
+	.size = sizeof(struct read_params),
+	.parse = read_parse,
+	.run = read_run,
+	.release = read_release,
+};

@@ -1,7 +1,7 @@
 /*
  * owner.h - an owner's accounts with totals per currency (GET
  * /owners/{owner}/accounts), computed from the view_accounts rows of
- * that owner (pure).
+ * that owner (pure), and that route.
  */
 #ifndef VIEW_OWNER_H
 #define VIEW_OWNER_H
@@ -24,5 +24,9 @@
  */
 json_t *view_owner_json(const char *owner, const struct view_account *rows,
 			size_t n, struct es_error *err);
+
+/* GET /owners/{owner}/accounts (qry_read.h). */
+struct qry_read_def;
+extern const struct qry_read_def view_owner_read;
 
 #endif

@@ -4,9 +4,11 @@
  */
 #include "statement.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../qry_read.h"
 #include "bulk.h"
 #include "es_event.h"
 #include "payload.h"
@@ -305,4 +307,102 @@ const struct view_ops view_statement_ops = {
 	.copy_columns = COPY_COLUMNS,
 	.copy_rows = batch_copy_rows,
 	.tables = tables,
+};
+
+/* ---- GET /accounts/{id}/transactions ---- */
+
+#define SQL_READ                                                                           \
+	"SELECT cp.cp_position, EXISTS (SELECT 1 FROM view_accounts"                       \
+	" WHERE account_id = $1::uuid), " VIEW_STATEMENT_COLUMNS QRY_READ_FROM_CHECKPOINT( \
+		"statement") " LEFT JOIN LATERAL (SELECT * FROM view_statement"            \
+			     " WHERE account_id = $1::uuid AND version > $2::bigint"       \
+			     " ORDER BY version LIMIT $3::bigint) s ON true ORDER BY s.version"
+
+struct read_params {
+	char id[37];
+	long long after; /* 0: from the start */
+	long limit;
+};
+
+static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
+{
+	struct read_params *p = arg;
+	const char *after = es_request_query(r->req, "after");
+	const char *id = es_request_param(r->req, "id");
+
+	if (qry_uuid_lower(id, p->id) < 0)
+		return es_error_set(err, ES_ENOTFOUND,
+				    "account '%.60s' does not exist", id);
+	if (after && (qry_parse_ll(after, &p->after) < 0 || p->after < 0))
+		return es_error_set(err, ES_EMALFORMED,
+				    "malformed cursor '%.60s'", after);
+	if (qry_read_limit(r, &p->limit, err) < 0)
+		return -1;
+	snprintf(r->canon, sizeof(r->canon), "limit=%ld&after=%lld", p->limit,
+		 p->after);
+	return 0;
+}
+
+static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
+{
+	struct read_params *p = arg;
+	struct es_error err = ES_ERROR_INIT;
+	char after[24], lim[24], next[24];
+	const char *params[3] = { p->id, after, lim };
+	json_t *items = json_array();
+	PGresult *res;
+	int i, n, more;
+
+	snprintf(after, sizeof(after), "%lld", p->after);
+	snprintf(lim, sizeof(lim), "%ld", p->limit + 1);
+	res = qry_read_prepared(r, w, "qry_statement", 3, params);
+	if (!res) {
+		json_decref(items);
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+		qry_read_add_position(r->req, qry_read_checkpoint(res));
+		es_error_set(&err, ES_ENOTFOUND, "account '%s' does not exist",
+			     p->id);
+		es_http_send_problem(r->req, &err);
+		goto out;
+	}
+	n = qry_read_rows(res, 2);
+	more = n > p->limit;
+	if (more)
+		n = (int)p->limit;
+	for (i = 0; i < n && items; i++) {
+		struct view_statement_row row;
+
+		if (view_statement_from_pg(res, i, 2, &row, &err) < 0 ||
+		    json_array_append_new(items,
+					  view_statement_row_json(&row)) < 0)
+			break;
+		snprintf(next, sizeof(next), "%lld", row.version);
+	}
+	if (!items || i < n) {
+		qry_read_fail(r, &err);
+		goto out;
+	}
+	qry_read_answer(r, qry_read_checkpoint(res),
+			qry_read_list(items, more ? next : NULL));
+	items = NULL;
+out:
+	json_decref(items);
+	es_error_release(&err);
+	PQclear(res);
+}
+
+static const struct qry_read_stmt read_stmts[] = {
+	{ QRY_DB_READ, "qry_statement", SQL_READ },
+	{ QRY_DB_READ, NULL, NULL },
+};
+
+const struct qry_read_def view_statement_read = {
+	.view = "statement",
+	.ryw = 1,
+	.stmts = read_stmts,
+	.size = sizeof(struct read_params),
+	.parse = read_parse,
+	.run = read_run,
 };

@@ -93,4 +93,8 @@ const struct view_statement_row *view_statement_rows(const void *batch,
 
 extern const struct view_ops view_statement_ops;
 
+/* GET /accounts/{id}/transactions (qry_read.h). */
+struct qry_read_def;
+extern const struct qry_read_def view_statement_read;
+
 #endif

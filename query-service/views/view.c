@@ -1,10 +1,15 @@
-/* view.c - the projected views, in the order the projector applies them. */
+/*
+ * view.c - the registry: the projected views, in the order the projector
+ * applies them, and the routes the views serve.
+ */
 #include "view.h"
 
 #include <string.h>
 
 #include "daily.h"
 #include "es_array.h"
+#include "large.h"
+#include "owner.h"
 #include "statement.h"
 #include "view_account.h"
 
@@ -15,6 +20,19 @@ const struct view_ops *const view_all[] = {
 };
 
 const size_t view_count = ARRAY_SIZE(view_all);
+
+/* a literal segment before a capture: "/accounts/{id}/x" is not "{id}" */
+const struct view_route view_routes[] = {
+	{ "/accounts/{id}/transactions", &view_statement_read },
+	{ "/owners/{owner}/accounts", &view_owner_read },
+	{ "/stats/daily", &view_daily_read },
+	{ "/audit/large-transactions", &view_large_read },
+};
+
+const size_t view_nroutes = ARRAY_SIZE(view_routes);
+
+_Static_assert(ARRAY_SIZE(view_routes) <= VIEW_ROUTES_MAX,
+	       "VIEW_ROUTES_MAX is too small");
 
 const struct view_ops *view_find(const char *name)
 {

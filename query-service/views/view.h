@@ -1,6 +1,9 @@
 /*
- * view.h - what every projected view provides: a pure fold of events into
- * pending row changes (a batch), and how to write a batch.
+ * view.h - the registry of the views, and what every projected view
+ * provides: a pure fold of events into pending row changes (a batch),
+ * and how to write a batch. A view is one file of views/: its fold, its
+ * flush, and its routes' read code; adding one touches that file, the
+ * registry (view.c) and a migration.
  *
  * The projector reads events in the tailing order, calls apply() for each
  * event the view has not yet seen, then flush() inside the transaction
@@ -85,5 +88,20 @@ extern const size_t view_count;
 
 /* The view named `name`, or NULL. */
 const struct view_ops *view_find(const char *name);
+
+/*
+ * The GET routes the views serve, each read by the code of its view
+ * (parameters, SQL, rendering: a struct qry_read_def of qry_read.h);
+ * qry_routes.c puts them in its table.
+ */
+struct qry_read_def;
+struct view_route {
+	const char *pattern; /* as es_route.pattern */
+	const struct qry_read_def *read;
+};
+
+#define VIEW_ROUTES_MAX 8
+extern const struct view_route view_routes[];
+extern const size_t view_nroutes;
 
 #endif

@@ -1,0 +1,115 @@
+/*
+ * qry_metrics.c - GET /metrics: the HTTP server's metrics, then per view
+ * the events applied, the time spent applying them, the lag and whether
+ * it stopped, then the role, the read-your-writes waiters, the in-memory
+ * view's size and the read pool, in the Prometheus text format.
+ */
+#include "qry_metrics.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "qry_status.h"
+
+#define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+static void run_metrics(struct qry_read *j, void *p, struct qry_worker *w)
+{
+	struct es_error err = ES_ERROR_INIT;
+	PGconn *db = qry_worker_db(w, QRY_DB_WRITE, &err);
+	struct es_http *h = atomic_load(&j->ctx->http);
+	struct qry_status_view *v;
+	char *text = NULL;
+	size_t len = 0, n = 0, i;
+	long long epoch;
+	long queued = 0, busy = 0;
+	int leader, rc = 0;
+	FILE *out;
+
+	(void)p;
+
+	es_error_release(&err);
+	v = qry_status_snap(j->ctx->st, db, &n, &leader, &epoch);
+	out = open_memstream(&text, &len);
+	if (!out || !v) {
+		if (out)
+			fclose(out);
+		free(text);
+		qry_status_snap_free(v, n);
+		es_error_set(&err, ES_EINTERNAL, "cannot write the metrics");
+		es_http_send_problem(j->req, &err);
+		return;
+	}
+	if (h)
+		rc = es_http_metrics_write(h, out);
+	fprintf(out, "# HELP tandem_events_projected_total Events applied to "
+		     "each view.\n# TYPE tandem_events_projected_total "
+		     "counter\n");
+	for (i = 0; i < n; i++)
+		fprintf(out,
+			"tandem_events_projected_total{view=\"%s\"} %lld\n",
+			v[i].s.name, v[i].s.applied);
+	fprintf(out, "# HELP tandem_projection_apply_seconds Time spent "
+		     "applying batches to each view.\n# TYPE "
+		     "tandem_projection_apply_seconds summary\n");
+	for (i = 0; i < n; i++)
+		fprintf(out,
+			"tandem_projection_apply_seconds_sum{view=\"%s\"} %.6f\n"
+			"tandem_projection_apply_seconds_count{view=\"%s\"} %lld\n",
+			v[i].s.name, v[i].s.apply_seconds, v[i].s.name,
+			v[i].s.batches);
+	fprintf(out, "# HELP tandem_projection_lag_events Committed events "
+		     "a view has not applied yet.\n# TYPE "
+		     "tandem_projection_lag_events gauge\n");
+	for (i = 0; i < n; i++)
+		if (v[i].lag_known)
+			fprintf(out,
+				"tandem_projection_lag_events{view=\"%s\"} %lld\n",
+				v[i].s.name, v[i].lag_events);
+	fprintf(out, "# HELP tandem_projection_lag_seconds Age of the oldest "
+		     "event a view has not applied yet.\n# TYPE "
+		     "tandem_projection_lag_seconds gauge\n");
+	for (i = 0; i < n; i++)
+		if (v[i].lag_known)
+			fprintf(out,
+				"tandem_projection_lag_seconds{view=\"%s\"} %.3f\n",
+				v[i].s.name, (double)v[i].lag_ms / 1e3);
+	fprintf(out,
+		"# HELP tandem_projection_stopped Whether a malformed "
+		"event stopped the view.\n# TYPE tandem_projection_stopped "
+		"gauge\n");
+	for (i = 0; i < n; i++)
+		fprintf(out, "tandem_projection_stopped{view=\"%s\"} %d\n",
+			v[i].s.name, v[i].s.stopped ? 1 : 0);
+	qry_readpool_stats(j->ctx->pool, &queued, &busy);
+	fprintf(out,
+		"# HELP tandem_waiting_requests Read-your-writes requests "
+		"waiting for a view.\n# TYPE tandem_waiting_requests gauge\n"
+		"tandem_waiting_requests %ld\n"
+		"# HELP tandem_leader Whether this process projects the views.\n"
+		"# TYPE tandem_leader gauge\ntandem_leader %d\n"
+		"# HELP tandem_leader_epoch The fencing epoch while leader.\n"
+		"# TYPE tandem_leader_epoch gauge\ntandem_leader_epoch %lld\n"
+		"# HELP tandem_memory_accounts Accounts in the in-memory view.\n"
+		"# TYPE tandem_memory_accounts gauge\ntandem_memory_accounts %zu\n"
+		"# HELP tandem_read_queue Database reads waiting for a worker.\n"
+		"# TYPE tandem_read_queue gauge\ntandem_read_queue %ld\n"
+		"# HELP tandem_read_busy Read workers running a query.\n"
+		"# TYPE tandem_read_busy gauge\ntandem_read_busy %ld\n",
+		qry_state_waiting(j->ctx->st), leader ? 1 : 0,
+		leader ? epoch : 0, qry_memory_count(j->ctx->mem), queued,
+		busy);
+	qry_status_snap_free(v, n);
+	if (fclose(out) != 0 || rc < 0) {
+		es_error_set(&err, ES_EINTERNAL, "cannot write the metrics");
+		es_http_send_problem(j->req, &err);
+	} else {
+		es_http_send_text(j->req, 200, METRICS_TYPE, text, len);
+	}
+	free(text);
+}
+
+const struct qry_read_def qry_metrics_read = {
+	.run = run_metrics,
+};

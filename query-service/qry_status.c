@@ -1,0 +1,248 @@
+/*
+ * qry_status.c - GET /status: the role, every view's position, health and
+ * lag (events the view has not applied and the age of the oldest, from
+ * the event store), the transactions in flight on the event store, and
+ * the in-memory view. qry_metrics.c reads the same snapshot of the views.
+ */
+#include "qry_status.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "es_db.h"
+
+/*
+ * Events not covered by a cursor: those of lo's xips and from lo's xmax
+ * on ($1, $2), less, for a mid-window cursor ($3), those of hi's window
+ * up to (xid, pos) ($4, $5) that hi sees ($6 its xmax, $7 its xips).
+ */
+#define SQL_LAG                                                             \
+	"SELECT count(*), coalesce(floor(extract(epoch FROM"                \
+	" clock_timestamp() - min(recorded_at)) * 1000), 0)::bigint FROM (" \
+	" SELECT transaction_id, global_position, recorded_at FROM events"  \
+	"  WHERE transaction_id = ANY($1::xid8[])"                          \
+	" UNION ALL"                                                        \
+	" SELECT transaction_id, global_position, recorded_at FROM events"  \
+	"  WHERE transaction_id >= $2::xid8) u"                             \
+	" WHERE NOT ($3::boolean AND (transaction_id, global_position) <="  \
+	"  ($4::xid8, $5::bigint) AND transaction_id < $6::xid8"            \
+	"  AND transaction_id <> ALL($7::xid8[]))"
+
+#define SQL_PENDING                                                  \
+	"SELECT pid, backend_xid::text, floor(extract(epoch FROM"    \
+	" clock_timestamp() - xact_start) * 1000)::bigint, state,"   \
+	" left(query, 200) FROM pg_stat_activity"                    \
+	" WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()" \
+	" AND datname = current_database() ORDER BY xact_start"
+
+/* "{x,y,...}" of `n` xids. Caller frees. */
+static char *xid_list(const uint64_t *x, size_t n)
+{
+	char *s = malloc(n * 21 + 3);
+	size_t i, at = 0;
+
+	if (!s)
+		return NULL;
+	s[at++] = '{';
+	for (i = 0; i < n; i++)
+		at += (size_t)sprintf(s + at, "%s%" PRIu64, i ? "," : "", x[i]);
+	s[at++] = '}';
+	s[at] = '\0';
+	return s;
+}
+
+/* Events not covered by `c`, and the age of the oldest, in ms. */
+static int lag_of(PGconn *db, const struct es_cursor *c, long long *events,
+		  long long *ms, struct es_error *err)
+{
+	char xmax[24], xid[24], pos[24], hixmax[24];
+	char *xip = xid_list(c->lo.xip, c->lo.nxip);
+	char *hixip = xid_list(c->hi.xip, c->hi.nxip);
+	const char *params[7] = { xip,	  xmax, c->mid ? "t" : "f", xid, pos,
+				  hixmax, hixip };
+	PGresult *res;
+	int ret = -1;
+
+	if (!xip || !hixip) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		goto out;
+	}
+	snprintf(xmax, sizeof(xmax), "%" PRIu64, c->lo.xmax);
+	snprintf(xid, sizeof(xid), "%" PRIu64, c->xid);
+	snprintf(pos, sizeof(pos), "%" PRId64, c->pos);
+	snprintf(hixmax, sizeof(hixmax), "%" PRIu64, c->hi.xmax);
+	res = PQexecPrepared(db, "qry_lag", 7, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		*events = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		*ms = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		ret = 0;
+	} else {
+		es_db_error(db, res, err);
+	}
+	PQclear(res);
+out:
+	free(xip);
+	free(hixip);
+	return ret;
+}
+
+struct qry_status_view *qry_status_snap(struct qry_state *st, PGconn *db,
+					size_t *n, int *leader,
+					long long *epoch)
+{
+	struct qry_status_view *v = calloc(QRY_VIEW_MAX, sizeof(*v));
+	struct es_error err = ES_ERROR_INIT;
+	size_t i;
+
+	if (!v)
+		return NULL;
+	pthread_mutex_lock(&st->lock);
+	*leader = st->leader;
+	*epoch = st->epoch;
+	*n = st->nviews;
+	for (i = 0; i < st->nviews; i++) {
+		v[i].s = st->views[i];
+		if (es_cursor_copy(&v[i].s.pos, &st->views[i].pos, NULL) < 0)
+			es_cursor_init(&v[i].s.pos);
+		v[i].token = es_cursor_format(&v[i].s.pos);
+	}
+	pthread_mutex_unlock(&st->lock);
+	for (i = 0; i < *n && db; i++) {
+		if (lag_of(db, &v[i].s.pos, &v[i].lag_events, &v[i].lag_ms,
+			   &err) == 0)
+			v[i].lag_known = 1;
+		else if (es_db_broken(db))
+			db = NULL;
+		es_error_release(&err);
+	}
+	return v;
+}
+
+void qry_status_snap_free(struct qry_status_view *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; v && i < n; i++) {
+		es_cursor_release(&v[i].s.pos);
+		free(v[i].token);
+	}
+	free(v);
+}
+
+static json_t *view_status_json(const struct qry_status_view *v)
+{
+	json_t *o = json_pack("{s:s, s:s?, s:b, s:s?, s:I, s:I, s:b}", "name",
+			      v->s.name, "position", v->token, "stopped",
+			      v->s.stopped, "error",
+			      v->s.stopped ? v->s.error : NULL, "applied",
+			      (json_int_t)v->s.applied, "batches",
+			      (json_int_t)v->s.batches, "loaded", v->s.loaded);
+
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "error_position",
+			    v->s.stopped && v->s.error_position >= 0
+				    ? json_integer(v->s.error_position)
+				    : json_null());
+	json_object_set_new(o, "lag_events",
+			    v->lag_known ? json_integer(v->lag_events)
+					 : json_null());
+	json_object_set_new(o, "lag_ms",
+			    v->lag_known ? json_integer(v->lag_ms)
+					 : json_null());
+	return o;
+}
+
+/* The backends of the event store holding a transaction id. */
+static json_t *pending_json(PGconn *db, struct es_error *err)
+{
+	PGresult *res =
+		PQexecPrepared(db, "qry_pending", 0, NULL, NULL, NULL, 0);
+	json_t *a = NULL;
+	int i;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		es_db_error(db, res, err);
+		PQclear(res);
+		return NULL;
+	}
+	a = json_array();
+	for (i = 0; a && i < PQntuples(res); i++)
+		json_array_append_new(
+			a, json_pack("{s:I, s:s, s:I, s:s?, s:s?}", "pid",
+				     (json_int_t)strtoll(PQgetvalue(res, i, 0),
+							 NULL, 10),
+				     "xid", PQgetvalue(res, i, 1), "age_ms",
+				     (json_int_t)strtoll(PQgetvalue(res, i, 2),
+							 NULL, 10),
+				     "state",
+				     PQgetisnull(res, i, 3)
+					     ? NULL
+					     : PQgetvalue(res, i, 3),
+				     "query",
+				     PQgetisnull(res, i, 4)
+					     ? NULL
+					     : PQgetvalue(res, i, 4)));
+	PQclear(res);
+	return a;
+}
+
+static void run_status(struct qry_read *j, void *p, struct qry_worker *w)
+{
+	struct es_error err = ES_ERROR_INIT;
+	PGconn *db = qry_worker_db(w, QRY_DB_WRITE, &err);
+	struct qry_status_view *v;
+	json_t *body, *views, *pending = NULL;
+	long long epoch;
+	size_t n = 0, i;
+	int leader;
+
+	(void)p;
+
+	v = qry_status_snap(j->ctx->st, db, &n, &leader, &epoch);
+	if (db && !es_db_broken(db))
+		pending = pending_json(db, &err);
+	body = json_pack(
+		"{s:s, s:I, s:[], s:n, s:o?, s:I, s:I}", "role",
+		leader ? "leader" : "follower", "epoch", (json_int_t)epoch,
+		"views", "memory", "pending_transactions", pending,
+		"waiting_requests", (json_int_t)qry_state_waiting(j->ctx->st),
+		"memory_accounts", (json_int_t)qry_memory_count(j->ctx->mem));
+	views = json_object_get(body, "views");
+	for (i = 0; v && body && i < n; i++) {
+		json_t *o = view_status_json(&v[i]);
+
+		if (strcmp(v[i].s.name, QRY_MEMORY_VIEW) == 0)
+			json_object_set_new(body, "memory", o);
+		else
+			json_array_append_new(views, o);
+	}
+	if (body && !pending)
+		json_object_set_new(
+			body, "database_error",
+			json_string(err.detail[0] ? err.detail
+						  : "database unavailable"));
+	qry_status_snap_free(v, n);
+	es_error_release(&err);
+	if (!body || !v) {
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		es_http_send_problem(j->req, &err);
+		json_decref(body);
+		return;
+	}
+	es_http_add_header(j->req, "Cache-Control", "no-store");
+	es_http_send_json(j->req, 200, body);
+}
+
+static const struct qry_read_stmt stmts[] = {
+	{ QRY_DB_WRITE, "qry_lag", SQL_LAG },
+	{ QRY_DB_WRITE, "qry_pending", SQL_PENDING },
+	{ QRY_DB_WRITE, NULL, NULL },
+};
+
+const struct qry_read_def qry_status_read = {
+	.stmts = stmts,
+	.run = run_status,
+};
