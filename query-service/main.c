@@ -4,12 +4,12 @@
  *
  * main() reads the configuration, then starts, in order: the shared
  * state (qry_state.h), the read workers (qry_readpool.h), the in-memory
- * account view and its tailer (qry_memory.h), the projector
- * (qry_tail.h), and the HTTP server with the routes of qry_routes.h. On
- * SIGTERM or SIGINT it stops the HTTP server first (no new connections;
- * requests in flight, parked ones included, may finish within
- * SHUTDOWN_GRACE_MS), answers what is still parked, then stops the
- * workers, the projector and the tailer, and exits 0.
+ * account view (qry_memory.h), the one log reader that feeds it and, as
+ * the projector, the table views (qry_tail.h), and the HTTP server with
+ * the routes of qry_routes.h. On SIGTERM or SIGINT it stops the HTTP
+ * server first (no new connections; requests in flight, parked ones
+ * included, may finish within SHUTDOWN_GRACE_MS), answers what is still
+ * parked, then stops the workers and the reader, and exits 0.
  *
  * `query-service rebuild [view]` rebuilds one view (or all) from the log
  * into shadow tables and swaps them in (qry_rebuild()), without serving.
@@ -36,8 +36,6 @@
 
 #define PROG	 "query-service"
 #define POOL_MIN 2
-/* events per read of the in-memory account view's tailer, at most */
-#define MEMORY_BATCH_MAX 1000
 /* statement_timeout of the read workers' connections */
 #define READ_STATEMENT_TIMEOUT_MS 10000
 
@@ -112,7 +110,6 @@ int main(int argc, char **argv)
 	};
 	struct es_error err = ES_ERROR_INIT;
 	struct qry_readpool_config pool_cfg = { 0 };
-	struct qry_memory_config mem_cfg = { 0 };
 	struct qry_tail_config tail_cfg = { 0 };
 	struct qry_state st;
 	struct qry_ctx ctx = { 0 };
@@ -190,19 +187,10 @@ int main(int argc, char **argv)
 	if (!ctx.pool)
 		goto out;
 
-	mem_cfg.write_url = c.database_url;
-	mem_cfg.read_url = c.read_database_url;
-	/*
-	 * The in-memory view reads smaller batches than the projector: a
-	 * batch of events, parsed, is its largest allocation, and the two
-	 * tailers may hold theirs at the same time (peak RSS).
-	 */
-	mem_cfg.batch = c.batch < MEMORY_BATCH_MAX ? c.batch : MEMORY_BATCH_MAX;
-	mem_cfg.poll_ms = c.poll_ms;
-	ctx.mem = qry_memory_start(&mem_cfg, &st, &err);
+	ctx.mem = qry_memory_new(&err);
 	if (!ctx.mem)
 		goto out;
-
+	tail_cfg.mem = ctx.mem;
 	tail = qry_tail_start(&tail_cfg, &st, &err);
 	if (!tail)
 		goto out;
@@ -237,7 +225,7 @@ out:
 		qry_state_cancel_waiters(&st);
 	qry_readpool_stop(ctx.pool);
 	qry_tail_stop(tail);
-	qry_memory_stop(ctx.mem);
+	qry_memory_free(ctx.mem);
 	if (state_up)
 		qry_state_release(&st);
 	free(view_names);

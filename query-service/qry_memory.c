@@ -1,37 +1,29 @@
 /*
- * qry_memory.c - the in-memory account view and its tailer thread.
+ * qry_memory.c - the in-memory account view.
  *
  * The map is open addressing over pointers to immutable entries (the
- * account and its rendered JSON). Only the tailer thread changes it: it
- * folds a batch into a staging map (reading the live map without a lock,
- * being its only writer), renders the changed accounts, then swaps the
- * new entries and the new position in under the write lock and frees the
- * old entries after dropping it. Readers copy what they need under the
- * read lock. The lock prefers writers, so a steady stream of GETs cannot
- * hold a batch back.
+ * account and its rendered JSON). Only the log reader changes it: it
+ * folds events into a staging map (reading the live map without a lock,
+ * being its only writer), renders the changed accounts when it
+ * publishes, then swaps the new entries and the new position in under
+ * the write lock and frees the old entries after dropping it. Readers copy what
+ * they need under the read lock. The lock prefers writers, so a steady stream
+ * of GETs cannot hold a batch back.
  */
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #include "qry_memory.h"
 
-#include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/select.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "es_db.h"
-#include "es_event.h"
 #include "es_hash.h"
 #include "es_log.h"
 #include "es_read.h"
 #include "views/view_account.h"
 
-#define RETRY_MS	500 /* after a failed connection or read */
 #define CHECKPOINT_VIEW "accounts" /* the table view we start from */
 
 #define SQL_LOAD_BEGIN "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -76,22 +68,13 @@ struct map {
 };
 
 struct qry_memory {
-	const struct qry_memory_config *cfg;
-	struct qry_state *st;
-	pthread_t thread;
-	int wake[2]; /* a pipe: a byte in it stops the thread */
-	atomic_int stop;
 	pthread_rwlock_t lock;
-	/* under lock (the tailer writes with it held for writing) */
+	/* under lock (the log reader writes with it held for writing) */
 	struct map live; /* of struct entry */
 	char *position;
 	int loaded;
-	/* the tailer's own */
-	PGconn *wdb;
-	int listening;
-	struct es_cursor cur;
-	int stopped; /* a malformed event stopped the view */
-	long long applied; /* events read and folded */
+	/* the log reader's own */
+	struct map staged; /* of struct view_account: changed, unpublished */
 };
 
 /* ---- the map ---- */
@@ -213,64 +196,20 @@ static void entry_account(const struct entry *e, struct view_account *acc)
 	memcpy(acc->updated_at, e->updated_at, sizeof(acc->updated_at));
 }
 
-/* ---- the tailer ---- */
-
-static void sleep_or_stop(struct qry_memory *m, long ms, int watch_db)
-{
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	int fd = watch_db && m->wdb ? PQsocket(m->wdb) : -1;
-	fd_set rd;
-	int maxfd = m->wake[0];
-
-	FD_ZERO(&rd);
-	FD_SET(m->wake[0], &rd);
-	if (fd >= 0) {
-		FD_SET(fd, &rd);
-		if (fd > maxfd)
-			maxfd = fd;
-	}
-	if (select(maxfd + 1, &rd, NULL, NULL, &tv) <= 0 || fd < 0 ||
-	    !FD_ISSET(fd, &rd))
-		return;
-	/* a NOTIFY (or the server went away) */
-	if (!PQconsumeInput(m->wdb)) {
-		PQfinish(m->wdb);
-		m->wdb = NULL;
-	}
-}
-
-/* Drop pending notifications; whether there were any. */
-static int drain_notifies(PGconn *db)
-{
-	PGnotify *n;
-	int any = 0;
-
-	if (!db)
-		return 0;
-	PQconsumeInput(db);
-	while ((n = PQnotifies(db))) {
-		PQfreemem(n);
-		any = 1;
-	}
-	return any;
-}
+/* ---- publishing ---- */
 
 /*
  * view_accounts and its checkpoint, as one REPEATABLE READ transaction
- * on the read database sees them, into `into` and `cur`.
+ * on `db` sees them, into `into` and `cur`.
  */
-static int load(struct qry_memory *m, struct map *into, struct es_cursor *cur,
+static int load(PGconn *db, struct map *into, struct es_cursor *cur,
 		struct es_error *err)
 {
 	const char *params[1] = { CHECKPOINT_VIEW };
 	PGresult *res = NULL;
-	PGconn *db;
 	int i, ret = -1;
 
 	es_cursor_init(cur);
-	db = es_db_connect(m->cfg->read_url, err);
-	if (!db)
-		return -1;
 	if (es_db_exec(db, SQL_LOAD_BEGIN, err) < 0 ||
 	    es_db_exec(db, SQL_LOAD_LOCK, err) < 0)
 		goto out;
@@ -316,7 +255,8 @@ out:
 		es_cursor_release(cur);
 	}
 	PQclear(res);
-	PQfinish(db);
+	if (PQtransactionStatus(db) != PQTRANS_IDLE)
+		PQclear(PQexec(db, "ROLLBACK"));
 	return ret;
 }
 
@@ -355,188 +295,96 @@ static int publish(struct qry_memory *m, struct entry **entries, size_t n,
 	return ret;
 }
 
-/*
- * Fold `evs` into `staged` (copies of the accounts they change). 0, or
- * -1 with `bad` the malformed event.
- */
-static int fold(struct qry_memory *m, const struct es_events *evs,
-		struct map *staged, const struct es_event **bad,
-		struct es_error *err)
+int qry_memory_apply(struct qry_memory *m, const struct es_event *ev,
+		     struct es_error *err)
 {
-	size_t i;
+	struct view_account a, *copy;
+	const struct entry *e;
+	char id[37];
+	void *old;
+	int r;
 
-	for (i = 0; i < evs->n; i++) {
-		const struct es_event *ev = &evs->v[i];
-		struct view_account a, *copy;
-		const struct entry *e;
-		char id[37];
-		void *old;
-		int r;
-
-		if (!view_account_stream(ev->stream_id, id))
-			continue;
-		copy = map_get(staged, id);
-		e = copy ? NULL : map_get(&m->live, id);
-		if (copy)
-			a = *copy;
-		else if (e)
-			entry_account(e, &a);
-		else
-			memset(&a, 0, sizeof(a));
-		r = view_account_fold(&a, ev, err);
-		if (r < 0) {
-			*bad = ev;
-			return -1;
-		}
-		if (r == 0 || !a.status)
-			continue;
-		if (copy) {
-			*copy = a;
-			continue;
-		}
-		copy = malloc(sizeof(*copy));
-		if (copy)
-			*copy = a;
-		if (!copy || map_put(staged, copy, &old) < 0) {
-			free(copy);
-			*bad = NULL;
-			return es_error_set(err, ES_EINTERNAL, "out of memory");
-		}
+	if (!view_account_stream(ev->stream_id, id))
+		return 0;
+	copy = map_get(&m->staged, id);
+	e = copy ? NULL : map_get(&m->live, id);
+	if (copy)
+		a = *copy;
+	else if (e)
+		entry_account(e, &a);
+	else
+		memset(&a, 0, sizeof(a));
+	r = view_account_fold(&a, ev, err);
+	if (r <= 0 || !a.status)
+		return r < 0 ? -1 : 0;
+	if (copy) {
+		*copy = a;
+		return 0;
+	}
+	copy = malloc(sizeof(*copy));
+	if (copy)
+		*copy = a;
+	if (!copy || map_put(&m->staged, copy, &old) < 0) {
+		free(copy);
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	}
 	return 0;
 }
 
-/*
- * Read, fold and publish one batch. 0 with *more set when the log may
- * hold more right now; -1 on a read error (retry later).
- */
-static int step(struct qry_memory *m, int *more)
+int qry_memory_publish(struct qry_memory *m, const struct es_cursor *pos,
+		       struct es_error *err)
 {
-	struct es_error err = ES_ERROR_INIT;
-	struct es_events evs = ES_EVENTS_INIT;
-	struct es_cursor next;
-	struct map staged = { 0 };
-	struct entry **entries = NULL;
-	const struct es_event *bad = NULL;
-	int64_t t0 = qry_state_clock_ms();
-	struct timespec a, b;
+	struct entry **entries = calloc(m->staged.n + 1, sizeof(*entries));
+	char *position = es_cursor_format(pos);
 	size_t i, n = 0;
-	char *position = NULL;
 	int ret = -1;
 
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	es_cursor_init(&next);
-	*more = 0;
-	if (es_read_forward(m->wdb, &m->cur, (size_t)m->cfg->batch, &evs, &next,
-			    &err) < 0) {
-		es_log(ES_LOG_WARN, "memory_read_failed", "{s:s}", "error",
-		       err.detail);
-		if (es_db_broken(m->wdb)) {
-			PQfinish(m->wdb);
-			m->wdb = NULL;
-		}
-		goto out;
-	}
-	if (fold(m, &evs, &staged, &bad, &err) < 0) {
-		if (!bad)
-			goto out;
-		es_log(ES_LOG_ERROR, "view_stopped", "{s:s, s:I, s:s, s:s}",
-		       "view", QRY_MEMORY_VIEW, "position",
-		       (json_int_t)bad->position, "type", bad->type, "error",
-		       err.detail);
-		qry_state_stop_view(m->st, QRY_MEMORY_VIEW, bad->position,
-				    err.detail);
-		m->stopped = 1;
-		ret = 0;
-		goto out;
-	}
-	entries = calloc(staged.n + 1, sizeof(*entries));
-	position = es_cursor_format(&next);
 	if (!entries || !position)
 		goto out;
-	for (i = 0; i < staged.cap; i++) {
-		if (!staged.slots[i])
+	for (i = 0; i < m->staged.cap; i++) {
+		if (!m->staged.slots[i])
 			continue;
-		entries[n] = entry_new(staged.slots[i]);
+		entries[n] = entry_new(m->staged.slots[i]);
 		if (!entries[n])
 			goto out;
 		n++;
 	}
-	if (publish(m, entries, n, position) < 0) {
-		n = 0;
-		position = NULL;
-		goto out;
-	}
-	n = 0; /* the map owns them now */
+	ret = publish(m, entries, n, position);
+	n = 0; /* publish() took them, and the position */
 	position = NULL;
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	m->applied += (long long)evs.n;
-	qry_state_set_pos(m->st, QRY_MEMORY_VIEW, &next, m->applied, 0);
-	if (evs.n)
-		qry_state_add_apply(m->st, QRY_MEMORY_VIEW,
-				    (double)(b.tv_sec - a.tv_sec) +
-					    (double)(b.tv_nsec - a.tv_nsec) /
-						    1e9);
-	*more = next.mid || evs.n == (size_t)m->cfg->batch;
-	es_cursor_release(&m->cur);
-	m->cur = next;
-	es_cursor_init(&next);
-	if (evs.n)
-		es_log(ES_LOG_DEBUG, "memory_batch", "{s:i, s:I}", "events",
-		       (int)evs.n, "ms",
-		       (json_int_t)(qry_state_clock_ms() - t0));
-	ret = 0;
+	if (ret == 0)
+		map_release(&m->staged);
 out:
 	for (i = 0; i < n; i++)
 		free(entries[i]);
 	free(entries);
 	free(position);
-	map_release(&staged);
-	es_cursor_release(&next);
-	es_events_release(&evs);
-	es_error_release(&err);
+	if (ret < 0)
+		es_error_set(err, ES_EINTERNAL, "out of memory");
 	return ret;
 }
 
-/* Connect to the event store and LISTEN; 0 or -1. */
-static int connect_write(struct qry_memory *m)
+void qry_memory_discard(struct qry_memory *m)
 {
-	struct es_error err = ES_ERROR_INIT;
-
-	m->wdb = es_db_connect(m->cfg->write_url, &err);
-	es_error_release(&err);
-	if (!m->wdb)
-		return -1;
-	m->listening =
-		es_db_exec(m->wdb, "LISTEN " ES_CHANNEL_EVENTS, &err) == 0;
-	if (!m->listening)
-		es_log(ES_LOG_WARN, "memory_listen_failed", "{s:s}", "error",
-		       err.detail);
-	es_error_release(&err);
-	return 0;
+	map_release(&m->staged);
 }
 
-/* Load the start state and publish it. */
-static int start_state(struct qry_memory *m)
+int qry_memory_load(struct qry_memory *m, PGconn *db, struct es_cursor *pos,
+		    struct es_error *err)
 {
-	struct es_error err = ES_ERROR_INIT;
 	struct map loaded = { 0 };
-	struct es_cursor cur;
 	char *position;
 	struct map old;
 
-	if (load(m, &loaded, &cur, &err) < 0) {
-		es_log(ES_LOG_WARN, "memory_load_failed", "{s:s}", "error",
-		       err.detail);
-		es_error_release(&err);
+	if (load(db, &loaded, pos, err) < 0)
 		return -1;
-	}
-	position = es_cursor_format(&cur);
+	position = es_cursor_format(pos);
 	if (!position) {
 		map_release(&loaded);
-		es_cursor_release(&cur);
-		return -1;
+		es_cursor_release(pos);
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	}
+	map_release(&m->staged);
 	pthread_rwlock_wrlock(&m->lock);
 	old = m->live;
 	m->live = loaded;
@@ -545,51 +393,12 @@ static int start_state(struct qry_memory *m)
 	m->loaded = 1;
 	pthread_rwlock_unlock(&m->lock);
 	map_release(&old);
-	es_cursor_release(&m->cur);
-	m->cur = cur;
-	qry_state_set_pos(m->st, QRY_MEMORY_VIEW, &m->cur, 0, 1);
 	es_log(ES_LOG_INFO, "memory_loaded", "{s:i, s:s}", "accounts",
 	       (int)m->live.n, "position", m->position);
 	return 0;
 }
 
-static void *tail_main(void *arg)
-{
-	struct qry_memory *m = arg;
-	int more, loaded = 0;
-
-	while (!atomic_load(&m->stop)) {
-		if (!loaded) {
-			if (start_state(m) < 0) {
-				sleep_or_stop(m, RETRY_MS, 0);
-				continue;
-			}
-			loaded = 1;
-		}
-		if (!m->wdb && connect_write(m) < 0) {
-			sleep_or_stop(m, RETRY_MS, 0);
-			continue;
-		}
-		if (m->stopped) {
-			sleep_or_stop(m, 60000, 0);
-			continue;
-		}
-		/* hints that came during the read are about this read */
-		drain_notifies(m->wdb);
-		if (step(m, &more) < 0) {
-			sleep_or_stop(m, RETRY_MS, 0);
-			continue;
-		}
-		if (!more && !drain_notifies(m->wdb))
-			sleep_or_stop(m, m->cfg->poll_ms, m->listening);
-	}
-	PQfinish(m->wdb);
-	m->wdb = NULL;
-	return NULL;
-}
-
-struct qry_memory *qry_memory_start(const struct qry_memory_config *cfg,
-				    struct qry_state *st, struct es_error *err)
+struct qry_memory *qry_memory_new(struct es_error *err)
 {
 	struct qry_memory *m = calloc(1, sizeof(*m));
 	pthread_rwlockattr_t attr;
@@ -598,48 +407,21 @@ struct qry_memory *qry_memory_start(const struct qry_memory_config *cfg,
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		return NULL;
 	}
-	m->cfg = cfg;
-	m->st = st;
-	es_cursor_init(&m->cur);
-	atomic_init(&m->stop, 0);
-	if (pipe(m->wake) < 0) {
-		free(m);
-		es_error_set(err, ES_EINTERNAL, "cannot create a pipe: %s",
-			     strerror(errno));
-		return NULL;
-	}
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(
 		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&m->lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
-	if (pthread_create(&m->thread, NULL, tail_main, m) != 0) {
-		es_error_set(err, ES_EINTERNAL,
-			     "cannot start the in-memory tailer");
-		close(m->wake[0]);
-		close(m->wake[1]);
-		pthread_rwlock_destroy(&m->lock);
-		free(m);
-		return NULL;
-	}
 	return m;
 }
 
-void qry_memory_stop(struct qry_memory *m)
+void qry_memory_free(struct qry_memory *m)
 {
-	ssize_t n;
-
 	if (!m)
 		return;
-	atomic_store(&m->stop, 1);
-	n = write(m->wake[1], "x", 1);
-	(void)n;
-	pthread_join(m->thread, NULL);
-	close(m->wake[0]);
-	close(m->wake[1]);
 	map_release(&m->live);
+	map_release(&m->staged);
 	free(m->position);
-	es_cursor_release(&m->cur);
 	pthread_rwlock_destroy(&m->lock);
 	free(m);
 }

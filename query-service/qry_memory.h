@@ -3,45 +3,70 @@
  * keeps for GET /accounts/{id}: a hash map from account id to the
  * account and its JSON body, rendered once per change.
  *
- * Its own tailer thread loads view_accounts and the "accounts"
- * checkpoint from the read database in one REPEATABLE READ transaction
- * (so they agree), then reads the log forward from there on the event
- * store (es_read_forward()), woken by LISTEN tandem_events and by
- * polling, and folds each batch with view_account_fold(). A batch is
- * published whole, together with the position it reaches, under one
- * write lock: a reader never sees an account older than the position it
- * is told. The position is view QRY_MEMORY_VIEW in qry_state. An event
- * the fold cannot apply stops the view (qry_state_stop_view()) at the
- * start of its batch; it keeps serving what it had.
+ * It is one of the views the process's one log reader (qry_tail.h)
+ * feeds, whether the process leads or follows: the reader loads it with
+ * qry_memory_load(), folds each batch of events into its staged changes
+ * with qry_memory_apply() (view_account_fold()), and publishes them with
+ * the position they reach with qry_memory_publish(). A batch is
+ * published whole, together with that position, under one write lock: a
+ * reader never sees an account older than the position it is told.
+ * Readers (the HTTP threads) call qry_memory_get() at any time; every
+ * other function is the log reader's alone.
  */
 #ifndef QRY_MEMORY_H
 #define QRY_MEMORY_H
 
+#include <libpq-fe.h>
 #include <stddef.h>
 
 #include "es_error.h"
-#include "qry_state.h"
-
-struct qry_memory_config {
-	const char *write_url; /* the event store */
-	const char *read_url; /* view_accounts and the checkpoints */
-	long batch; /* events per read */
-	long poll_ms; /* poll this often when no NOTIFY comes */
-};
+#include "es_store.h"
+#include "es_token.h"
 
 struct qry_memory;
 
 /*
- * Start the tailer thread. The databases need not be reachable yet: it
- * keeps retrying, and until it has loaded, qry_memory_get() is -1.
- * ownership: borrows `cfg` and `st` (both must outlive it); caller frees
- * with qry_memory_stop().
+ * An empty view, not loaded: qry_memory_get() is -1 until
+ * qry_memory_load(). NULL when out of memory. ownership: caller frees
+ * with qry_memory_free().
  */
-struct qry_memory *qry_memory_start(const struct qry_memory_config *cfg,
-				    struct qry_state *st, struct es_error *err);
+struct qry_memory *qry_memory_new(struct es_error *err);
 
-/* Stop the thread and free everything. NULL is a no-op. */
-void qry_memory_stop(struct qry_memory *m);
+/* Free everything. NULL is a no-op. */
+void qry_memory_free(struct qry_memory *m);
+
+/*
+ * Load view_accounts and the "accounts" checkpoint from the read
+ * database `db` in one REPEATABLE READ transaction (so they agree),
+ * publish them, and set `pos` to that checkpoint (ES_CURSOR_START when
+ * nothing was projected yet): where reading the log goes on. Drops what
+ * was staged. `db` must be outside a transaction.
+ * ownership: borrows `db`; caller releases `pos` (initialised here) with
+ * es_cursor_release().
+ */
+int qry_memory_load(struct qry_memory *m, PGconn *db, struct es_cursor *pos,
+		    struct es_error *err);
+
+/*
+ * Fold `ev` into the staged changes (pure: no I/O). Events of other
+ * streams and types are skipped (0). -1 with ES_EINVALID when the
+ * payload cannot be applied (the view must stop; what is staged is then
+ * unusable), or ES_EINTERNAL when out of memory.
+ * ownership: borrows `ev`.
+ */
+int qry_memory_apply(struct qry_memory *m, const struct es_event *ev,
+		     struct es_error *err);
+
+/*
+ * Publish the staged changes and `pos` (what the view now reflects), all
+ * or nothing, and empty the stage. -1 when out of memory (nothing
+ * published, the stage kept).
+ */
+int qry_memory_publish(struct qry_memory *m, const struct es_cursor *pos,
+		       struct es_error *err);
+
+/* Drop the staged changes. */
+void qry_memory_discard(struct qry_memory *m);
 
 /* What qry_memory_get() copies out, from one consistent state. */
 struct qry_memory_read {

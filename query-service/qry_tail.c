@@ -1,13 +1,22 @@
 /*
- * qry_tail.c - the projector thread of one query-service process.
+ * qry_tail.c - the one log reader of a query-service process, and the
+ * projector: one thread that feeds every view.
  *
- * Follower: tries pg_try_advisory_lock() on a dedicated read-database
- * session every leader_retry_ms and meanwhile follows the checkpoint rows
- * (LISTEN tandem_checkpoint plus a 200 ms poll) into qry_state.
+ * The in-memory account view (qry_memory.h) is fed always. Its state is
+ * loaded from view_accounts and its checkpoint through the read session;
+ * then each batch read from the log is folded into it and published with
+ * the position it reaches.
+ *
+ * Follower: reads the log forward from the in-memory view's cursor (woken
+ * by LISTEN tandem_events or every poll_ms), tries
+ * pg_try_advisory_lock() on a dedicated read-database session every
+ * leader_retry_ms and meanwhile follows the checkpoint rows of the table
+ * views (LISTEN tandem_checkpoint plus a 200 ms poll) into qry_state.
  *
  * Leader: bumps projection_leader.epoch, loads the checkpoints, then reads
  * the log forward (es_read_forward) from a cursor every healthy view
- * covers, folds each event into each view that has not seen it, and
+ * (the in-memory one too) covers, folds each event into each view that
+ * has not seen it, and
  * writes the views' changes and checkpoints in one read-database
  * transaction that first locks projection_leader and checks the epoch
  * (fencing) and moves each checkpoint only from the position it was read
@@ -34,11 +43,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "es_array.h"
 #include "es_db.h"
 #include "es_event.h"
 #include "es_log.h"
 #include "es_read.h"
 #include "qry_checkpoint.h"
+#include "qry_memory.h"
 #include "views/view.h"
 
 /* pg_try_advisory_lock key of the projector ("tandemP1") */
@@ -92,6 +103,19 @@ struct tview {
 	long long applied; /* by this process */
 };
 
+/* The in-memory account view as the reader feeds it. */
+struct tmem {
+	struct qry_memory *m; /* borrowed */
+	int loaded; /* pos is known */
+	int healthy; /* not stopped */
+	struct es_cursor pos; /* what it has published */
+	long pending; /* events folded into its stage */
+	int failed; /* a malformed event in the current read */
+	char why[200];
+	long long why_pos;
+	long long applied; /* by this process */
+};
+
 struct qry_tail {
 	char *write_url, *read_url;
 	long batch, poll_ms, leader_retry_ms;
@@ -109,11 +133,14 @@ struct qry_tail {
 	char holder[300];
 	struct tview views[QRY_VIEW_MAX];
 	size_t nviews;
+	struct tmem mem;
 	struct es_cursor reader; /* where the next read starts */
 	int have_reader;
 	int64_t last_commit_ms;
 	int64_t next_lock_ms;
 	int64_t next_listen_ms;
+	int64_t next_follow_ms; /* when to read the checkpoints again */
+	int checkpoint_hint; /* a NOTIFY on the checkpoint channel came */
 	long backoff_ms;
 };
 
@@ -236,37 +263,43 @@ static int conn_alive(struct qry_tail *t, enum conn which)
 	return 1;
 }
 
+#define ON(c) (1u << (c))
+
 /*
- * Sleep up to `ms`, waking early on a notification on `listen` (C__COUNT:
- * none), on anything from the lock session, or on qry_tail_stop(). Returns
- * 1 when a notification came, 0 otherwise.
+ * Sleep up to `ms`, waking early on a notification on one of the
+ * sessions in `listen` (a mask of ON(conn), 0: none), on anything from
+ * the lock session, or on qry_tail_stop(). Returns the mask of the
+ * sessions a notification came on.
  */
-static int wait_for(struct qry_tail *t, long ms, enum conn listen)
+static unsigned int wait_for(struct qry_tail *t, long ms, unsigned int listen)
 {
-	struct pollfd p[3];
-	enum conn which[3];
-	int n = 0, i, notified = 0;
+	struct pollfd p[C__COUNT + 1];
+	enum conn which[C__COUNT + 1];
+	unsigned int notified = 0;
+	int n = 0, i, c;
 
 	if (ms < 0)
 		ms = 0;
 	p[n].fd = t->wake[0];
 	p[n].events = POLLIN;
 	which[n++] = C__COUNT;
-	if (listen != C__COUNT && t->db[listen] &&
-	    PQstatus(t->db[listen]) == CONNECTION_OK) {
+	for (c = 0; c < C__COUNT; c++) {
 		PGnotify *nt;
 
+		if (!(listen & ON(c)) || !t->db[c] ||
+		    PQstatus(t->db[c]) != CONNECTION_OK)
+			continue;
 		/* notifications read along with an earlier result */
-		while ((nt = PQnotifies(t->db[listen]))) {
+		while ((nt = PQnotifies(t->db[c]))) {
 			PQfreemem(nt);
-			notified = 1;
+			notified |= ON(c);
 		}
-		if (notified)
-			return 1;
-		p[n].fd = PQsocket(t->db[listen]);
+		p[n].fd = PQsocket(t->db[c]);
 		p[n].events = POLLIN;
-		which[n++] = listen;
+		which[n++] = (enum conn)c;
 	}
+	if (notified)
+		return notified;
 	if (t->leader && t->db[C_LOCK] &&
 	    PQstatus(t->db[C_LOCK]) == CONNECTION_OK) {
 		p[n].fd = PQsocket(t->db[C_LOCK]);
@@ -286,8 +319,8 @@ static int wait_for(struct qry_tail *t, long ms, enum conn listen)
 			continue; /* broken: noticed by the caller */
 		while ((nt = PQnotifies(t->db[which[i]]))) {
 			PQfreemem(nt);
-			if (which[i] == listen)
-				notified = 1;
+			if (listen & ON(which[i]))
+				notified |= ON(which[i]);
 		}
 	}
 	return notified;
@@ -297,7 +330,7 @@ static void backoff(struct qry_tail *t)
 {
 	if (t->backoff_ms < BACKOFF_MIN_MS)
 		t->backoff_ms = BACKOFF_MIN_MS;
-	wait_for(t, t->backoff_ms, C__COUNT);
+	wait_for(t, t->backoff_ms, 0);
 	t->backoff_ms *= 2;
 	if (t->backoff_ms > BACKOFF_MAX_MS)
 		t->backoff_ms = BACKOFF_MAX_MS;
@@ -335,12 +368,15 @@ static void view_drop_batch(struct tview *v)
 	v->ahead = 0;
 }
 
+static void mem_drop(struct qry_tail *t);
+
 static void views_drop_batches(struct qry_tail *t)
 {
 	size_t i;
 
 	for (i = 0; i < t->nviews; i++)
 		view_drop_batch(&t->views[i]);
+	mem_drop(t);
 	es_cursor_release(&t->reader);
 	t->have_reader = 0;
 }
@@ -358,6 +394,7 @@ static void views_release(struct qry_tail *t)
 	}
 	es_cursor_release(&t->reader);
 	t->have_reader = 0;
+	es_cursor_release(&t->mem.pos);
 }
 
 static void set_leader(struct qry_tail *t, int leader, long long epoch)
@@ -443,6 +480,22 @@ static int load_checkpoints(struct qry_tail *t, int follow,
 }
 
 /*
+ * The positions of the healthy views this process feeds now: the table
+ * views' when leading, and the in-memory view's.
+ */
+static size_t fed_positions(struct qry_tail *t, const struct es_cursor **pos)
+{
+	size_t i, n = 0;
+
+	for (i = 0; t->leader && i < t->nviews; i++)
+		if (t->views[i].known && t->views[i].healthy)
+			pos[n++] = &t->views[i].pos;
+	if (t->mem.loaded && t->mem.healthy)
+		pos[n++] = &t->mem.pos;
+	return n;
+}
+
+/*
  * Choose where to read from: a cursor every healthy view covers, as far
  * on as possible. Candidates are the views' cursors and the snapshots
  * their mid-window cursors started from; the beginning of the log is
@@ -450,38 +503,32 @@ static int load_checkpoints(struct qry_tail *t, int follow,
  */
 static int pick_reader(struct qry_tail *t, struct es_error *err)
 {
-	struct es_cursor cand[2 * QRY_VIEW_MAX];
-	size_t nc = 0, i, j, best = SIZE_MAX;
+	const struct es_cursor *pos[QRY_VIEW_MAX + 1];
+	struct es_cursor cand[2 * (QRY_VIEW_MAX + 1)];
+	size_t np = fed_positions(t, pos), nc = 0, i, j, best = SIZE_MAX;
 	int ret = -1;
 
 	memset(cand, 0, sizeof(cand));
-	for (i = 0; i < t->nviews; i++) {
-		struct tview *v = &t->views[i];
-
-		if (!v->known || !v->healthy)
-			continue;
-		if (es_cursor_copy(&cand[nc++], &v->pos, err) < 0)
+	for (i = 0; i < np; i++) {
+		if (es_cursor_copy(&cand[nc++], pos[i], err) < 0)
 			goto out;
-		if (v->pos.mid) {
-			if (es_snapshot_copy(&cand[nc].lo, &v->pos.lo, err) < 0)
+		if (pos[i]->mid) {
+			if (es_snapshot_copy(&cand[nc].lo, &pos[i]->lo, err) <
+			    0)
 				goto out;
 			nc++;
 		}
 	}
 	if (nc == 0) {
-		ret = 0; /* nothing to project */
+		ret = 0; /* nothing to feed */
 		goto out;
 	}
 	for (i = 0; i < nc; i++) {
 		int ok = 1;
 
-		for (j = 0; j < t->nviews && ok; j++) {
-			struct tview *v = &t->views[j];
-
-			if (v->known && v->healthy &&
-			    !es_cursor_covers(&v->pos, &cand[i]))
+		for (j = 0; j < np && ok; j++)
+			if (!es_cursor_covers(pos[j], &cand[i]))
 				ok = 0;
-		}
 		if (!ok)
 			continue;
 		if (best == SIZE_MAX || es_cursor_covers(&cand[i], &cand[best]))
@@ -500,9 +547,119 @@ static int pick_reader(struct qry_tail *t, struct es_error *err)
 	t->have_reader = 1;
 	ret = 0;
 out:
-	for (i = 0; i < nc + 1 && i < 2 * QRY_VIEW_MAX; i++)
+	for (i = 0; i < nc + 1 && i < ARRAY_SIZE(cand); i++)
 		es_cursor_release(&cand[i]);
 	return ret;
+}
+
+/* ---- the in-memory view ---- */
+
+static void mem_drop(struct qry_tail *t)
+{
+	qry_memory_discard(t->mem.m);
+	t->mem.pending = 0;
+	t->mem.failed = 0;
+}
+
+/*
+ * Load the in-memory view through the read session (outside any
+ * transaction). The reader is picked again: it may now need to start
+ * further back.
+ */
+static int mem_load(struct qry_tail *t, struct es_error *err)
+{
+	struct es_cursor pos;
+
+	if (conn_open(t, C_READ, err) < 0 ||
+	    qry_memory_load(t->mem.m, t->db[C_READ], &pos, err) < 0) {
+		es_log(ES_LOG_WARN, "memory_load_failed", "{s:s}", "error",
+		       err->detail);
+		return -1;
+	}
+	es_cursor_release(&t->mem.pos);
+	t->mem.pos = pos;
+	t->mem.loaded = 1;
+	t->mem.pending = 0;
+	t->mem.failed = 0;
+	qry_state_set_pos(t->st, QRY_MEMORY_VIEW, &t->mem.pos, 0, 1);
+	views_drop_batches(t);
+	return 0;
+}
+
+/* Fold the events the in-memory view has not seen into its stage. */
+static int mem_fold(struct qry_tail *t, const struct es_events *evs,
+		    struct es_error *err)
+{
+	struct tmem *mv = &t->mem;
+	size_t k;
+
+	if (!mv->loaded || !mv->healthy || mv->failed)
+		return 0;
+	for (k = 0; k < evs->n; k++) {
+		const struct es_event *ev = &evs->v[k];
+		struct es_append_token at = { ev->xid, ev->position };
+		struct es_error e = ES_ERROR_INIT;
+
+		if (es_cursor_covers_append(&mv->pos, &at))
+			continue;
+		if (qry_memory_apply(mv->m, ev, &e) < 0) {
+			if (e.code != ES_EINVALID) {
+				es_error_set(err, e.code, "%s", e.detail);
+				es_error_release(&e);
+				return -1;
+			}
+			/* stopped at the start of what it has not published */
+			mv->failed = 1;
+			snprintf(mv->why, sizeof(mv->why), "%s", e.detail);
+			mv->why_pos = ev->position;
+			es_error_release(&e);
+			return 0;
+		}
+		mv->pending++;
+	}
+	return 0;
+}
+
+/*
+ * After a read to `next`: a malformed event stops the view (it keeps
+ * serving what it published); else, once `next` covers what it has
+ * published, it publishes its stage at `next` (until then, ahead of the
+ * read, it collects).
+ */
+static int mem_advance(struct qry_tail *t, const struct es_cursor *next,
+		       double seconds, struct es_error *err)
+{
+	struct tmem *mv = &t->mem;
+	struct es_cursor c;
+
+	if (!mv->loaded || !mv->healthy)
+		return 0;
+	if (mv->failed) {
+		mv->healthy = 0;
+		qry_state_stop_view(t->st, QRY_MEMORY_VIEW, mv->why_pos,
+				    mv->why);
+		es_log(ES_LOG_ERROR, "view_stopped", "{s:s, s:I, s:s}", "view",
+		       QRY_MEMORY_VIEW, "position", (json_int_t)mv->why_pos,
+		       "error", mv->why);
+		mem_drop(t);
+		return 0;
+	}
+	if (!es_cursor_covers(next, &mv->pos))
+		return 0;
+	if (es_cursor_copy(&c, next, err) < 0)
+		return -1;
+	if (qry_memory_publish(mv->m, next, err) < 0) {
+		es_cursor_release(&c);
+		return -1;
+	}
+	es_cursor_release(&mv->pos);
+	mv->pos = c;
+	mv->applied += mv->pending;
+	qry_state_set_pos(t->st, QRY_MEMORY_VIEW, next, mv->applied, 0);
+	if (mv->pending > 0)
+		qry_state_add_apply(t->st, QRY_MEMORY_VIEW, seconds);
+	mv->pending = 0;
+	return 0;
 }
 
 /* ---- leadership ---- */
@@ -571,6 +728,8 @@ static int try_lead(struct qry_tail *t, struct es_error *err)
 		goto out;
 	}
 	drain_notifies(t, C_READ);
+	/* read again from where every view, the table ones too, has been */
+	views_drop_batches(t);
 	es_log(ES_LOG_INFO, "projector_leader", "{s:I, s:s}", "epoch",
 	       (json_int_t)epoch, "holder", t->holder);
 	t->last_commit_ms = now_ms();
@@ -808,38 +967,25 @@ static int views_advance(struct qry_tail *t, const int *adv,
 	return 0;
 }
 
+enum { PROJECT_MOVED = 1, PROJECT_FENCED };
+
 /*
- * Read one batch and write it. 1 when the batch came back full (read
- * again at once), 0 when caught up; -1 with `err`. Fencing and moved
- * checkpoints are handled here.
+ * As leader, after folding a read of `evs` up to `next`: write the table
+ * views' changes and move their checkpoints (when anything changed, or
+ * now and then for an empty window), then their positions. 0; or
+ * PROJECT_MOVED when a checkpoint was not where we read it (reloaded:
+ * read again), PROJECT_FENCED when another process leads (stepped
+ * down); -1 with `err`.
  */
-static int lead_once(struct qry_tail *t, struct es_error *err)
+static int project(struct qry_tail *t, const struct es_events *evs,
+		   const struct es_cursor *next, int full, double t_apply,
+		   struct es_error *err)
 {
-	struct es_events evs = ES_EVENTS_INIT;
-	struct es_cursor next;
 	int adv[QRY_VIEW_MAX] = { 0 };
-	char *next_text = NULL;
-	int ret = -1, any_adv = 0, must = 0, full;
-	double t_apply;
+	char *next_text = es_cursor_format(next);
+	int ret = -1, any_adv = 0, must = 0;
 	size_t i;
 
-	es_cursor_init(&next);
-	if (!t->have_reader && pick_reader(t, err) < 0)
-		goto out;
-	if (!t->have_reader) {
-		ret = 0; /* every view stopped */
-		goto out;
-	}
-	if (conn_open(t, C_WRITE, err) < 0)
-		goto out;
-	if (es_read_forward(t->db[C_WRITE], &t->reader, (size_t)t->batch, &evs,
-			    &next, err) < 0)
-		goto out;
-	full = evs.n >= (size_t)t->batch;
-	t_apply = now_s();
-	if (fold(t, &evs, err) < 0)
-		goto out;
-	next_text = es_cursor_format(&next);
 	if (!next_text) {
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto out;
@@ -854,7 +1000,7 @@ static int lead_once(struct qry_tail *t, struct es_error *err)
 			continue;
 		}
 		/* a view ahead of the read collects until it is covered */
-		if (!es_cursor_covers(&next, &v->pos)) {
+		if (!es_cursor_covers(next, &v->pos)) {
 			if (!v->ahead)
 				es_log(ES_LOG_INFO, "projector_view_ahead",
 				       "{s:s, s:s}", "view", v->ops->name,
@@ -871,7 +1017,7 @@ static int lead_once(struct qry_tail *t, struct es_error *err)
 		    now_ms() - t->last_commit_ms >= IDLE_COMMIT_MS)
 			must = 1;
 	}
-	if (evs.n > 0 && any_adv)
+	if (evs->n > 0 && any_adv)
 		must = 1;
 	if (must) {
 		int r = commit_batch(t, adv, next_text, err);
@@ -880,7 +1026,7 @@ static int lead_once(struct qry_tail *t, struct es_error *err)
 			goto out;
 		if (r == COMMIT_FENCED) {
 			step_down(t, "fenced: another process leads");
-			ret = 0;
+			ret = PROJECT_FENCED;
 			goto out;
 		}
 		if (r == COMMIT_MOVED) {
@@ -888,27 +1034,105 @@ static int lead_once(struct qry_tail *t, struct es_error *err)
 			views_drop_batches(t);
 			if (load_checkpoints(t, 0, err) < 0)
 				goto out;
-			ret = 1;
+			ret = PROJECT_MOVED;
 			goto out;
 		}
 		t->last_commit_ms = now_ms();
 		es_log(ES_LOG_DEBUG, "projector_batch", "{s:I, s:b}", "events",
-		       (json_int_t)evs.n, "full", full);
+		       (json_int_t)evs->n, "full", full);
 	}
-	if (views_advance(t, adv, &next, next_text, must, now_s() - t_apply,
+	if (views_advance(t, adv, next, next_text, must, now_s() - t_apply,
 			  err) < 0)
+		goto out;
+	ret = 0;
+out:
+	free(next_text);
+	return ret;
+}
+
+/*
+ * Read one batch from the log and feed it to every view this process
+ * feeds: the in-memory one always, the table views when leading. 1 when
+ * the log may hold more right now (read again at once), 0 when caught
+ * up; -1 with `err`. Fencing and moved checkpoints are handled here.
+ */
+static int read_once(struct qry_tail *t, struct es_error *err)
+{
+	struct es_events evs = ES_EVENTS_INIT;
+	struct es_cursor next;
+	int ret = -1, full, more, r;
+	double t_apply;
+
+	es_cursor_init(&next);
+	if (!t->have_reader && pick_reader(t, err) < 0)
+		goto out;
+	if (!t->have_reader) {
+		ret = 0; /* every view stopped */
+		goto out;
+	}
+	if (conn_open(t, C_WRITE, err) < 0)
+		goto out;
+	if (es_read_forward(t->db[C_WRITE], &t->reader, (size_t)t->batch, &evs,
+			    &next, err) < 0)
+		goto out;
+	full = evs.n >= (size_t)t->batch;
+	/* the in-memory view's old tailer read on through a window at once */
+	more = full || (!t->leader && next.mid);
+	t_apply = now_s();
+	if ((t->leader && fold(t, &evs, err) < 0) || mem_fold(t, &evs, err) < 0)
+		goto out;
+	if (t->leader) {
+		r = project(t, &evs, &next, full, t_apply, err);
+		if (r < 0)
+			goto out;
+		if (r > 0) {
+			ret = r == PROJECT_MOVED;
+			goto out;
+		}
+	}
+	if (mem_advance(t, &next, now_s() - t_apply, err) < 0)
 		goto out;
 	es_cursor_release(&t->reader);
 	t->reader = next;
 	es_cursor_init(&next);
-	ret = full;
+	/* nothing left to feed: pick again when there is */
+	if (!t->leader && !(t->mem.loaded && t->mem.healthy))
+		views_drop_batches(t);
+	ret = more;
 out:
 	if (ret < 0)
 		views_drop_batches(t);
-	free(next_text);
 	es_cursor_release(&next);
 	es_events_release(&evs);
 	return ret;
+}
+
+/*
+ * LISTEN for appends on a session of its own, retried now and then; when
+ * it cannot (behind PgBouncer, say), polling alone.
+ */
+static void listen_events(struct qry_tail *t)
+{
+	struct es_error err = ES_ERROR_INIT;
+
+	if (t->db[C_LISTEN] && !conn_alive(t, C_LISTEN))
+		conn_close(t, C_LISTEN);
+	if (t->db[C_LISTEN] || now_ms() < t->next_listen_ms)
+		return;
+	t->next_listen_ms = now_ms() + LISTEN_RETRY_MS;
+	if (conn_open(t, C_LISTEN, &err) < 0 ||
+	    exec_ok(t->db[C_LISTEN], "LISTEN " ES_CHANNEL_EVENTS, &err) < 0) {
+		es_log(ES_LOG_DEBUG, "projector_listen_failed", "{s:s}",
+		       "error", err.detail);
+		conn_close(t, C_LISTEN);
+	}
+	es_error_release(&err);
+}
+
+/* Load the in-memory view if it is not; 0 when it is, or -1. */
+static int mem_ensure(struct qry_tail *t, struct es_error *err)
+{
+	return t->mem.loaded ? 0 : mem_load(t, err);
 }
 
 static void lead(struct qry_tail *t)
@@ -920,19 +1144,11 @@ static void lead(struct qry_tail *t)
 		step_down(t, "lock session lost");
 		return;
 	}
-	if (!t->db[C_LISTEN] && now_ms() >= t->next_listen_ms) {
-		t->next_listen_ms = now_ms() + LISTEN_RETRY_MS;
-		if (conn_open(t, C_LISTEN, &err) < 0 ||
-		    exec_ok(t->db[C_LISTEN], "LISTEN " ES_CHANNEL_EVENTS,
-			    &err) < 0) {
-			/* e.g. behind PgBouncer: polling alone */
-			es_log(ES_LOG_DEBUG, "projector_listen_failed", "{s:s}",
-			       "error", err.detail);
-			conn_close(t, C_LISTEN);
-		}
+	listen_events(t);
+	/* the table views go on without it */
+	if (mem_ensure(t, &err) < 0)
 		es_error_release(&err);
-	}
-	r = lead_once(t, &err);
+	r = read_once(t, &err);
 	if (r < 0) {
 		if (stopping(t))
 			goto out;
@@ -955,11 +1171,8 @@ static void lead(struct qry_tail *t)
 		goto out;
 	}
 	t->backoff_ms = 0;
-	if (r == 0 && t->leader) {
-		if (t->db[C_LISTEN] && !conn_alive(t, C_LISTEN))
-			conn_close(t, C_LISTEN);
-		wait_for(t, t->poll_ms, t->db[C_LISTEN] ? C_LISTEN : C__COUNT);
-	}
+	if (r == 0 && t->leader)
+		wait_for(t, t->poll_ms, ON(C_LISTEN));
 out:
 	es_error_release(&err);
 }
@@ -969,7 +1182,8 @@ out:
 static void follow(struct qry_tail *t)
 {
 	struct es_error err = ES_ERROR_INIT;
-	int64_t next_poll, until;
+	int64_t until;
+	int r;
 
 	if (!t->db[C_READ]) {
 		if (conn_open(t, C_READ, &err) < 0 ||
@@ -978,12 +1192,16 @@ static void follow(struct qry_tail *t)
 			conn_close(t, C_READ);
 			goto fail;
 		}
+		t->checkpoint_hint = 1;
 	}
-	if (load_checkpoints(t, 1, &err) < 0)
-		goto fail;
+	if (t->checkpoint_hint || now_ms() >= t->next_follow_ms) {
+		if (load_checkpoints(t, 1, &err) < 0)
+			goto fail;
+		t->checkpoint_hint = 0;
+		t->next_follow_ms = now_ms() + FOLLOW_POLL_MS;
+	}
 	if (now_ms() >= t->next_lock_ms) {
-		int r = try_lead(t, &err);
-
+		r = try_lead(t, &err);
 		t->next_lock_ms = now_ms() + t->leader_retry_ms;
 		if (r < 0) {
 			es_log(ES_LOG_WARN, "projector_lock_failed", "{s:s}",
@@ -995,10 +1213,23 @@ static void follow(struct qry_tail *t)
 		if (!t->db[C_READ])
 			goto fail;
 	}
+	listen_events(t);
+	if (mem_ensure(t, &err) < 0)
+		goto fail;
+	r = read_once(t, &err);
+	if (r < 0)
+		goto fail;
 	t->backoff_ms = 0;
-	next_poll = now_ms() + FOLLOW_POLL_MS;
-	until = next_poll < t->next_lock_ms ? next_poll : t->next_lock_ms;
-	wait_for(t, (long)(until - now_ms()), C_READ);
+	if (r > 0)
+		goto out;
+	until = now_ms() + t->poll_ms;
+	if (t->next_follow_ms < until)
+		until = t->next_follow_ms;
+	if (t->next_lock_ms < until)
+		until = t->next_lock_ms;
+	if (wait_for(t, (long)(until - now_ms()), ON(C_READ) | ON(C_LISTEN)) &
+	    ON(C_READ))
+		t->checkpoint_hint = 1;
 	if (!conn_alive(t, C_READ))
 		conn_close(t, C_READ);
 	goto out;
@@ -1009,6 +1240,8 @@ fail:
 	       err.detail);
 	if (es_db_broken(t->db[C_READ]))
 		conn_close(t, C_READ);
+	if (es_db_broken(t->db[C_WRITE]))
+		conn_close(t, C_WRITE);
 	backoff(t);
 out:
 	es_error_release(&err);
@@ -1064,6 +1297,10 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 		es_error_set(err, ES_EINVALID, "no database to tail");
 		return NULL;
 	}
+	if (!cfg->mem) {
+		es_error_set(err, ES_EINVALID, "no in-memory view to feed");
+		return NULL;
+	}
 	if (view_count > QRY_VIEW_MAX) {
 		es_error_set(err, ES_EINTERNAL, "too many views");
 		return NULL;
@@ -1101,6 +1338,9 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 		es_cursor_init(&t->views[i].pos);
 	}
 	t->nviews = view_count;
+	t->mem.m = cfg->mem;
+	t->mem.healthy = 1;
+	es_cursor_init(&t->mem.pos);
 	es_cursor_init(&t->reader);
 	if (pipe(t->wake) < 0) {
 		t->wake[0] = t->wake[1] = -1;

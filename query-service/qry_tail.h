@@ -1,7 +1,9 @@
 /*
- * qry_tail.h - the projector: tails the event log into the table-backed
- * views, one leader at a time across every query-service process, and
- * keeps the followers' positions current from the shared checkpoints.
+ * qry_tail.h - the one log reader of a query-service process: it feeds
+ * the in-memory account view (qry_memory.h) in every process, and is the
+ * projector that tails the log into the table-backed views, one leader
+ * at a time across every query-service process; followers keep the
+ * table views' positions current from the shared checkpoints.
  *
  * Leadership is a PostgreSQL advisory lock held by a dedicated session on
  * the read database; every batch is written in one read-database
@@ -13,6 +15,7 @@
 #define QRY_TAIL_H
 
 #include "es_error.h"
+#include "qry_memory.h"
 #include "qry_state.h"
 
 struct qry_tail_config {
@@ -21,17 +24,20 @@ struct qry_tail_config {
 	long batch; /* most events per batch (PROJECTOR_BATCH) */
 	long poll_ms; /* fallback poll for new events (POLL_INTERVAL_MS) */
 	long leader_retry_ms; /* how often a follower tries to lead */
+	struct qry_memory *mem; /* the in-memory view to feed (not rebuild) */
 };
 
 struct qry_tail;
 
 /*
- * Start the projector thread of this process: it competes for leadership,
- * projects while leader, and follows the checkpoints otherwise, reporting
- * every view of view_all[] (names as in view_ops.name) through `st`,
- * which must already know those views.
+ * Start the reader thread of this process: it loads and feeds cfg->mem,
+ * competes for leadership, projects while leader, and follows the
+ * checkpoints otherwise, reporting every view of view_all[] (names as in
+ * view_ops.name) and QRY_MEMORY_VIEW through `st`, which must already
+ * know those views.
  * Databases need not be reachable yet: the thread keeps retrying.
- * ownership: borrows `cfg` (copied) and `st` (must outlive the tail);
+ * ownership: borrows `cfg` (copied), cfg->mem and `st` (both must
+ * outlive the tail);
  * caller stops and frees it with qry_tail_stop(). NULL with ES_EINTERNAL
  * when the thread cannot start.
  */
