@@ -285,7 +285,6 @@ struct qry_feed {
 	int failed;
 	struct es_error err;
 	char *snapshot; /* the read's snapshot, once known */
-	long long events;
 };
 
 static void feed_fail(struct qry_feed *f, struct es_error *e)
@@ -338,7 +337,6 @@ static int feed_push(struct qry_feed *f, struct chunk *c)
 		f->head = c;
 	f->tail = c;
 	f->queued++;
-	f->events += (long long)c->pub.evs.n;
 	pthread_cond_broadcast(&f->cond);
 	pthread_mutex_unlock(&f->lock);
 	return 0;
@@ -505,16 +503,6 @@ void qry_feed_give_back(struct qry_feed *f, struct qry_feed_chunk *pub)
 	c->next = f->spare;
 	f->spare = c;
 	pthread_mutex_unlock(&f->lock);
-}
-
-long long qry_feed_events(struct qry_feed *f)
-{
-	long long n;
-
-	pthread_mutex_lock(&f->lock);
-	n = f->events;
-	pthread_mutex_unlock(&f->lock);
-	return n;
 }
 
 static void chunks_free(struct chunk *c)

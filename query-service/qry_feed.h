@@ -54,9 +54,6 @@ struct qry_feed_chunk *qry_feed_next(struct qry_feed *f);
 /* Hand back a chunk of qry_feed_next(): its events are gone. */
 void qry_feed_give_back(struct qry_feed *f, struct qry_feed_chunk *c);
 
-/* Events read and queued so far. */
-long long qry_feed_events(struct qry_feed *f);
-
 /*
  * Stop the reader (if still reading), join it and free the feed with its
  * chunks (given back or not). 0, or -1 with the reader's error (the

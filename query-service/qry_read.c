@@ -529,3 +529,27 @@ int qry_read_prepare(PGconn *db, enum qry_db which,
 	}
 	return 0;
 }
+
+void qry_read_page(struct qry_read *r, const PGresult *res, int col, long limit,
+		   qry_read_item_fn *item)
+{
+	struct es_error err = ES_ERROR_INIT;
+	char next[QRY_CURSOR_MAX] = "";
+	json_t *items = json_array();
+	int i, n = qry_read_rows(res, col), more = n > limit;
+
+	if (more)
+		n = (int)limit;
+	for (i = 0; i < n && items; i++)
+		if (json_array_append_new(items,
+					  item(res, i, col, next, &err)) < 0)
+			break;
+	if (!items || i < n) {
+		qry_read_fail(r, &err);
+		json_decref(items);
+	} else {
+		qry_read_answer(r, qry_read_checkpoint(res),
+				qry_read_list(items, more ? next : NULL));
+	}
+	es_error_release(&err);
+}

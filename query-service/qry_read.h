@@ -162,6 +162,24 @@ int qry_read_rows(const PGresult *res, int col);
 json_t *qry_read_list(json_t *items, const char *next);
 
 /*
+ * The item of row `i` of a page, whose view columns start at `col`, and
+ * the cursor that pages on after it, into next[QRY_CURSOR_MAX]. NULL
+ * with `err` (or out of memory when unset).
+ */
+#define QRY_CURSOR_MAX 64
+typedef json_t *qry_read_item_fn(const PGresult *res, int i, int col,
+				 char *next, struct es_error *err);
+
+/*
+ * Answer one page of `res` (rows of a query asked for limit + 1, whose
+ * view columns start at `col`, checkpoint in column 0): {"items", "next"}
+ * with the items of `item` and the cursor after the last when more rows
+ * follow. ownership: borrows `res`.
+ */
+void qry_read_page(struct qry_read *r, const PGresult *res, int col, long limit,
+		   qry_read_item_fn *item);
+
+/*
  * Answer 200 with `body` (taken) read at `position`, with a weak ETag
  * of the path, r->canon and the body; 304 when If-None-Match has it.
  */

@@ -1,11 +1,12 @@
 /*
- * qry_state.h - what the projector, the in-memory tailer and the HTTP
- * routes of one query-service process share: each view's position and
- * health, leadership, and the requests waiting for a position.
+ * qry_state.h - what the log reader and the HTTP routes of one
+ * query-service process share: each view's position and health,
+ * leadership, and the requests waiting for a position.
  *
- * The projector (qry_tail.c) and the in-memory tailer report progress
- * here; routes read positions here and park read-your-writes requests
- * here until the view they read has passed their token.
+ * The log reader (qry_tail.c) reports every view's progress here, the
+ * in-memory one's too; routes read positions here and park
+ * read-your-writes requests here until the view they read has passed
+ * their token.
  */
 #ifndef QRY_STATE_H
 #define QRY_STATE_H
@@ -100,10 +101,10 @@ struct qry_waiter {
 	int64_t deadline_ms; /* on qry_state_clock_ms() */
 	/*
 	 * Called exactly once, without any qry_state lock held, from the
-	 * thread that moved the view (the projector or the in-memory
-	 * tailer), the timer thread, or qry_state_cancel_waiters()'s caller:
-	 * it must be quick (answer from memory, or hand the request to a
-	 * worker). After it returns, or from within it, `w` may be freed.
+	 * thread that moved the view (the log reader), the timer thread, or
+	 * qry_state_cancel_waiters()'s caller: it must be quick (answer from
+	 * memory, or hand the request to a worker). After it returns, or from
+	 * within it, `w` may be freed.
 	 */
 	void (*done)(struct qry_waiter *w, enum qry_wait_result r);
 	void *arg; /* for the caller */

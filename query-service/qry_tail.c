@@ -1076,7 +1076,7 @@ static int read_once(struct qry_tail *t, struct es_error *err)
 			    &next, err) < 0)
 		goto out;
 	full = evs.n >= (size_t)t->batch;
-	/* the in-memory view's old tailer read on through a window at once */
+	/* a follower reads on through an unfinished window at once */
 	more = full || (!t->leader && next.mid);
 	t_apply = now_s();
 	if ((t->leader && fold(t, &evs, err) < 0) || mem_fold(t, &evs, err) < 0)

@@ -250,8 +250,6 @@ const struct view_ops view_daily_ops = {
 			 " ORDER BY day, currency LIMIT $5::bigint) d ON true"               \
 			 " ORDER BY d.day, d.currency"
 
-#define CURSOR_MAX 64
-
 struct read_params {
 	char from[11], to[11]; /* "" when not given */
 	int has_after;
@@ -298,45 +296,32 @@ static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
 	return 0;
 }
 
+static json_t *read_item(const PGresult *res, int i, int col, char *next,
+			 struct es_error *err)
+{
+	struct view_daily_row row;
+
+	if (view_daily_from_pg(res, i, col, &row, err) < 0)
+		return NULL;
+	snprintf(next, QRY_CURSOR_MAX, "%s.%s", row.day, row.currency);
+	return view_daily_row_json(&row);
+}
+
 static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 {
 	struct read_params *p = arg;
-	struct es_error err = ES_ERROR_INIT;
-	char lim[24], next[CURSOR_MAX];
+	char lim[24];
 	const char *params[5] = { p->from[0] ? p->from : NULL,
 				  p->to[0] ? p->to : NULL,
 				  p->has_after ? p->after_day : NULL,
 				  p->has_after ? p->after_cur : NULL, lim };
-	json_t *items = json_array();
 	PGresult *res;
-	int i, n, more;
 
 	snprintf(lim, sizeof(lim), "%ld", p->limit + 1);
 	res = qry_read_prepared(r, w, "qry_daily", 5, params);
-	if (!res) {
-		json_decref(items);
+	if (!res)
 		return;
-	}
-	n = qry_read_rows(res, 1);
-	more = n > p->limit;
-	if (more)
-		n = (int)p->limit;
-	for (i = 0; i < n && items; i++) {
-		struct view_daily_row row;
-
-		if (view_daily_from_pg(res, i, 1, &row, &err) < 0 ||
-		    json_array_append_new(items, view_daily_row_json(&row)) < 0)
-			break;
-		snprintf(next, sizeof(next), "%s.%s", row.day, row.currency);
-	}
-	if (!items || i < n) {
-		qry_read_fail(r, &err);
-		json_decref(items);
-	} else {
-		qry_read_answer(r, qry_read_checkpoint(res),
-				qry_read_list(items, more ? next : NULL));
-	}
-	es_error_release(&err);
+	qry_read_page(r, res, 1, p->limit, read_item);
 	PQclear(res);
 }
 

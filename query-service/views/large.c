@@ -164,47 +164,34 @@ static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
 	return 0;
 }
 
+static json_t *read_item(const PGresult *res, int i, int col, char *next,
+			 struct es_error *err)
+{
+	struct view_statement_row row;
+
+	if (view_statement_from_pg(res, i, col, &row, err) < 0)
+		return NULL;
+	view_large_cursor_format(row.amount, row.position, next,
+				 QRY_CURSOR_MAX);
+	return view_large_row_json(&row);
+}
+
 static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 {
 	struct read_params *p = arg;
-	struct es_error err = ES_ERROR_INIT;
-	char min[24], aa[24], ab[24], lim[24], next[VIEW_LARGE_CURSOR_MAX];
+	char min[24], aa[24], ab[24], lim[24];
 	const char *params[4] = { min, p->has_after ? aa : NULL,
 				  p->has_after ? ab : NULL, lim };
-	json_t *items = json_array();
 	PGresult *res;
-	int i, n, more;
 
 	snprintf(min, sizeof(min), "%lld", p->min);
 	snprintf(aa, sizeof(aa), "%lld", p->after_amount);
 	snprintf(ab, sizeof(ab), "%lld", p->after_position);
 	snprintf(lim, sizeof(lim), "%ld", p->limit + 1);
 	res = qry_read_prepared(r, w, "qry_large", 4, params);
-	if (!res) {
-		json_decref(items);
+	if (!res)
 		return;
-	}
-	n = qry_read_rows(res, 1);
-	more = n > p->limit;
-	if (more)
-		n = (int)p->limit;
-	for (i = 0; i < n && items; i++) {
-		struct view_statement_row row;
-
-		if (view_statement_from_pg(res, i, 1, &row, &err) < 0 ||
-		    json_array_append_new(items, view_large_row_json(&row)) < 0)
-			break;
-		view_large_cursor_format(row.amount, row.position, next,
-					 sizeof(next));
-	}
-	if (!items || i < n) {
-		qry_read_fail(r, &err);
-		json_decref(items);
-	} else {
-		qry_read_answer(r, qry_read_checkpoint(res),
-				qry_read_list(items, more ? next : NULL));
-	}
-	es_error_release(&err);
+	qry_read_page(r, res, 1, p->limit, read_item);
 	PQclear(res);
 }
 

@@ -343,53 +343,39 @@ static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
 	return 0;
 }
 
+static json_t *read_item(const PGresult *res, int i, int col, char *next,
+			 struct es_error *err)
+{
+	struct view_statement_row row;
+
+	if (view_statement_from_pg(res, i, col, &row, err) < 0)
+		return NULL;
+	snprintf(next, QRY_CURSOR_MAX, "%lld", row.version);
+	return view_statement_row_json(&row);
+}
+
 static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 {
 	struct read_params *p = arg;
 	struct es_error err = ES_ERROR_INIT;
-	char after[24], lim[24], next[24];
+	char after[24], lim[24];
 	const char *params[3] = { p->id, after, lim };
-	json_t *items = json_array();
 	PGresult *res;
-	int i, n, more;
 
 	snprintf(after, sizeof(after), "%lld", p->after);
 	snprintf(lim, sizeof(lim), "%ld", p->limit + 1);
 	res = qry_read_prepared(r, w, "qry_statement", 3, params);
-	if (!res) {
-		json_decref(items);
+	if (!res)
 		return;
-	}
 	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
 		qry_read_add_position(r->req, qry_read_checkpoint(res));
 		es_error_set(&err, ES_ENOTFOUND, "account '%s' does not exist",
 			     p->id);
 		es_http_send_problem(r->req, &err);
-		goto out;
+		es_error_release(&err);
+	} else {
+		qry_read_page(r, res, 2, p->limit, read_item);
 	}
-	n = qry_read_rows(res, 2);
-	more = n > p->limit;
-	if (more)
-		n = (int)p->limit;
-	for (i = 0; i < n && items; i++) {
-		struct view_statement_row row;
-
-		if (view_statement_from_pg(res, i, 2, &row, &err) < 0 ||
-		    json_array_append_new(items,
-					  view_statement_row_json(&row)) < 0)
-			break;
-		snprintf(next, sizeof(next), "%lld", row.version);
-	}
-	if (!items || i < n) {
-		qry_read_fail(r, &err);
-		goto out;
-	}
-	qry_read_answer(r, qry_read_checkpoint(res),
-			qry_read_list(items, more ? next : NULL));
-	items = NULL;
-out:
-	json_decref(items);
-	es_error_release(&err);
 	PQclear(res);
 }
 
