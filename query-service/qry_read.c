@@ -49,26 +49,6 @@ int qry_parse_ll(const char *s, long long *out)
 	return 0;
 }
 
-/* A UUID in any case, copied lower-case into out[37]. */
-int qry_uuid_lower(const char *s, char out[37])
-{
-	int i;
-
-	if (!s || strlen(s) != 36)
-		return -1;
-	for (i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return -1;
-		} else if (!isxdigit((unsigned char)s[i])) {
-			return -1;
-		}
-		out[i] = (char)tolower((unsigned char)s[i]);
-	}
-	out[36] = '\0';
-	return 0;
-}
-
 /* Whether `s` is valid UTF-8 of 1 to `max` characters. */
 int qry_utf8_ok(const char *s, size_t max)
 {

@@ -115,9 +115,6 @@ int qry_date_ok(const char *s);
 /* Whether `s` is three upper-case letters. */
 int qry_currency_ok(const char *s);
 
-/* A UUID in any case, copied lower-case into out[37]. 0 or -1. */
-int qry_uuid_lower(const char *s, char out[37]);
-
 /*
  * X-Min-Position (or ?min_position=) into *token (borrowed from `req`,
  * NULL without) and X-Wait-Ms into *ms. -1 with a 400 for a wait that is

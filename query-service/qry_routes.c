@@ -16,6 +16,7 @@
 #include "es_db.h"
 #include "es_probe.h"
 #include "es_read.h"
+#include "es_uuid.h"
 #include "qry_metrics.h"
 #include "qry_status.h"
 #include "views/view.h"
@@ -109,7 +110,7 @@ static void get_account(struct es_request *req)
 
 	if (qry_read_parse_wait(req, &token, &wait_ms, &err) < 0)
 		goto fail;
-	if (qry_uuid_lower(es_request_param(req, "id"), id) < 0) {
+	if (es_uuid_parse(es_request_param(req, "id"), id) < 0) {
 		es_error_set(&err, ES_ENOTFOUND,
 			     "account '%.60s' does not exist",
 			     es_request_param(req, "id"));

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../qry_read.h"
+#include "es_uuid.h"
 
 struct total {
 	char currency[4];
@@ -111,7 +112,7 @@ static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
 	if (!p->owner)
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	if (after) {
-		if (qry_uuid_lower(after, p->after) < 0)
+		if (es_uuid_parse(after, p->after) < 0)
 			return es_error_set(err, ES_EMALFORMED,
 					    "malformed cursor '%.60s'", after);
 		p->has_after = 1;

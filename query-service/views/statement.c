@@ -11,6 +11,7 @@
 #include "../qry_read.h"
 #include "bulk.h"
 #include "es_event.h"
+#include "es_uuid.h"
 #include "payload.h"
 #include "view_account.h"
 
@@ -330,7 +331,7 @@ static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
 	const char *after = es_request_query(r->req, "after");
 	const char *id = es_request_param(r->req, "id");
 
-	if (qry_uuid_lower(id, p->id) < 0)
+	if (es_uuid_parse(id, p->id) < 0)
 		return es_error_set(err, ES_ENOTFOUND,
 				    "account '%.60s' does not exist", id);
 	if (after && (qry_parse_ll(after, &p->after) < 0 || p->after < 0))
