@@ -62,6 +62,7 @@
 #define BACKOFF_MAX_MS	   2000
 #define LISTEN_RETRY_MS	   2000
 #define CONNECT_TIMEOUT_MS 10000
+#define WHY_MAX		   200 /* why a view stopped */
 
 #define SQL_TRY_LOCK "SELECT pg_try_advisory_lock(" LOCK_KEY ")"
 #define SQL_CLAIM                                                      \
@@ -98,7 +99,7 @@ struct tview {
 	long pending; /* events folded into batch */
 	int ahead; /* ahead of the read cursor: collecting, not moving */
 	int failed; /* a malformed event in the current read */
-	char why[200];
+	char why[WHY_MAX];
 	long long why_pos;
 	long long applied; /* by this process */
 };
@@ -111,7 +112,7 @@ struct tmem {
 	struct es_cursor pos; /* what it has published */
 	long pending; /* events folded into its stage */
 	int failed; /* a malformed event in the current read */
-	char why[200];
+	char why[WHY_MAX];
 	long long why_pos;
 	long long applied; /* by this process */
 };
@@ -552,7 +553,60 @@ out:
 	return ret;
 }
 
+typedef int apply_fn(void *batch, const struct es_event *ev,
+		     struct es_error *err);
+
+/*
+ * Fold the events of `evs` that `pos` does not cover with apply(batch,
+ * ev), counting them in *pending. 0; 1 when an event cannot be applied
+ * (ES_EINVALID: the view stops), with why[WHY_MAX] (the detail names the
+ * event and field) and *why_pos; -1 with `err` for what is not the
+ * event's fault (retry).
+ */
+static int fold_view(const struct es_events *evs, const struct es_cursor *pos,
+		     apply_fn *apply, void *batch, long *pending, char *why,
+		     long long *why_pos, struct es_error *err)
+{
+	size_t k;
+
+	for (k = 0; k < evs->n; k++) {
+		const struct es_event *ev = &evs->v[k];
+		struct es_append_token at = { ev->xid, ev->position };
+		struct es_error e = ES_ERROR_INIT;
+
+		if (es_cursor_covers_append(pos, &at))
+			continue;
+		if (apply(batch, ev, &e) < 0) {
+			int code = e.code;
+
+			if (code != ES_EINVALID)
+				es_error_set(err, code, "%s", e.detail);
+			else
+				snprintf(why, WHY_MAX, "%s", e.detail);
+			*why_pos = ev->position;
+			es_error_release(&e);
+			return code == ES_EINVALID ? 1 : -1;
+		}
+		(*pending)++;
+	}
+	return 0;
+}
+
+/* View `name` stopped at `pos` for `why`: say so. */
+static void report_stop(struct qry_tail *t, const char *name, long long pos,
+			const char *why)
+{
+	qry_state_stop_view(t->st, name, pos, why);
+	es_log(ES_LOG_ERROR, "view_stopped", "{s:s, s:I, s:s}", "view", name,
+	       "position", (json_int_t)pos, "error", why);
+}
+
 /* ---- the in-memory view ---- */
+
+static int mem_apply(void *m, const struct es_event *ev, struct es_error *err)
+{
+	return qry_memory_apply(m, ev, err);
+}
 
 static void mem_drop(struct qry_tail *t)
 {
@@ -591,33 +645,16 @@ static int mem_fold(struct qry_tail *t, const struct es_events *evs,
 		    struct es_error *err)
 {
 	struct tmem *mv = &t->mem;
-	size_t k;
+	int r;
 
 	if (!mv->loaded || !mv->healthy || mv->failed)
 		return 0;
-	for (k = 0; k < evs->n; k++) {
-		const struct es_event *ev = &evs->v[k];
-		struct es_append_token at = { ev->xid, ev->position };
-		struct es_error e = ES_ERROR_INIT;
-
-		if (es_cursor_covers_append(&mv->pos, &at))
-			continue;
-		if (qry_memory_apply(mv->m, ev, &e) < 0) {
-			if (e.code != ES_EINVALID) {
-				es_error_set(err, e.code, "%s", e.detail);
-				es_error_release(&e);
-				return -1;
-			}
-			/* stopped at the start of what it has not published */
-			mv->failed = 1;
-			snprintf(mv->why, sizeof(mv->why), "%s", e.detail);
-			mv->why_pos = ev->position;
-			es_error_release(&e);
-			return 0;
-		}
-		mv->pending++;
-	}
-	return 0;
+	/* a malformed event stops it at the start of what is unpublished */
+	r = fold_view(evs, &mv->pos, mem_apply, mv->m, &mv->pending, mv->why,
+		      &mv->why_pos, err);
+	if (r > 0)
+		mv->failed = 1;
+	return r < 0 ? -1 : 0;
 }
 
 /*
@@ -636,11 +673,7 @@ static int mem_advance(struct qry_tail *t, const struct es_cursor *next,
 		return 0;
 	if (mv->failed) {
 		mv->healthy = 0;
-		qry_state_stop_view(t->st, QRY_MEMORY_VIEW, mv->why_pos,
-				    mv->why);
-		es_log(ES_LOG_ERROR, "view_stopped", "{s:s, s:I, s:s}", "view",
-		       QRY_MEMORY_VIEW, "position", (json_int_t)mv->why_pos,
-		       "error", mv->why);
+		report_stop(t, QRY_MEMORY_VIEW, mv->why_pos, mv->why);
 		mem_drop(t);
 		return 0;
 	}
@@ -745,7 +778,8 @@ out:
 static int fold(struct qry_tail *t, const struct es_events *evs,
 		struct es_error *err)
 {
-	size_t i, k;
+	size_t i;
+	int r;
 
 	for (i = 0; i < t->nviews; i++) {
 		struct tview *v = &t->views[i];
@@ -758,31 +792,12 @@ static int fold(struct qry_tail *t, const struct es_events *evs,
 				return es_error_set(err, ES_EINTERNAL,
 						    "out of memory");
 		}
-		for (k = 0; k < evs->n; k++) {
-			const struct es_event *ev = &evs->v[k];
-			struct es_append_token at = { ev->xid, ev->position };
-			struct es_error e = ES_ERROR_INIT;
-
-			if (es_cursor_covers_append(&v->pos, &at))
-				continue;
-			if (v->ops->apply(v->batch, ev, &e) < 0) {
-				if (e.code != ES_EINVALID) {
-					/* not the event's fault: retry */
-					es_error_set(err, e.code, "%s",
-						     e.detail);
-					es_error_release(&e);
-					return -1;
-				}
-				v->failed = 1;
-				/* the detail names the event and field */
-				snprintf(v->why, sizeof(v->why), "%s",
-					 e.detail);
-				v->why_pos = ev->position;
-				es_error_release(&e);
-				break;
-			}
-			v->pending++;
-		}
+		r = fold_view(evs, &v->pos, v->ops->apply, v->batch,
+			      &v->pending, v->why, &v->why_pos, err);
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			v->failed = 1;
 	}
 	return 0;
 }
@@ -932,11 +947,7 @@ static int views_advance(struct qry_tail *t, const int *adv,
 
 		if (v->failed) {
 			v->healthy = 0;
-			qry_state_stop_view(t->st, v->ops->name, v->why_pos,
-					    v->why);
-			es_log(ES_LOG_ERROR, "view_stopped", "{s:s, s:I, s:s}",
-			       "view", v->ops->name, "position",
-			       (json_int_t)v->why_pos, "error", v->why);
+			report_stop(t, v->ops->name, v->why_pos, v->why);
 			view_drop_batch(v);
 			continue;
 		}
