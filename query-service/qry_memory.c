@@ -1,7 +1,7 @@
 /*
  * qry_memory.c - the in-memory account view.
  *
- * The map is open addressing over pointers to immutable entries (the
+ * The map (an es_table) holds pointers to immutable entries (the
  * account and its rendered JSON). Only the log reader changes it: it
  * folds events into a staging map (reading the live map without a lock,
  * being its only writer), renders the changed accounts when it
@@ -19,9 +19,9 @@
 #include <string.h>
 
 #include "es_db.h"
-#include "es_hash.h"
 #include "es_log.h"
 #include "es_read.h"
+#include "es_table.h"
 #include "views/view_account.h"
 
 #define CHECKPOINT_VIEW "accounts" /* the table view we start from */
@@ -57,95 +57,59 @@ struct entry {
 	char body[]; /* the JSON of GET /accounts/{id}, NUL-terminated */
 };
 
-/*
- * Open addressing over pointers to structs that start with their id, a
- * NUL-terminated string (struct entry, struct view_account).
- */
-struct map {
-	void **slots;
-	size_t cap; /* a power of two, or 0 */
-	size_t n;
-};
-
 struct qry_memory {
 	pthread_rwlock_t lock;
 	/* under lock (the log reader writes with it held for writing) */
-	struct map live; /* of struct entry */
+	struct es_table live; /* of struct entry */
 	char *position;
 	int loaded;
 	/* the log reader's own */
-	struct map staged; /* of struct view_account: changed, unpublished */
+	struct es_table
+		staged; /* of struct view_account: changed, unpublished */
 };
 
-/* ---- the map ---- */
+/*
+ * ---- the maps ----
+ *
+ * es_tables of pointers to structs that start with their id, a
+ * NUL-terminated string, which is the key (struct entry, struct
+ * view_account).
+ */
 
-/* The slot of `id`: where it is, or the empty slot where it would go. */
-static void **map_slot(const struct map *m, const char *id)
+static void *map_get(const struct es_table *m, const char *id)
 {
-	size_t i = (size_t)es_hash_str(id) & (m->cap - 1);
+	struct es_table_slot *slot = es_table_get(m, id);
 
-	while (m->slots[i] && strcmp((const char *)m->slots[i], id) != 0)
-		i = (i + 1) & (m->cap - 1);
-	return &m->slots[i];
-}
-
-static void *map_get(const struct map *m, const char *id)
-{
-	return m->cap ? *map_slot(m, id) : NULL;
-}
-
-static int map_grow(struct map *m)
-{
-	size_t cap = m->cap ? m->cap * 2 : 64, i;
-	struct map bigger = { calloc(cap, sizeof(*m->slots)), cap, m->n };
-
-	if (!bigger.slots)
-		return -1;
-	for (i = 0; i < m->cap; i++)
-		if (m->slots[i])
-			*map_slot(&bigger, (const char *)m->slots[i]) =
-				m->slots[i];
-	free(m->slots);
-	*m = bigger;
-	return 0;
-}
-
-/* Make room for `extra` more values, so that map_put() cannot fail. */
-static int map_reserve(struct map *m, size_t extra)
-{
-	while ((m->n + extra + 1) * 2 > m->cap)
-		if (map_grow(m) < 0)
-			return -1;
-	return 0;
+	return slot ? slot->val.ptr : NULL;
 }
 
 /*
  * Put `a` under its id; the one it replaces (or NULL) in *old.
  * ownership: the map keeps `a`; the caller frees *old.
  */
-static int map_put(struct map *m, void *a, void **old)
+static int map_put(struct es_table *m, void *a, void **old)
 {
-	void **slot;
+	struct es_table_slot *slot;
+	int added;
 
-	if ((m->n + 1) * 2 > m->cap && map_grow(m) < 0)
+	slot = es_table_put(m, (const char *)a, &added);
+	if (!slot)
 		return -1;
-	slot = map_slot(m, (const char *)a);
-	*old = *slot;
-	if (!*slot)
-		m->n++;
-	*slot = a;
+	*old = added ? NULL : slot->val.ptr;
+	slot->key = (const char *)a; /* the old key goes with the old value */
+	slot->val.ptr = a;
 	return 0;
 }
 
 /* Free every value and the slots. */
-static void map_release(struct map *m)
+static void map_release(struct es_table *m)
 {
-	size_t i;
+	struct es_table_slot *slot;
+	size_t i = 0;
 
-	for (i = 0; i < m->cap; i++)
-		free(m->slots[i]);
-	free(m->slots);
-	memset(m, 0, sizeof(*m));
+	while ((slot = es_table_next(m, &i)))
+		free(slot->val.ptr);
+	es_table_release(m);
 }
 
 /* ---- entries ---- */
@@ -202,7 +166,7 @@ static void entry_account(const struct entry *e, struct view_account *acc)
  * view_accounts and its checkpoint, as one REPEATABLE READ transaction
  * on `db` sees them, into `into` and `cur`.
  */
-static int load(PGconn *db, struct map *into, struct es_cursor *cur,
+static int load(PGconn *db, struct es_table *into, struct es_cursor *cur,
 		struct es_error *err)
 {
 	const char *params[1] = { CHECKPOINT_VIEW };
@@ -275,7 +239,7 @@ static int publish(struct qry_memory *m, struct entry **entries, size_t n,
 	}
 	pthread_rwlock_wrlock(&m->lock);
 	/* all or nothing: a batch half in would be applied twice later */
-	if (map_reserve(&m->live, n) == 0) {
+	if (es_table_reserve(&m->live, n) == 0) {
 		for (i = 0; i < n; i++)
 			map_put(&m->live, entries[i], &old[i]);
 		done = n;
@@ -336,15 +300,14 @@ int qry_memory_publish(struct qry_memory *m, const struct es_cursor *pos,
 {
 	struct entry **entries = calloc(m->staged.n + 1, sizeof(*entries));
 	char *position = es_cursor_format(pos);
-	size_t i, n = 0;
+	struct es_table_slot *slot;
+	size_t i = 0, n = 0;
 	int ret = -1;
 
 	if (!entries || !position)
 		goto out;
-	for (i = 0; i < m->staged.cap; i++) {
-		if (!m->staged.slots[i])
-			continue;
-		entries[n] = entry_new(m->staged.slots[i]);
+	while ((slot = es_table_next(&m->staged, &i))) {
+		entries[n] = entry_new(slot->val.ptr);
 		if (!entries[n])
 			goto out;
 		n++;
@@ -372,9 +335,9 @@ void qry_memory_discard(struct qry_memory *m)
 int qry_memory_load(struct qry_memory *m, PGconn *db, struct es_cursor *pos,
 		    struct es_error *err)
 {
-	struct map loaded = { 0 };
+	struct es_table loaded = ES_TABLE_INIT;
 	char *position;
-	struct map old;
+	struct es_table old;
 
 	if (load(db, &loaded, pos, err) < 0)
 		return -1;
