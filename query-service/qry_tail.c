@@ -128,7 +128,8 @@ struct qry_tail {
 	pthread_cond_t cond;
 	int done;
 	PGcancel *cancel[C__COUNT];
-	PGconn *db[C__COUNT];
+	struct es_db_link link[C__COUNT]; /* the sessions, and how to reopen */
+	PGconn *db[C__COUNT]; /* link[].db while open, else NULL */
 	int leader;
 	long long epoch;
 	char holder[300];
@@ -170,67 +171,30 @@ static int stopping(struct qry_tail *t)
 
 static void conn_close(struct qry_tail *t, enum conn which)
 {
-	PGconn *db = t->db[which];
-
 	pthread_mutex_lock(&t->lock);
 	if (t->cancel[which])
 		PQfreeCancel(t->cancel[which]);
 	t->cancel[which] = NULL;
 	t->db[which] = NULL;
 	pthread_mutex_unlock(&t->lock);
-	if (db)
-		PQfinish(db);
+	es_db_link_close(&t->link[which]);
 }
 
 /*
- * Connect without blocking the stop: the handshake polls the socket and
- * the wake pipe. Keepalives make a dead peer show up as a broken session.
+ * Connect through the session's es_db_link: the handshake polls the
+ * socket and the wake pipe, so a stop cuts it short; keepalives make a
+ * dead peer show up as a broken session. The link does not wait after a
+ * failure: the thread keeps one backoff (backoff()) for all its sessions.
  */
 static int conn_open(struct qry_tail *t, enum conn which, struct es_error *err)
 {
-	const char *url = which == C_WRITE || which == C_LISTEN ? t->write_url
-								: t->read_url;
-	const char *keys[] = { "dbname",
-			       "application_name",
-			       "keepalives",
-			       "keepalives_idle",
-			       "keepalives_interval",
-			       "keepalives_count",
-			       NULL };
-	const char *vals[] = { url, conn_app[which], "1", "5", "2", "3", NULL };
-	PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
-	int64_t end = now_ms() + CONNECT_TIMEOUT_MS;
 	PGconn *db;
 
 	if (t->db[which])
 		return 0;
-	db = PQconnectStartParams(keys, vals, 1);
+	db = es_db_link_get(&t->link[which], err);
 	if (!db)
-		return es_error_set(err, ES_EUNAVAIL, "database unreachable");
-	while (PQstatus(db) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
-	       ps != PGRES_POLLING_FAILED) {
-		struct pollfd p[2] = {
-			{ PQsocket(db),
-			  ps == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 },
-			{ t->wake[0], POLLIN, 0 },
-		};
-		int64_t left = end - now_ms();
-
-		if (left <= 0 || stopping(t))
-			break;
-		if (poll(p, 2, (int)left) < 0 && errno != EINTR)
-			break;
-		if (stopping(t))
-			break;
-		if (p[0].revents)
-			ps = PQconnectPoll(db);
-	}
-	if (ps != PGRES_POLLING_OK || PQstatus(db) != CONNECTION_OK) {
-		es_log(ES_LOG_WARN, "db_connect_failed", "{s:s, s:s}",
-		       "session", conn_app[which], "error", PQerrorMessage(db));
-		PQfinish(db);
-		return es_error_set(err, ES_EUNAVAIL, "database unreachable");
-	}
+		return -1;
 	pthread_mutex_lock(&t->lock);
 	t->db[which] = db;
 	t->cancel[which] = PQgetCancel(db);
@@ -1357,6 +1321,17 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 		t->wake[0] = t->wake[1] = -1;
 		es_error_set(err, ES_EINTERNAL, "cannot create a pipe");
 		goto fail;
+	}
+	for (i = 0; i < C__COUNT; i++) {
+		struct es_db_link *l = &t->link[i];
+
+		*l = (struct es_db_link)ES_DB_LINK_INIT(
+			i == C_WRITE || i == C_LISTEN ? t->write_url
+						      : t->read_url,
+			t->wake[0]);
+		l->app_name = conn_app[i];
+		l->min_ms = l->max_ms = 0; /* backoff() waits */
+		l->connect_ms = CONNECT_TIMEOUT_MS;
 	}
 	if (pthread_create(&t->thread, NULL, tail_main, t) != 0) {
 		es_error_set(err, ES_EINTERNAL,
