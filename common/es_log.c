@@ -20,7 +20,7 @@ static const char *const level_names[] = {
 
 int es_log_set_level(const char *name)
 {
-	for (size_t i = 0; i < sizeof(level_names) / sizeof(*level_names); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(level_names); i++)
 		if (strcmp(name, level_names[i]) == 0) {
 			es_log_threshold = (enum es_log_level)i;
 			return 0;
