@@ -9,6 +9,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "es_array.h"
+
 enum es_log_level es_log_threshold = ES_LOG_INFO;
 static const char *service = "tandem";
 
