@@ -371,21 +371,6 @@ static void undone(struct round *r, struct cmd_request *cr,
 		cmd_reply_error(cr, err);
 }
 
-/* The transaction is gone: every command whose answer rode on it. */
-static void tx_failed(struct round *r, const struct es_error *err)
-{
-	enum cmd_fate fate;
-	size_t i, k = 0;
-
-	for (i = 0; i < r->n; i++)
-		k += depends(r, r->cr[i]);
-	fate = cmd_round_fate(err->code, k);
-	for (i = 0; i < r->n; i++)
-		if (depends(r, r->cr[i]))
-			undone(r, r->cr[i], err, fate);
-	r->tx = 0;
-}
-
 static void rollback(struct round *r)
 {
 	PGresult *res;
@@ -395,6 +380,25 @@ static void rollback(struct round *r)
 		res = PQexec(r->db, "ROLLBACK");
 		PQclear(res);
 	}
+}
+
+/*
+ * The transaction is gone: roll it back, then settle every command whose
+ * answer rode on it.
+ */
+static void tx_failed(struct round *r, const struct es_error *err)
+{
+	enum cmd_fate fate;
+	size_t i, k = 0;
+
+	for (i = 0; i < r->n; i++)
+		k += depends(r, r->cr[i]);
+	rollback(r);
+	fate = cmd_round_fate(err->code, k);
+	for (i = 0; i < r->n; i++)
+		if (depends(r, r->cr[i]))
+			undone(r, r->cr[i], err, fate);
+	r->tx = 0;
 }
 
 /*
@@ -418,7 +422,6 @@ static void begin(struct round *r)
 	r->tx = 1;
 	if (es_db_exec(r->db, "BEGIN", &err) == 0)
 		goto out;
-	rollback(r);
 	tx_failed(r, &err);
 	for (i = 0; i < r->n; i++)
 		if (r->cr[i]->step == CMD_APPEND)
@@ -485,7 +488,6 @@ fail:
 		undone(r, cr, &err, fate);
 	}
 	if (r->tx) {
-		rollback(r);
 		tx_failed(r, &err);
 	}
 out:
@@ -533,7 +535,6 @@ static void finish_tx(struct round *r)
 	r->tx = 0;
 	goto out;
 fail:
-	rollback(r);
 	tx_failed(r, &err);
 out:
 	free(rows);
