@@ -125,6 +125,29 @@ struct es_table_slot *es_table_put_hash(struct es_table *t, uint64_t hash,
 	return put(t, hash ? hash : 1, NULL, added);
 }
 
+void es_table_del(struct es_table *t, struct es_table_slot *s)
+{
+	size_t mask = t->cap - 1, hole = (size_t)(s - t->v), j = hole;
+
+	/*
+	 * Each key after the hole, up to the next free slot, moves into the
+	 * hole when its probe passed it: when it sits at least as far from
+	 * its home as from the hole.
+	 */
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!t->v[j].hash)
+			break;
+		if (((j - home(t->v[j].hash, t->cap)) & mask) >=
+		    ((j - hole) & mask)) {
+			t->v[hole] = t->v[j];
+			hole = j;
+		}
+	}
+	memset(&t->v[hole], 0, sizeof(t->v[hole]));
+	t->n--;
+}
+
 struct es_table_slot *es_table_next(const struct es_table *t, size_t *i)
 {
 	while (*i < t->cap) {

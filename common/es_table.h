@@ -13,8 +13,9 @@
  * slot (point it into the value it maps to, as a struct that starts with
  * its id does; when a value replaces one that held its slot's key, point
  * `key` at the new value's copy). A slot pointer is good until the next
- * put or reserve. There is no removal: tables that forget keys (a cache
- * that evicts) are not for this one.
+ * put, reserve or del. es_table_del() removes a key by backward shift:
+ * no tombstones, so a table that forgets keys (a cache that evicts)
+ * probes no further than one that never did.
  */
 #ifndef ES_TABLE_H
 #define ES_TABLE_H
@@ -61,6 +62,13 @@ struct es_table_slot *es_table_get_hash(const struct es_table *t,
 					uint64_t hash);
 struct es_table_slot *es_table_put_hash(struct es_table *t, uint64_t hash,
 					int *added);
+
+/*
+ * Remove slot `s` (from a get or put on `t`). Keys that probed past it
+ * move back, so other slot pointers, and a walk under way, are no longer
+ * good. What the value points to is not freed: take it first.
+ */
+void es_table_del(struct es_table *t, struct es_table_slot *s);
 
 /* Room for `extra` more keys, so that puts of that many cannot fail. */
 int es_table_reserve(struct es_table *t, size_t extra);

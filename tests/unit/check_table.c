@@ -1,7 +1,8 @@
 /*
  * check_table.c - struct es_table: string keys found by text, hash keys
  * by hash, values kept across growth, reserve making puts safe, the walk
- * visiting every key once, and a hash of 0 taken as a key like any other.
+ * visiting every key once, a hash of 0 taken as a key like any other,
+ * and removal that keeps every other key reachable.
  */
 #include <check.h>
 #include <stdio.h>
@@ -140,6 +141,137 @@ START_TEST(walk_visits_each_key_once)
 }
 END_TEST
 
+/* A hash below 2^32 starts its probe at hash % cap. */
+static void put_hashes(struct es_table *t, const uint64_t *h, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		es_table_put_hash(t, h[i], NULL)->val.idx = (size_t)h[i];
+}
+
+static void assert_only(const struct es_table *t, const uint64_t *h, size_t n,
+			uint64_t gone)
+{
+	size_t i;
+
+	ck_assert_uint_eq(t->n, n);
+	for (i = 0; i < n; i++) {
+		struct es_table_slot *s = es_table_get_hash(t, h[i]);
+
+		ck_assert_ptr_nonnull(s);
+		ck_assert_uint_eq(s->val.idx, h[i]);
+	}
+	ck_assert_ptr_null(es_table_get_hash(t, gone));
+}
+
+START_TEST(del_keeps_keys_that_probed_past)
+{
+	struct es_table t = ES_TABLE_INIT;
+	/* three share home 5 (slots 5, 6, 7); 6 and 7 are pushed to 8, 9 */
+	const uint64_t h[] = { 5, 5 + 64, 5 + 128, 6, 7 };
+	const uint64_t rest[] = { 5 + 64, 5 + 128, 6, 7 };
+
+	ck_assert_int_eq(es_table_reserve(&t, 8), 0);
+	ck_assert_uint_eq(t.cap, 64);
+	put_hashes(&t, h, 5);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 7), &t.v[9]);
+	es_table_del(&t, es_table_get_hash(&t, 5));
+	/* a cleared slot 5 would hide all four */
+	assert_only(&t, rest, 4, 5);
+	/* each moved back one slot, none before its home */
+	ck_assert_ptr_eq(es_table_get_hash(&t, 5 + 64), &t.v[5]);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 6), &t.v[7]);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 7), &t.v[8]);
+	ck_assert_uint_eq(t.v[9].hash, 0);
+
+	/* a key at its home stays when the hole is behind it */
+	es_table_del(&t, es_table_get_hash(&t, 5 + 128));
+	ck_assert_ptr_eq(es_table_get_hash(&t, 6), &t.v[6]);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 7), &t.v[7]);
+	es_table_del(&t, es_table_get_hash(&t, 6));
+	ck_assert_ptr_eq(es_table_get_hash(&t, 7), &t.v[7]);
+	ck_assert_uint_eq(t.n, 2);
+	es_table_release(&t);
+}
+END_TEST
+
+START_TEST(del_wraps_around_the_end)
+{
+	struct es_table t = ES_TABLE_INIT;
+	/* home 63 thrice (63, 0, 1), then home 0 (pushed to 2), home 2 (3) */
+	const uint64_t h[] = { 63, 63 + 64, 63 + 128, 64, 2 };
+	const uint64_t rest[] = { 63 + 64, 63 + 128, 64, 2 };
+	const uint64_t last[] = { 63 + 64, 2 };
+
+	ck_assert_int_eq(es_table_reserve(&t, 8), 0);
+	ck_assert_uint_eq(t.cap, 64);
+	put_hashes(&t, h, 5);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 64), &t.v[2]);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 2), &t.v[3]);
+	es_table_del(&t, es_table_get_hash(&t, 63));
+	assert_only(&t, rest, 4, 63);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 63 + 64), &t.v[63]);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 63 + 128), &t.v[0]);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 64), &t.v[1]);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 2), &t.v[2]);
+	ck_assert_uint_eq(t.v[3].hash, 0);
+
+	/* holes at 1, then 0: nothing after them may move before its home */
+	es_table_del(&t, es_table_get_hash(&t, 64));
+	es_table_del(&t, es_table_get_hash(&t, 63 + 128));
+	ck_assert_ptr_eq(es_table_get_hash(&t, 63 + 64), &t.v[63]);
+	ck_assert_ptr_eq(es_table_get_hash(&t, 2), &t.v[2]);
+	assert_only(&t, last, 2, 63 + 128);
+	es_table_del(&t, es_table_get_hash(&t, 63 + 64));
+	ck_assert_ptr_null(es_table_get_hash(&t, 63 + 64));
+	ck_assert_ptr_eq(es_table_get_hash(&t, 2), &t.v[2]);
+	ck_assert_uint_eq(t.n, 1);
+	es_table_release(&t);
+}
+END_TEST
+
+START_TEST(del_of_many_string_keys)
+{
+	static char keys[NKEYS][16];
+	struct es_table t = ES_TABLE_INIT;
+	struct es_table_slot *s;
+	size_t cap;
+	int i, round;
+
+	for (i = 0; i < NKEYS; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		es_table_put(&t, keys[i], NULL)->val.num = i;
+	}
+	cap = t.cap;
+	/* drop and put back by turns, each round leaving a different half */
+	for (round = 0; round < 3; round++) {
+		for (i = round % 2; i < NKEYS; i += 2)
+			es_table_del(&t, es_table_get(&t, keys[i]));
+		ck_assert_uint_eq(t.n, NKEYS / 2);
+		for (i = 0; i < NKEYS; i++) {
+			s = es_table_get(&t, keys[i]);
+			if (i % 2 == round % 2) {
+				ck_assert_ptr_null(s);
+				continue;
+			}
+			ck_assert_ptr_nonnull(s);
+			ck_assert_int_eq(s->val.num, i);
+		}
+		for (i = round % 2; i < NKEYS; i += 2)
+			es_table_put(&t, keys[i], NULL)->val.num = i;
+		ck_assert_uint_eq(t.n, NKEYS);
+	}
+	ck_assert_uint_eq(t.cap, cap); /* removal leaves no debris to grow by */
+	for (i = 0; i < NKEYS; i++)
+		es_table_del(&t, es_table_get(&t, keys[i]));
+	ck_assert_uint_eq(t.n, 0);
+	for (i = 0; i < (int)t.cap; i++)
+		ck_assert_uint_eq(t.v[i].hash, 0);
+	es_table_release(&t);
+}
+END_TEST
+
 static Suite *table_suite(void)
 {
 	Suite *s = suite_create("table");
@@ -150,6 +282,9 @@ static Suite *table_suite(void)
 	tcase_add_test(tc, string_hash_of_zero_is_not_free);
 	tcase_add_test(tc, reserve_then_puts_keep_their_slots);
 	tcase_add_test(tc, walk_visits_each_key_once);
+	tcase_add_test(tc, del_keeps_keys_that_probed_past);
+	tcase_add_test(tc, del_wraps_around_the_end);
+	tcase_add_test(tc, del_of_many_string_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }
