@@ -12,6 +12,7 @@
 #include "es_db.h"
 #include "es_hash.h"
 #include "es_log.h"
+#include "es_table.h"
 
 /*
  * The stream's first event and its last, each by one index lookup on
@@ -27,8 +28,7 @@
 
 /* What the cache keeps of an account: all that the rules need. */
 struct entry {
-	struct entry *next;
-	char id[37];
+	char id[37]; /* the entry's key in its shard's map */
 	enum account_status status;
 	long long version;
 	long long balance;
@@ -39,10 +39,9 @@ struct entry {
 /* One shard of the cache, under its own short lock. */
 struct shard {
 	pthread_mutex_t cache; /* held for a lookup or an update */
-	struct entry **buckets;
-	size_t nbuckets; /* a power of two */
-	size_t count, max;
-	size_t evict_at; /* where the next eviction looks first */
+	struct es_table map; /* id -> owned struct entry; room for max */
+	size_t max;
+	size_t evict_at; /* the slot where the next eviction looks first */
 };
 
 struct account_repo {
@@ -60,13 +59,11 @@ static size_t stripe_of(const char *id)
 struct account_repo *account_repo_new(size_t max)
 {
 	struct account_repo *repo = calloc(1, sizeof(*repo));
-	size_t i, per, nb;
+	size_t i, per;
 
 	if (!repo)
 		return NULL;
 	per = max / ACCOUNT_REPO_STRIPES + 1;
-	for (nb = 8; nb < per; nb *= 2)
-		;
 	for (i = 0; i < ACCOUNT_REPO_LOCKS; i++)
 		pthread_mutex_init(&repo->locks[i], NULL);
 	for (i = 0; i < ACCOUNT_REPO_STRIPES; i++) {
@@ -74,9 +71,8 @@ struct account_repo *account_repo_new(size_t max)
 
 		pthread_mutex_init(&s->cache, NULL);
 		s->max = per;
-		s->nbuckets = nb;
-		s->buckets = calloc(nb, sizeof(*s->buckets));
-		if (!s->buckets) {
+		/* a map that never grows: stores cannot fail to find room */
+		if (es_table_reserve(&s->map, per) < 0) {
 			account_repo_free(repo);
 			return NULL;
 		}
@@ -86,22 +82,18 @@ struct account_repo *account_repo_new(size_t max)
 
 void account_repo_free(struct account_repo *repo)
 {
-	size_t i, b;
+	size_t i;
 
 	if (!repo)
 		return;
 	for (i = 0; i < ACCOUNT_REPO_STRIPES; i++) {
 		struct shard *s = &repo->shards[i];
+		struct es_table_slot *slot;
+		size_t at = 0;
 
-		for (b = 0; s->buckets && b < s->nbuckets; b++) {
-			struct entry *e, *next;
-
-			for (e = s->buckets[b]; e; e = next) {
-				next = e->next;
-				free(e);
-			}
-		}
-		free(s->buckets);
+		while ((slot = es_table_next(&s->map, &at)))
+			free(slot->val.ptr);
+		es_table_release(&s->map);
 		pthread_mutex_destroy(&s->cache);
 	}
 	for (i = 0; i < ACCOUNT_REPO_LOCKS; i++)
@@ -144,34 +136,31 @@ void account_repo_unlock_stripe(struct account_repo *repo, size_t stripe)
 
 /* ---- the cache ---- */
 
-/* s->cache held. The link that points at `id`'s entry (or at NULL). */
-static struct entry **find(struct shard *s, uint64_t h, const char *id)
+/* s->cache held. Drop the entry of `slot`. */
+static void drop(struct shard *s, struct es_table_slot *slot)
 {
-	struct entry **p =
-		&s->buckets[(h / ACCOUNT_REPO_STRIPES) & (s->nbuckets - 1)];
-
-	while (*p && strcmp((*p)->id, id) != 0)
-		p = &(*p)->next;
-	return p;
+	free(slot->val.ptr);
+	es_table_del(&s->map, slot);
 }
 
-/* s->cache held. Drop one entry, whichever comes first. */
+/*
+ * s->cache held. Drop one entry, whichever comes first from where the
+ * last eviction stopped: victims go round the map, and as it is at most
+ * half full the search is short.
+ */
 static void evict_one(struct shard *s)
 {
-	size_t i, b;
+	size_t at = s->evict_at;
+	struct es_table_slot *slot = es_table_next(&s->map, &at);
 
-	for (i = 0; i < s->nbuckets; i++) {
-		b = (s->evict_at + i) & (s->nbuckets - 1);
-		if (s->buckets[b]) {
-			struct entry *e = s->buckets[b];
-
-			s->buckets[b] = e->next;
-			free(e);
-			s->count--;
-			s->evict_at = b + 1;
+	if (!slot) {
+		at = 0;
+		slot = es_table_next(&s->map, &at);
+		if (!slot)
 			return;
-		}
 	}
+	s->evict_at = at; /* one past the victim */
+	drop(s, slot);
 }
 
 static int cache_get(struct account_repo *repo, const char *id,
@@ -179,12 +168,14 @@ static int cache_get(struct account_repo *repo, const char *id,
 {
 	uint64_t h = es_hash_str(id);
 	struct shard *s = &repo->shards[h % ACCOUNT_REPO_STRIPES];
-	struct entry *e;
+	struct es_table_slot *slot;
 	int hit = 0;
 
 	pthread_mutex_lock(&s->cache);
-	e = *find(s, h, id);
-	if (e) {
+	slot = es_table_get(&s->map, id);
+	if (slot) {
+		const struct entry *e = slot->val.ptr;
+
 		account_init(acc, id);
 		acc->status = e->status;
 		acc->version = e->version;
@@ -201,27 +192,30 @@ void account_repo_store(struct account_repo *repo, const struct account *acc)
 {
 	uint64_t h = es_hash_str(acc->id);
 	struct shard *s = &repo->shards[h % ACCOUNT_REPO_STRIPES];
-	struct entry **p, *e;
+	struct es_table_slot *slot;
+	struct entry *e;
 
 	if (acc->status == ACCOUNT_NONE) {
 		account_repo_forget(repo, acc->id);
 		return;
 	}
 	pthread_mutex_lock(&s->cache);
-	p = find(s, h, acc->id);
-	e = *p;
-	if (!e) {
-		if (s->count >= s->max) {
+	slot = es_table_get(&s->map, acc->id);
+	if (!slot) {
+		if (s->map.n >= s->max)
 			evict_one(s);
-			p = find(s, h, acc->id);
-		}
 		e = calloc(1, sizeof(*e));
 		if (!e)
 			goto out; /* a cache that misses is still correct */
 		memcpy(e->id, acc->id, sizeof(e->id));
-		*p = e;
-		s->count++;
+		slot = es_table_put(&s->map, e->id, NULL);
+		if (!slot) {
+			free(e);
+			goto out;
+		}
+		slot->val.ptr = e;
 	}
+	e = slot->val.ptr;
 	e->status = acc->status;
 	e->version = acc->version;
 	e->balance = acc->balance;
@@ -235,16 +229,12 @@ void account_repo_forget(struct account_repo *repo, const char *id)
 {
 	uint64_t h = es_hash_str(id);
 	struct shard *s = &repo->shards[h % ACCOUNT_REPO_STRIPES];
-	struct entry **p, *e;
+	struct es_table_slot *slot;
 
 	pthread_mutex_lock(&s->cache);
-	p = find(s, h, id);
-	e = *p;
-	if (e) {
-		*p = e->next;
-		free(e);
-		s->count--;
-	}
+	slot = es_table_get(&s->map, id);
+	if (slot)
+		drop(s, slot);
 	pthread_mutex_unlock(&s->cache);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../command-service/account_repo.h"
+#include "es_hash.h"
 #include "es_log.h"
 
 static void make_id(char out[37], unsigned int n)
@@ -138,6 +139,72 @@ START_TEST(the_cache_stays_bounded)
 }
 END_TEST
 
+/* `n` ids (from `from` on) that fall into one cache shard. */
+static unsigned int same_shard(char ids[][37], unsigned int n,
+			       unsigned int from)
+{
+	unsigned int i, k = 0;
+	uint64_t shard = 0;
+
+	for (i = from; k < n; i++) {
+		make_id(ids[k], i);
+		if (k == 0)
+			shard = es_hash_str(ids[0]) % ACCOUNT_REPO_STRIPES;
+		if (es_hash_str(ids[k]) % ACCOUNT_REPO_STRIPES == shard)
+			k++;
+	}
+	return i;
+}
+
+START_TEST(a_full_shard_evicts_one_entry_per_new_account)
+{
+	/* 4 per shard: 3 * STRIPES / STRIPES + 1 */
+	struct account_repo *repo = account_repo_new(3 * ACCOUNT_REPO_STRIPES);
+	char ids[12][37], other[37];
+	struct account acc;
+	unsigned int i, k, n, next;
+
+	next = same_shard(ids, 12, 100);
+	do
+		make_id(other, next++);
+	while (es_hash_str(other) % ACCOUNT_REPO_STRIPES ==
+	       es_hash_str(ids[0]) % ACCOUNT_REPO_STRIPES);
+	acc = opened(other, 1, 0);
+	account_repo_store(repo, &acc);
+	for (i = 0; i < 4; i++) {
+		acc = opened(ids[i], 1, 0);
+		account_repo_store(repo, &acc);
+	}
+	for (i = 0; i < 4; i++)
+		ck_assert(cached(repo, ids[i]));
+	/* storing one that is there evicts nothing */
+	acc = opened(ids[2], 2, 5);
+	account_repo_store(repo, &acc);
+	for (i = 0; i < 4; i++)
+		ck_assert(cached(repo, ids[i]));
+	/* each new one takes the place of exactly one, in its shard only */
+	for (k = 4; k < 12; k++) {
+		acc = opened(ids[k], 1, 0);
+		account_repo_store(repo, &acc);
+		ck_assert(cached(repo, ids[k]));
+		for (i = 0, n = 0; i <= k; i++)
+			n += cached(repo, ids[i]);
+		ck_assert_uint_eq(n, 4);
+		ck_assert(cached(repo, other));
+	}
+	/* a forgotten one leaves room: the next store evicts nothing */
+	for (i = 0; !cached(repo, ids[i]); i++)
+		;
+	account_repo_forget(repo, ids[i]);
+	acc = opened(ids[i], 3, 0);
+	account_repo_store(repo, &acc);
+	for (i = 0, n = 0; i < 12; i++)
+		n += cached(repo, ids[i]);
+	ck_assert_uint_eq(n, 4);
+	account_repo_free(repo);
+}
+END_TEST
+
 /*
  * Hold the stripes of `a` and `b` (b may be NULL or share a's stripe) as
  * a round takes a command's stripes while holding none: lower first.
@@ -218,6 +285,7 @@ static Suite *repo_suite(void)
 	tcase_add_test(tc, stored_state_comes_back_from_the_cache);
 	tcase_add_test(tc, forget_and_absent_accounts_leave_no_entry);
 	tcase_add_test(tc, the_cache_stays_bounded);
+	tcase_add_test(tc, a_full_shard_evicts_one_entry_per_new_account);
 	tcase_add_test(tc, crossing_locks_do_not_deadlock);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
