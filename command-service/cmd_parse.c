@@ -19,6 +19,7 @@
 #include "es_event.h"
 #include "es_json.h"
 #include "es_store.h"
+#include "es_utf8.h"
 #include "es_uuid.h"
 
 /* Unknown fields listed one by one before the rest are only counted. */
@@ -51,55 +52,6 @@ static const char *kind(const json_t *v)
 }
 
 /*
- * Count the characters (code points) of `len` bytes of UTF-8; -1 when
- * the bytes are not UTF-8 (overlong forms and surrogates included).
- * *control tells whether a C0 or C1 control character or DEL occurs.
- */
-static long utf8_count(const char *s, size_t len, bool *control)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + len;
-	long n = 0;
-
-	*control = false;
-	while (p < end) {
-		unsigned int c = *p, cp;
-		size_t k, need;
-
-		if (c < 0x80) {
-			need = 1;
-			cp = c;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			need = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 4;
-			cp = c & 0x07;
-		} else {
-			return -1;
-		}
-		if ((size_t)(end - p) < need)
-			return -1;
-		for (k = 1; k < need; k++) {
-			if ((p[k] & 0xc0) != 0x80)
-				return -1;
-			cp = (cp << 6) | (p[k] & 0x3f);
-		}
-		if ((need == 3 &&
-		     (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (need == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-			return -1;
-		if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
-			*control = true;
-		p += need;
-		n++;
-	}
-	return n;
-}
-
-/*
  * A printable copy of client bytes for messages: at most ECHO_MAX bytes,
  * every byte that is not printable ASCII as '?', "..." when cut.
  */
@@ -119,9 +71,8 @@ static void echo_copy(char *out, size_t size, const char *s)
 static void echo_key(char *out, size_t size, const char *key)
 {
 	size_t len = strlen(key), n = len, i;
-	bool control;
 
-	if (utf8_count(key, len, &control) < 0) {
+	if (es_utf8_chars(key, len, NULL) < 0) {
 		echo_copy(out, size, key);
 		return;
 	}
@@ -244,7 +195,8 @@ static int get_text(const json_t *obj, const char *field, const char *key,
 	if (!json_is_string(v))
 		return es_error_field(err, field, "must be a string, not %s",
 				      kind(v));
-	n = utf8_count(json_string_value(v), json_string_length(v), &control);
+	n = es_utf8_chars(json_string_value(v), json_string_length(v),
+			  &control);
 	if (n < 0)
 		return es_error_field(err, field, "must be valid UTF-8");
 	if (json_string_length(v) != strlen(json_string_value(v)))

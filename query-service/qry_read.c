@@ -20,6 +20,7 @@
 #include "es_db.h"
 #include "es_hash.h"
 #include "es_token.h"
+#include "es_utf8.h"
 
 #define WAIT_DEFAULT 2000
 #define WAIT_MAX     10000
@@ -49,32 +50,11 @@ int qry_parse_ll(const char *s, long long *out)
 	return 0;
 }
 
-/* Whether `s` is valid UTF-8 of 1 to `max` characters. */
 int qry_utf8_ok(const char *s, size_t max)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = 0;
+	long n = es_utf8_chars(s, strlen(s), NULL);
 
-	while (*p) {
-		int len, i;
-
-		if (*p < 0x80)
-			len = 1;
-		else if (*p >= 0xc2 && *p <= 0xdf)
-			len = 2;
-		else if (*p >= 0xe0 && *p <= 0xef)
-			len = 3;
-		else if (*p >= 0xf0 && *p <= 0xf4)
-			len = 4;
-		else
-			return 0;
-		for (i = 1; i < len; i++)
-			if ((p[i] & 0xc0) != 0x80)
-				return 0;
-		p += len;
-		n++;
-	}
-	return n >= 1 && n <= max;
+	return n >= 1 && (size_t)n <= max;
 }
 
 /* "YYYY-MM-DD", a real date. */

@@ -106,7 +106,10 @@ int qry_read_prepare(PGconn *db, enum qry_db which,
 /* A decimal integer, optional '-', no spaces, no overflow. 0 or -1. */
 int qry_parse_ll(const char *s, long long *out);
 
-/* Whether `s` is valid UTF-8 of 1 to `max` characters. */
+/*
+ * Whether `s` is UTF-8 of 1 to `max` characters, as es_utf8_chars()
+ * judges it (control characters allowed).
+ */
 int qry_utf8_ok(const char *s, size_t max);
 
 /* Whether `s` is "YYYY-MM-DD", a real date. */
