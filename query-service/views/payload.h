@@ -1,7 +1,8 @@
 /*
  * payload.h - reading event payloads for the views: typed getters whose
  * errors (ES_EINVALID) name the event, its type and stream, so that a
- * stopped view says exactly where and why.
+ * stopped view says exactly where and why. Event types and field names
+ * are the contract's, in es_event.h.
  */
 #ifndef VIEW_PAYLOAD_H
 #define VIEW_PAYLOAD_H
@@ -10,14 +11,6 @@
 
 #include "es_error.h"
 #include "es_store.h"
-
-/* Event types of the account category (command-service/account.h). */
-#define VIEW_EV_OPENED	  "AccountOpened"
-#define VIEW_EV_DEPOSITED "MoneyDeposited"
-#define VIEW_EV_WITHDRAWN "MoneyWithdrawn"
-#define VIEW_EV_SENT	  "TransferSent"
-#define VIEW_EV_RECEIVED  "TransferReceived"
-#define VIEW_EV_CLOSED	  "AccountClosed"
 
 /* Room for recorded_at ("2024-05-01T12:00:00.123456Z") and its NUL. */
 #define VIEW_TIME_MAX 40
