@@ -1056,6 +1056,13 @@ static int read_once(struct qry_tail *t, struct es_error *err)
 	t_apply = now_s();
 	if ((t->leader && fold(t, &evs, err) < 0) || mem_fold(t, &evs, err) < 0)
 		goto out;
+	/*
+	 * The in-memory view follows the log alone: publish it before the
+	 * table views' commit, so a read of one account never waits for
+	 * that transaction's flush.
+	 */
+	if (mem_advance(t, &next, now_s() - t_apply, err) < 0)
+		goto out;
 	if (t->leader) {
 		r = project(t, &evs, &next, full, t_apply, err);
 		if (r < 0)
@@ -1065,8 +1072,6 @@ static int read_once(struct qry_tail *t, struct es_error *err)
 			goto out;
 		}
 	}
-	if (mem_advance(t, &next, now_s() - t_apply, err) < 0)
-		goto out;
 	es_cursor_release(&t->reader);
 	t->reader = next;
 	es_cursor_init(&next);
