@@ -135,6 +135,24 @@ int qry_etag_matches(const char *inm, const char *etag)
 	return 0;
 }
 
+int qry_read_check_covers(const struct qry_read *r, const char *position,
+			  struct es_error *err)
+{
+	int c;
+
+	if (!r->min_token)
+		return 0;
+	c = es_token_covers(position, r->min_token, err);
+	if (c < 0)
+		return -1;
+	if (c)
+		return 0;
+	err->retry_after = 1;
+	return es_error_set(err, ES_EUNAVAIL,
+			    "the log read has not reached position '%.60s'",
+			    r->min_token);
+}
+
 void qry_read_add_position(struct es_request *req, const char *pos)
 {
 	if (pos)
@@ -253,11 +271,25 @@ static void job_free(struct qry_read *j)
 	free(j);
 }
 
-/* Answer `err` with the view's position, resume, free. */
+/*
+ * The view whose position a read-your-writes request waits for: its
+ * own, or for the raw log the in-memory view's, which the log reader
+ * moves with every read of the log (a reader at a position has seen the
+ * log up to it).
+ */
+static const char *wait_view(const struct qry_read_def *def)
+{
+	return def->view ? def->view : QRY_MEMORY_VIEW;
+}
+
+/*
+ * Answer `err` with the view's position (the log reader's for the raw
+ * log), resume, free.
+ */
 static void job_fail(struct qry_read *j, const struct es_error *err)
 {
-	if (j->def && j->def->view)
-		qry_read_add_view_position(j->req, j->ctx, j->def->view);
+	if (j->def->view || j->def->ryw)
+		qry_read_add_view_position(j->req, j->ctx, wait_view(j->def));
 	es_http_send_problem(j->req, err);
 	es_http_resume(j->req);
 	job_free(j);
@@ -316,7 +348,7 @@ static void job_waited(struct qry_waiter *w, enum qry_wait_result r)
 	if (r == QRY_WAIT_COVERED)
 		job_submit(j);
 	else if (r == QRY_WAIT_TIMEOUT)
-		fail_timeout(j, j->def->view);
+		fail_timeout(j, wait_view(j->def));
 	else
 		fail_cancelled(j);
 }
@@ -371,14 +403,9 @@ void qry_read_route(struct es_request *req)
 		if (qry_read_parse_wait(req, &j->min_token, &j->wait_ms, &err) <
 		    0)
 			goto fail;
-		if (j->min_token && def->view)
-			covered = qry_state_covers(ctx->st, def->view,
+		if (j->min_token)
+			covered = qry_state_covers(ctx->st, wait_view(def),
 						   j->min_token, &err);
-		else if (j->min_token)
-			covered = es_token_covers(ES_CURSOR_START, j->min_token,
-						  &err) < 0
-					  ? -1
-					  : 1;
 		if (covered < 0)
 			goto fail;
 	}
@@ -389,8 +416,8 @@ void qry_read_route(struct es_request *req)
 		j->wait.deadline_ms = qry_state_clock_ms() + j->wait_ms;
 		j->wait.done = job_waited;
 		j->wait.arg = j;
-		r = qry_state_park(ctx->st, def->view, j->min_token, &j->wait,
-				   &err);
+		r = qry_state_park(ctx->st, wait_view(def), j->min_token,
+				   &j->wait, &err);
 		if (r == 0)
 			return;
 		if (r < 0) {

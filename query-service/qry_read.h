@@ -15,8 +15,9 @@
  * Read-your-writes: X-Min-Position (or ?min_position=) takes an append or
  * a read token; X-Wait-Ms (default 2000) an integer in [0, 10000], else
  * 400. A request whose view has not passed the token after the wait is
- * 503 with Retry-After: 1. Routes without a view (the raw log) only
- * check the token.
+ * 503 with Retry-After: 1. Routes without a view (the raw log) wait
+ * for the log reader (the in-memory view) to pass the token, then check
+ * that the snapshot they read in covers it (qry_read_check_covers()).
  */
 #ifndef QRY_READ_H
 #define QRY_READ_H
@@ -130,6 +131,15 @@ int qry_read_parse_wait(struct es_request *req, const char **token, long *ms,
 int qry_read_limit(struct qry_read *r, long *limit, struct es_error *err);
 
 /* ---- answering, on the worker ---- */
+
+/*
+ * For a route without a view: whether `position`, the read token of what
+ * it read, covers the request's X-Min-Position (if any). 0, or -1 with a
+ * 503 (Retry-After: 1) in `err`, never to answer data that does not
+ * cover the token.
+ */
+int qry_read_check_covers(const struct qry_read *r, const char *position,
+			  struct es_error *err);
 
 /* X-Position of `pos` (may be NULL: none). */
 void qry_read_add_position(struct es_request *req, const char *pos);

@@ -235,7 +235,8 @@ static void run_stream(struct qry_read *j, void *arg, struct qry_worker *w)
 	    es_read_stream_json(db, p->stream, p->from, (size_t)p->limit, &body,
 				&n, &last, &more, &err) < 0 ||
 	    (n == 0 && es_stream_version(db, p->stream, &version, &err) < 0) ||
-	    es_db_exec(db, "COMMIT", &err) < 0)
+	    es_db_exec(db, "COMMIT", &err) < 0 ||
+	    qry_read_check_covers(j, snapshot, &err) < 0)
 		goto fail;
 	if (n == 0 && version == 0) {
 		qry_read_add_position(j->req, snapshot);
@@ -288,7 +289,7 @@ static void run_events(struct qry_read *j, void *arg, struct qry_worker *w)
 	struct es_error err = ES_ERROR_INIT;
 	struct es_buf body = ES_BUF_INIT;
 	struct es_cursor next;
-	char *token = NULL;
+	char *token = NULL, *end = NULL;
 	size_t n = 0;
 	PGconn *db;
 
@@ -299,10 +300,14 @@ static void run_events(struct qry_read *j, void *arg, struct qry_worker *w)
 					&n, &next, &err) < 0)
 		goto fail;
 	token = es_cursor_format(&next);
-	if (!token) {
+	/* the snapshot the window ends at: a full page pages on to it */
+	end = es_snapshot_format(next.mid ? &next.hi : &next.lo);
+	if (!token || !end) {
 		es_error_set(&err, ES_EINTERNAL, "out of memory");
 		goto fail;
 	}
+	if (qry_read_check_covers(j, end, &err) < 0)
+		goto fail;
 	qry_read_answer_list(j, token, &body, token);
 	goto out;
 fail:
@@ -310,6 +315,7 @@ fail:
 out:
 	es_buf_release(&body);
 	free(token);
+	free(end);
 	es_cursor_release(&next);
 	es_error_release(&err);
 }

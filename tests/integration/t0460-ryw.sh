@@ -3,9 +3,10 @@
 # command of a scripted session through the command service, a GET with
 # the command's position token (X-Min-Position or ?min_position=) sees
 # it in every view at once; a parked request is answered as soon as the
-# view passes its token (a psql transaction holding an event commits
-# while the GETs wait); an unreachable token is 503 with Retry-After
-# within the wait bound; 304 on a matching ETag; /status names the pid of
+# view passes its token, and one of the raw log (/streams, /events) as
+# soon as the log read covers it (a psql transaction holding an event
+# commits while the GETs wait); an unreachable token is 503 with
+# Retry-After within the wait bound, on the raw log too; 304 on a matching ETag; /status names the pid of
 # the held transaction; 1,000 parked requests do not keep other GETs
 # from answering, and all of them end 503 with Retry-After.
 set -eu -o pipefail
@@ -130,7 +131,7 @@ expect_status 200
 say "an unreachable token: 503 with Retry-After within the wait bound"
 FAR=999999999999.1
 for path in "/accounts/$A" "/accounts/$A/transactions" /stats/daily \
-	/owners/Rita/accounts; do
+	/owners/Rita/accounts "/streams/account-$A" /events; do
 	t0=$(date +%s%N)
 	http GET "$QRY_URL$path" "" -H "X-Min-Position: $FAR" -H 'X-Wait-Ms: 400'
 	ms=$((($(date +%s%N) - t0) / 1000000))
@@ -171,17 +172,19 @@ cmd "/accounts/$A/deposits" '{"amount":7}'
 ryw "/accounts/$A"
 ryw "/accounts/$A/transactions"
 say "GETs parked on the held token, then COMMIT"
-for path in "/accounts/$A" "/accounts/$A/transactions" "/stats/daily"; do
+# the raw log too: /streams/held-1 is 404 until the commit
+for path in "/accounts/$A" "/accounts/$A/transactions" "/stats/daily" \
+	/streams/held-1 "/events?limit=1000"; do
 	curl -sS --max-time 15 -o /dev/null -w '%{http_code}\n' \
 		-H "X-Min-Position: $HTOKEN" -H 'X-Wait-Ms: 10000' \
 		"$QRY_URL$path" >>"$TEST_TMP/parked.out" 2>&1 &
 	track_pid $!
 done
-wait_for 5 bash -c "curl -s '$QRY_URL/metrics' | grep -qx 'tandem_waiting_requests 3'"
+wait_for 5 bash -c "curl -s '$QRY_URL/metrics' | grep -qx 'tandem_waiting_requests 5'"
 t0=$(date +%s%N)
 echo "COMMIT;" >&7
 exec 7>&-
-wait_for 8 bash -c "[ \$(grep -c . '$TEST_TMP/parked.out') -eq 3 ]"
+wait_for 8 bash -c "[ \$(grep -c . '$TEST_TMP/parked.out') -eq 5 ]"
 ms=$((($(date +%s%N) - t0) / 1000000))
 expect_eq "$(sort -u "$TEST_TMP/parked.out")" 200 "parked GETs after the commit"
 [ "$ms" -lt 5000 ] || fail "parked GETs took $ms ms after the commit"
