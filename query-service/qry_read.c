@@ -196,8 +196,8 @@ static uint64_t hash_bytes(uint64_t h, const char *s, size_t n)
  * transaction), so an ETag of the position alone would almost never give
  * a 304. 304 when If-None-Match has it.
  */
-static void answer_text(struct qry_read *j, const char *position, char *text,
-			size_t len)
+void qry_read_answer_text(struct qry_read *j, const char *position, char *text,
+			  size_t len)
 {
 	char etag[40];
 	uint64_t h;
@@ -219,7 +219,8 @@ static void answer_text(struct qry_read *j, const char *position, char *text,
 	}
 }
 
-/* answer_text() of `body` (taken), or 500 when it cannot be written. */
+/* qry_read_answer_text() of `body` (taken), or 500 when it cannot be written.
+ */
 void qry_read_answer(struct qry_read *j, const char *position, json_t *body)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -232,12 +233,12 @@ void qry_read_answer(struct qry_read *j, const char *position, json_t *body)
 		es_http_send_problem(j->req, &err);
 		return;
 	}
-	answer_text(j, position, text, strlen(text));
+	qry_read_answer_text(j, position, text, strlen(text));
 }
 
 /*
- * answer_text() of `body`, a list whose items are written and which ends
- * with `next` (or null); `body` is emptied.
+ * qry_read_answer_text() of `body`, a list whose items are written and which
+ * ends with `next` (or null); `body` is emptied.
  */
 void qry_read_answer_list(struct qry_read *j, const char *position,
 			  struct es_buf *body, const char *next)
@@ -259,7 +260,7 @@ void qry_read_answer_list(struct qry_read *j, const char *position,
 		es_http_send_problem(j->req, &err);
 		return;
 	}
-	answer_text(j, position, text, len);
+	qry_read_answer_text(j, position, text, len);
 }
 
 /* ---- jobs ---- */
@@ -486,12 +487,6 @@ int qry_read_rows(const PGresult *res, int col)
 	return n == 1 && PQgetisnull(res, 0, col) ? 0 : n;
 }
 
-/* {"items": items, "next": next-or-null}; takes `items`. */
-json_t *qry_read_list(json_t *items, const char *next)
-{
-	return json_pack("{s:o, s:s?}", "items", items, "next", next);
-}
-
 int qry_read_prepare(PGconn *db, enum qry_db which,
 		     const struct qry_read_def *const *defs,
 		     struct es_error *err)
@@ -517,26 +512,40 @@ int qry_read_prepare(PGconn *db, enum qry_db which,
 	return 0;
 }
 
+int qry_read_add_json(struct es_buf *out, json_t *v, struct es_error *err)
+{
+	char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+
+	json_decref(v);
+	if (!text)
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	es_buf_adds(out, text);
+	free(text);
+	return 0;
+}
+
 void qry_read_page(struct qry_read *r, const PGresult *res, int col, long limit,
 		   qry_read_item_fn *item)
 {
 	struct es_error err = ES_ERROR_INIT;
+	struct es_buf body = ES_BUF_INIT;
 	char next[QRY_CURSOR_MAX] = "";
-	json_t *items = json_array();
 	int i, n = qry_read_rows(res, col), more = n > limit;
 
 	if (more)
 		n = (int)limit;
-	for (i = 0; i < n && items; i++)
-		if (json_array_append_new(items,
-					  item(res, i, col, next, &err)) < 0)
+	es_buf_adds(&body, "{\"items\":[");
+	for (i = 0; i < n; i++) {
+		if (i)
+			es_buf_adds(&body, ",");
+		if (item(res, i, col, next, &body, &err) < 0)
 			break;
-	if (!items || i < n) {
-		qry_read_fail(r, &err);
-		json_decref(items);
-	} else {
-		qry_read_answer(r, qry_read_checkpoint(res),
-				qry_read_list(items, more ? next : NULL));
 	}
+	if (i < n || es_buf_check(&body, &err) < 0)
+		qry_read_fail(r, &err);
+	else
+		qry_read_answer_list(r, qry_read_checkpoint(res), &body,
+				     more ? next : NULL);
+	es_buf_release(&body);
 	es_error_release(&err);
 }

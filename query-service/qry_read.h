@@ -168,17 +168,17 @@ const char *qry_read_checkpoint(const PGresult *res);
 /* Rows of `res` that hold a view row (column `col` not NULL). */
 int qry_read_rows(const PGresult *res, int col);
 
-/* {"items": items, "next": next-or-null}; takes `items`. */
-json_t *qry_read_list(json_t *items, const char *next);
-
 /*
- * The item of row `i` of a page, whose view columns start at `col`, and
- * the cursor that pages on after it, into next[QRY_CURSOR_MAX]. NULL
- * with `err` (or out of memory when unset).
+ * Append the item of row `i` of a page, whose view columns start at
+ * `col`, to `out` as JSON, and the cursor that pages on after it into
+ * next[QRY_CURSOR_MAX]. 0, or -1 with `err`.
  */
 #define QRY_CURSOR_MAX 64
-typedef json_t *qry_read_item_fn(const PGresult *res, int i, int col,
-				 char *next, struct es_error *err);
+typedef int qry_read_item_fn(const PGresult *res, int i, int col, char *next,
+			     struct es_buf *out, struct es_error *err);
+
+/* Append `v` (taken) to `out` as compact JSON; -1 and `err` if it cannot. */
+int qry_read_add_json(struct es_buf *out, json_t *v, struct es_error *err);
 
 /*
  * Answer one page of `res` (rows of a query asked for limit + 1, whose
@@ -194,6 +194,10 @@ void qry_read_page(struct qry_read *r, const PGresult *res, int col, long limit,
  * of the path, r->canon and the body; 304 when If-None-Match has it.
  */
 void qry_read_answer(struct qry_read *r, const char *position, json_t *body);
+
+/* The same for `len` bytes of JSON `text` (taken). */
+void qry_read_answer_text(struct qry_read *r, const char *position, char *text,
+			  size_t len);
 
 /*
  * The same for a list whose items are written into `body` after

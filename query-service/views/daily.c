@@ -11,27 +11,39 @@
 
 #include "../qry_read.h"
 #include "bulk.h"
+#include "es_buf.h"
 #include "es_event.h"
 #include "keymap.h"
 #include "payload.h"
 #include "view_account.h"
 
-json_t *view_daily_row_json(const struct view_daily_row *row)
+/* ,"<name>":{"sum":<sum>,"count":<count>} */
+static void render_sum(struct es_buf *out, const char *name, view_sum sum,
+		       long long count)
 {
-	return json_pack("{s:s, s:s, s:{s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I}}",
-			 "day", row->day, "currency", row->currency, "deposits",
-			 "sum", (json_int_t)row->deposits_sum, "count",
-			 (json_int_t)row->deposits_count, "withdrawals", "sum",
-			 (json_int_t)row->withdrawals_sum, "count",
-			 (json_int_t)row->withdrawals_count, "transfers", "sum",
-			 (json_int_t)row->transfers_sum, "count",
-			 (json_int_t)row->transfers_count);
+	char text[VIEW_SUM_TEXT_MAX];
+
+	es_buf_addf(out, ",\"%s\":{\"sum\":%s,\"count\":%lld}", name,
+		    view_sum_format(sum, text), count);
+}
+
+void view_daily_row_render(struct es_buf *out, const struct view_daily_row *row)
+{
+	/* day and currency were checked: no character to escape */
+	es_buf_addf(out, "{\"day\":\"%s\",\"currency\":\"%s\"", row->day,
+		    row->currency);
+	render_sum(out, "deposits", row->deposits_sum, row->deposits_count);
+	render_sum(out, "withdrawals", row->withdrawals_sum,
+		   row->withdrawals_count);
+	render_sum(out, "transfers", row->transfers_sum, row->transfers_count);
+	es_buf_adds(out, "}");
 }
 
 int view_daily_from_pg(const PGresult *res, int i, int col,
 		       struct view_daily_row *row, struct es_error *err)
 {
-	long long *nums[6];
+	view_sum *sums[3];
+	long long *counts[3];
 	int k;
 
 	memset(row, 0, sizeof(*row));
@@ -40,14 +52,20 @@ int view_daily_from_pg(const PGresult *res, int i, int col,
 		return es_error_set(err, ES_EINTERNAL, "bad view_daily row");
 	memcpy(row->day, PQgetvalue(res, i, col), 11);
 	memcpy(row->currency, PQgetvalue(res, i, col + 1), 4);
-	nums[0] = &row->deposits_sum;
-	nums[1] = &row->deposits_count;
-	nums[2] = &row->withdrawals_sum;
-	nums[3] = &row->withdrawals_count;
-	nums[4] = &row->transfers_sum;
-	nums[5] = &row->transfers_count;
-	for (k = 0; k < 6; k++)
-		*nums[k] = strtoll(PQgetvalue(res, i, col + 2 + k), NULL, 10);
+	sums[0] = &row->deposits_sum;
+	counts[0] = &row->deposits_count;
+	sums[1] = &row->withdrawals_sum;
+	counts[1] = &row->withdrawals_count;
+	sums[2] = &row->transfers_sum;
+	counts[2] = &row->transfers_count;
+	for (k = 0; k < 3; k++) {
+		if (view_sum_parse(PQgetvalue(res, i, col + 2 + 2 * k),
+				   sums[k]) < 0)
+			return es_error_set(err, ES_EINTERNAL,
+					    "bad view_daily sum");
+		*counts[k] =
+			strtoll(PQgetvalue(res, i, col + 3 + 2 * k), NULL, 10);
+	}
 	return 0;
 }
 
@@ -130,7 +148,8 @@ static int batch_apply(void *batch, const struct es_event *ev,
 	struct daily_batch *b = batch;
 	struct view_daily_row *r;
 	char id[37], time[VIEW_TIME_MAX], currency[4];
-	long long amount = 0, *sum, *count;
+	long long amount = 0, *count;
+	view_sum *sum;
 
 	if (!ev->type || !view_account_stream(ev->stream_id, id))
 		return 0;
@@ -168,8 +187,8 @@ static int batch_apply(void *batch, const struct es_event *ev,
 	"INSERT INTO %s AS d (day, currency, deposits_sum, deposits_count," \
 	" withdrawals_sum, withdrawals_count, transfers_sum,"               \
 	" transfers_count)"                                                 \
-	" SELECT * FROM unnest($1::date[], $2::text[], $3::bigint[],"       \
-	" $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],"          \
+	" SELECT * FROM unnest($1::date[], $2::text[], $3::numeric[],"      \
+	" $4::bigint[], $5::numeric[], $6::bigint[], $7::numeric[],"        \
 	" $8::bigint[])"                                                    \
 	" ON CONFLICT (day, currency) DO UPDATE SET"                        \
 	" deposits_sum = d.deposits_sum + EXCLUDED.deposits_sum,"           \
@@ -188,7 +207,7 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 	struct es_buf col[ADD_NPARAMS] = { ES_BUF_INIT };
 	const char *params[ADD_NPARAMS];
 	const struct view_daily_row *r;
-	char table[64], sql[1024];
+	char table[64], sql[1024], sum[VIEW_SUM_TEXT_MAX];
 	size_t i;
 	int k, ret = -1;
 
@@ -203,11 +222,12 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		r = &b->v[i];
 		view_arr_word(&col[0], r->day);
 		view_arr_word(&col[1], r->currency);
-		view_arr_ll(&col[2], r->deposits_sum);
+		view_arr_word(&col[2], view_sum_format(r->deposits_sum, sum));
 		view_arr_ll(&col[3], r->deposits_count);
-		view_arr_ll(&col[4], r->withdrawals_sum);
+		view_arr_word(&col[4],
+			      view_sum_format(r->withdrawals_sum, sum));
 		view_arr_ll(&col[5], r->withdrawals_count);
-		view_arr_ll(&col[6], r->transfers_sum);
+		view_arr_word(&col[6], view_sum_format(r->transfers_sum, sum));
 		view_arr_ll(&col[7], r->transfers_count);
 	}
 	for (k = 0; k < ADD_NPARAMS; k++) {
@@ -296,15 +316,16 @@ static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
 	return 0;
 }
 
-static json_t *read_item(const PGresult *res, int i, int col, char *next,
-			 struct es_error *err)
+static int read_item(const PGresult *res, int i, int col, char *next,
+		     struct es_buf *out, struct es_error *err)
 {
 	struct view_daily_row row;
 
 	if (view_daily_from_pg(res, i, col, &row, err) < 0)
-		return NULL;
+		return -1;
 	snprintf(next, QRY_CURSOR_MAX, "%s.%s", row.day, row.currency);
-	return view_daily_row_json(&row);
+	view_daily_row_render(out, &row);
+	return 0;
 }
 
 static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)

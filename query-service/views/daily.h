@@ -6,26 +6,34 @@
 #ifndef VIEW_DAILY_H
 #define VIEW_DAILY_H
 
-#include <jansson.h>
 #include <libpq-fe.h>
 #include <stddef.h>
 
 #include "es_error.h"
+#include "sum.h"
 #include "view.h"
 
+struct es_buf; /* es_buf.h */
+
+/* Sums are exact at any size (numeric in view_daily). */
 struct view_daily_row {
 	char day[11]; /* "YYYY-MM-DD" */
 	char currency[4];
-	long long deposits_sum, deposits_count;
-	long long withdrawals_sum, withdrawals_count;
-	long long transfers_sum, transfers_count;
+	view_sum deposits_sum;
+	long long deposits_count;
+	view_sum withdrawals_sum;
+	long long withdrawals_count;
+	view_sum transfers_sum;
+	long long transfers_count;
 };
 
 /*
- * {day, currency, deposits: {sum, count}, withdrawals: {sum, count},
- * transfers: {sum, count}}. Caller frees with json_decref().
+ * Append {day, currency, deposits: {sum, count}, withdrawals: {sum,
+ * count}, transfers: {sum, count}} to `out`, each sum an exact integer
+ * of any size (jansson's integers stop at 2^63 - 1).
  */
-json_t *view_daily_row_json(const struct view_daily_row *row);
+void view_daily_row_render(struct es_buf *out,
+			   const struct view_daily_row *row);
 
 /* The columns of a view_daily row as view_daily_from_pg() reads them. */
 #define VIEW_DAILY_COLUMNS                                     \

@@ -164,16 +164,16 @@ static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
 	return 0;
 }
 
-static json_t *read_item(const PGresult *res, int i, int col, char *next,
-			 struct es_error *err)
+static int read_item(const PGresult *res, int i, int col, char *next,
+		     struct es_buf *out, struct es_error *err)
 {
 	struct view_statement_row row;
 
 	if (view_statement_from_pg(res, i, col, &row, err) < 0)
-		return NULL;
+		return -1;
 	view_large_cursor_format(row.amount, row.position, next,
 				 QRY_CURSOR_MAX);
-	return view_large_row_json(&row);
+	return qry_read_add_json(out, view_large_row_json(&row), err);
 }
 
 static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)

@@ -9,11 +9,13 @@
 #include <string.h>
 
 #include "../qry_read.h"
+#include "es_buf.h"
 #include "es_uuid.h"
+#include "sum.h"
 
 struct total {
 	char currency[4];
-	long long balance;
+	view_sum balance;
 	long long accounts;
 };
 
@@ -24,8 +26,7 @@ static int by_currency(const void *a, const void *b)
 }
 
 /* Add `acc` to its currency's total in `t` (n of them so far). */
-static int add(struct total *t, size_t *n, const struct view_account *acc,
-	       struct es_error *err)
+static void add(struct total *t, size_t *n, const struct view_account *acc)
 {
 	size_t i;
 
@@ -37,56 +38,42 @@ static int add(struct total *t, size_t *n, const struct view_account *acc,
 		memcpy(t[i].currency, acc->currency, sizeof(t[i].currency));
 		(*n)++;
 	}
-	if (__builtin_add_overflow(t[i].balance, acc->balance, &t[i].balance))
-		return es_error_set(err, ES_EINTERNAL,
-				    "the total of %s overflows", acc->currency);
+	/* 128 bits: no number of 64-bit balances reachable overflows it */
+	t[i].balance += acc->balance;
 	t[i].accounts++;
-	return 0;
 }
 
-json_t *view_owner_json(const char *owner, const struct view_account *rows,
-			size_t n, struct es_error *err)
+int view_owner_totals(struct es_buf *out, const char *owner,
+		      const struct view_account *rows, size_t n,
+		      struct es_error *err)
 {
-	struct total *t = NULL;
-	json_t *out = NULL, *accounts, *totals, *o;
+	char text[VIEW_SUM_TEXT_MAX];
+	struct total *t = calloc(n ? n : 1, sizeof(*t));
 	size_t nt = 0, i;
 
-	t = calloc(n ? n : 1, sizeof(*t));
-	out = json_pack("{s:s, s:[], s:[]}", "owner", owner ? owner : "",
-			"accounts", "totals");
-	if (!t || !out)
-		goto oom;
-	accounts = json_object_get(out, "accounts");
-	totals = json_object_get(out, "totals");
+	if (!t)
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	for (i = 0; i < n; i++) {
 		if (!owner || strcmp(rows[i].owner, owner) != 0) {
-			es_error_set(err, ES_EINTERNAL,
-				     "account '%s' is not the owner's",
-				     rows[i].id);
-			goto fail;
+			free(t);
+			return es_error_set(err, ES_EINTERNAL,
+					    "account '%s' is not the owner's",
+					    rows[i].id);
 		}
-		if (add(t, &nt, &rows[i], err) < 0)
-			goto fail;
-		if (json_array_append_new(accounts,
-					  view_account_json(&rows[i])) < 0)
-			goto oom;
+		add(t, &nt, &rows[i]);
 	}
 	qsort(t, nt, sizeof(*t), by_currency);
-	for (i = 0; i < nt; i++) {
-		o = json_pack("{s:s, s:I, s:I}", "currency", t[i].currency,
-			      "balance", (json_int_t)t[i].balance, "accounts",
-			      (json_int_t)t[i].accounts);
-		if (json_array_append_new(totals, o) < 0)
-			goto oom;
-	}
+	es_buf_adds(out, "[");
+	/* currencies are three upper-case letters: nothing to escape */
+	for (i = 0; i < nt; i++)
+		es_buf_addf(out,
+			    "%s{\"currency\":\"%s\",\"balance\":%s,"
+			    "\"accounts\":%lld}",
+			    i ? "," : "", t[i].currency,
+			    view_sum_format(t[i].balance, text), t[i].accounts);
+	es_buf_adds(out, "]");
 	free(t);
-	return out;
-oom:
-	es_error_set(err, ES_EINTERNAL, "out of memory");
-fail:
-	free(t);
-	json_decref(out);
-	return NULL;
+	return es_buf_check(out, err);
 }
 
 /* ---- GET /owners/{owner}/accounts ---- */
@@ -137,11 +124,13 @@ static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 	struct es_error err = ES_ERROR_INIT;
 	const char *params[1] = { p->owner };
 	struct view_account *rows = NULL;
-	json_t *all = NULL, *body = NULL, *items = NULL;
+	struct es_buf out = ES_BUF_INIT;
+	json_t *body = NULL, *items = NULL;
 	PGresult *res = NULL;
-	char *state_pos = NULL;
+	char *state_pos = NULL, *head = NULL, *text;
 	const char *position;
 	int i, n = 0, first = 0, taken = 0;
+	size_t len;
 
 	/* an owner that cannot exist has no accounts */
 	if (qry_utf8_ok(p->owner, 200)) {
@@ -161,10 +150,6 @@ static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 	for (i = 0; i < n; i++)
 		if (view_account_from_pg(res, i, 1, &rows[i], &err) < 0)
 			goto fail;
-	/* the totals cover every account; the items are one page */
-	all = view_owner_json(p->owner, rows, (size_t)n, &err);
-	if (!all)
-		goto fail;
 	if (p->has_after)
 		while (first < n && strcmp(rows[first].id, p->after) <= 0)
 			first++;
@@ -172,20 +157,33 @@ static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 		if (json_array_append_new(items, view_account_json(&rows[i])) <
 		    0)
 			goto fail;
-	body = json_pack("{s:s, s:o, s:s?, s:O}", "owner", p->owner, "items",
-			 items, "next",
-			 i < n && taken > 0 ? rows[i - 1].id : NULL, "totals",
-			 json_object_get(all, "totals"));
+	body = json_pack("{s:s, s:o, s:s?}", "owner", p->owner, "items", items,
+			 "next", i < n && taken > 0 ? rows[i - 1].id : NULL);
 	items = NULL;
-	if (!body)
+	head = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if (!head)
 		goto fail;
-	qry_read_answer(r, position, body);
+	/*
+	 * The totals cover every account (the items are one page), written
+	 * as text: jansson holds no integer past 2^63 - 1.
+	 */
+	es_buf_add(&out, head, strlen(head) - 1);
+	es_buf_adds(&out, ",\"totals\":");
+	if (view_owner_totals(&out, p->owner, rows, (size_t)n, &err) < 0)
+		goto fail;
+	es_buf_adds(&out, "}");
+	text = es_buf_detach(&out, &len);
+	if (!text)
+		goto fail;
+	qry_read_answer_text(r, position, text, len);
 	goto out;
 fail:
 	qry_read_fail(r, &err);
 out:
 	json_decref(items);
-	json_decref(all);
+	json_decref(body);
+	free(head);
+	es_buf_release(&out);
 	free(rows);
 	free(state_pos);
 	PQclear(res);

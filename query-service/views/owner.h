@@ -6,24 +6,26 @@
 #ifndef VIEW_OWNER_H
 #define VIEW_OWNER_H
 
-#include <jansson.h>
 #include <stddef.h>
 
-#include "view_account.h"
 #include "es_error.h"
+#include "view_account.h"
+
+struct es_buf; /* es_buf.h */
 
 /*
- * {"owner", "accounts": [view_account_json() of each row, in the order
- * given], "totals": [{"currency", "balance", "accounts"}, ...]}, one total
- * per currency sorted by currency code: the sum of the balances of the
- * rows in that currency and how many rows there are (closed accounts
- * included: they hold 0). Rows of another owner are ES_EINTERNAL (a bug
- * of the caller); a sum beyond 64 bits is ES_EINTERNAL.
- * ownership: borrows everything; caller frees the result with
- * json_decref(). NULL with `err` set on failure.
+ * Append the owner's totals to `out`: [{"currency", "balance",
+ * "accounts"}, ...], one per currency sorted by currency code, the exact
+ * sum of the balances of the rows in that currency (an integer of any
+ * size: never a float, never an error) and how many rows there are
+ * (closed accounts included: they hold 0). Rows of another owner are
+ * ES_EINTERNAL (a bug of the caller), as is running out of memory.
+ * ownership: borrows everything. 0, or -1 with `err` (`out` may then
+ * hold part of the totals).
  */
-json_t *view_owner_json(const char *owner, const struct view_account *rows,
-			size_t n, struct es_error *err);
+int view_owner_totals(struct es_buf *out, const char *owner,
+		      const struct view_account *rows, size_t n,
+		      struct es_error *err);
 
 /* GET /owners/{owner}/accounts (qry_read.h). */
 struct qry_read_def;
