@@ -164,17 +164,6 @@ static int raw_event_get(const PGresult *res, int row, int col,
 	return 0;
 }
 
-static json_t *load_json(const char *text, size_t len, long long position)
-{
-	json_error_t jerr;
-	json_t *j = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
-
-	if (!j)
-		es_log(ES_LOG_ERROR, "event_json_unreadable", "{s:I, s:s}",
-		       "position", (json_int_t)position, "error", jerr.text);
-	return j;
-}
-
 /*
  * Append the event rows `rows[0..n)` of `res` (EVENT_COLS from column
  * `col`; rows NULL: 0, 1, 2...) to `out`. On failure `out` is as it was.
@@ -213,18 +202,15 @@ static int take_rows(const PGresult *res, int col, const int *rows, size_t n,
 		e->version = r.version;
 		memcpy(e->event_id, r.event_id, sizeof(e->event_id));
 		e->type = strndup(r.type, r.type_len);
-		e->data = load_json(r.data, r.data_len, r.position);
-		e->metadata = load_json(r.metadata, r.metadata_len, r.position);
+		e->data = strndup(r.data, r.data_len);
+		e->data_len = r.data_len;
+		e->metadata = strndup(r.metadata, r.metadata_len);
+		e->metadata_len = r.metadata_len;
 		e->recorded_at = strdup(r.recorded_at);
 		out->n++;
-		if (!e->stream_id || !e->type || !e->recorded_at) {
+		if (!e->stream_id || !e->type || !e->recorded_at || !e->data ||
+		    !e->metadata) {
 			es_error_set(err, ES_EINTERNAL, "out of memory");
-			goto fail;
-		}
-		if (!e->data || !e->metadata) {
-			es_error_set(err, ES_EINTERNAL,
-				     "event at position %lld is not readable",
-				     e->position);
 			goto fail;
 		}
 	}

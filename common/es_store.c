@@ -9,8 +9,10 @@ static void event_release(struct es_event *e)
 	free(e->stream_id);
 	free(e->type);
 	free(e->recorded_at);
-	json_decref(e->data);
-	json_decref(e->metadata);
+	free(e->data);
+	free(e->metadata);
+	json_decref(e->payload);
+	free(e->payload_error);
 }
 
 void es_events_truncate(struct es_events *ev, size_t n)

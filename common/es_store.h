@@ -33,6 +33,13 @@ struct es_stream_append {
 	long long version; /* out: the stream's version after the append */
 };
 
+/*
+ * An event as read. Its data and metadata are the text stored (any valid
+ * JSON, numbers of any size included): a reader decodes only what it
+ * needs, so that a value it cannot hold in a jansson value stops nothing
+ * else. The views decode the payloads of the streams they fold into
+ * `payload` (views/payload.h).
+ */
 struct es_event {
 	long long position; /* global_position */
 	uint64_t xid; /* transaction_id */
@@ -40,8 +47,12 @@ struct es_event {
 	long long version;
 	char event_id[37];
 	char *type;
-	json_t *data;
-	json_t *metadata;
+	char *data; /* JSON text as stored, NUL-terminated, or NULL */
+	size_t data_len;
+	char *metadata; /* the same, for metadata */
+	size_t metadata_len;
+	json_t *payload; /* `data` decoded, NULL when not (yet) */
+	char *payload_error; /* why decoding `data` failed, or NULL */
 	char *recorded_at; /* ISO 8601 in UTC, "2024-05-01T12:00:00.123456Z" */
 };
 

@@ -19,6 +19,7 @@
 #include "es_log.h"
 #include "qry_json.h"
 #include "es_pgbin.h"
+#include "views/payload.h"
 
 /* chunks read ahead of the caller */
 #define CHUNKS_AHEAD 4
@@ -200,8 +201,9 @@ static const char copy_signature[11] = "PGCOPY\n\377\r\n";
 /*
  * Decode one COPY row of SQL_FEED_COLUMNS (the first also holding the
  * header, while `*header` is set) into the next event of `c`: 1, or 0 for
- * the trailer. The event's data comes out as es_read_forward() gives it
- * (qry_json_load() is json_loadb() made fast).
+ * the trailer. The event's payload comes out as view_payload_decode()
+ * makes it (qry_json_load() is json_loadb() made fast); its data text is
+ * not kept.
  */
 static int take_row(struct chunk *c, const char *row, int len, int *header,
 		    struct es_error *err)
@@ -251,15 +253,18 @@ static int take_row(struct chunk *c, const char *row, int len, int *header,
 	e->recorded_at = arena_strndup(&c->mem, time, ES_PGBIN_TIME_LEN);
 	if (!e->stream_id || !e->type || !e->recorded_at)
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
-	json_arena = &c->mem;
-	e->data = qry_json_load((const char *)v[4], n[4], &jerr);
-	json_arena = NULL;
-	if (!e->data) {
-		es_log(ES_LOG_ERROR, "event_json_unreadable", "{s:I, s:s}",
-		       "position", (json_int_t)e->position, "error", jerr.text);
-		return es_error_set(err, ES_EINTERNAL,
-				    "event at position %lld is not readable",
-				    e->position);
+	/* as view_payload_decode() does, in the chunk's arena */
+	if (view_payload_wanted(e->stream_id)) {
+		json_arena = &c->mem;
+		e->payload = qry_json_load((const char *)v[4], n[4], &jerr);
+		json_arena = NULL;
+		if (!e->payload) {
+			e->payload_error = arena_strndup(&c->mem, jerr.text,
+							 strlen(jerr.text));
+			if (!e->payload_error)
+				return es_error_set(err, ES_EINTERNAL,
+						    "out of memory");
+		}
 	}
 	c->pub.evs.n++;
 	return 1;
@@ -555,9 +560,12 @@ int qry_feed_event_copy(struct es_event *dst, const struct es_event *src)
 	dst->type = strdup(src->type);
 	dst->recorded_at = strdup(src->recorded_at);
 	/* made with malloc(): only the reader thread parses into an arena */
-	dst->data = json_deep_copy(src->data);
-	dst->metadata = NULL;
-	if (!dst->stream_id || !dst->type || !dst->recorded_at || !dst->data) {
+	dst->payload = src->payload ? json_deep_copy(src->payload) : NULL;
+	dst->payload_error =
+		src->payload_error ? strdup(src->payload_error) : NULL;
+	if (!dst->stream_id || !dst->type || !dst->recorded_at ||
+	    (src->payload && !dst->payload) ||
+	    (src->payload_error && !dst->payload_error)) {
 		qry_feed_event_release(dst);
 		return -1;
 	}
@@ -569,6 +577,7 @@ void qry_feed_event_release(struct es_event *e)
 	free(e->stream_id);
 	free(e->type);
 	free(e->recorded_at);
-	json_decref(e->data);
+	json_decref(e->payload);
+	free(e->payload_error);
 	memset(e, 0, sizeof(*e));
 }

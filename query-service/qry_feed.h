@@ -5,9 +5,10 @@
  * a few chunks ahead of the caller, who folds them and gives them back
  * for reuse.
  *
- * Only what views read is read: an event's xid, event_id and metadata
- * stay 0, "" and NULL (see view_ops.apply). Its data is what
- * es_read_forward() gives, parsed by qry_json_load().
+ * Only what views read is read: an event's xid, event_id, data and
+ * metadata stay 0, "", NULL and NULL (see view_ops.apply). Its payload
+ * is what view_payload_decode() gives (only the streams the views fold
+ * are decoded), parsed by qry_json_load().
  */
 #ifndef QRY_FEED_H
 #define QRY_FEED_H

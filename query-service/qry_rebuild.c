@@ -33,6 +33,7 @@
 #include "es_read.h"
 #include "qry_bulk.h"
 #include "qry_checkpoint.h"
+#include "views/payload.h"
 #include "views/view.h"
 
 /* events per read once the bulk load is done */
@@ -282,7 +283,8 @@ static int swap(PGconn *rd, PGconn *wr, const struct view_ops *const *ops,
 		goto out;
 	/* the live views may not go back: cover every live checkpoint */
 	while (!covers_all(s, cps, ncp)) {
-		if (es_read_forward(wr, s, limit, &evs, s, err) < 0)
+		if (es_read_forward(wr, s, limit, &evs, s, err) < 0 ||
+		    view_payload_decode_all(&evs, err) < 0)
 			goto out;
 	}
 	for (i = 0; i < nops; i++) {
@@ -440,7 +442,8 @@ int qry_rebuild_views(const struct qry_tail_config *cfg,
 		goto out;
 	/* then read on from that snapshot until caught up */
 	do {
-		if (es_read_forward(wr, &s, REBUILD_BATCH, &evs, &s, err) < 0)
+		if (es_read_forward(wr, &s, REBUILD_BATCH, &evs, &s, err) < 0 ||
+		    view_payload_decode_all(&evs, err) < 0)
 			goto out;
 		n = evs.n;
 		if (n && catch_up(rd, ops, nops, &evs, err) < 0)

@@ -50,6 +50,7 @@
 #include "es_read.h"
 #include "qry_checkpoint.h"
 #include "qry_memory.h"
+#include "views/payload.h"
 #include "views/view.h"
 
 /* pg_try_advisory_lock key of the projector ("tandemP1") */
@@ -1048,7 +1049,8 @@ static int read_once(struct qry_tail *t, struct es_error *err)
 	if (conn_open(t, C_WRITE, err) < 0)
 		goto out;
 	if (es_read_forward(t->db[C_WRITE], &t->reader, (size_t)t->batch, &evs,
-			    &next, err) < 0)
+			    &next, err) < 0 ||
+	    view_payload_decode_all(&evs, err) < 0)
 		goto out;
 	full = evs.n >= (size_t)t->batch;
 	/* a follower reads on through an unfinished window at once */

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../qry_json.h"
+#include "es_event.h"
 #include "es_uuid.h"
 
 int view_payload_error(const struct es_event *ev, struct es_error *err,
@@ -24,17 +26,64 @@ int view_payload_error(const struct es_event *ev, struct es_error *err,
 			    ev->stream_id ? ev->stream_id : "?", what);
 }
 
-/* The value of `key` in the event's data, or NULL (data not an object). */
-static const json_t *field(const struct es_event *ev, const char *key)
+int view_payload_wanted(const char *stream_id)
 {
-	return json_is_object(ev->data) ? json_object_get(ev->data, key) : NULL;
+	return stream_id && strncmp(stream_id, ES_ACCOUNT_PREFIX,
+				    ES_ACCOUNT_PREFIX_LEN) == 0;
+}
+
+int view_payload_decode(struct es_event *ev)
+{
+	json_error_t jerr;
+
+	if (ev->payload || ev->payload_error ||
+	    !view_payload_wanted(ev->stream_id))
+		return 0;
+	if (ev->data)
+		ev->payload = qry_json_load(ev->data, ev->data_len, &jerr);
+	else
+		snprintf(jerr.text, sizeof(jerr.text), "no data");
+	if (ev->payload)
+		return 0;
+	ev->payload_error = strdup(jerr.text);
+	return ev->payload_error ? 0 : -1;
+}
+
+int view_payload_decode_all(struct es_events *evs, struct es_error *err)
+{
+	size_t i;
+
+	for (i = 0; i < evs->n; i++)
+		if (view_payload_decode(&evs->v[i]) < 0)
+			return es_error_set(err, ES_EINTERNAL, "out of memory");
+	return 0;
+}
+
+/*
+ * The value of `key` in the event's payload into *v (NULL when missing or
+ * the payload is not an object); -1 with `err` when the payload could not
+ * be decoded.
+ */
+static int field(const struct es_event *ev, const char *key, const json_t **v,
+		 struct es_error *err)
+{
+	*v = NULL;
+	if (!ev->payload)
+		return view_payload_error(
+			ev, err, "the payload cannot be read: %s",
+			ev->payload_error ? ev->payload_error : "not decoded");
+	if (json_is_object(ev->payload))
+		*v = json_object_get(ev->payload, key);
+	return 0;
 }
 
 int view_payload_int(const struct es_event *ev, const char *key, long long *out,
 		     struct es_error *err)
 {
-	const json_t *v = field(ev, key);
+	const json_t *v;
 
+	if (field(ev, key, &v, err) < 0)
+		return -1;
 	if (!v || json_is_null(v))
 		return view_payload_error(ev, err, "'%s' is missing", key);
 	if (!json_is_integer(v))
@@ -47,10 +96,12 @@ int view_payload_int(const struct es_event *ev, const char *key, long long *out,
 int view_payload_str(const struct es_event *ev, const char *key, int required,
 		     size_t max, const char **out, struct es_error *err)
 {
-	const json_t *v = field(ev, key);
+	const json_t *v;
 	const char *s;
 
 	*out = NULL;
+	if (field(ev, key, &v, err) < 0)
+		return -1;
 	if (!v || json_is_null(v)) {
 		if (!required)
 			return 0;

@@ -16,6 +16,26 @@
 #define VIEW_TIME_MAX 40
 
 /*
+ * Whether the views fold the events of stream `stream_id` (the account
+ * category): only those payloads are decoded.
+ */
+int view_payload_wanted(const char *stream_id);
+
+/*
+ * Decode the event's data into ev->payload if the views fold its stream
+ * and it is not decoded yet. A payload that cannot be decoded (a valid
+ * JSON number beyond what jansson holds, say) leaves payload NULL and
+ * says why in ev->payload_error: the getters below then answer
+ * ES_EINVALID, so that a view that reads it parks the stream. -1 only
+ * when out of memory.
+ * ownership: what it sets belongs to `ev` (es_events_release()).
+ */
+int view_payload_decode(struct es_event *ev);
+
+/* view_payload_decode() of every event of `evs`; -1 with `err` (OOM). */
+int view_payload_decode_all(struct es_events *evs, struct es_error *err);
+
+/*
  * ES_EINVALID "event <position> (<type> of '<stream>'): <what>".
  * Returns -1.
  */

@@ -3,7 +3,8 @@
  * the batches into real tables, as the projector does, for t0400.
  *
  *   qry_view_flush flush [SUFFIX [SEED]]
- *       read every event (es_read_forward from the beginning, in pages),
+ *       read every event (es_read_forward from the beginning, in pages,
+ *       payloads decoded as the projector does),
  *       fold them into batches of random sizes and flush each batch in
  *       one transaction into the view tables + SUFFIX; a non-empty SUFFIX
  *       ("_rebuild") first creates those tables (view_shadow_create(),
@@ -35,6 +36,7 @@
 #include <unistd.h>
 
 #include "../../query-service/views/bulk.h"
+#include "../../query-service/views/payload.h"
 #include "../../query-service/views/view.h"
 #include "es_db.h"
 #include "es_log.h"
@@ -199,7 +201,8 @@ static void project(struct run *r, long (*next_size)(void *), void *arg)
 	for (;;) {
 		t0 = now_s();
 		CHECK(es_read_forward(r->rd, &cur, PAGE, &page, &cur, &err) ==
-			      0,
+				      0 &&
+			      view_payload_decode_all(&page, &err) == 0,
 		      "read: %s", err.detail);
 		r->t_read += now_s() - t0;
 		if (!page.n)
@@ -404,7 +407,8 @@ static int cmd_statements(const char *suffix)
 	es_cursor_init(&cur);
 	do {
 		before = all.n;
-		CHECK(es_read_forward(rd, &cur, PAGE, &all, &cur, &err) == 0,
+		CHECK(es_read_forward(rd, &cur, PAGE, &all, &cur, &err) == 0 &&
+			      view_payload_decode_all(&all, &err) == 0,
 		      "read: %s", err.detail);
 	} while (all.n > before);
 	half = all.n / 2;

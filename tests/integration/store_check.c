@@ -155,8 +155,12 @@ static int cmd_read(PGconn *db, const char *stream, const char *from,
 			   strtoul(limit, NULL, 10), &ev, &err) < 0)
 		return print_error(&err);
 	for (i = 0; i < ev.n; i++) {
-		char *d = json_dumps(ev.v[i].data, JSON_COMPACT);
-		char *m = json_dumps(ev.v[i].metadata, JSON_COMPACT);
+		/* the stored text, printed compact */
+		json_t *dj = json_loads(ev.v[i].data, JSON_DECODE_ANY, NULL);
+		json_t *mj =
+			json_loads(ev.v[i].metadata, JSON_DECODE_ANY, NULL);
+		char *d = json_dumps(dj, JSON_COMPACT | JSON_ENCODE_ANY);
+		char *m = json_dumps(mj, JSON_COMPACT | JSON_ENCODE_ANY);
 
 		CHECK(strcmp(ev.v[i].stream_id, stream) == 0, "stream %s",
 		      ev.v[i].stream_id);
@@ -167,6 +171,8 @@ static int cmd_read(PGconn *db, const char *stream, const char *from,
 		       ev.v[i].event_id, d, m);
 		free(d);
 		free(m);
+		json_decref(dj);
+		json_decref(mj);
 	}
 	es_events_release(&ev);
 	return 0;
