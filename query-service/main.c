@@ -13,6 +13,8 @@
  *
  * `query-service rebuild [view]` rebuilds one view (or all) from the log
  * into shadow tables and swaps them in (qry_rebuild()), without serving.
+ * `query-service parked list` and `parked retry VIEW STREAM` list and
+ * retry the streams parked for a view (qry_parked.h).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -28,6 +30,7 @@
 #include "es_log.h"
 #include "es_service.h"
 #include "qry_memory.h"
+#include "qry_parked.h"
 #include "qry_readpool.h"
 #include "qry_routes.h"
 #include "qry_state.h"
@@ -82,6 +85,40 @@ static int rebuild(const struct qry_tail_config *tc, const char *view)
 	return ret;
 }
 
+/*
+ * `query-service parked list` and `parked retry VIEW STREAM`: 0 on
+ * success (a retry that parks the stream again is 2), 1 on failure.
+ */
+static int parked(const struct qry_tail_config *tc, int argc, char **argv)
+{
+	struct es_error err = ES_ERROR_INIT;
+	const char *rd =
+		tc->read_url && *tc->read_url ? tc->read_url : tc->write_url;
+	int ret = 1, still = 0;
+
+	if (argc == 1 && strcmp(argv[0], "list") == 0) {
+		if (qry_parked_list(rd, &err) == 0)
+			ret = 0;
+	} else if (argc == 3 && strcmp(argv[0], "retry") == 0) {
+		if (qry_parked_retry(tc->write_url, rd, argv[1], argv[2],
+				     &still, &err) == 0) {
+			fprintf(stderr, "%s: '%s' %s for view '%s'\n", PROG,
+				argv[2],
+				still ? "is still parked (see parked list)"
+				      : "is no longer parked",
+				argv[1]);
+			ret = still ? 2 : 0;
+		}
+	} else {
+		es_error_set(&err, ES_EINVALID,
+			     "usage: parked list | parked retry VIEW STREAM");
+	}
+	if (ret == 1)
+		fprintf(stderr, "%s: parked: %s\n", PROG, err.detail);
+	es_error_release(&err);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	struct qry_config c = { 0 };
@@ -116,7 +153,8 @@ int main(int argc, char **argv)
 	struct qry_tail *tail = NULL;
 	struct es_http *h = NULL;
 	const char *rebuild_view = NULL;
-	int rebuilding = 0, state_up = 0, sig = 0, ret = 1;
+	int rebuilding = 0, state_up = 0, sig = 0, ret = 1, nparked = -1;
+	char **parked_args = NULL;
 	const char **view_names = NULL;
 	const struct es_route *routes;
 	size_t nroutes;
@@ -135,12 +173,25 @@ int main(int argc, char **argv)
 			argc--;
 		}
 	}
+	/* `parked list` and `parked retry VIEW STREAM`, the same way */
+	if (argc > 1 && strcmp(argv[1], "parked") == 0) {
+		parked_args = argv + 2;
+		for (nparked = 0; 2 + nparked < argc &&
+				  argv[2 + nparked][0] != '-' && nparked < 3;
+		     nparked++)
+			;
+		argv += 1 + nparked;
+		argc -= 1 + nparked;
+	}
 	routes = qry_routes(&nroutes);
 	if (es_service_configure(
 		    argc, argv, PROG,
 		    "Projects the event log into views and serves them over HTTP.\n"
 		    "`" PROG
-		    " rebuild [view]` rebuilds views from the log and exits.",
+		    " rebuild [view]` rebuilds views from the log and exits.\n"
+		    "`" PROG
+		    " parked list` lists the streams parked for a view, and `" PROG
+		    " parked retry VIEW STREAM` folds one again (after a fix).",
 		    vars, ARRAY_SIZE(vars), routes, nroutes, &c.http.port,
 		    &c.log_level, &status) < 0)
 		return status;
@@ -157,6 +208,8 @@ int main(int argc, char **argv)
 	tail_cfg.leader_retry_ms = c.leader_retry_ms;
 	if (rebuilding)
 		return rebuild(&tail_cfg, rebuild_view);
+	if (nparked >= 0)
+		return parked(&tail_cfg, nparked, parked_args);
 
 	es_service_block_signals(&stop);
 	/* the projected views, then the in-memory one */

@@ -25,19 +25,29 @@ double qry_bulk_seconds(void)
 }
 
 int qry_bulk_apply(const struct view_ops *ops, void *batch,
-		   const struct es_event *ev, struct es_error *err)
+		   struct qry_parked *parked, const struct es_event *ev,
+		   struct es_error *err)
 {
 	struct es_error e = ES_ERROR_INIT;
+	int ret = 0;
 
-	if (ops->apply(batch, ev, &e) >= 0)
+	if (qry_parked_holds(parked, ev) || ops->apply(batch, ev, &e) >= 0)
 		return 0;
-	es_error_set(err, e.code,
-		     "cannot rebuild view '%s': event %lld"
-		     " (%s, '%s' version %lld): %s",
-		     ops->name, ev->position, ev->type, ev->stream_id,
-		     ev->version, e.detail);
+	if (e.code == ES_EINVALID) {
+		es_log(ES_LOG_ERROR, "stream_parked",
+		       "{s:s, s:s, s:I, s:I, s:s}", "view", ops->name, "stream",
+		       ev->stream_id, "position", (json_int_t)ev->position,
+		       "version", (json_int_t)ev->version, "error", e.detail);
+		ret = qry_parked_add(parked, ev, e.detail, err);
+	} else {
+		ret = es_error_set(err, e.code,
+				   "cannot rebuild view '%s': event %lld"
+				   " (%s, '%s' version %lld): %s",
+				   ops->name, ev->position, ev->type,
+				   ev->stream_id, ev->version, e.detail);
+	}
 	es_error_release(&e);
-	return -1;
+	return ret;
 }
 
 struct bulk_times {
@@ -224,7 +234,8 @@ static int fold_event(struct bulk *b, struct es_event *ev, struct es_error *err)
 		}
 	}
 	for (k = 0; k < b->nv; k++)
-		if (qry_bulk_apply(b->vs[k].ops, b->vs[k].batch, ev, err) < 0)
+		if (qry_bulk_apply(b->vs[k].ops, b->vs[k].batch,
+				   &b->vs[k].parked, ev, err) < 0)
 			return -1;
 	b->folded++;
 	event_done(b, ev);

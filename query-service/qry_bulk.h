@@ -29,6 +29,7 @@
 #include "es_error.h"
 #include "es_store.h"
 #include "es_token.h"
+#include "qry_parked.h"
 #include "views/view.h"
 
 /* The shadow of table t is named t QRY_SHADOW_SUFFIX. */
@@ -43,6 +44,7 @@ struct qry_bulk_view {
 	/* with ops->copy_rows: the session streaming rows into its shadow */
 	PGconn *load;
 	struct es_buf rows;
+	struct qry_parked parked; /* streams parked; caller releases */
 };
 
 /*
@@ -61,12 +63,15 @@ int qry_bulk_load(const char *write_url, const char *read_url, PGconn *rd,
 		  struct es_cursor *s, long long *events, struct es_error *err);
 
 /*
- * Fold `ev` into `batch` of `ops`. A malformed event is ES_EINVALID
- * naming the view and the event.
+ * Fold `ev` into `batch` of `ops`, unless `parked` holds its stream. An
+ * event the view cannot apply parks its stream in `parked`, as the
+ * projector does (guarantee 6). -1 with `err` only for what is not the
+ * event's fault.
  * ownership: borrows everything.
  */
 int qry_bulk_apply(const struct view_ops *ops, void *batch,
-		   const struct es_event *ev, struct es_error *err);
+		   struct qry_parked *parked, const struct es_event *ev,
+		   struct es_error *err);
 
 /* CLOCK_MONOTONIC in seconds, the clock of the rebuild's timings. */
 double qry_bulk_seconds(void);

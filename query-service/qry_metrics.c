@@ -1,8 +1,8 @@
 /*
  * qry_metrics.c - GET /metrics: the HTTP server's metrics, then per view
- * the events applied, the time spent applying them, the lag and whether
- * it stopped, then the role, the read-your-writes waiters, the in-memory
- * view's size and the read pool, in the Prometheus text format.
+ * the events applied, the time spent applying them, the lag, whether it
+ * stopped and its parked streams, then the role, the read-your-writes waiters,
+ * the in-memory view's size and the read pool, in the Prometheus text format.
  */
 #include "qry_metrics.h"
 
@@ -13,6 +13,35 @@
 #include "qry_status.h"
 
 #define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* A label value: \\, \" and \n escaped, as the text format wants. */
+static void label(FILE *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fputc('\\', out);
+		if (*s == '\n')
+			fputs("\\n", out);
+		else
+			fputc(*s, out);
+	}
+}
+
+/* One tandem_parked_stream line per stream parked for view `name`. */
+static void parked_write(FILE *out, const char *name,
+			 const struct qry_parked *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++) {
+		fprintf(out, "tandem_parked_stream{view=\"%s\",stream=\"",
+			name);
+		label(out, p->v[i].stream);
+		fprintf(out, "\",position=\"%lld\",error=\"", p->v[i].position);
+		label(out, p->v[i].error);
+		fprintf(out, "\"} %lld\n", p->v[i].since);
+	}
+}
 
 static void run_metrics(struct qry_read *j, void *p, struct qry_worker *w)
 {
@@ -82,6 +111,16 @@ static void run_metrics(struct qry_read *j, void *p, struct qry_worker *w)
 	for (i = 0; i < n; i++)
 		fprintf(out, "tandem_projection_stopped{view=\"%s\"} %d\n",
 			v[i].s.name, v[i].s.stopped ? 1 : 0);
+	fprintf(out, "# HELP tandem_parked_streams Streams parked for the "
+		     "view.\n# TYPE tandem_parked_streams gauge\n");
+	for (i = 0; i < n; i++)
+		fprintf(out, "tandem_parked_streams{view=\"%s\"} %zu\n",
+			v[i].s.name, v[i].s.parked.n);
+	fprintf(out, "# HELP tandem_parked_stream Since when (Unix time) a "
+		     "stream is parked for a view, at which event and why.\n"
+		     "# TYPE tandem_parked_stream gauge\n");
+	for (i = 0; i < n; i++)
+		parked_write(out, v[i].s.name, &v[i].s.parked);
 	qry_readpool_stats(j->ctx->pool, &queued, &busy);
 	fprintf(out,
 		"# HELP tandem_waiting_requests Read-your-writes requests "

@@ -55,6 +55,9 @@
 	" LEFT JOIN pg_roles r ON r.oid = a.grantee"                 \
 	" WHERE c.oid = $1::regclass AND a.grantee <> c.relowner"
 #define SQL_COMMENT "SELECT obj_description($1::regclass, 'pg_class')"
+#define SQL_UNPARK  "DELETE FROM parked_streams WHERE view = $1"
+#define SQL_PARKED_GEN \
+	"UPDATE projection_leader SET parked_gen = parked_gen + 1 WHERE id = 1"
 #define SQL_SET_CHECKPOINT                                                   \
 	"UPDATE projection_checkpoints SET position = $2, applied = $3,"     \
 	" stopped_error = NULL, stopped_position = NULL, updated_at = now()" \
@@ -64,10 +67,11 @@
  * Fold `evs` into a new batch of `ops` and write it into the shadow on
  * `db`, in the caller's open transaction.
  */
-static int fold_and_flush(const struct view_ops *ops, PGconn *db,
+static int fold_and_flush(struct qry_bulk_view *v, PGconn *db,
 			  const struct es_events *evs, long long *applied,
 			  struct es_error *err)
 {
+	const struct view_ops *ops = v->ops;
 	void *batch = ops->batch_new();
 	int ret = -1;
 	size_t i;
@@ -75,7 +79,7 @@ static int fold_and_flush(const struct view_ops *ops, PGconn *db,
 	if (!batch)
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	for (i = 0; i < evs->n; i++)
-		if (qry_bulk_apply(ops, batch, &evs->v[i], err) < 0)
+		if (qry_bulk_apply(ops, batch, &v->parked, &evs->v[i], err) < 0)
 			goto out;
 	*applied += (long long)evs->n;
 	ret = ops->flush(batch, db, QRY_SHADOW_SUFFIX, err);
@@ -85,7 +89,7 @@ out:
 }
 
 /* Step 3: fold `evs` into every view and write them in one transaction. */
-static int catch_up(PGconn *rd, const struct view_ops *const *ops, size_t n,
+static int catch_up(PGconn *rd, struct qry_bulk_view *vs, size_t n,
 		    const struct es_events *evs, struct es_error *err)
 {
 	long long folded = 0;
@@ -94,7 +98,7 @@ static int catch_up(PGconn *rd, const struct view_ops *const *ops, size_t n,
 	if (es_db_exec(rd, "BEGIN", err) < 0)
 		return -1;
 	for (i = 0; i < n; i++)
-		if (fold_and_flush(ops[i], rd, evs, &folded, err) < 0)
+		if (fold_and_flush(&vs[i], rd, evs, &folded, err) < 0)
 			goto fail;
 	if (es_db_exec(rd, "COMMIT", err) < 0)
 		goto fail;
@@ -257,9 +261,9 @@ static int covers_all(const struct es_cursor *c,
  * The swap transaction on `rd`. `s` is the shadows' cursor (moved on
  * here), `applied` the events folded into them so far.
  */
-static int swap(PGconn *rd, PGconn *wr, const struct view_ops *const *ops,
-		size_t nops, struct es_cursor *s, long long *applied,
-		size_t limit, struct es_error *err)
+static int swap(PGconn *rd, PGconn *wr, struct qry_bulk_view *vs, size_t nops,
+		struct es_cursor *s, long long *applied, size_t limit,
+		struct es_error *err)
 {
 	struct qry_checkpoint cps[QRY_CHECKPOINT_SLOTS];
 	struct es_events evs = ES_EVENTS_INIT;
@@ -289,14 +293,14 @@ static int swap(PGconn *rd, PGconn *wr, const struct view_ops *const *ops,
 	}
 	for (i = 0; i < nops; i++) {
 		folded = 0;
-		if (fold_and_flush(ops[i], rd, &evs, &folded, err) < 0)
+		if (fold_and_flush(&vs[i], rd, &evs, &folded, err) < 0)
 			goto out;
 	}
 	/* every view folds every event */
 	*applied += folded;
 	for (i = 0; i < nops; i++)
-		for (k = 0; ops[i]->tables[k]; k++)
-			if (swap_table(rd, ops[i]->tables[k], err) < 0)
+		for (k = 0; vs[i].ops->tables[k]; k++)
+			if (swap_table(rd, vs[i].ops->tables[k], err) < 0)
 				goto out;
 	text = es_cursor_format(s);
 	if (!text) {
@@ -305,7 +309,7 @@ static int swap(PGconn *rd, PGconn *wr, const struct view_ops *const *ops,
 	}
 	snprintf(count, sizeof(count), "%lld", *applied);
 	for (i = 0; i < nops; i++) {
-		params[0] = ops[i]->name;
+		params[0] = vs[i].ops->name;
 		params[1] = text;
 		params[2] = count;
 		res = PQexecParams(rd, SQL_SET_CHECKPOINT, 3, NULL, params,
@@ -315,8 +319,22 @@ static int swap(PGconn *rd, PGconn *wr, const struct view_ops *const *ops,
 			goto out;
 		}
 		PQclear(res);
+		/* the streams parked now replace the view's old ones */
+		res = PQexecParams(rd, SQL_UNPARK, 1, NULL, params, NULL, NULL,
+				   0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			es_db_error(rd, res, err);
+			goto out;
+		}
+		PQclear(res);
 		res = NULL;
+		if (qry_parked_store(rd, vs[i].ops->name, &vs[i].parked, 0,
+				     err) < 0)
+			goto out;
 	}
+	/* the projectors read their parked streams again */
+	if (es_db_exec(rd, SQL_PARKED_GEN, err) < 0)
+		goto out;
 	res = PQexec(rd, "NOTIFY tandem_checkpoint; COMMIT");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK ||
 	    strcmp(PQcmdStatus(res), "COMMIT") != 0) {
@@ -446,7 +464,7 @@ int qry_rebuild_views(const struct qry_tail_config *cfg,
 		    view_payload_decode_all(&evs, err) < 0)
 			goto out;
 		n = evs.n;
-		if (n && catch_up(rd, ops, nops, &evs, err) < 0)
+		if (n && catch_up(rd, vs, nops, &evs, err) < 0)
 			goto out;
 		es_events_release(&evs);
 		events += (long long)n;
@@ -454,7 +472,7 @@ int qry_rebuild_views(const struct qry_tail_config *cfg,
 	applied = events;
 
 	ts = qry_bulk_seconds();
-	if (swap(rd, wr, ops, nops, &s, &applied, REBUILD_BATCH, err) < 0)
+	if (swap(rd, wr, vs, nops, &s, &applied, REBUILD_BATCH, err) < 0)
 		goto out;
 	if (stats) {
 		stats->events = applied;
@@ -468,9 +486,11 @@ int qry_rebuild_views(const struct qry_tail_config *cfg,
 		       qry_bulk_seconds() - ts);
 	ret = 0;
 out:
-	for (i = 0; i < nops; i++)
+	for (i = 0; i < nops; i++) {
 		if (vs[i].batch)
 			vs[i].ops->batch_free(vs[i].batch);
+		qry_parked_release(&vs[i].parked);
+	}
 	if (ret < 0 && rd && PQstatus(rd) == CONNECTION_OK) {
 		/* leave no half-built shadow behind */
 		if (PQtransactionStatus(rd) != PQTRANS_IDLE)

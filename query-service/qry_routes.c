@@ -14,6 +14,7 @@
 #include "es_array.h"
 #include "es_buf.h"
 #include "es_db.h"
+#include "es_event.h"
 #include "es_probe.h"
 #include "es_read.h"
 #include "es_uuid.h"
@@ -24,6 +25,26 @@
 #define SQL_SNAPSHOT_BEGIN "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
 /* ---- GET /accounts/{id}: from memory ---- */
+
+/*
+ * Whether account `id`'s stream is parked for the in-memory view: then
+ * `err` is a 503 naming the event and why (the state held is older than
+ * the position answered: never served as current).
+ */
+static int parked(struct qry_ctx *ctx, const char *id, struct es_error *err)
+{
+	char stream[sizeof(ES_ACCOUNT_PREFIX) + 36], why[200];
+	long long position;
+
+	snprintf(stream, sizeof(stream), ES_ACCOUNT_PREFIX "%s", id);
+	if (!qry_state_parked(ctx->st, QRY_MEMORY_VIEW, stream, &position, why,
+			      sizeof(why)))
+		return 0;
+	es_error_set(err, ES_EUNAVAIL,
+		     "account '%s' is parked at position %lld: %s", id,
+		     position, why);
+	return 1;
+}
 
 /* Answer account `id` from the in-memory view. */
 static void serve_account(struct es_request *req, struct qry_ctx *ctx,
@@ -42,6 +63,12 @@ static void serve_account(struct es_request *req, struct qry_ctx *ctx,
 		return;
 	}
 	qry_read_add_position(req, rd.position);
+	if (parked(ctx, id, &err)) {
+		es_http_send_problem(req, &err);
+		es_error_release(&err);
+		free(rd.mem);
+		return;
+	}
 	if (r == 0) {
 		es_error_set(&err, ES_ENOTFOUND, "account '%s' does not exist",
 			     id);

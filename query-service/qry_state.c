@@ -196,8 +196,10 @@ void qry_state_release(struct qry_state *st)
 	pthread_cond_destroy(&q->cond);
 	free(q);
 	st->waiters = NULL;
-	for (i = 0; i < st->nviews; i++)
+	for (i = 0; i < st->nviews; i++) {
 		es_cursor_release(&st->views[i].pos);
+		qry_parked_release(&st->views[i].parked);
+	}
 	pthread_mutex_destroy(&st->lock);
 }
 
@@ -262,6 +264,46 @@ void qry_state_stop_view(struct qry_state *st, const char *name,
 			 why ? why : "");
 	}
 	pthread_mutex_unlock(&st->lock);
+}
+
+void qry_state_set_parked(struct qry_state *st, const char *name,
+			  const struct qry_parked *p)
+{
+	struct qry_parked copy = QRY_PARKED_INIT;
+	int i;
+
+	/* out of memory: the old list stays */
+	if (qry_parked_copy(&copy, p, NULL) < 0) {
+		qry_parked_release(&copy);
+		return;
+	}
+	pthread_mutex_lock(&st->lock);
+	i = view_index(st, name);
+	if (i >= 0) {
+		qry_parked_release(&st->views[i].parked);
+		st->views[i].parked = copy;
+		memset(&copy, 0, sizeof(copy));
+	}
+	pthread_mutex_unlock(&st->lock);
+	qry_parked_release(&copy);
+}
+
+int qry_state_parked(struct qry_state *st, const char *name, const char *stream,
+		     long long *position, char *why, size_t len)
+{
+	const struct qry_parked_stream *ps = NULL;
+	int i;
+
+	pthread_mutex_lock(&st->lock);
+	i = view_index(st, name);
+	if (i >= 0)
+		ps = qry_parked_get(&st->views[i].parked, stream);
+	if (ps) {
+		*position = ps->position;
+		snprintf(why, len, "%s", ps->error);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return ps != NULL;
 }
 
 void qry_state_add_apply(struct qry_state *st, const char *name, double seconds)

@@ -16,6 +16,7 @@
 
 #include "es_error.h"
 #include "es_token.h"
+#include "qry_parked.h"
 
 #define QRY_VIEW_MAX 8
 /* The in-memory account view every replica keeps for GET /accounts/{id}. */
@@ -25,6 +26,7 @@ struct qry_view_status {
 	char name[32];
 	struct es_cursor pos; /* what it reflects; ES_CURSOR_START at first */
 	int loaded; /* pos is known (checkpoint read) */
+	struct qry_parked parked; /* its parked streams (owned) */
 	int stopped; /* a malformed event stopped it */
 	char error[200]; /* why, when stopped */
 	long long error_position; /* global_position of that event, or -1 */
@@ -59,6 +61,17 @@ void qry_state_set_pos(struct qry_state *st, const char *name,
 /* Mark view `name` stopped at `position` with `why`. */
 void qry_state_stop_view(struct qry_state *st, const char *name,
 			 long long position, const char *why);
+
+/* View `name`'s parked streams are now `p` (copied). */
+void qry_state_set_parked(struct qry_state *st, const char *name,
+			  const struct qry_parked *p);
+
+/*
+ * Whether view `name` has `stream` parked: 1 with its event's position
+ * and the error (into why[len]), else 0.
+ */
+int qry_state_parked(struct qry_state *st, const char *name, const char *stream,
+		     long long *position, char *why, size_t len);
 
 /*
  * Copy view `name`'s position as a token into a new string.

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "es_db.h"
 
@@ -106,6 +107,8 @@ struct qry_status_view *qry_status_snap(struct qry_state *st, PGconn *db,
 		v[i].s = st->views[i];
 		if (es_cursor_copy(&v[i].s.pos, &st->views[i].pos, NULL) < 0)
 			es_cursor_init(&v[i].s.pos);
+		memset(&v[i].s.parked, 0, sizeof(v[i].s.parked));
+		qry_parked_copy(&v[i].s.parked, &st->views[i].parked, NULL);
 		v[i].token = es_cursor_format(&v[i].s.pos);
 	}
 	pthread_mutex_unlock(&st->lock);
@@ -126,9 +129,33 @@ void qry_status_snap_free(struct qry_status_view *v, size_t n)
 
 	for (i = 0; v && i < n; i++) {
 		es_cursor_release(&v[i].s.pos);
+		qry_parked_release(&v[i].s.parked);
 		free(v[i].token);
 	}
 	free(v);
+}
+
+/* [{stream, position, version, error, since}] of a view's parked streams */
+static json_t *parked_json(const struct qry_parked *p)
+{
+	json_t *a = json_array();
+	char since[32];
+	size_t i;
+
+	for (i = 0; a && i < p->n; i++) {
+		time_t t = (time_t)p->v[i].since;
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		json_array_append_new(
+			a, json_pack("{s:s, s:I, s:I, s:s, s:s}", "stream",
+				     p->v[i].stream, "position",
+				     (json_int_t)p->v[i].position, "version",
+				     (json_int_t)p->v[i].version, "error",
+				     p->v[i].error, "since", since));
+	}
+	return a;
 }
 
 static json_t *view_status_json(const struct qry_status_view *v)
@@ -146,6 +173,7 @@ static json_t *view_status_json(const struct qry_status_view *v)
 			    v->s.stopped && v->s.error_position >= 0
 				    ? json_integer(v->s.error_position)
 				    : json_null());
+	json_object_set_new(o, "parked", parked_json(&v->s.parked));
 	json_object_set_new(o, "lag_events",
 			    v->lag_known ? json_integer(v->lag_events)
 					 : json_null());

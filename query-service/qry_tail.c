@@ -63,23 +63,20 @@
 #define BACKOFF_MAX_MS	   2000
 #define LISTEN_RETRY_MS	   2000
 #define CONNECT_TIMEOUT_MS 10000
-#define WHY_MAX		   200 /* why a view stopped */
 
 #define SQL_TRY_LOCK "SELECT pg_try_advisory_lock(" LOCK_KEY ")"
 #define SQL_CLAIM                                                      \
 	"UPDATE projection_leader SET epoch = epoch + 1, holder = $1," \
 	" since = now() WHERE id = 1 RETURNING epoch"
-#define SQL_FENCE "SELECT epoch FROM projection_leader WHERE id = 1 FOR UPDATE"
+#define SQL_FENCE                                         \
+	"SELECT epoch, parked_gen FROM projection_leader" \
+	" WHERE id = 1 FOR UPDATE"
 #define SQL_ADVANCE                                                         \
 	"UPDATE projection_checkpoints c SET position = u.new, epoch = $2," \
 	" applied = coalesce(c.applied, 0) + u.n, updated_at = now()"       \
 	" FROM json_to_recordset($1::json)"                                 \
 	" AS u(view text, old text, new text, n bigint)"                    \
 	" WHERE c.view = u.view AND c.position = u.old"
-#define SQL_STOP                                                 \
-	"UPDATE projection_checkpoints SET stopped_error = $2,"  \
-	" stopped_position = $3, epoch = $5, updated_at = now()" \
-	" WHERE view = $1 AND position = $4"
 
 enum conn { C_LOCK, C_READ, C_WRITE, C_LISTEN, C__COUNT };
 
@@ -99,9 +96,8 @@ struct tview {
 	void *batch; /* changes since pos not yet written, or NULL */
 	long pending; /* events folded into batch */
 	int ahead; /* ahead of the read cursor: collecting, not moving */
-	int failed; /* a malformed event in the current read */
-	char why[WHY_MAX];
-	long long why_pos;
+	struct qry_parked parked; /* its parked streams */
+	size_t stored; /* parked[0, stored) are in parked_streams */
 	long long applied; /* by this process */
 };
 
@@ -109,12 +105,10 @@ struct tview {
 struct tmem {
 	struct qry_memory *m; /* borrowed */
 	int loaded; /* pos is known */
-	int healthy; /* not stopped */
 	struct es_cursor pos; /* what it has published */
 	long pending; /* events folded into its stage */
-	int failed; /* a malformed event in the current read */
-	char why[WHY_MAX];
-	long long why_pos;
+	struct qry_parked parked; /* its parked streams */
+	size_t published; /* parked[0, published) go with what it published */
 	long long applied; /* by this process */
 };
 
@@ -144,6 +138,8 @@ struct qry_tail {
 	int64_t next_listen_ms;
 	int64_t next_follow_ms; /* when to read the checkpoints again */
 	int checkpoint_hint; /* a NOTIFY on the checkpoint channel came */
+	long long parked_gen; /* projection_leader.parked_gen last read */
+	int have_gen;
 	long backoff_ms;
 };
 
@@ -330,8 +326,9 @@ static void view_drop_batch(struct tview *v)
 		v->ops->batch_free(v->batch);
 	v->batch = NULL;
 	v->pending = 0;
-	v->failed = 0;
 	v->ahead = 0;
+	/* streams parked in a read that is not written are parked again */
+	qry_parked_truncate(&v->parked, v->stored);
 }
 
 static void mem_drop(struct qry_tail *t);
@@ -353,6 +350,8 @@ static void views_release(struct qry_tail *t)
 
 	for (i = 0; i < t->nviews; i++) {
 		view_drop_batch(&t->views[i]);
+		qry_parked_release(&t->views[i].parked);
+		t->views[i].stored = 0;
 		free(t->views[i].text);
 		t->views[i].text = NULL;
 		es_cursor_release(&t->views[i].pos);
@@ -361,6 +360,7 @@ static void views_release(struct qry_tail *t)
 	es_cursor_release(&t->reader);
 	t->have_reader = 0;
 	es_cursor_release(&t->mem.pos);
+	qry_parked_release(&t->mem.parked);
 }
 
 static void set_leader(struct qry_tail *t, int leader, long long epoch)
@@ -427,6 +427,36 @@ static void views_take(struct qry_tail *t, struct qry_checkpoint *cps, size_t n,
 	}
 }
 
+/*
+ * Read the parked streams of the table views (the leader's to skip, a
+ * follower's to show), and parked_gen: when a retry moved it, the
+ * in-memory view loads again (the retried stream may have changed).
+ */
+static int load_parked(struct qry_tail *t, struct es_error *err)
+{
+	long long gen;
+	size_t i;
+
+	if (qry_parked_gen(t->db[C_READ], &gen, err) < 0)
+		return -1;
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		if (qry_parked_load(t->db[C_READ], v->ops->name, &v->parked,
+				    err) < 0)
+			return -1;
+		v->stored = v->parked.n;
+		qry_state_set_parked(t->st, v->ops->name, &v->parked);
+	}
+	if (t->have_gen && gen != t->parked_gen && t->mem.loaded) {
+		es_log(ES_LOG_INFO, "parked_streams_changed", NULL);
+		t->mem.loaded = 0;
+	}
+	t->parked_gen = gen;
+	t->have_gen = 1;
+	return 0;
+}
+
 /* Read the checkpoints (inserting missing rows first when leader). */
 static int load_checkpoints(struct qry_tail *t, int follow,
 			    struct es_error *err)
@@ -442,7 +472,7 @@ static int load_checkpoints(struct qry_tail *t, int follow,
 	views_take(t, cps, n, follow);
 	for (i = 0; i < n; i++)
 		qry_checkpoint_release(&cps[i]);
-	return 0;
+	return load_parked(t, err);
 }
 
 /*
@@ -456,7 +486,7 @@ static size_t fed_positions(struct qry_tail *t, const struct es_cursor **pos)
 	for (i = 0; t->leader && i < t->nviews; i++)
 		if (t->views[i].known && t->views[i].healthy)
 			pos[n++] = &t->views[i].pos;
-	if (t->mem.loaded && t->mem.healthy)
+	if (t->mem.loaded)
 		pos[n++] = &t->mem.pos;
 	return n;
 }
@@ -523,14 +553,15 @@ typedef int apply_fn(void *batch, const struct es_event *ev,
 
 /*
  * Fold the events of `evs` that `pos` does not cover with apply(batch,
- * ev), counting them in *pending. 0; 1 when an event cannot be applied
- * (ES_EINVALID: the view stops), with why[WHY_MAX] (the detail names the
- * event and field) and *why_pos; -1 with `err` for what is not the
- * event's fault (retry).
+ * ev), counting them in *pending, but none of a stream `parked` holds.
+ * An event the view `name` cannot apply (ES_EINVALID) parks its stream
+ * there (guarantee 6): the others go on. 0; -1 with `err` for what is not
+ * the event's fault (retry).
  */
-static int fold_view(const struct es_events *evs, const struct es_cursor *pos,
-		     apply_fn *apply, void *batch, long *pending, char *why,
-		     long long *why_pos, struct es_error *err)
+static int fold_view(const char *name, const struct es_events *evs,
+		     const struct es_cursor *pos, apply_fn *apply, void *batch,
+		     long *pending, struct qry_parked *parked,
+		     struct es_error *err)
 {
 	size_t k;
 
@@ -539,31 +570,30 @@ static int fold_view(const struct es_events *evs, const struct es_cursor *pos,
 		struct es_append_token at = { ev->xid, ev->position };
 		struct es_error e = ES_ERROR_INIT;
 
-		if (es_cursor_covers_append(pos, &at))
+		if (es_cursor_covers_append(pos, &at) ||
+		    qry_parked_holds(parked, ev))
 			continue;
 		if (apply(batch, ev, &e) < 0) {
-			int code = e.code;
-
-			if (code != ES_EINVALID)
-				es_error_set(err, code, "%s", e.detail);
-			else
-				snprintf(why, WHY_MAX, "%s", e.detail);
-			*why_pos = ev->position;
+			if (e.code != ES_EINVALID) {
+				es_error_set(err, e.code, "%s", e.detail);
+				es_error_release(&e);
+				return -1;
+			}
+			es_log(ES_LOG_ERROR, "stream_parked",
+			       "{s:s, s:s, s:I, s:I, s:s}", "view", name,
+			       "stream", ev->stream_id, "position",
+			       (json_int_t)ev->position, "version",
+			       (json_int_t)ev->version, "error", e.detail);
+			if (qry_parked_add(parked, ev, e.detail, err) < 0) {
+				es_error_release(&e);
+				return -1;
+			}
 			es_error_release(&e);
-			return code == ES_EINVALID ? 1 : -1;
+			continue;
 		}
 		(*pending)++;
 	}
 	return 0;
-}
-
-/* View `name` stopped at `pos` for `why`: say so. */
-static void report_stop(struct qry_tail *t, const char *name, long long pos,
-			const char *why)
-{
-	qry_state_stop_view(t->st, name, pos, why);
-	es_log(ES_LOG_ERROR, "view_stopped", "{s:s, s:I, s:s}", "view", name,
-	       "position", (json_int_t)pos, "error", why);
 }
 
 /* ---- the in-memory view ---- */
@@ -577,7 +607,7 @@ static void mem_drop(struct qry_tail *t)
 {
 	qry_memory_discard(t->mem.m);
 	t->mem.pending = 0;
-	t->mem.failed = 0;
+	qry_parked_truncate(&t->mem.parked, t->mem.published);
 }
 
 /*
@@ -589,8 +619,15 @@ static int mem_load(struct qry_tail *t, struct es_error *err)
 {
 	struct es_cursor pos;
 
+	/*
+	 * It starts from the accounts view's rows: with its parked streams
+	 * (loaded after the rows, so that none is missed: an entry holds
+	 * only the versions from its own on).
+	 */
 	if (conn_open(t, C_READ, err) < 0 ||
-	    qry_memory_load(t->mem.m, t->db[C_READ], &pos, err) < 0) {
+	    qry_memory_load(t->mem.m, t->db[C_READ], &pos, err) < 0 ||
+	    qry_parked_load(t->db[C_READ], "accounts", &t->mem.parked, err) <
+		    0) {
 		es_log(ES_LOG_WARN, "memory_load_failed", "{s:s}", "error",
 		       err->detail);
 		return -1;
@@ -599,7 +636,8 @@ static int mem_load(struct qry_tail *t, struct es_error *err)
 	t->mem.pos = pos;
 	t->mem.loaded = 1;
 	t->mem.pending = 0;
-	t->mem.failed = 0;
+	t->mem.published = t->mem.parked.n;
+	qry_state_set_parked(t->st, QRY_MEMORY_VIEW, &t->mem.parked);
 	qry_state_set_pos(t->st, QRY_MEMORY_VIEW, &t->mem.pos, 0, 1);
 	views_drop_batches(t);
 	return 0;
@@ -610,23 +648,17 @@ static int mem_fold(struct qry_tail *t, const struct es_events *evs,
 		    struct es_error *err)
 {
 	struct tmem *mv = &t->mem;
-	int r;
 
-	if (!mv->loaded || !mv->healthy || mv->failed)
+	if (!mv->loaded)
 		return 0;
-	/* a malformed event stops it at the start of what is unpublished */
-	r = fold_view(evs, &mv->pos, mem_apply, mv->m, &mv->pending, mv->why,
-		      &mv->why_pos, err);
-	if (r > 0)
-		mv->failed = 1;
-	return r < 0 ? -1 : 0;
+	return fold_view(QRY_MEMORY_VIEW, evs, &mv->pos, mem_apply, mv->m,
+			 &mv->pending, &mv->parked, err);
 }
 
 /*
- * After a read to `next`: a malformed event stops the view (it keeps
- * serving what it published); else, once `next` covers what it has
- * published, it publishes its stage at `next` (until then, ahead of the
- * read, it collects).
+ * After a read to `next`: once `next` covers what it has published, it
+ * publishes its stage and parked streams at `next` (until then, ahead of
+ * the read, it collects).
  */
 static int mem_advance(struct qry_tail *t, const struct es_cursor *next,
 		       double seconds, struct es_error *err)
@@ -634,14 +666,8 @@ static int mem_advance(struct qry_tail *t, const struct es_cursor *next,
 	struct tmem *mv = &t->mem;
 	struct es_cursor c;
 
-	if (!mv->loaded || !mv->healthy)
+	if (!mv->loaded)
 		return 0;
-	if (mv->failed) {
-		mv->healthy = 0;
-		report_stop(t, QRY_MEMORY_VIEW, mv->why_pos, mv->why);
-		mem_drop(t);
-		return 0;
-	}
 	if (!es_cursor_covers(next, &mv->pos))
 		return 0;
 	if (es_cursor_copy(&c, next, err) < 0)
@@ -652,6 +678,10 @@ static int mem_advance(struct qry_tail *t, const struct es_cursor *next,
 	}
 	es_cursor_release(&mv->pos);
 	mv->pos = c;
+	if (mv->published != mv->parked.n) {
+		qry_state_set_parked(t->st, QRY_MEMORY_VIEW, &mv->parked);
+		mv->published = mv->parked.n;
+	}
 	mv->applied += mv->pending;
 	qry_state_set_pos(t->st, QRY_MEMORY_VIEW, next, mv->applied, 0);
 	if (mv->pending > 0)
@@ -744,12 +774,11 @@ static int fold(struct qry_tail *t, const struct es_events *evs,
 		struct es_error *err)
 {
 	size_t i;
-	int r;
 
 	for (i = 0; i < t->nviews; i++) {
 		struct tview *v = &t->views[i];
 
-		if (!v->known || !v->healthy || v->failed)
+		if (!v->known || !v->healthy)
 			continue;
 		if (!v->batch) {
 			v->batch = v->ops->batch_new();
@@ -757,12 +786,9 @@ static int fold(struct qry_tail *t, const struct es_events *evs,
 				return es_error_set(err, ES_EINTERNAL,
 						    "out of memory");
 		}
-		r = fold_view(evs, &v->pos, v->ops->apply, v->batch,
-			      &v->pending, v->why, &v->why_pos, err);
-		if (r < 0)
+		if (fold_view(v->ops->name, evs, &v->pos, v->ops->apply,
+			      v->batch, &v->pending, &v->parked, err) < 0)
 			return -1;
-		if (r > 0)
-			v->failed = 1;
 	}
 	return 0;
 }
@@ -779,8 +805,8 @@ static int commit_batch(struct qry_tail *t, const int *adv,
 			const char *next_text, struct es_error *err)
 {
 	PGconn *db = t->db[C_READ];
-	char epoch[24], pos[24];
-	const char *params[5];
+	char epoch[24];
+	const char *params[2];
 	json_t *rows = NULL;
 	char *rows_text = NULL;
 	PGresult *res = NULL;
@@ -801,6 +827,11 @@ static int commit_batch(struct qry_tail *t, const int *adv,
 		es_log(ES_LOG_WARN, "projector_fenced", "{s:I, s:s}", "epoch",
 		       (json_int_t)t->epoch, "current", PQgetvalue(res, 0, 0));
 		ret = COMMIT_FENCED;
+		goto out;
+	}
+	/* a retry changed the parked streams: read them and the log again */
+	if (strtoll(PQgetvalue(res, 0, 1), NULL, 10) != t->parked_gen) {
+		ret = COMMIT_MOVED;
 		goto out;
 	}
 	PQclear(res);
@@ -850,32 +881,12 @@ static int commit_batch(struct qry_tail *t, const int *adv,
 	for (i = 0; i < t->nviews; i++) {
 		struct tview *v = &t->views[i];
 
-		if (!v->failed)
-			continue;
-		snprintf(pos, sizeof(pos), "%lld", v->why_pos);
-		params[0] = v->ops->name;
-		params[1] = v->why;
-		params[2] = pos;
-		params[3] = v->text;
-		params[4] = epoch;
-		res = PQexecParams(db, SQL_STOP, 5, NULL, params, NULL, NULL,
-				   0);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			es_db_error(db, res, err);
-			goto out;
-		}
-		if (atoi(PQcmdTuples(res)) != 1) {
-			ret = COMMIT_MOVED;
-			goto out;
-		}
-		PQclear(res);
-		res = NULL;
-	}
-	for (i = 0; i < t->nviews; i++) {
-		struct tview *v = &t->views[i];
-
 		if (adv[i] && v->pending > 0 &&
 		    v->ops->flush(v->batch, db, "", err) < 0)
+			goto out;
+		/* streams parked in this read, with the checkpoint past them */
+		if (adv[i] && qry_parked_store(db, v->ops->name, &v->parked,
+					       v->stored, err) < 0)
 			goto out;
 	}
 	res = PQexec(db, "NOTIFY " ES_CHANNEL_CHECKPOINT "; COMMIT");
@@ -910,12 +921,6 @@ static int views_advance(struct qry_tail *t, const int *adv,
 	for (i = 0; i < t->nviews; i++) {
 		struct tview *v = &t->views[i];
 
-		if (v->failed) {
-			v->healthy = 0;
-			report_stop(t, v->ops->name, v->why_pos, v->why);
-			view_drop_batch(v);
-			continue;
-		}
 		if (!adv[i])
 			continue;
 		v->applied += v->pending;
@@ -936,6 +941,11 @@ static int views_advance(struct qry_tail *t, const int *adv,
 			v->text = text;
 			es_cursor_release(&v->pos);
 			v->pos = c;
+			if (v->stored != v->parked.n) {
+				v->stored = v->parked.n;
+				qry_state_set_parked(t->st, v->ops->name,
+						     &v->parked);
+			}
 		}
 		qry_state_set_pos(t->st, v->ops->name, next, v->applied, 0);
 		view_drop_batch(v);
@@ -971,10 +981,6 @@ static int project(struct qry_tail *t, const struct es_events *evs,
 
 		if (!v->known || !v->healthy)
 			continue;
-		if (v->failed) {
-			must = 1;
-			continue;
-		}
 		/* a view ahead of the read collects until it is covered */
 		if (!es_cursor_covers(next, &v->pos)) {
 			if (!v->ahead)
@@ -1078,7 +1084,7 @@ static int read_once(struct qry_tail *t, struct es_error *err)
 	t->reader = next;
 	es_cursor_init(&next);
 	/* nothing left to feed: pick again when there is */
-	if (!t->leader && !(t->mem.loaded && t->mem.healthy))
+	if (!t->leader && !t->mem.loaded)
 		views_drop_batches(t);
 	ret = more;
 out:
@@ -1321,7 +1327,6 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 	}
 	t->nviews = view_count;
 	t->mem.m = cfg->mem;
-	t->mem.healthy = 1;
 	es_cursor_init(&t->mem.pos);
 	es_cursor_init(&t->reader);
 	if (pipe(t->wake) < 0) {

@@ -31,7 +31,9 @@ struct view_ops {
 	 * Fold `ev` into the batch (pure: no I/O). Events of other streams or
 	 * unknown types are skipped (return 0). A payload the view cannot
 	 * apply is -1 with ES_EINVALID and a detail naming the field; the
-	 * batch is then unusable and the view stops. No view reads the
+	 * batch is left as it was (the event is read whole before anything
+	 * changes), and the caller parks the event's stream for the view
+	 * (qry_parked.h) and goes on with the other streams. No view reads the
 	 * event's xid, event_id or metadata: a rebuild passes them as 0, ""
 	 * and NULL.
 	 * ownership: borrows `ev`; copies what it keeps.

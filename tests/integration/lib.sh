@@ -502,6 +502,30 @@ expect_eq()
 	[ "$1" = "$2" ] || fail "${3:-values differ}: expected '$2', got '$1'"
 }
 
+# expect_text TEXT: the body holds TEXT as it is (a number as its digits)
+expect_text()
+{
+	[[ $HTTP_BODY == *"$1"* ]] ||
+		fail "expected '$1' in the body: $(_lib_short "$HTTP_BODY")"
+}
+
+# cmd PATH BODY: POST to the command service ($CMD_URL), 201 expected;
+# TOKEN becomes the answer's position token.
+cmd()
+{
+	http POST "$CMD_URL$1" "$2"
+	expect_status 201
+	TOKEN=$(jq -r .position <<<"$HTTP_BODY")
+}
+
+# ryw PATH: GET from the query service ($QRY_URL) reading at least
+# TOKEN (X-Min-Position, waiting up to 5 s); 200 expected.
+ryw()
+{
+	http GET "$QRY_URL$1" "" -H "X-Min-Position: $TOKEN" -H 'X-Wait-Ms: 5000'
+	expect_status 200
+}
+
 wait_for()
 {
 	local secs=$1 end out=""

@@ -6,8 +6,9 @@
 # stream, 400 for a malformed cursor, token or X-Wait-Ms, 422 for bad
 # fields, 405 for a wrong method, problem+json throughout, X-Position on
 # every view's answers (errors included) and ETags; /status, /metrics,
-# /health and /ready; a malformed event stops the in-memory account view,
-# which keeps serving what it had, and /status shows where and why.
+# /health and /ready; a malformed event parks its account's stream in
+# the in-memory account view, whose read of it is then 503 naming the
+# position and the reason, and /status and /metrics show where and why.
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -18,15 +19,6 @@ start_service QRY query-service POLL_INTERVAL_MS=50 READ_POOL_SIZE=3
 UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 SNAP_RE='^[0-9]+:[0-9]+:[0-9,]*$'
 TOKEN=
-
-# cmd PATH BODY: POST to the command service, 201 expected; keeps the
-# position token of the last command in $TOKEN
-cmd()
-{
-	http POST "$CMD_URL$1" "$2"
-	expect_status 201
-	TOKEN=$(jq -r .position <<<"$HTTP_BODY")
-}
 
 # get PATH [curl args]: GET from the query service, waiting for $TOKEN
 get()
@@ -376,7 +368,7 @@ expect_json '[.views[].stopped] | unique | join(",")' false
 wait_for 10 bash -c "curl -s $QRY_URL/status | jq -e '[.views[].lag_events, .memory.lag_events] | all(. == 0)'"
 http GET "$QRY_URL/status"
 expect_json '.views[0] | keys | join(",")' \
-	applied,batches,error,error_position,lag_events,lag_ms,loaded,name,position,stopped
+	applied,batches,error,error_position,lag_events,lag_ms,loaded,name,parked,position,stopped
 expect_json '.pending_transactions | type' array
 # This process projected the whole log: each view counts every event once.
 N=$(psql_q "SELECT count(*) FROM events")
@@ -410,32 +402,36 @@ http HEAD "$QRY_URL/accounts/$A"
 expect_status 200
 expect_position
 
-say "a malformed event stops the in-memory view; /status says where and why"
+say "a malformed event parks its stream in the in-memory view; /status says where and why"
+# until issue 12 it stopped the view, which went on serving the account
+# as it was before the event
 BAD=$(psql_q "INSERT INTO events (stream_id, stream_version, event_id,
 	event_type, data, metadata) VALUES ('account-$A', 10, gen_random_uuid(),
 	'MoneyDeposited', '{\"amount\": 1, \"balance_after\": \"lots\",
 	\"currency\": \"EUR\"}', '{}') RETURNING global_position")
-memory_stopped()
+memory_parked()
 {
-	curl -s "$QRY_URL/status" | jq -e '.memory.stopped' >/dev/null
+	curl -s "$QRY_URL/status" | jq -e '.memory.parked | length == 1' >/dev/null
 }
-wait_for 10 memory_stopped
+wait_for 10 memory_parked
 http GET "$QRY_URL/status"
-expect_json .memory.error_position "$BAD"
-[[ $(jq -r .memory.error <<<"$HTTP_BODY") =~ balance_after ]] ||
+expect_json .memory.parked[0].position "$BAD"
+expect_json .memory.parked[0].stream "account-$A"
+expect_json .memory.stopped false
+[[ $(jq -r .memory.parked[0].error <<<"$HTTP_BODY") =~ balance_after ]] ||
 	fail "the error does not name the field: $HTTP_BODY"
-grep -q '"event":"view_stopped".*"view":"accounts-memory"' "$TEST_TMP/QRY.log" ||
-	fail "no view_stopped log line"
-# what it had is still served, at the position before the bad event
+grep -q '"event":"stream_parked".*"view":"accounts-memory"' "$TEST_TMP/QRY.log" ||
+	fail "no stream_parked log line"
+# what it had is not passed off as current
 http GET "$QRY_URL/accounts/$A"
-expect_status 200
-expect_json .version 9
-expect_eq "$("$TANDEM_BUILD/tests/qry_token_covers" "$(header X-Position)" \
-	"$(psql_q "SELECT transaction_id || '.' || global_position FROM events
-		WHERE global_position = $BAD")")" 0 "X-Position covers the bad event"
+expect_problem 503 "parked at position $BAD"
+[[ $(jq -r .detail <<<"$HTTP_BODY") =~ balance_after ]] ||
+	fail "the 503 does not say why: $HTTP_BODY"
 http GET "$QRY_URL/metrics"
-grep -qx 'tandem_projection_stopped{view="accounts-memory"} 1' <<<"$HTTP_BODY" ||
+grep -qx 'tandem_projection_stopped{view="accounts-memory"} 0' <<<"$HTTP_BODY" ||
 	fail "metrics: $(grep stopped <<<"$HTTP_BODY")"
+grep -qx 'tandem_parked_streams{view="accounts-memory"} 1' <<<"$HTTP_BODY" ||
+	fail "metrics: $(grep parked <<<"$HTTP_BODY")"
 
 say "SIGTERM: exit 0"
 expect_eq "$(stop_pid "$QRY_PID")" 0 "query-service exit status"

@@ -20,28 +20,6 @@ migrate_db
 start_service CMD command-service
 start_service QRY query-service POLL_INTERVAL_MS=50
 
-TOKEN=
-cmd()
-{
-	http POST "$CMD_URL$1" "$2"
-	expect_status 201
-	TOKEN=$(jq -r .position <<<"$HTTP_BODY")
-}
-
-# GET with the last command's token: 200 expected
-ryw()
-{
-	http GET "$QRY_URL$1" "" -H "X-Min-Position: $TOKEN" -H 'X-Wait-Ms: 5000'
-	expect_status 200
-}
-
-# the body holds `text` exactly (a number as digits, not a float)
-expect_text()
-{
-	[[ $HTTP_BODY == *"$1"* ]] ||
-		fail "expected '$1' in the body: $(_lib_short "$HTTP_BODY")"
-}
-
 TODAY=$(psql_q "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
 
 say "two accounts of one owner, one deposit of the maximum"
