@@ -50,8 +50,8 @@ int qry_memory_load(struct qry_memory *m, PGconn *db, struct es_cursor *pos,
 /*
  * Fold `ev` into the staged changes (pure: no I/O). Events of other
  * streams and types are skipped (0). -1 with ES_EINVALID when the
- * payload cannot be applied (the view must stop; what is staged is then
- * unusable), or ES_EINTERNAL when out of memory.
+ * payload cannot be applied (the caller parks the stream; the stage is
+ * as it was), or ES_EINTERNAL when out of memory.
  * ownership: borrows `ev`.
  */
 int qry_memory_apply(struct qry_memory *m, const struct es_event *ev,

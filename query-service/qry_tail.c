@@ -27,6 +27,15 @@
  * view alone) collects its changes until a read's cursor covers its own,
  * and only then writes them and moves: a checkpoint always names exactly
  * what its tables reflect.
+ *
+ * Parked streams (qry_parked.h): an event a view cannot apply parks its
+ * stream for that view, and the view skips the stream from that version
+ * on while it folds every other one. The table views write their parked
+ * streams in the transaction that moves their checkpoint past them; the
+ * in-memory view starts from the accounts view's. A retry bumps
+ * projection_leader.parked_gen: the leader's fence sees it (the batch is
+ * read again with the parked streams reloaded), a follower's poll too,
+ * and the in-memory view loads again.
  */
 #include "qry_tail.h"
 
