@@ -23,6 +23,13 @@
  * at (compare-and-set: a rebuild swap makes it fail). Wakes on LISTEN
  * tandem_events (write database) or every poll_ms.
  *
+ * That transaction runs on a second thread, the flusher: it takes the
+ * views' batches and commits them while the reader goes on reading,
+ * folding into fresh batches and publishing the in-memory view, so an
+ * append becomes visible in memory without waiting for a table view's
+ * flush. One transaction is in flight at a time; the next one starts
+ * from where it left the checkpoints.
+ *
  * A view whose cursor is ahead of the read cursor (after a rebuild of that
  * view alone) collects its changes until a read's cursor covers its own,
  * and only then writes them and moves: a checkpoint always names exactly
@@ -40,6 +47,7 @@
 #include "qry_tail.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -121,6 +129,27 @@ struct tmem {
 	long long applied; /* by this process */
 };
 
+/*
+ * One table-views transaction, handed to the flusher thread: the changes
+ * it writes are taken from the views, so the reader goes on folding the
+ * next reads into fresh batches while it commits.
+ */
+struct flush {
+	int adv[QRY_VIEW_MAX]; /* views whose changes and checkpoints move */
+	void *batch[QRY_VIEW_MAX]; /* their changes (taken), or NULL */
+	long pending[QRY_VIEW_MAX]; /* events folded into batch[] */
+	struct qry_parked parked[QRY_VIEW_MAX]; /* copies, when they grew */
+	size_t stored[QRY_VIEW_MAX]; /* parked[i] from here on are new */
+	struct es_cursor next; /* what the views reflect once committed */
+	char *next_text;
+	long events; /* read into it, for the log */
+	double t_apply; /* when its first read was folded */
+	int result; /* enum commit_result, or -1 with err */
+	struct es_error err;
+};
+
+enum flush_state { FLUSH_IDLE, FLUSH_BUSY, FLUSH_DONE };
+
 struct qry_tail {
 	char *write_url, *read_url;
 	long batch, poll_ms, leader_retry_ms;
@@ -131,6 +160,20 @@ struct qry_tail {
 	pthread_mutex_t lock; /* guards cancel[], done */
 	pthread_cond_t cond;
 	int done;
+	/*
+	 * The flusher thread commits `fl` on the read session while the
+	 * reader goes on; guarded by lock. While FLUSH_BUSY the reader does
+	 * not touch the read session nor the views' stored positions.
+	 */
+	pthread_t flusher;
+	int flusher_started;
+	pthread_cond_t fl_cond;
+	enum flush_state fl_state;
+	int fl_quit;
+	int fl_pipe[2]; /* a byte when fl is done */
+	struct flush fl;
+	long fold_events; /* read since the last hand-over */
+	double fold_since; /* when the first of them was folded, or 0 */
 	PGcancel *cancel[C__COUNT];
 	struct es_db_link link[C__COUNT]; /* the sessions, and how to reopen */
 	PGconn *db[C__COUNT]; /* link[].db while open, else NULL */
@@ -244,14 +287,17 @@ static int conn_alive(struct qry_tail *t, enum conn which)
  */
 static unsigned int wait_for(struct qry_tail *t, long ms, unsigned int listen)
 {
-	struct pollfd p[C__COUNT + 1];
-	enum conn which[C__COUNT + 1];
+	struct pollfd p[C__COUNT + 2];
+	enum conn which[C__COUNT + 2];
 	unsigned int notified = 0;
 	int n = 0, i, c;
 
 	if (ms < 0)
 		ms = 0;
 	p[n].fd = t->wake[0];
+	p[n].events = POLLIN;
+	which[n++] = C__COUNT;
+	p[n].fd = t->fl_pipe[0];
 	p[n].events = POLLIN;
 	which[n++] = C__COUNT;
 	for (c = 0; c < C__COUNT; c++) {
@@ -281,7 +327,14 @@ static unsigned int wait_for(struct qry_tail *t, long ms, unsigned int listen)
 		p[i].revents = 0;
 	if (poll(p, (nfds_t)n, (int)ms) <= 0)
 		return 0;
-	for (i = 1; i < n; i++) {
+	if (p[1].revents) {
+		char buf[64];
+
+		/* the flusher is done: the caller collects on its next turn */
+		while (read(t->fl_pipe[0], buf, sizeof(buf)) > 0)
+			;
+	}
+	for (i = 2; i < n; i++) {
 		PGnotify *nt;
 
 		if (!p[i].revents)
@@ -341,6 +394,8 @@ static void view_drop_batch(struct tview *v)
 }
 
 static void mem_drop(struct qry_tail *t);
+static void flush_abandon(struct qry_tail *t);
+static int flush_busy(struct qry_tail *t);
 
 static void views_drop_batches(struct qry_tail *t)
 {
@@ -351,6 +406,8 @@ static void views_drop_batches(struct qry_tail *t)
 	mem_drop(t);
 	es_cursor_release(&t->reader);
 	t->have_reader = 0;
+	t->fold_events = 0;
+	t->fold_since = 0;
 }
 
 static void views_release(struct qry_tail *t)
@@ -703,6 +760,7 @@ static int mem_advance(struct qry_tail *t, const struct es_cursor *next,
 
 static void step_down(struct qry_tail *t, const char *why)
 {
+	flush_abandon(t);
 	if (t->leader)
 		es_log(ES_LOG_WARN, "projector_step_down", "{s:s, s:I}",
 		       "reason", why, "epoch", (json_int_t)t->epoch);
@@ -776,7 +834,7 @@ out:
 	return ret;
 }
 
-/* ---- leading: one read, one transaction ---- */
+/* ---- leading ---- */
 
 /* Fold the events into every healthy view that has not seen them. */
 static int fold(struct qry_tail *t, const struct es_events *evs,
@@ -805,13 +863,14 @@ static int fold(struct qry_tail *t, const struct es_events *evs,
 enum commit_result { COMMIT_OK, COMMIT_FENCED, COMMIT_MOVED };
 
 /*
- * One transaction: fence, move the checkpoints of the views in `adv`
- * (compare-and-set), record the stopped views, write the views' changes.
- * COMMIT_FENCED: projection_leader has another epoch; COMMIT_MOVED: a
- * checkpoint is not where we read it. -1 with `err` on database errors.
+ * One transaction for `f`: fence, move the checkpoints of the views in
+ * f->adv (compare-and-set), write the views' changes and the streams
+ * they parked. COMMIT_FENCED: projection_leader has another epoch;
+ * COMMIT_MOVED: a checkpoint is not where we read it. -1 with `err` on
+ * database errors. Runs on the flusher thread.
  */
-static int commit_batch(struct qry_tail *t, const int *adv,
-			const char *next_text, struct es_error *err)
+static int commit_batch(struct qry_tail *t, struct flush *f,
+			struct es_error *err)
 {
 	PGconn *db = t->db[C_READ];
 	char epoch[24];
@@ -852,15 +911,14 @@ static int commit_batch(struct qry_tail *t, const int *adv,
 		goto out;
 	}
 	for (i = 0; i < t->nviews; i++) {
-		struct tview *v = &t->views[i];
-
-		if (!adv[i])
+		if (!f->adv[i])
 			continue;
 		if (json_array_append_new(
-			    rows, json_pack("{s:s, s:s, s:s, s:I}", "view",
-					    v->ops->name, "old", v->text, "new",
-					    next_text, "n",
-					    (json_int_t)v->pending)) < 0) {
+			    rows,
+			    json_pack("{s:s, s:s, s:s, s:I}", "view",
+				      t->views[i].ops->name, "old",
+				      t->views[i].text, "new", f->next_text,
+				      "n", (json_int_t)f->pending[i])) < 0) {
 			es_error_set(err, ES_EINTERNAL, "out of memory");
 			goto out;
 		}
@@ -888,14 +946,15 @@ static int commit_batch(struct qry_tail *t, const int *adv,
 		res = NULL;
 	}
 	for (i = 0; i < t->nviews; i++) {
-		struct tview *v = &t->views[i];
-
-		if (adv[i] && v->pending > 0 &&
-		    v->ops->flush(v->batch, db, "", err) < 0)
+		if (!f->adv[i])
+			continue;
+		if (f->pending[i] > 0 &&
+		    t->views[i].ops->flush(f->batch[i], db, "", err) < 0)
 			goto out;
-		/* streams parked in this read, with the checkpoint past them */
-		if (adv[i] && qry_parked_store(db, v->ops->name, &v->parked,
-					       v->stored, err) < 0)
+		/* streams parked in these reads, with the checkpoint past them
+		 */
+		if (qry_parked_store(db, t->views[i].ops->name, &f->parked[i],
+				     f->stored[i], err) < 0)
 			goto out;
 	}
 	res = PQexec(db, "NOTIFY " ES_CHANNEL_CHECKPOINT "; COMMIT");
@@ -917,32 +976,117 @@ out:
 	return ret;
 }
 
+/* ---- the flusher thread ---- */
+
+static void *flusher_main(void *arg)
+{
+	struct qry_tail *t = arg;
+	char c = 1;
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		while (t->fl_state != FLUSH_BUSY && !t->fl_quit)
+			pthread_cond_wait(&t->fl_cond, &t->lock);
+		if (t->fl_state != FLUSH_BUSY)
+			break;
+		pthread_mutex_unlock(&t->lock);
+		r = commit_batch(t, &t->fl, &t->fl.err);
+		pthread_mutex_lock(&t->lock);
+		t->fl.result = r;
+		t->fl_state = FLUSH_DONE;
+		pthread_cond_broadcast(&t->fl_cond);
+		if (write(t->fl_pipe[1], &c, 1) < 0) {
+			/* full: the reader has a byte to wake on already */
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+/* Free what `f` holds and make it empty. */
+static void flush_clear(struct qry_tail *t, struct flush *f)
+{
+	size_t i;
+
+	for (i = 0; i < t->nviews; i++) {
+		if (f->batch[i])
+			t->views[i].ops->batch_free(f->batch[i]);
+		qry_parked_release(&f->parked[i]);
+	}
+	es_cursor_release(&f->next);
+	free(f->next_text);
+	es_error_release(&f->err);
+	memset(f, 0, sizeof(*f));
+	es_cursor_init(&f->next);
+	f->err = (struct es_error)ES_ERROR_INIT;
+}
+
+/* Wait until no transaction is in flight; the state then (not BUSY). */
+static enum flush_state flush_wait(struct qry_tail *t)
+{
+	enum flush_state s;
+
+	pthread_mutex_lock(&t->lock);
+	while (t->fl_state == FLUSH_BUSY)
+		pthread_cond_wait(&t->fl_cond, &t->lock);
+	s = t->fl_state;
+	pthread_mutex_unlock(&t->lock);
+	return s;
+}
+
+static int flush_busy(struct qry_tail *t)
+{
+	int busy;
+
+	pthread_mutex_lock(&t->lock);
+	busy = t->fl_state == FLUSH_BUSY;
+	pthread_mutex_unlock(&t->lock);
+	return busy;
+}
+
 /*
- * After a commit (or, for an empty window, instead of one): the views in
- * `adv` reflect `next`; `stored`: the checkpoints say so too.
+ * Wait out a transaction in flight and forget it (its outcome is read
+ * back with the checkpoints by whoever leads next): before the reader
+ * uses the read session itself or gives up leading.
  */
-static int views_advance(struct qry_tail *t, const int *adv,
-			 const struct es_cursor *next, const char *next_text,
-			 int stored, double seconds, struct es_error *err)
+static void flush_abandon(struct qry_tail *t)
+{
+	if (flush_wait(t) == FLUSH_IDLE)
+		return;
+	flush_clear(t, &t->fl);
+	pthread_mutex_lock(&t->lock);
+	t->fl_state = FLUSH_IDLE;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/*
+ * The views in f->adv reflect f->next: `stored`, the checkpoints say so
+ * too (after a commit); else an empty window (only what is served
+ * moves).
+ */
+static int views_advance(struct qry_tail *t, const struct flush *f, int stored,
+			 struct es_error *err)
 {
 	size_t i;
 
 	for (i = 0; i < t->nviews; i++) {
 		struct tview *v = &t->views[i];
 
-		if (!adv[i])
+		if (!f->adv[i])
 			continue;
-		v->applied += v->pending;
-		if (stored && v->pending > 0)
-			qry_state_add_apply(t->st, v->ops->name, seconds);
+		v->applied += f->pending[i];
+		if (stored && f->pending[i] > 0)
+			qry_state_add_apply(t->st, v->ops->name,
+					    now_s() - f->t_apply);
 		if (stored) {
 			struct es_cursor c;
-			char *text = strdup(next_text);
+			char *text = strdup(f->next_text);
 
 			if (!text)
 				return es_error_set(err, ES_EINTERNAL,
 						    "out of memory");
-			if (es_cursor_copy(&c, next, err) < 0) {
+			if (es_cursor_copy(&c, &f->next, err) < 0) {
 				free(text);
 				return -1;
 			}
@@ -950,14 +1094,13 @@ static int views_advance(struct qry_tail *t, const int *adv,
 			v->text = text;
 			es_cursor_release(&v->pos);
 			v->pos = c;
-			if (v->stored != v->parked.n) {
-				v->stored = v->parked.n;
+			if (f->parked[i].n != f->stored[i]) {
+				v->stored = f->parked[i].n;
 				qry_state_set_parked(t->st, v->ops->name,
-						     &v->parked);
+						     &f->parked[i]);
 			}
 		}
-		qry_state_set_pos(t->st, v->ops->name, next, v->applied, 0);
-		view_drop_batch(v);
+		qry_state_set_pos(t->st, v->ops->name, &f->next, v->applied, 0);
 	}
 	return 0;
 }
@@ -965,25 +1108,62 @@ static int views_advance(struct qry_tail *t, const int *adv,
 enum { PROJECT_MOVED = 1, PROJECT_FENCED };
 
 /*
- * As leader, after folding a read of `evs` up to `next`: write the table
- * views' changes and move their checkpoints (when anything changed, or
- * now and then for an empty window), then their positions. 0; or
+ * Take the outcome of the transaction the flusher finished. 0; or
  * PROJECT_MOVED when a checkpoint was not where we read it (reloaded:
  * read again), PROJECT_FENCED when another process leads (stepped
  * down); -1 with `err`.
  */
-static int project(struct qry_tail *t, const struct es_events *evs,
-		   const struct es_cursor *next, int full, double t_apply,
-		   struct es_error *err)
+static int flush_collect(struct qry_tail *t, struct es_error *err)
 {
-	int adv[QRY_VIEW_MAX] = { 0 };
-	char *next_text = es_cursor_format(next);
-	int ret = -1, any_adv = 0, must = 0;
+	struct flush *f = &t->fl;
+	int ret = -1;
+
+	if (f->result < 0) {
+		es_error_set(err,
+			     f->err.code != ES_OK ? f->err.code : ES_EINTERNAL,
+			     "%s", f->err.detail);
+		goto out;
+	}
+	if (f->result == COMMIT_FENCED) {
+		ret = PROJECT_FENCED;
+		goto out;
+	}
+	if (f->result == COMMIT_MOVED) {
+		es_log(ES_LOG_INFO, "projector_checkpoint_moved", NULL);
+		views_drop_batches(t);
+		ret = load_checkpoints(t, 0, err) < 0 ? -1 : PROJECT_MOVED;
+		goto out;
+	}
+	t->last_commit_ms = now_ms();
+	es_log(ES_LOG_DEBUG, "projector_batch", "{s:I}", "events",
+	       (json_int_t)f->events);
+	ret = views_advance(t, f, 1, err);
+out:
+	flush_clear(t, f);
+	pthread_mutex_lock(&t->lock);
+	t->fl_state = FLUSH_IDLE;
+	pthread_mutex_unlock(&t->lock);
+	if (ret == PROJECT_FENCED)
+		step_down(t, "fenced: another process leads");
+	return ret;
+}
+
+/*
+ * With no transaction in flight: what the table views folded up to the
+ * reader's cursor. Hand it to the flusher when anything changed (or now
+ * and then for an empty window); else only move what is served.
+ */
+static int flush_start(struct qry_tail *t, struct es_error *err)
+{
+	struct flush *f = &t->fl;
+	int any_adv = 0, must = 0;
 	size_t i;
 
-	if (!next_text) {
-		es_error_set(err, ES_EINTERNAL, "out of memory");
-		goto out;
+	flush_clear(t, f);
+	f->next_text = es_cursor_format(&t->reader);
+	if (!f->next_text || es_cursor_copy(&f->next, &t->reader, err) < 0) {
+		flush_clear(t, f);
+		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	}
 	for (i = 0; i < t->nviews; i++) {
 		struct tview *v = &t->views[i];
@@ -991,7 +1171,7 @@ static int project(struct qry_tail *t, const struct es_events *evs,
 		if (!v->known || !v->healthy)
 			continue;
 		/* a view ahead of the read collects until it is covered */
-		if (!es_cursor_covers(next, &v->pos)) {
+		if (!es_cursor_covers(&f->next, &v->pos)) {
 			if (!v->ahead)
 				es_log(ES_LOG_INFO, "projector_view_ahead",
 				       "{s:s, s:s}", "view", v->ops->name,
@@ -1000,45 +1180,83 @@ static int project(struct qry_tail *t, const struct es_events *evs,
 			continue;
 		}
 		v->ahead = 0;
-		adv[i] = 1;
+		f->adv[i] = 1;
 		any_adv = 1;
-		if (v->pending > 0)
+		if (v->pending > 0 || v->parked.n != v->stored)
 			must = 1;
-		if (strcmp(v->text, next_text) != 0 &&
+		if (strcmp(v->text, f->next_text) != 0 &&
 		    now_ms() - t->last_commit_ms >= IDLE_COMMIT_MS)
 			must = 1;
 	}
-	if (evs->n > 0 && any_adv)
+	if (t->fold_events > 0 && any_adv)
 		must = 1;
-	if (must) {
-		int r = commit_batch(t, adv, next_text, err);
+	if (!must) {
+		int r = views_advance(t, f, 0, err);
 
-		if (r < 0)
-			goto out;
-		if (r == COMMIT_FENCED) {
-			step_down(t, "fenced: another process leads");
-			ret = PROJECT_FENCED;
-			goto out;
-		}
-		if (r == COMMIT_MOVED) {
-			es_log(ES_LOG_INFO, "projector_checkpoint_moved", NULL);
-			views_drop_batches(t);
-			if (load_checkpoints(t, 0, err) < 0)
-				goto out;
-			ret = PROJECT_MOVED;
-			goto out;
-		}
-		t->last_commit_ms = now_ms();
-		es_log(ES_LOG_DEBUG, "projector_batch", "{s:I, s:b}", "events",
-		       (json_int_t)evs->n, "full", full);
+		flush_clear(t, f);
+		return r;
 	}
-	if (views_advance(t, adv, next, next_text, must, now_s() - t_apply,
-			  err) < 0)
-		goto out;
-	ret = 0;
-out:
-	free(next_text);
-	return ret;
+	if (conn_open(t, C_READ, err) < 0) {
+		flush_clear(t, f);
+		return -1;
+	}
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		if (!f->adv[i])
+			continue;
+		/* what the flusher stores; the reader may park more meanwhile
+		 */
+		if (v->parked.n != v->stored) {
+			if (qry_parked_copy(&f->parked[i], &v->parked, err) <
+			    0) {
+				flush_clear(t, f);
+				return -1;
+			}
+			f->stored[i] = v->stored;
+		}
+		f->batch[i] = v->batch;
+		f->pending[i] = v->pending;
+		v->batch = NULL;
+		v->pending = 0;
+	}
+	f->events = t->fold_events;
+	f->t_apply = t->fold_since;
+	t->fold_events = 0;
+	t->fold_since = 0;
+	pthread_mutex_lock(&t->lock);
+	t->fl_state = FLUSH_BUSY;
+	pthread_cond_broadcast(&t->fl_cond);
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+/*
+ * As leader, after folding a read: collect the transaction in flight
+ * if it is done, and start the next one. While one is in flight the
+ * reader reads on (the in-memory view never waits for a table view's
+ * flush) until it holds a full batch of unwritten events; then it waits.
+ * Returns as flush_collect().
+ */
+static int project(struct qry_tail *t, struct es_error *err)
+{
+	enum flush_state s;
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	s = t->fl_state;
+	pthread_mutex_unlock(&t->lock);
+	if (s == FLUSH_BUSY) {
+		if (t->fold_events < t->batch)
+			return 0;
+		s = flush_wait(t);
+	}
+	if (s == FLUSH_DONE) {
+		r = flush_collect(t, err);
+		if (r != 0)
+			return r;
+	}
+	return flush_start(t, err);
 }
 
 /*
@@ -1051,7 +1269,7 @@ static int read_once(struct qry_tail *t, struct es_error *err)
 {
 	struct es_events evs = ES_EVENTS_INIT;
 	struct es_cursor next;
-	int ret = -1, full, more, r;
+	int ret = -1, more, r;
 	double t_apply;
 
 	es_cursor_init(&next);
@@ -1067,21 +1285,21 @@ static int read_once(struct qry_tail *t, struct es_error *err)
 			    &next, err) < 0 ||
 	    view_payload_decode_all(&evs, err) < 0)
 		goto out;
-	full = evs.n >= (size_t)t->batch;
 	/* a follower reads on through an unfinished window at once */
-	more = full || (!t->leader && next.mid);
+	more = evs.n >= (size_t)t->batch || (!t->leader && next.mid);
 	t_apply = now_s();
 	if ((t->leader && fold(t, &evs, err) < 0) || mem_fold(t, &evs, err) < 0)
 		goto out;
-	/*
-	 * The in-memory view follows the log alone: publish it before the
-	 * table views' commit, so a read of one account never waits for
-	 * that transaction's flush.
-	 */
 	if (mem_advance(t, &next, now_s() - t_apply, err) < 0)
 		goto out;
+	es_cursor_release(&t->reader);
+	t->reader = next;
+	es_cursor_init(&next);
 	if (t->leader) {
-		r = project(t, &evs, &next, full, t_apply, err);
+		if (evs.n > 0 && t->fold_events == 0)
+			t->fold_since = t_apply;
+		t->fold_events += (long)evs.n;
+		r = project(t, err);
 		if (r < 0)
 			goto out;
 		if (r > 0) {
@@ -1089,9 +1307,6 @@ static int read_once(struct qry_tail *t, struct es_error *err)
 			goto out;
 		}
 	}
-	es_cursor_release(&t->reader);
-	t->reader = next;
-	es_cursor_init(&next);
 	/* nothing left to feed: pick again when there is */
 	if (!t->leader && !t->mem.loaded)
 		views_drop_batches(t);
@@ -1129,7 +1344,10 @@ static void listen_events(struct qry_tail *t)
 /* Load the in-memory view if it is not; 0 when it is, or -1. */
 static int mem_ensure(struct qry_tail *t, struct es_error *err)
 {
-	return t->mem.loaded ? 0 : mem_load(t, err);
+	/* the read session is the flusher's while it commits */
+	if (t->mem.loaded || flush_busy(t))
+		return 0;
+	return mem_load(t, err);
 }
 
 static void lead(struct qry_tail *t)
@@ -1151,6 +1369,7 @@ static void lead(struct qry_tail *t)
 			goto out;
 		es_log(ES_LOG_WARN, "projector_error", "{s:s}", "error",
 		       err.detail);
+		flush_abandon(t);
 		if (es_db_broken(t->db[C_WRITE]))
 			conn_close(t, C_WRITE);
 		if (es_db_broken(t->db[C_READ]))
@@ -1255,6 +1474,14 @@ static void *tail_main(void *arg)
 		else
 			follow(t);
 	}
+	pthread_mutex_lock(&t->lock);
+	t->fl_quit = 1;
+	pthread_cond_broadcast(&t->fl_cond);
+	pthread_mutex_unlock(&t->lock);
+	if (t->flusher_started)
+		pthread_join(t->flusher, NULL);
+	t->flusher_started = 0;
+	flush_clear(t, &t->fl);
 	if (t->leader)
 		set_leader(t, 0, 0);
 	rollback(t);
@@ -1276,6 +1503,12 @@ static void tail_free(struct qry_tail *t)
 		close(t->wake[0]);
 	if (t->wake[1] >= 0)
 		close(t->wake[1]);
+	if (t->fl_pipe[0] >= 0)
+		close(t->fl_pipe[0]);
+	if (t->fl_pipe[1] >= 0)
+		close(t->fl_pipe[1]);
+	flush_clear(t, &t->fl);
+	pthread_cond_destroy(&t->fl_cond);
 	pthread_cond_destroy(&t->cond);
 	pthread_mutex_destroy(&t->lock);
 	free(t->write_url);
@@ -1308,8 +1541,12 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 		return NULL;
 	}
 	t->wake[0] = t->wake[1] = -1;
+	t->fl_pipe[0] = t->fl_pipe[1] = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
+	pthread_cond_init(&t->fl_cond, NULL);
+	es_cursor_init(&t->fl.next);
+	t->fl.err = (struct es_error)ES_ERROR_INIT;
 	atomic_init(&t->stopping, 0);
 	t->write_url = strdup(cfg->write_url);
 	t->read_url = strdup(cfg->read_url && *cfg->read_url ? cfg->read_url
@@ -1343,6 +1580,16 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 		es_error_set(err, ES_EINTERNAL, "cannot create a pipe");
 		goto fail;
 	}
+	if (pipe(t->fl_pipe) < 0) {
+		t->fl_pipe[0] = t->fl_pipe[1] = -1;
+		es_error_set(err, ES_EINTERNAL, "cannot create a pipe");
+		goto fail;
+	}
+	if (fcntl(t->fl_pipe[0], F_SETFL, O_NONBLOCK) < 0 ||
+	    fcntl(t->fl_pipe[1], F_SETFL, O_NONBLOCK) < 0) {
+		es_error_set(err, ES_EINTERNAL, "cannot set up a pipe");
+		goto fail;
+	}
 	for (i = 0; i < C__COUNT; i++) {
 		struct es_db_link *l = &t->link[i];
 
@@ -1354,9 +1601,20 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 		l->min_ms = l->max_ms = 0; /* backoff() waits */
 		l->connect_ms = CONNECT_TIMEOUT_MS;
 	}
+	if (pthread_create(&t->flusher, NULL, flusher_main, t) != 0) {
+		es_error_set(err, ES_EINTERNAL,
+			     "cannot start the projector's flusher thread");
+		goto fail;
+	}
+	t->flusher_started = 1;
 	if (pthread_create(&t->thread, NULL, tail_main, t) != 0) {
 		es_error_set(err, ES_EINTERNAL,
 			     "cannot start the projector thread");
+		pthread_mutex_lock(&t->lock);
+		t->fl_quit = 1;
+		pthread_cond_broadcast(&t->fl_cond);
+		pthread_mutex_unlock(&t->lock);
+		pthread_join(t->flusher, NULL);
 		goto fail;
 	}
 	return t;
