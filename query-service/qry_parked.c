@@ -108,6 +108,14 @@ int qry_parked_add(struct qry_parked *p, const struct es_event *ev,
 		   (long long)time(NULL), err);
 }
 
+int qry_parked_account_error(struct es_error *err, const char *id,
+			     long long position, const char *why)
+{
+	return es_error_set(err, ES_EUNAVAIL,
+			    "account '%s' is parked at position %lld: %s", id,
+			    position, why);
+}
+
 void qry_parked_truncate(struct qry_parked *p, size_t n)
 {
 	while (p->n > n) {

@@ -50,6 +50,14 @@ int qry_parked_holds(const struct qry_parked *p, const struct es_event *ev);
 int qry_parked_add(struct qry_parked *p, const struct es_event *ev,
 		   const char *why, struct es_error *err);
 
+/*
+ * The 503 for a read of account `id`, whose stream a view parked at
+ * `position` for `why`: never its older state passed off as current.
+ * Returns -1.
+ */
+int qry_parked_account_error(struct es_error *err, const char *id,
+			     long long position, const char *why);
+
 /* Keep the first `n` entries. */
 void qry_parked_truncate(struct qry_parked *p, size_t n);
 

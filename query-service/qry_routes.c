@@ -40,9 +40,7 @@ static int parked(struct qry_ctx *ctx, const char *id, struct es_error *err)
 	if (!qry_state_parked(ctx->st, QRY_MEMORY_VIEW, stream, &position, why,
 			      sizeof(why)))
 		return 0;
-	es_error_set(err, ES_EUNAVAIL,
-		     "account '%s' is parked at position %lld: %s", id,
-		     position, why);
+	qry_parked_account_error(err, id, position, why);
 	return 1;
 }
 

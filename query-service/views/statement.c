@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../qry_parked.h"
 #include "../qry_read.h"
 #include "bulk.h"
 #include "es_event.h"
@@ -312,11 +313,14 @@ const struct view_ops view_statement_ops = {
 
 /* ---- GET /accounts/{id}/transactions ---- */
 
-#define SQL_READ                                                                           \
-	"SELECT cp.cp_position, EXISTS (SELECT 1 FROM view_accounts"                       \
-	" WHERE account_id = $1::uuid), " VIEW_STATEMENT_COLUMNS QRY_READ_FROM_CHECKPOINT( \
-		"statement") " LEFT JOIN LATERAL (SELECT * FROM view_statement"            \
-			     " WHERE account_id = $1::uuid AND version > $2::bigint"       \
+#define SQL_READ                                                                        \
+	"SELECT cp.cp_position, EXISTS (SELECT 1 FROM view_accounts"                    \
+	" WHERE account_id = $1::uuid), (SELECT json_build_object('position',"          \
+	" position, 'error', error)::text FROM parked_streams WHERE view = 'statement'" \
+	" AND stream_id = '" ES_ACCOUNT_PREFIX                                          \
+	"' || $1), " VIEW_STATEMENT_COLUMNS QRY_READ_FROM_CHECKPOINT(                   \
+		"statement") " LEFT JOIN LATERAL (SELECT * FROM view_statement"         \
+			     " WHERE account_id = $1::uuid AND version > $2::bigint"    \
 			     " ORDER BY version LIMIT $3::bigint) s ON true ORDER BY s.version"
 
 struct read_params {
@@ -355,6 +359,22 @@ static int read_item(const PGresult *res, int i, int col, char *next,
 	return qry_read_add_json(out, view_statement_row_json(&row), err);
 }
 
+/*
+ * The 503 of an account whose stream the view parked, from `parked`,
+ * {"position", "error"} as the read gives it.
+ */
+static void parked_error(struct es_error *err, const char *id,
+			 const char *parked)
+{
+	json_t *j = json_loads(parked, 0, NULL);
+	const char *why = json_string_value(json_object_get(j, "error"));
+
+	qry_parked_account_error(
+		err, id, json_integer_value(json_object_get(j, "position")),
+		why ? why : "");
+	json_decref(j);
+}
+
 static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 {
 	struct read_params *p = arg;
@@ -368,14 +388,18 @@ static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 	res = qry_read_prepared(r, w, "qry_statement", 3, params);
 	if (!res)
 		return;
-	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0 ||
+	    !PQgetisnull(res, 0, 2)) {
 		qry_read_add_position(r->req, qry_read_checkpoint(res));
-		es_error_set(&err, ES_ENOTFOUND, "account '%s' does not exist",
-			     p->id);
+		if (PQgetisnull(res, 0, 2))
+			es_error_set(&err, ES_ENOTFOUND,
+				     "account '%s' does not exist", p->id);
+		else
+			parked_error(&err, p->id, PQgetvalue(res, 0, 2));
 		es_http_send_problem(r->req, &err);
 		es_error_release(&err);
 	} else {
-		qry_read_page(r, res, 2, p->limit, read_item);
+		qry_read_page(r, res, 3, p->limit, read_item);
 	}
 	PQclear(res);
 }
