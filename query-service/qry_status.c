@@ -31,10 +31,14 @@
 	"  ($4::xid8, $5::bigint) AND transaction_id < $6::xid8"            \
 	"  AND transaction_id <> ALL($7::xid8[]))"
 
+/*
+ * Never the query text: another session's SQL may carry its data (a card
+ * number in a literal), and /status is not that session's to show.
+ */
 #define SQL_PENDING                                                  \
 	"SELECT pid, backend_xid::text, floor(extract(epoch FROM"    \
-	" clock_timestamp() - xact_start) * 1000)::bigint, state,"   \
-	" left(query, 200) FROM pg_stat_activity"                    \
+	" clock_timestamp() - xact_start) * 1000)::bigint,"          \
+	" application_name, state FROM pg_stat_activity"             \
 	" WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()" \
 	" AND datname = current_database() ORDER BY xact_start"
 
@@ -183,7 +187,10 @@ static json_t *view_status_json(const struct qry_status_view *v)
 	return o;
 }
 
-/* The backends of the event store holding a transaction id. */
+/*
+ * The backends of the event store holding a transaction id: pid, xid,
+ * age, application name and state.
+ */
 static json_t *pending_json(PGconn *db, struct es_error *err)
 {
 	PGresult *res =
@@ -205,11 +212,11 @@ static json_t *pending_json(PGconn *db, struct es_error *err)
 				     "xid", PQgetvalue(res, i, 1), "age_ms",
 				     (json_int_t)strtoll(PQgetvalue(res, i, 2),
 							 NULL, 10),
-				     "state",
+				     "application_name",
 				     PQgetisnull(res, i, 3)
 					     ? NULL
 					     : PQgetvalue(res, i, 3),
-				     "query",
+				     "state",
 				     PQgetisnull(res, i, 4)
 					     ? NULL
 					     : PQgetvalue(res, i, 4)));
