@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "es_db.h"
 #include "es_json.h"
 #include "es_log.h"
 
@@ -115,23 +116,11 @@ static void conn_message(PGconn *db, char *buf, size_t len)
 }
 
 /*
- * Notices and what the server says while a connection is idle (FATAL on
- * shutdown) go to the log as JSON, not to stderr as libpq's default does.
- */
-static void on_notice(void *arg, const char *message)
-{
-	char msg[256];
-
-	(void)arg;
-	log_text(msg, sizeof(msg), message);
-	es_log(ES_LOG_INFO, "db_notice", "{s:s}", "message", msg);
-}
-
-/*
- * Open a connection. Keepalives come first and `conninfo` last, so that
- * anything the operator's conninfo says wins (PQconnectdbParams() keeps
- * the last value of a repeated keyword, and expands "dbname" as a whole
- * conninfo string or URI).
+ * Open a connection (es_db_open(): notices go to the JSON log).
+ * Keepalives come first and `conninfo` last, so that anything the
+ * operator's conninfo says wins (libpq keeps the last value of a
+ * repeated keyword, and expands "dbname" as a whole conninfo string or
+ * URI).
  */
 static PGconn *conn_open(const struct cmd_pool_config *cfg, char *msg,
 			 size_t msglen)
@@ -145,12 +134,10 @@ static PGconn *conn_open(const struct cmd_pool_config *cfg, char *msg,
 				     NULL };
 	const char *const vals[] = { "1",      "30",	      "10", "3",
 				     APP_NAME, cfg->conninfo, NULL };
-	PGconn *db = PQconnectdbParams(keys, vals, 1);
+	PGconn *db = es_db_open(keys, vals, -1, 0);
 
-	if (db && PQstatus(db) == CONNECTION_OK) {
-		PQsetNoticeProcessor(db, on_notice, NULL);
+	if (db && PQstatus(db) == CONNECTION_OK)
 		return db;
-	}
 	conn_message(db, msg, msglen);
 	PQfinish(db);
 	return NULL;

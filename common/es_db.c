@@ -12,13 +12,139 @@
 #include <string.h>
 #include <time.h>
 
+#include "es_json.h"
 #include "es_log.h"
+#include "es_utf8.h"
 
 #define SQL_READY "SELECT 1 FROM schema_migrations WHERE name = $1"
 
+#define CONNECT_MS	10000 /* a handshake's bound when nothing says */
+#define NOTICE_TEXT_MAX 1024 /* bytes of a notice's text kept in the log */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * `text` in `buf`, cut at a character boundary, made printable ASCII when
+ * it is not UTF-8 (a database in another encoding), so that json_pack()
+ * takes it. NULL stays NULL.
+ */
+static const char *log_text(char *buf, size_t len, const char *text)
+{
+	size_t n;
+
+	if (!text)
+		return NULL;
+	n = strlen(text);
+	if (n >= len) {
+		n = len - 1;
+		while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(buf, text, n);
+	buf[n] = '\0';
+	if (es_utf8_chars(buf, n, NULL) < 0)
+		es_json_printable(buf);
+	return buf;
+}
+
+/* The log level of a severity ("WARNING", "NOTICE", ...). */
+static enum es_log_level notice_level(const char *severity)
+{
+	if (!severity)
+		return ES_LOG_INFO;
+	if (strncmp(severity, "DEBUG", 5) == 0)
+		return ES_LOG_DEBUG;
+	if (strcmp(severity, "WARNING") == 0)
+		return ES_LOG_WARN;
+	if (strcmp(severity, "ERROR") == 0 || strcmp(severity, "FATAL") == 0 ||
+	    strcmp(severity, "PANIC") == 0)
+		return ES_LOG_ERROR;
+	return ES_LOG_INFO; /* LOG, INFO, NOTICE */
+}
+
+/*
+ * libpq's notice receiver: a server's NOTICE or WARNING, what it says on
+ * an idle connection before closing it (FATAL on shutdown), and libpq's
+ * own notices become one JSON log line each, never libpq's default raw
+ * line on stderr.
+ */
+static void log_notice(void *arg, const PGresult *res)
+{
+	const char *sev =
+		PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	char state[6], msg[NOTICE_TEXT_MAX], detail[NOTICE_TEXT_MAX];
+
+	(void)arg;
+	es_log(notice_level(sev), "db_notice", "{s:s, s:s?, s:s?, s:s?}",
+	       "severity", sev ? sev : "", "sqlstate",
+	       log_text(state, sizeof(state),
+			PQresultErrorField(res, PG_DIAG_SQLSTATE)),
+	       "message",
+	       log_text(msg, sizeof(msg),
+			PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)),
+	       "detail",
+	       log_text(detail, sizeof(detail),
+			PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)));
+}
+
+PGconn *es_db_open(const char *const *keys, const char *const *vals,
+		   int wake_fd, long connect_ms)
+{
+	PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
+	PGconn *db = PQconnectStartParams(keys, vals, 1);
+	PQconninfoOption *opts;
+	int64_t end;
+
+	if (!db)
+		return NULL;
+	/* before the handshake: the server may warn during it */
+	PQsetNoticeReceiver(db, log_notice, NULL);
+	if (connect_ms <= 0) {
+		connect_ms = CONNECT_MS;
+		opts = PQconninfo(db);
+		for (size_t i = 0; opts && opts[i].keyword; i++)
+			if (strcmp(opts[i].keyword, "connect_timeout") == 0 &&
+			    opts[i].val && atol(opts[i].val) > 0)
+				/* as libpq: at least 2 s */
+				connect_ms = atol(opts[i].val) < 2
+						     ? 2000
+						     : atol(opts[i].val) * 1000;
+		PQconninfoFree(opts);
+	}
+	end = now_ms() + connect_ms;
+	while (PQstatus(db) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
+	       ps != PGRES_POLLING_FAILED) {
+		struct pollfd p[2] = {
+			{ PQsocket(db),
+			  ps == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 },
+			{ wake_fd, POLLIN, 0 },
+		};
+		int64_t left = end - now_ms();
+
+		if (left <= 0)
+			break;
+		if (poll(p, wake_fd >= 0 ? 2 : 1, (int)left) < 0 &&
+		    errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		if (p[0].revents)
+			ps = PQconnectPoll(db);
+	}
+	return db;
+}
+
 PGconn *es_db_connect(const char *conninfo, struct es_error *err)
 {
-	PGconn *db = PQconnectdb(conninfo);
+	const char *const keys[] = { "dbname", NULL };
+	const char *const vals[] = { conninfo, NULL };
+	PGconn *db = es_db_open(keys, vals, -1, 0);
 
 	if (!db) {
 		es_error_set(err, ES_EUNAVAIL, "database unreachable");
@@ -167,14 +293,6 @@ int es_db_broken(PGconn *db)
 
 /* ---- struct es_db_link ---- */
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Whether `fd` (-1: none) is readable within `ms`; waits that long. */
 static int woken(int fd, long ms)
 {
@@ -206,32 +324,11 @@ static PGconn *link_connect(const struct es_db_link *l)
 			       NULL };
 	const char *vals[] = { "1",	    "5",	 "2", "3",
 			       l->conninfo, l->app_name, NULL };
-	PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
-	int64_t end = now_ms() + l->connect_ms;
-	PGconn *db = PQconnectStartParams(keys, vals, 1);
+	PGconn *db = es_db_open(keys, vals, l->wake_fd, l->connect_ms);
 
 	if (!db)
 		return NULL;
-	while (PQstatus(db) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
-	       ps != PGRES_POLLING_FAILED) {
-		struct pollfd p[2] = {
-			{ PQsocket(db),
-			  ps == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 },
-			{ l->wake_fd, POLLIN, 0 },
-		};
-		int64_t left = end - now_ms();
-
-		if (left <= 0)
-			break;
-		if (poll(p, l->wake_fd >= 0 ? 2 : 1, (int)left) < 0 &&
-		    errno != EINTR)
-			break;
-		if (p[1].revents)
-			break;
-		if (p[0].revents)
-			ps = PQconnectPoll(db);
-	}
-	if (ps != PGRES_POLLING_OK || PQstatus(db) != CONNECTION_OK) {
+	if (PQstatus(db) != CONNECTION_OK) {
 		es_log(ES_LOG_WARN, "db_connect_failed", "{s:s, s:s}",
 		       "session", l->app_name ? l->app_name : "", "error",
 		       PQerrorMessage(db));

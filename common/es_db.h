@@ -11,7 +11,24 @@
 #include "es_error.h"
 
 /*
- * Connect with `conninfo` (a libpq URI or key=value string).
+ * Open a connection from libpq's keyword and value arrays, as
+ * PQconnectdbParams() with expand_dbname, except that libpq's notices
+ * and warnings go to the JSON log (event "db_notice", at the level of
+ * their severity) instead of stderr, from the handshake on: every
+ * connection of the services and of bin/migrate is made here. The
+ * handshake polls the socket and `wake_fd` (-1: none), so a stop cuts it
+ * short, and takes at most `connect_ms` (0: the conninfo's
+ * connect_timeout, else 10 s). Returns the connection in whatever state
+ * it ended: CONNECTION_OK or not (PQerrorMessage() says why, empty when
+ * cut short); NULL only when out of memory.
+ * ownership: borrows the arrays; caller frees with PQfinish().
+ */
+PGconn *es_db_open(const char *const *keys, const char *const *vals,
+		   int wake_fd, long connect_ms);
+
+/*
+ * Connect with `conninfo` (a libpq URI or key=value string), through
+ * es_db_open().
  * ES_EUNAVAIL when the server cannot be reached; the server's text goes
  * to the log, never to the client.
  * ownership: caller frees with PQfinish().

@@ -61,16 +61,6 @@ static const char *default_dir(char *buf, size_t size)
 	return buf;
 }
 
-static void log_notice(void *arg, const PGresult *res)
-{
-	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY);
-	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-	(void)arg;
-	es_log(ES_LOG_INFO, "db_notice", "{s:s, s:s}", "severity",
-	       sev ? sev : "", "message", msg ? msg : "");
-}
-
 static long ms_since(const struct timespec *t0)
 {
 	struct timespec t1;
@@ -178,7 +168,6 @@ static int run(const struct migrate_config *cfg, int status_only)
 	db = es_db_connect(cfg->database_url, &err);
 	if (!db)
 		goto out;
-	PQsetNoticeReceiver(db, log_notice, NULL);
 
 	if (status_only) {
 		if (es_migrate_load_applied(db, &list, &err) < 0 ||
