@@ -19,6 +19,10 @@
 # an && chain. Called inside $(...) or ( ... ) they only end that subshell.
 #
 #   fail MSG...                      print "FAIL: MSG" on stderr, exit 1
+#   skip MSG...                      print "SKIP: MSG" on stderr, exit 77:
+#                                    the test cannot run here (a kernel
+#                                    feature or privilege is missing);
+#                                    scripts/run-tests counts it as skipped
 #   say MSG...                       progress note on stderr ("# [1.23s] MSG")
 #   free_port                        print a free loopback TCP port
 #   psql_q SQL [psql args]           run SQL on $DATABASE_URL, print rows
@@ -115,6 +119,12 @@ fail()
 		printf '%s\n' "$*" >"$_LIB/failmsg" 2>/dev/null || true
 	fi
 	exit 1
+}
+
+skip()
+{
+	printf 'SKIP: %s\n' "$*" >&2
+	exit 77
 }
 
 # Progress note with the seconds since the test began.
@@ -615,7 +625,7 @@ _lib_cleanup()
 	for c in "${_LIB_AT_EXIT[@]}"; do
 		eval "$c"
 	done
-	if [ "$rc" -ne 0 ]; then
+	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
 		while read -r prefix log; do
 			_lib_tail_log "$log" 10
 		done <"$_LIB/services"
@@ -651,7 +661,7 @@ _lib_cleanup()
 	while read -r dir; do
 		[ -z "$dir" ] || "$TANDEM_ROOT/scripts/pg" destroy "$dir" >&2
 	done <"$_LIB/clusters"
-	if [ "$rc" -ne 0 ]; then
+	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
 		# Repeat the failure below the service logs printed above.
 		if [ -f "$_LIB/failmsg" ] && [ -s "$_LIB/services" ]; then
 			printf 'FAIL: %s\n' "$(cat "$_LIB/failmsg")" >&2

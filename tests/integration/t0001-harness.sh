@@ -261,3 +261,11 @@ expect_eq "$rc" 1 "set -e in force"
 [[ $out == *"FAIL: exit 1 at line 1: false"* ]] ||
 	fail "no failure line in: $out"
 [[ $out != *after* ]] || fail "went on after a failure"
+
+say "a test that cannot run here skips"
+rc=0
+out=$(LIB=$LIB TEST_TMP=$TEST_TMP/inner3 bash -c '. "$LIB";
+	at_exit "echo cleaned >&2"; skip no tmpfs here; echo after' 2>&1) ||
+	rc=$?
+expect_eq "$rc" 77 "skip's exit status"
+expect_eq "$out" "SKIP: no tmpfs here"$'\n'"cleaned" "skip's output"
