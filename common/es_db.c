@@ -220,15 +220,27 @@ static int state_error(const char *state, const char *constraint,
 	return es_error_set(err, ES_EINTERNAL, "unexpected database error");
 }
 
+/*
+ * The server cannot serve anyone now, nothing was applied, and it may
+ * later: a lost connection (class 08), a shutdown or start-up (57P01-3),
+ * or a resource it ran out of (53000, 53100 disk full, 53200 out of
+ * memory, 53300 too many connections).
+ */
+static int unavailable(const char *state)
+{
+	return (state && strncmp(state, "08", 2) == 0) ||
+	       sqlstate_is(state, "57P01") || sqlstate_is(state, "57P02") ||
+	       sqlstate_is(state, "57P03") || sqlstate_is(state, "53000") ||
+	       sqlstate_is(state, "53100") || sqlstate_is(state, "53200") ||
+	       sqlstate_is(state, "53300");
+}
+
 int es_db_error(PGconn *db, const PGresult *res, struct es_error *err)
 {
 	const char *state =
 		res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
-	if (!res || es_db_broken(db) ||
-	    (state && strncmp(state, "08", 2) == 0) ||
-	    sqlstate_is(state, "57P01") || sqlstate_is(state, "57P02") ||
-	    sqlstate_is(state, "57P03") || sqlstate_is(state, "53300")) {
+	if (!res || es_db_broken(db) || unavailable(state)) {
 		es_log(ES_LOG_WARN, "db_unavailable", "{s:s, s:s}", "sqlstate",
 		       state ? state : "", "error",
 		       db ? PQerrorMessage(db) : "");
