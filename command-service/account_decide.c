@@ -186,14 +186,14 @@ static int check_identity(const struct account *acc, const char *id,
 
 int account_decide_transfer(const struct account *from,
 			    const struct account *to,
-			    const struct transfer_cmd *cmd,
-			    json_t **from_events, json_t **to_events,
-			    struct es_error *err)
+			    const struct transfer_cmd *cmd, int recorded,
+			    json_t *events[3], struct es_error *err)
 {
 	long long from_after = 0, to_after = 0;
+	size_t i;
 
-	*from_events = NULL;
-	*to_events = NULL;
+	for (i = 0; i < 3; i++)
+		events[i] = NULL;
 	if (!strcmp(cmd->from, cmd->to)) {
 		es_error_field(err, "to", "must differ from 'from'");
 		check_amount(cmd->amount, err);
@@ -204,6 +204,10 @@ int account_decide_transfer(const struct account *from,
 	    check_identity(to, cmd->to, err) < 0 || check_open(from, err) < 0 ||
 	    check_open(to, err) < 0)
 		return -1;
+	if (recorded)
+		return es_error_set(err, ES_ECONFLICT,
+				    "transfer '%s' already exists",
+				    cmd->transfer_id);
 	if (strcmp(from->currency, to->currency) != 0)
 		return es_error_set(
 			err, ES_ECONFLICT,
@@ -212,7 +216,7 @@ int account_decide_transfer(const struct account *from,
 	if (debit(from, cmd->amount, &from_after, err) < 0 ||
 	    credit(to, cmd->amount, &to_after, err) < 0)
 		return -1;
-	*from_events = one_event(
+	events[0] = one_event(
 		event_new(ES_EV_TRANSFER_SENT,
 			  json_pack("{s:s, s:s, s:I, s:I, s:s, s:s*}",
 				    ES_F_TRANSFER_ID, cmd->transfer_id,
@@ -223,7 +227,7 @@ int account_decide_transfer(const struct account *from,
 				    cmd->reference),
 			  err),
 		err);
-	*to_events = one_event(
+	events[1] = one_event(
 		event_new(ES_EV_TRANSFER_RECEIVED,
 			  json_pack("{s:s, s:s, s:I, s:I, s:s, s:s*}",
 				    ES_F_TRANSFER_ID, cmd->transfer_id,
@@ -234,11 +238,22 @@ int account_decide_transfer(const struct account *from,
 				    cmd->reference),
 			  err),
 		err);
-	if (!*from_events || !*to_events) {
-		json_decref(*from_events);
-		json_decref(*to_events);
-		*from_events = NULL;
-		*to_events = NULL;
+	events[2] = one_event(
+		event_new(ES_EV_TRANSFER_MADE,
+			  json_pack("{s:s, s:s, s:s, s:I, s:s, s:s*}",
+				    ES_F_TRANSFER_ID, cmd->transfer_id,
+				    ES_F_FROM_ACCOUNT, cmd->from,
+				    ES_F_TO_ACCOUNT, cmd->to, ES_F_AMOUNT,
+				    (json_int_t)cmd->amount, ES_F_CURRENCY,
+				    from->currency, ES_F_REFERENCE,
+				    cmd->reference),
+			  err),
+		err);
+	if (!events[0] || !events[1] || !events[2]) {
+		for (i = 0; i < 3; i++) {
+			json_decref(events[i]);
+			events[i] = NULL;
+		}
 		return -1;
 	}
 	return 0;

@@ -61,14 +61,17 @@ json_t *account_decide_close(const struct account *acc,
 			     const struct close_cmd *cmd, struct es_error *err);
 
 /*
- * A transfer appends TransferSent to `from` and TransferReceived to `to`.
- * Returns 0 and sets both arrays, or -1 (arrays NULL) with an error as
- * above. ownership: caller frees both arrays with json_decref().
+ * A transfer appends TransferSent to `from`, TransferReceived to `to`
+ * and TransferMade to its own stream (es_event.h), each array into
+ * events[0..3) in that order. `recorded`: the transfer's stream has
+ * events already, ES_ECONFLICT naming the transfer id (checked after
+ * the command's own rules and the accounts' existence). Returns 0, or
+ * -1 (all three NULL) with an error as above.
+ * ownership: caller frees the three arrays with json_decref().
  */
 int account_decide_transfer(const struct account *from,
 			    const struct account *to,
-			    const struct transfer_cmd *cmd,
-			    json_t **from_events, json_t **to_events,
-			    struct es_error *err);
+			    const struct transfer_cmd *cmd, int recorded,
+			    json_t *events[3], struct es_error *err);
 
 #endif

@@ -277,9 +277,12 @@ const struct cmd_kind cmd_kind_close = {
 static int transfer_parse(const struct es_request *req, struct cmd *cmd,
 			  struct es_error *err)
 {
-	if (no_if_match(cmd, err) < 0)
+	if (no_if_match(cmd, err) < 0 ||
+	    cmd_parse_transfer(req->json, &cmd->u.transfer, err) < 0)
 		return -1;
-	return cmd_parse_transfer(req->json, &cmd->u.transfer, err);
+	snprintf(cmd->claim, sizeof(cmd->claim), "%s%s", ES_TRANSFER_PREFIX,
+		 cmd->u.transfer.transfer_id);
+	return 0;
 }
 
 static enum cmd_load transfer_streams(const struct cmd *cmd, const char *ids[2])
@@ -289,17 +292,21 @@ static enum cmd_load transfer_streams(const struct cmd *cmd, const char *ids[2])
 	return CMD_LOAD_ACCOUNTS;
 }
 
-/* Both streams, all or nothing: one append of two streams. */
+/*
+ * The accounts' streams and the transfer's own (which must not exist
+ * yet), all or nothing: one append of three streams.
+ */
 static int transfer_decide(const struct cmd *cmd, const struct account acc[2],
 			   struct cmd_decision *d, struct es_error *err)
 {
-	json_t *from = NULL, *to = NULL;
+	json_t *ev[3];
 
-	if (account_decide_transfer(&acc[0], &acc[1], &cmd->u.transfer, &from,
-				    &to, err) < 0)
+	if (account_decide_transfer(&acc[0], &acc[1], &cmd->u.transfer,
+				    cmd->claimed, ev, err) < 0)
 		return -1;
-	add_stream(d, acc[0].stream_id, expected_of(&acc[0]), from);
-	add_stream(d, acc[1].stream_id, expected_of(&acc[1]), to);
+	add_stream(d, acc[0].stream_id, expected_of(&acc[0]), ev[0]);
+	add_stream(d, acc[1].stream_id, expected_of(&acc[1]), ev[1]);
+	add_stream(d, cmd->claim, ES_NO_STREAM, ev[2]);
 	return 0;
 }
 

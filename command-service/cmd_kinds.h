@@ -42,12 +42,22 @@ struct cmd {
 	long long if_match; /* If-Match version, -1 if none; set before parse */
 	int all_ids; /* raw: every event carries an event_id */
 	json_t *events; /* owned: a raw append's events, else NULL */
+	/*
+	 * A stream this command must be the first to write (a transfer's
+	 * own, which claims its id), or "". `claimed`: the runner found it
+	 * written, on fresh state; set before decide().
+	 */
+	char claim[64];
+	int claimed;
 };
 
-/* What decide() asks to append: streams[0..n), one per account. */
+/*
+ * What decide() asks to append: streams[0..n), one per account in the
+ * order streams() names them, then the claim's if there is one.
+ */
 struct cmd_decision {
-	struct es_stream_append streams[2];
-	json_t *events[2]; /* owned: the arrays streams[i].events points to */
+	struct es_stream_append streams[3];
+	json_t *events[3]; /* owned: the arrays streams[i].events points to */
 	size_t n;
 };
 

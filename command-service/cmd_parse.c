@@ -414,10 +414,11 @@ static int check_stream_id(const char *s, struct es_error *err)
 	for (i = 0; i < len; i++)
 		if (s[i] < 0x21 || s[i] > 0x7e || s[i] == '/')
 			goto bad;
-	if (!strncasecmp(s, ES_ACCOUNT_PREFIX, ES_ACCOUNT_PREFIX_LEN))
+	if (!strncasecmp(s, ES_ACCOUNT_PREFIX, ES_ACCOUNT_PREFIX_LEN) ||
+	    !strncasecmp(s, ES_TRANSFER_PREFIX, ES_TRANSFER_PREFIX_LEN))
 		return es_error_field(
 			err, "stream_id",
-			"must not be in the 'account' category, which only the account commands write");
+			"must not be in the 'account' or 'transfer' category, which only the account commands write");
 	return 0;
 bad:
 	return es_error_field(

@@ -8,8 +8,11 @@ int cmd_round_init(struct cmd_round *r, size_t max)
 {
 	memset(r, 0, sizeof(*r));
 	r->stripes = malloc((2 * max + 1) * sizeof(*r->stripes));
-	/* up to three names a member (two ids and a key): joins cannot fail */
-	if (!r->stripes || es_table_reserve(&r->names, 3 * max) < 0) {
+	/*
+	 * up to four names a member (two ids, a claim and a key): joins
+	 * cannot fail
+	 */
+	if (!r->stripes || es_table_reserve(&r->names, 4 * max) < 0) {
 		cmd_round_release(r);
 		return -1;
 	}
@@ -23,13 +26,14 @@ void cmd_round_release(struct cmd_round *r)
 	es_table_release(&r->names);
 }
 
-/* Whether `t` names an id or key that a member names. */
+/* Whether `t` names an id, claim or key that a member names. */
 static int clashes(const struct cmd_round *r, const struct cmd_ticket *t)
 {
 	for (int i = 0; i < 2; i++)
 		if (t->ids[i] && es_table_get(&r->names, t->ids[i]))
 			return 1;
-	return t->key && es_table_get(&r->names, t->key);
+	return (t->claim && es_table_get(&r->names, t->claim)) ||
+	       (t->key && es_table_get(&r->names, t->key));
 }
 
 enum cmd_admit cmd_round_admit(const struct cmd_round *r,
@@ -69,6 +73,8 @@ void cmd_round_join(struct cmd_round *r, const struct cmd_ticket *t,
 	for (int i = 0; i < 2; i++)
 		if (t->ids[i])
 			es_table_put(&r->names, t->ids[i], NULL);
+	if (t->claim)
+		es_table_put(&r->names, t->claim, NULL);
 	/* a key equal to some id only costs a round's wait */
 	if (t->key)
 		es_table_put(&r->names, t->key, NULL);

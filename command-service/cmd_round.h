@@ -6,6 +6,7 @@
  *
  * A round takes the commands in hand, oldest first. A command joins
  * unless it names an id (an account, a stream) or an Idempotency-Key
+ * (a claim: a stream that must not exist yet) or an Idempotency-Key
  * that a member names already, or a command under suspicion (solo) is
  * involved: a solo command goes alone. The first member waits for its
  * lock stripes (the round holds none yet, so it cannot deadlock); the
@@ -34,6 +35,7 @@ enum cmd_step {
 /* What planning knows of a command. */
 struct cmd_ticket {
 	const char *ids[2]; /* what it decides on; ids[1] may be NULL */
+	const char *claim; /* a stream it must write first, or NULL */
 	const char *key; /* Idempotency-Key, or NULL */
 	int attempts; /* decisions so far */
 	int solo; /* its round failed for no known reason: it goes alone */
@@ -46,7 +48,8 @@ struct cmd_round {
 	size_t *stripes; /* held, in the order taken */
 	size_t nstripes;
 	unsigned char held[ACCOUNT_REPO_LOCKS];
-	struct es_table names; /* ids and keys of the members (borrowed) */
+	struct es_table names; /* ids, claims and keys of the members
+				* (borrowed) */
 };
 
 /*

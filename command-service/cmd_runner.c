@@ -83,6 +83,7 @@ void cmd_runner_submit(struct cmd_request *cr)
 	cr->load = cr->kind->streams(&cr->cmd, ids);
 	cr->ticket.ids[0] = ids[0];
 	cr->ticket.ids[1] = ids[1];
+	cr->ticket.claim = cr->cmd.claim[0] ? cr->cmd.claim : NULL;
 	cr->ticket.key = cr->key[0] ? cr->key : NULL;
 	/* no run(): the pool runs commands through cmd_runner_run() */
 	cr->job.reject = job_reject;
@@ -206,7 +207,27 @@ static enum cmd_step answer_error(struct cmd_request *cr,
 	return CMD_DONE;
 }
 
-/* Load the state of the command's ids; *fresh_out: all from the db. */
+/* Whether the stream `id` has events. */
+static int written(PGconn *db, const char *id, int *yes, struct es_error *err)
+{
+	PGresult *res = PQexecParams(
+		db, "SELECT 1 FROM events WHERE stream_id = $1 LIMIT 1", 1,
+		NULL, &id, NULL, NULL, 0);
+	int ret = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		ret = es_db_error(db, res, err);
+	else
+		*yes = PQntuples(res) > 0;
+	PQclear(res);
+	return ret;
+}
+
+/*
+ * Load the state of the command's ids, and with `fresh` whether its
+ * claim is written (else it is taken to be free: a stale guess costs a
+ * conflict); *fresh_out: all from the db.
+ */
 static int load(struct round *r, struct cmd_request *cr, int fresh,
 		int *fresh_out, struct es_error *err)
 {
@@ -224,7 +245,14 @@ static int load(struct round *r, struct cmd_request *cr, int fresh,
 			*fresh_out &= from_db;
 		}
 	}
-	return 0;
+	cr->cmd.claimed = 0;
+	if (!cr->ticket.claim)
+		return 0;
+	if (!fresh) {
+		*fresh_out = 0;
+		return 0;
+	}
+	return written(r->db, cr->ticket.claim, &cr->cmd.claimed, err);
 }
 
 /*
@@ -310,7 +338,9 @@ static void settle_one(struct round *r, struct cmd_request *cr, int committed)
 
 	if (cr->load == CMD_LOAD_NONE)
 		return;
-	for (size_t i = 0; i < cr->decision.n; i++) {
+	/* the accounts' streams come first, a claim's after them */
+	for (size_t i = 0; i < cr->decision.n && i < 2 && cr->ticket.ids[i];
+	     i++) {
 		acc = &cr->acc[i];
 		if (committed && fold(acc, cr->decision.events[i]) == 0)
 			account_repo_store(r->ctx->repo, acc);

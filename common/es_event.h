@@ -14,6 +14,12 @@
  *	TransferReceived  {transfer_id, from_account_id, amount,
  *	                   balance_after, currency, reference?}
  *	AccountClosed     {}
+ *
+ * A transfer also appends TransferMade {transfer_id, from_account_id,
+ * to_account_id, amount, currency, reference?} as the first and only
+ * event of its own stream, "transfer-<transfer_id>", in the same
+ * transaction: the log's (stream_id, stream_version) key makes the
+ * transfer id unique, as the account stream does an account id.
  */
 #ifndef ES_EVENT_H
 #define ES_EVENT_H
@@ -22,13 +28,18 @@
 #define ES_ACCOUNT_PREFIX     "account-"
 #define ES_ACCOUNT_PREFIX_LEN (sizeof(ES_ACCOUNT_PREFIX) - 1)
 
-/* Event types of the account category. */
+/* The streams of the transfer category: "transfer-<lower-case uuid>". */
+#define ES_TRANSFER_PREFIX     "transfer-"
+#define ES_TRANSFER_PREFIX_LEN (sizeof(ES_TRANSFER_PREFIX) - 1)
+
+/* Event types of the account and transfer categories. */
 #define ES_EV_ACCOUNT_OPENED	"AccountOpened"
 #define ES_EV_MONEY_DEPOSITED	"MoneyDeposited"
 #define ES_EV_MONEY_WITHDRAWN	"MoneyWithdrawn"
 #define ES_EV_TRANSFER_SENT	"TransferSent"
 #define ES_EV_TRANSFER_RECEIVED "TransferReceived"
 #define ES_EV_ACCOUNT_CLOSED	"AccountClosed"
+#define ES_EV_TRANSFER_MADE	"TransferMade"
 
 /* Payload fields. */
 #define ES_F_ACCOUNT_ID	     "account_id"

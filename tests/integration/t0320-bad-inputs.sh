@@ -151,7 +151,8 @@ expect_eq "$(psql_q "SELECT count(*) FROM events
 	WHERE stream_id = 'account-$B' AND event_type = 'TransferReceived'")" \
 	"$ntransfers" "transfers received by account B"
 expect_eq "$(psql_q "SELECT count(*) FROM events WHERE stream_id IN
-	('orders-1', 'orders 1', 'account-x', 'Account-$A')")" 0 \
+	('orders-1', 'orders 1', 'account-x', 'Account-$A',
+	'Transfer-33333333-3333-4333-8333-333333333333')")" 0 \
 	"events in the streams of refused appends"
 expect_eq "$(psql_q "SELECT count(*) FROM events
 	WHERE stream_id LIKE 'orders-ok-%'")" 5 \

@@ -165,6 +165,7 @@ expect_metric A 'tandem_events_appended_total{type="MoneyWithdrawn"}' 0
 expect_metric A 'tandem_events_appended_total{type="TransferSent"}' 1
 expect_metric A 'tandem_events_appended_total{type="TransferReceived"}' 1
 expect_metric A 'tandem_events_appended_total{type="AccountClosed"}' 0
+expect_metric A 'tandem_events_appended_total{type="TransferMade"}' 1
 expect_metric A 'tandem_events_appended_total{type="other"}' 1
 expect_metric A tandem_appends_total 6
 expect_metric A tandem_version_conflicts_total 1
@@ -206,7 +207,8 @@ expect_metric B 'http_requests_total{method="POST",route="/accounts",status="422
 expect_metric B tandem_db_pool_size 2
 
 say "the counters match the events table"
-expect_eq "$(psql_q "SELECT count(*) FROM events")" 10 "events stored"
+# a transfer's TransferMade in its own stream too (issue 12)
+expect_eq "$(psql_q "SELECT count(*) FROM events")" 11 "events stored"
 
 say "HEAD /metrics"
 http HEAD "$A_URL/metrics"

@@ -224,8 +224,8 @@ expect_eq "$(psql_q "SELECT max(n) > 1 FROM (SELECT count(DISTINCT
 	metadata->>'command_id') n FROM events WHERE transaction_id IN ($xids)
 	GROUP BY transaction_id) x")" t "a transaction of several commands"
 expect_eq "$(psql_q "SELECT count(*) FROM events
-	WHERE transaction_id IN ($xids)")" 10 \
-	"events of those transactions (one per 201, two for the transfer)"
+	WHERE transaction_id IN ($xids)")" 11 \
+	"events of those transactions (one per 201, three for the transfer)"
 expect_eq "$(psql_q "SELECT status || ' ' || (response->>'balance')
 	FROM idempotency_keys WHERE key = 'gc-k1'")" "201 110" "the stored key"
 expect_eq "$(psql_q "SELECT event_id FROM events
@@ -367,7 +367,7 @@ expect_eq "$(psql_q "SELECT count(*) FROM (VALUES $(cat "$OUT/transfer.values"))
 	 (e.event_type = 'TransferReceived' AND e.stream_version = a.tv)))")" 0 \
 	"transfer answers that do not match their events"
 expect_eq "$(psql_q "SELECT count(*) FROM events WHERE global_position > $base")" \
-	$((nmoney + 2 * ntransfer)) "events written: one per 201, two per transfer"
+	$((nmoney + 3 * ntransfer)) "events written: one per 201, three per transfer"
 ids=$(printf "'account-%s'," "${M[@]}")
 ids=${ids%,}
 expect_eq "$(psql_q "SELECT count(*) FROM (SELECT stream_id, count(*) n,

@@ -362,6 +362,84 @@ START_TEST(withdraw_from_missing_or_closed_account_is_refused)
 }
 END_TEST
 
+/*
+ * account_decide_transfer() of a transfer not made before: the account
+ * streams' arrays into *fe and *te; the transfer stream's TransferMade,
+ * there exactly when the others are, is checked and freed.
+ */
+static int decide_transfer(const struct account *from, const struct account *to,
+			   const struct transfer_cmd *cmd, json_t **fe,
+			   json_t **te, struct es_error *err)
+{
+	json_t *ev[3];
+	int ret = account_decide_transfer(from, to, cmd, 0, ev, err);
+
+	*fe = ev[0];
+	*te = ev[1];
+	if (ret == 0)
+		ck_assert_str_eq(json_string_value(json_object_get(
+					 only_event(ev[2], ES_EV_TRANSFER_MADE),
+					 "transfer_id")),
+				 cmd->transfer_id);
+	else
+		ck_assert_ptr_null(ev[2]);
+	json_decref(ev[2]);
+	return ret;
+}
+
+/*
+ * The transfer's own stream gets TransferMade; a transfer id recorded
+ * before is 409 naming it, after the accounts' existence and before
+ * their state (funds, currency).
+ */
+START_TEST(transfer_claims_its_id_once)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct account from, to, none;
+	struct transfer_cmd cmd = transfer(A_ID, B_ID, 250, "rent");
+	json_t *ev[3], *data;
+
+	open_state(&from, A_ID, "EUR", 1000, 0);
+	open_state(&to, B_ID, "EUR", 40, 0);
+	ck_assert_int_eq(account_decide_transfer(&from, &to, &cmd, 0, ev, &err),
+			 0);
+	data = only_event(ev[2], ES_EV_TRANSFER_MADE);
+	ck_assert_str_eq(str_of(data, "transfer_id"), T_ID);
+	ck_assert_str_eq(str_of(data, "from_account_id"), A_ID);
+	ck_assert_str_eq(str_of(data, "to_account_id"), B_ID);
+	ck_assert_int_eq(int_of(data, "amount"), 250);
+	ck_assert_str_eq(str_of(data, "currency"), "EUR");
+	ck_assert_str_eq(str_of(data, "reference"), "rent");
+	ck_assert_int_eq(json_object_size(data), 6);
+	for (int i = 0; i < 3; i++)
+		json_decref(ev[i]);
+
+	ck_assert_int_eq(account_decide_transfer(&from, &to, &cmd, 1, ev, &err),
+			 -1);
+	ck_assert_ptr_null(ev[0]);
+	ck_assert_ptr_null(ev[1]);
+	ck_assert_ptr_null(ev[2]);
+	ck_assert_int_eq(err.code, ES_ECONFLICT);
+	ck_assert_str_eq(err.detail, "transfer '" T_ID "' already exists");
+	es_error_release(&err);
+
+	/* named even when the first left too little to send, or the state
+	 * breaks another rule */
+	cmd.amount = 5000;
+	strcpy(to.currency, "USD");
+	ck_assert_int_eq(account_decide_transfer(&from, &to, &cmd, 1, ev, &err),
+			 -1);
+	ck_assert_str_eq(err.detail, "transfer '" T_ID "' already exists");
+	es_error_release(&err);
+	/* an account that does not exist is still 404 */
+	account_init(&none, B_ID);
+	ck_assert_int_eq(
+		account_decide_transfer(&from, &none, &cmd, 1, ev, &err), -1);
+	ck_assert_int_eq(err.code, ES_ENOTFOUND);
+	es_error_release(&err);
+}
+END_TEST
+
 START_TEST(transfer_emits_sent_and_received_with_both_balances)
 {
 	struct es_error err = ES_ERROR_INIT;
@@ -371,8 +449,7 @@ START_TEST(transfer_emits_sent_and_received_with_both_balances)
 
 	open_state(&from, A_ID, "EUR", 1000, 0);
 	open_state(&to, B_ID, "EUR", 40, 0);
-	ck_assert_int_eq(
-		account_decide_transfer(&from, &to, &cmd, &fe, &te, &err), 0);
+	ck_assert_int_eq(decide_transfer(&from, &to, &cmd, &fe, &te, &err), 0);
 	data = only_event(fe, ES_EV_TRANSFER_SENT);
 	ck_assert_str_eq(str_of(data, "transfer_id"), T_ID);
 	ck_assert_str_eq(str_of(data, "to_account_id"), B_ID);
@@ -403,8 +480,7 @@ START_TEST(transfer_without_reference_has_no_reference_key)
 
 	open_state(&from, A_ID, "EUR", 1, 0);
 	open_state(&to, B_ID, "EUR", 0, 0);
-	ck_assert_int_eq(
-		account_decide_transfer(&from, &to, &cmd, &fe, &te, &err), 0);
+	ck_assert_int_eq(decide_transfer(&from, &to, &cmd, &fe, &te, &err), 0);
 	ck_assert_ptr_null(json_object_get(only_event(fe, ES_EV_TRANSFER_SENT),
 					   "reference"));
 	ck_assert_ptr_null(json_object_get(
@@ -423,8 +499,7 @@ static void assert_transfer_refused(const struct account *from,
 	struct es_error err = ES_ERROR_INIT;
 	json_t sentinel, *fe = &sentinel, *te = &sentinel;
 
-	ck_assert_int_eq(account_decide_transfer(from, to, cmd, &fe, &te, &err),
-			 -1);
+	ck_assert_int_eq(decide_transfer(from, to, cmd, &fe, &te, &err), -1);
 	ck_assert_ptr_null(fe);
 	ck_assert_ptr_null(te);
 	ck_assert_int_eq(err.code, code);
@@ -441,8 +516,7 @@ START_TEST(transfer_to_same_account_is_invalid)
 	json_t *fe, *te;
 
 	open_state(&acc, A_ID, "EUR", 100, 0);
-	ck_assert_int_eq(
-		account_decide_transfer(&acc, &acc, &cmd, &fe, &te, &err), -1);
+	ck_assert_int_eq(decide_transfer(&acc, &acc, &cmd, &fe, &te, &err), -1);
 	ck_assert_ptr_null(fe);
 	ck_assert_ptr_null(te);
 	assert_invalid_field(NULL, &err, "to");
@@ -458,12 +532,10 @@ START_TEST(transfer_amount_outside_range_is_invalid)
 
 	open_state(&from, A_ID, "EUR", 100, 0);
 	open_state(&to, B_ID, "EUR", 0, 0);
-	ck_assert_int_eq(
-		account_decide_transfer(&from, &to, &cmd, &fe, &te, &err), -1);
+	ck_assert_int_eq(decide_transfer(&from, &to, &cmd, &fe, &te, &err), -1);
 	assert_invalid_field(NULL, &err, "amount");
 	cmd.amount = ACCOUNT_AMOUNT_MAX + 1;
-	ck_assert_int_eq(
-		account_decide_transfer(&from, &to, &cmd, &fe, &te, &err), -1);
+	ck_assert_int_eq(decide_transfer(&from, &to, &cmd, &fe, &te, &err), -1);
 	assert_invalid_field(NULL, &err, "amount");
 }
 END_TEST
@@ -533,8 +605,7 @@ START_TEST(transfer_insufficient_funds_conflicts)
 				"insufficient funds in account '" A_ID "'");
 	/* exactly down to the overdraft limit is allowed */
 	cmd.amount = 300;
-	ck_assert_int_eq(
-		account_decide_transfer(&from, &to, &cmd, &fe, &te, &err), 0);
+	ck_assert_int_eq(decide_transfer(&from, &to, &cmd, &fe, &te, &err), 0);
 	ck_assert_int_eq(
 		int_of(only_event(fe, ES_EV_TRANSFER_SENT), "balance_after"),
 		-200);
@@ -646,8 +717,7 @@ START_TEST(decide_leaves_the_state_untouched)
 	from = acc;
 	open_state(&to, B_ID, "EUR", 5, 0);
 	copy_to = to;
-	ck_assert_int_eq(
-		account_decide_transfer(&from, &to, &t, &e1, &e2, &err), 0);
+	ck_assert_int_eq(decide_transfer(&from, &to, &t, &e1, &e2, &err), 0);
 	assert_same_state(&from, &copy);
 	assert_same_state(&to, &copy_to);
 	json_decref(e1);
@@ -681,6 +751,7 @@ static Suite *decide_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("transfer");
 	tcase_add_test(tc, transfer_emits_sent_and_received_with_both_balances);
+	tcase_add_test(tc, transfer_claims_its_id_once);
 	tcase_add_test(tc, transfer_without_reference_has_no_reference_key);
 	tcase_add_test(tc, transfer_to_same_account_is_invalid);
 	tcase_add_test(tc, transfer_amount_outside_range_is_invalid);
