@@ -14,7 +14,9 @@
 
 /*
  * The stored answer of an Idempotency-Key, and this request's
- * fingerprint: sha256 of "<method> <path>\n<body>" ($2, bytea).
+ * fingerprint: sha256 of "<method> <path>\n<body>" ($2, bytea), where
+ * the body is the request's JSON value written out compact with sorted
+ * keys, so that member order and spacing do not make another request.
  */
 #define SQL_IDEM_GET                                                        \
 	"SELECT encode(sha256($2::bytea), 'hex'), k.fingerprint, k.status," \
@@ -22,16 +24,18 @@
 	" FROM (SELECT 1) one LEFT JOIN idempotency_keys k ON k.key = $1"
 
 /*
- * Store answers, one VALUES row each ($1-$5, $6-$10, ...): the keys that
- * are there already come back without a row. A concurrent request
- * inserting the same key waits here until the first one's transaction
- * ends.
+ * Store the answers of a round, one statement whatever their number: $1
+ * is [{k: key, f: fingerprint, s: status, r: response, h: headers}, ...]
+ * in key order, inserted in that order. The keys that are there already
+ * come back without a row. A concurrent request inserting the same key
+ * waits here until the first one's transaction ends.
  */
-#define SQL_IDEM_PUT                                                 \
-	"INSERT INTO idempotency_keys (key, fingerprint, status,"    \
-	" response, headers) VALUES %s ON CONFLICT (key) DO NOTHING" \
-	" RETURNING key"
-#define SQL_IDEM_ROW "($%zu, $%zu, $%zu::int, $%zu::jsonb, $%zu::jsonb)"
+#define SQL_IDEM_PUT                                                         \
+	"INSERT INTO idempotency_keys (key, fingerprint, status, response,"  \
+	" headers)"                                                          \
+	" SELECT a.x->>'k', a.x->>'f', (a.x->>'s')::int, a.x->'r', a.x->'h'" \
+	" FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY a(x, n)"      \
+	" ORDER BY a.n ON CONFLICT (key) DO NOTHING RETURNING key"
 
 int cmd_idem_prepare(PGconn *db, struct es_error *err)
 {
@@ -39,6 +43,12 @@ int cmd_idem_prepare(PGconn *db, struct es_error *err)
 	PGresult *res = PQprepare(db, "cmd_idem_get", SQL_IDEM_GET, 2, types);
 	int ret = 0;
 
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		ret = es_db_error(db, res, err);
+	PQclear(res);
+	if (ret < 0)
+		return ret;
+	res = PQprepare(db, "cmd_idem_put", SQL_IDEM_PUT, 1, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		ret = es_db_error(db, res, err);
 	PQclear(res);
@@ -51,14 +61,17 @@ int cmd_idem_lookup(struct cmd_request *cr, PGconn *db)
 	struct es_error err = ES_ERROR_INIT;
 	const char *values[2];
 	int lengths[2], formats[2] = { 0, 1 };
-	size_t mlen = strlen(req->method), plen = strlen(req->path);
-	size_t len = mlen + 1 + plen + 1 + req->len;
+	size_t mlen = strlen(req->method), plen = strlen(req->path), len;
 	PGresult *res = NULL;
 	json_t *body = NULL, *headers = NULL;
-	char *buf = NULL;
+	char *buf = NULL, *value = NULL;
 	int ret = -1;
 
-	buf = malloc(len);
+	/* the request as a JSON value, not as the bytes that spelled it */
+	value = json_dumps(req->json,
+			   JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	len = mlen + 1 + plen + 1 + (value ? strlen(value) : 0);
+	buf = value ? malloc(len) : NULL;
 	if (!buf || len > (size_t)0x7fffffff) {
 		es_error_set(&err, ES_EINTERNAL, "out of memory");
 		goto out;
@@ -67,7 +80,7 @@ int cmd_idem_lookup(struct cmd_request *cr, PGconn *db)
 	buf[mlen] = ' ';
 	memcpy(buf + mlen + 1, req->path, plen);
 	buf[mlen + 1 + plen] = '\n';
-	memcpy(buf + mlen + plen + 2, req->body, req->len);
+	memcpy(buf + mlen + plen + 2, value, strlen(value));
 	values[0] = cr->key;
 	values[1] = buf;
 	lengths[0] = 0;
@@ -117,6 +130,7 @@ out:
 	json_decref(headers);
 	PQclear(res);
 	free(buf);
+	free(value);
 	es_error_release(&err);
 	return ret;
 }
@@ -137,26 +151,30 @@ static int cmp_key(const void *a, const void *b)
 	return strcmp(x->key, y->key);
 }
 
+/* bsearch() of a key among requests in key order. */
+static int cmp_key_str(const void *key, const void *b)
+{
+	return strcmp(key, (*(struct cmd_request *const *)b)->key);
+}
+
 int cmd_idem_store(PGconn *db, struct cmd_request **crs, size_t n, int *taken,
 		   struct es_error *err)
 {
-	struct cmd_request **v = NULL;
-	const char **values = NULL;
-	char(*status)[16] = NULL;
-	char **texts = NULL;
-	char *rows = NULL, *sql = NULL;
-	size_t i, k, at = 0, rowlen = sizeof(SQL_IDEM_ROW) + 5 * 20 + 2;
+	struct cmd_request **v = NULL, **hit;
+	unsigned char *stored = NULL;
+	json_t *rows = NULL;
+	char *text = NULL;
+	const char *param;
 	PGresult *res = NULL;
+	size_t i, k;
 	int ret = -1;
 
 	if (n == 0)
 		return 0;
 	v = malloc(n * sizeof(*v));
-	values = calloc(5 * n, sizeof(*values));
-	status = calloc(n, sizeof(*status));
-	texts = calloc(2 * n, sizeof(*texts));
-	rows = malloc(n * rowlen);
-	if (!v || !values || !status || !texts || !rows) {
+	stored = calloc(n, 1);
+	rows = json_array();
+	if (!v || !stored || !rows) {
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto out;
 	}
@@ -164,52 +182,45 @@ int cmd_idem_store(PGconn *db, struct cmd_request **crs, size_t n, int *taken,
 	memcpy(v, crs, n * sizeof(*v));
 	qsort(v, n, sizeof(*v), cmp_key);
 	for (i = 0; i < n; i++) {
-		snprintf(status[i], sizeof(status[i]), "%u", v[i]->status);
-		texts[2 * i] = cmd_request_body_text(v[i]);
-		texts[2 * i + 1] = json_dumps(v[i]->headers,
-					      JSON_COMPACT | JSON_SORT_KEYS);
-		if (!texts[2 * i] || !texts[2 * i + 1]) {
+		if (json_array_append_new(
+			    rows, json_pack("{s:s, s:s, s:I, s:O, s:O}", "k",
+					    v[i]->key, "f", v[i]->fingerprint,
+					    "s", (json_int_t)v[i]->status, "r",
+					    v[i]->body, "h", v[i]->headers)) <
+		    0) {
 			es_error_set(err, ES_EINTERNAL,
 				     "cannot encode the answer");
 			goto out;
 		}
-		values[5 * i] = v[i]->key;
-		values[5 * i + 1] = v[i]->fingerprint;
-		values[5 * i + 2] = status[i];
-		values[5 * i + 3] = texts[2 * i];
-		values[5 * i + 4] = texts[2 * i + 1];
-		at += (size_t)snprintf(rows + at, n * rowlen - at,
-				       "%s" SQL_IDEM_ROW, i ? ", " : "",
-				       5 * i + 1, 5 * i + 2, 5 * i + 3,
-				       5 * i + 4, 5 * i + 5);
 	}
-	sql = malloc(sizeof(SQL_IDEM_PUT) + at);
-	if (!sql) {
-		es_error_set(err, ES_EINTERNAL, "out of memory");
+	text = json_dumps(rows, JSON_COMPACT);
+	if (!text) {
+		es_error_set(err, ES_EINTERNAL, "cannot encode the answer");
 		goto out;
 	}
-	snprintf(sql, sizeof(SQL_IDEM_PUT) + at, SQL_IDEM_PUT, rows);
-	res = PQexecParams(db, sql, (int)(5 * n), NULL, values, NULL, NULL, 0);
+	param = text;
+	res = PQexecPrepared(db, "cmd_idem_put", 1, &param, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		es_db_error(db, res, err);
 		goto out;
 	}
+	/* stored: the keys that came back (by their place in v) */
+	for (k = 0; k < (size_t)PQntuples(res); k++) {
+		hit = bsearch(PQgetvalue(res, (int)k, 0), v, n, sizeof(*v),
+			      cmp_key_str);
+		if (hit)
+			stored[hit - v] = 1;
+	}
 	for (i = 0; i < n; i++) {
-		taken[i] = 1;
-		for (k = 0; k < (size_t)PQntuples(res); k++)
-			if (!strcmp(PQgetvalue(res, (int)k, 0), crs[i]->key))
-				taken[i] = 0;
+		hit = bsearch(crs[i]->key, v, n, sizeof(*v), cmp_key_str);
+		taken[i] = !hit || !stored[hit - v];
 	}
 	ret = 0;
 out:
-	for (i = 0; texts && i < 2 * n; i++)
-		free(texts[i]);
 	PQclear(res);
-	free(sql);
-	free(rows);
-	free(texts);
-	free(status);
-	free(values);
+	free(text);
+	json_decref(rows);
+	free(stored);
 	free(v);
 	return ret;
 }

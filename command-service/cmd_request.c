@@ -192,7 +192,11 @@ void cmd_reply_error(struct cmd_request *cr, const struct es_error *err)
 		cr->retry_after = err->retry_after > 0 ? err->retry_after : 1;
 }
 
-char *cmd_request_body_text(const struct cmd_request *cr)
+/*
+ * The answer's body as sent (and stored, as jsonb): compact with sorted
+ * keys, so that a replay from the jsonb column is byte for byte the same.
+ */
+static char *body_text(const struct cmd_request *cr)
 {
 	return json_dumps(cr->body, JSON_COMPACT | JSON_SORT_KEYS);
 }
@@ -206,7 +210,7 @@ void cmd_request_send(struct cmd_request *cr)
 	char retry[16];
 
 	if (cr->body)
-		text = cmd_request_body_text(cr);
+		text = body_text(cr);
 	if (!text) {
 		struct es_error err = ES_ERROR_INIT;
 

@@ -75,13 +75,6 @@ void cmd_reply(struct cmd_request *cr, unsigned int status, json_t *body,
 /* Set the answer to the problem of `err` (ETag with a 412's version). */
 void cmd_reply_error(struct cmd_request *cr, const struct es_error *err);
 
-/*
- * The answer's body as sent and stored: compact with sorted keys, so
- * that a replay from the jsonb column is byte for byte the same.
- * ownership: caller frees with free().
- */
-char *cmd_request_body_text(const struct cmd_request *cr);
-
 /* Send the answer, count it, resume the request and free `cr`. */
 void cmd_request_send(struct cmd_request *cr);
 

@@ -81,10 +81,26 @@ post "/accounts/$A/withdrawals" '{"amount":100}' -H 'Idempotency-Key: dep-1'
 expect_status 422
 post "/accounts/$B/deposits" '{"amount":100}' -H 'Idempotency-Key: dep-1'
 expect_status 422
-# same JSON, other bytes: another request
-post "/accounts/$A/deposits" '{ "amount": 100 }' -H 'Idempotency-Key: dep-1'
+post "/accounts/$A/deposits" '{"amount":100,"reference":"x"}' \
+	-H 'Idempotency-Key: dep-1'
 expect_status 422
 expect_eq "$(nevents)" "$n" "nothing stored"
+
+# issue 12: requests are compared as JSON values, not as bytes
+say "the same JSON value in other bytes is the same request"
+post "/accounts/$A/deposits" '{"amount":700,"reference":"r"}' \
+	-H 'Idempotency-Key: dep-json'
+expect_status 201
+first=$HTTP_BODY
+n=$(nevents)
+for body in '{ "amount": 700, "reference": "r" }' \
+	$'{\n\t"reference":"\\u0072",\n\t"amount":700\n}'; do
+	post "/accounts/$A/deposits" "$body" -H 'Idempotency-Key: dep-json'
+	expect_status 201
+	expect_header Idempotent-Replayed true
+	expect_eq "$HTTP_BODY" "$first" "replayed for $body"
+done
+expect_eq "$(nevents)" "$n" "nothing stored again"
 
 say "keys: 1-255 printable ASCII, else 400"
 long=$(printf 'k%.0s' {1..256})
@@ -198,6 +214,26 @@ expect_header Idempotent-Replayed true
 expect_eq "$HTTP_BODY" "$first" "raw append replay"
 expect_eq "$(psql_q "SELECT count(*) FROM events WHERE stream_id = 'orders-1'")" \
 	1 "stored once"
+
+say "a round's many keys go in one statement"
+# one client per key, many in flight: rounds of up to COMMIT_BATCH_MAX
+seq 400 | xargs -P 64 -I@ curl -s -o /dev/null -w '%{http_code}\n' \
+	--max-time 60 -X POST -H 'Content-Type: application/json' \
+	-H 'Idempotency-Key: many-@' \
+	-d '{"expected_version":"any","events":[{"type":"Many","data":{}}]}' \
+	"$CMD_URL/streams/many-@/events" >"$OUT/many.st"
+expect_eq "$(sort "$OUT/many.st" | uniq -c | awk '{print $2 "x" $1}')" \
+	201x400 "statuses of the keyed appends"
+expect_eq "$(psql_q "SELECT count(*) FROM idempotency_keys
+	WHERE key LIKE 'many-%' AND status = 201")" 400 "keys stored"
+expect_eq "$(psql_q "SELECT count(DISTINCT transaction_id) < 400
+	FROM events WHERE stream_id LIKE 'many-%'")" t \
+	"some appends shared a round"
+post /streams/many-7/events \
+	'{"expected_version":"any","events":[{"type":"Many","data":{}}]}' \
+	-H 'Idempotency-Key: many-7'
+expect_status 201
+expect_header Idempotent-Replayed true
 
 say "replays are counted"
 http GET "$CMD_URL/metrics"
