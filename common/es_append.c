@@ -412,7 +412,7 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 	PGresult *res = NULL;
 	char *body = NULL;
 	size_t i, nsent;
-	int autocommit, attempt, row, any_only = 0, ret = -1;
+	int autocommit, attempt, row, ret = -1;
 
 	for (i = 0; i < n; i++) {
 		es_error_release(&reqs[i].err);
@@ -430,9 +430,6 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		ret = 0;
 		goto out;
 	}
-	for (i = 0; i < n; i++)
-		if (reqs[i].sent_ && all_any(reqs[i].streams, reqs[i].n))
-			any_only = 1;
 	params[0] = body;
 	autocommit = PQtransactionStatus(db) == PQTRANS_IDLE;
 	for (attempt = 0;; attempt++) {
@@ -443,12 +440,12 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		/*
 		 * Nothing was stored. In autocommit mode, run it again: the
 		 * requests that did not lose the race get through, and the one
-		 * that did gets its own ES_ECONFLICT (or, appending at any
-		 * version, gets through too). Alone, it would only learn that.
+		 * that did gets its own ES_ECONFLICT with the version that
+		 * beat it (or, appending at any version, gets through too),
+		 * alone in the call or not.
 		 */
 		if (!autocommit || attempt >= APPEND_RETRIES ||
-		    es_db_fail_of(res) != ES_DB_FAIL_RACE ||
-		    (nsent == 1 && !any_only)) {
+		    es_db_fail_of(res) != ES_DB_FAIL_RACE) {
 			es_db_error(db, res, err);
 			goto out;
 		}

@@ -13,6 +13,8 @@
  *       line per event "POSITION STREAM VERSION", then "next TOKEN"
  *   store_check covers READ TOKEN       prints 1 or 0
  *   store_check race                    two connections race on a stream
+ *                                       (es_append(), and a lone request
+ *                                       of es_append_batch())
  *   store_check race-ids                two identical appends race
  *   store_check younger                 the out-of-order append check
  *
@@ -232,6 +234,25 @@ static void *race_append(void *arg)
 	return NULL;
 }
 
+/* race_append(), as the one request of an es_append_batch() call. */
+static void *race_batch(void *arg)
+{
+	struct racer *r = arg;
+	struct es_append_req req = { .streams = &r->sa,
+				     .n = 1,
+				     .err = ES_ERROR_INIT };
+
+	r->ret = es_append_batch(r->db, &req, 1, &r->err);
+	if (r->ret == 0 && !req.ok) {
+		r->ret = -1;
+		r->err = req.err; /* moved */
+	} else {
+		snprintf(r->token, sizeof(r->token), "%s", req.token);
+		es_error_release(&req.err);
+	}
+	return NULL;
+}
+
 /* Wait until `db`'s backend waits for a lock (it blocks on the other). */
 static void wait_blocked(PGconn *watch, PGconn *db)
 {
@@ -298,6 +319,26 @@ static int cmd_race(void)
 	CHECK(rb.ret == 0, "B: %s", rb.err.detail);
 	CHECK(rb.sa.version == 4, "B at version %lld", rb.sa.version);
 	printf("race any: %lld %lld\n", ra.sa.version, rb.sa.version);
+
+	/*
+	 * a lone request of a batch that loses learns the version that beat
+	 * it, as es_append() does (the statement is run again)
+	 */
+	ra.sa.expected = 4;
+	rb.sa.expected = 4;
+	exec_ok(a, "BEGIN");
+	race_append(&ra);
+	CHECK(ra.ret == 0 && ra.sa.version == 5, "A: %s", ra.err.detail);
+	CHECK(pthread_create(&t, NULL, race_batch, &rb) == 0, "thread");
+	wait_blocked(watch, b);
+	exec_ok(a, "COMMIT");
+	pthread_join(t, NULL);
+	CHECK(rb.ret == -1, "B won too: %s", rb.token);
+	CHECK(rb.err.code == ES_ECONFLICT, "B: %s", rb.err.detail);
+	CHECK(rb.err.current_version == 5, "B: current_version %lld: %s",
+	      rb.err.current_version, rb.err.detail);
+	printf("race batch: %s\n", rb.err.detail);
+	es_error_release(&rb.err);
 	json_decref(evs);
 	PQfinish(a);
 	PQfinish(b);
