@@ -7,6 +7,7 @@
 #include "cmd_runner.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "account_repo.h"
@@ -21,6 +22,14 @@
 #include "es_http.h"
 #include "es_log.h"
 #include "es_append.h"
+#include "es_token.h"
+
+/*
+ * How long a round whose connection broke during COMMIT tries to learn
+ * whether its transaction committed, before answering ES_EUNKNOWN.
+ */
+#define OUTCOME_WAIT_MS 15000
+#define OUTCOME_POLL_MS 250
 
 /* One round on a worker. */
 struct round {
@@ -30,6 +39,7 @@ struct round {
 	struct cmd_request **cr; /* the members, in job order */
 	size_t n;
 	int tx; /* a transaction is open */
+	unsigned long long xid; /* its id, once an append told; else 0 */
 };
 
 /* ---- the context ---- */
@@ -493,6 +503,11 @@ static void append_all(struct round *r)
 			continue;
 		q = &reqs[k++];
 		if (q->ok) {
+			struct es_append_token at;
+
+			if (!r->xid &&
+			    es_append_token_parse(q->token, &at, NULL) == 0)
+				r->xid = at.xid;
 			cr->written = 1;
 			cr->step = answer(cr, q->token);
 			continue;
@@ -524,6 +539,111 @@ out:
 	for (i = 0; reqs && i < r->n; i++)
 		es_error_release(&reqs[i].err);
 	free(reqs);
+	es_error_release(&err);
+}
+
+/* Milliseconds on the monotonic clock. */
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * pg_xact_status() of `xid` on a new connection made with the settings
+ * of `broken`: 1 committed, 0 aborted (a crash aborts what was in
+ * progress), -1 still in progress or unreachable when OUTCOME_WAIT_MS
+ * ran out, or too old to tell. The pool reconnects `broken` itself.
+ */
+static int commit_outcome(PGconn *broken, unsigned long long xid)
+{
+	PQconninfoOption *opts = PQconninfo(broken), *o;
+	const char **keys = NULL, **vals = NULL;
+	long long deadline = now_ms() + OUTCOME_WAIT_MS;
+	struct timespec pause = { 0, OUTCOME_POLL_MS * 1000000L };
+	char xidtext[24];
+	const char *param = xidtext;
+	size_t n = 0;
+	int ret = -1;
+
+	snprintf(xidtext, sizeof(xidtext), "%llu", xid);
+	for (o = opts; o && o->keyword; o++)
+		n++;
+	keys = calloc(n + 2, sizeof(*keys));
+	vals = calloc(n + 2, sizeof(*vals));
+	if (!opts || !keys || !vals)
+		goto out;
+	n = 0;
+	/* a short connect timeout, unless the operator's settings say */
+	keys[n] = "connect_timeout";
+	vals[n++] = "2";
+	for (o = opts; o->keyword; o++) {
+		if (!o->val)
+			continue;
+		keys[n] = o->keyword;
+		vals[n++] = o->val;
+	}
+	for (;;) {
+		PGconn *db = PQconnectdbParams(keys, vals, 0);
+		PGresult *res = NULL;
+		const char *st = NULL;
+
+		if (PQstatus(db) == CONNECTION_OK) {
+			res = PQexecParams(db,
+					   "SELECT pg_xact_status($1::xid8)", 1,
+					   NULL, &param, NULL, NULL, 0);
+			if (PQresultStatus(res) == PGRES_TUPLES_OK &&
+			    PQntuples(res) == 1)
+				st = PQgetisnull(res, 0, 0)
+					     ? "unknown"
+					     : PQgetvalue(res, 0, 0);
+		}
+		if (st && !strcmp(st, "committed"))
+			ret = 1;
+		else if (st && !strcmp(st, "aborted"))
+			ret = 0;
+		es_log(ES_LOG_WARN, "commit_outcome", "{s:s, s:s}", "xid",
+		       xidtext, "status", st ? st : "unreachable");
+		PQclear(res);
+		PQfinish(db);
+		if (ret >= 0 || (st && !strcmp(st, "unknown")) ||
+		    now_ms() >= deadline)
+			break;
+		nanosleep(&pause, NULL);
+	}
+out:
+	PQconninfoFree(opts);
+	free(keys);
+	free(vals);
+	return ret;
+}
+
+/*
+ * Whether the transaction may have committed is unknown: each command
+ * whose append rode on it answers ES_EUNKNOWN (retry with the same
+ * Idempotency-Key) and forgets the state it decided on.
+ */
+static void outcome_unknown(struct round *r)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct cmd_request *cr;
+
+	es_error_set(&err, ES_EUNKNOWN,
+		     "the connection to the database broke while the command "
+		     "committed, and whether it did is not known yet; retry "
+		     "with the same Idempotency-Key");
+	for (size_t i = 0; i < r->n; i++) {
+		cr = r->cr[i];
+		if (!cr->written)
+			continue;
+		settle_one(r, cr, 0);
+		cr->written = 0;
+		cmd_reply_error(cr, &err);
+		cr->step = CMD_DONE;
+	}
+	r->tx = 0;
 	es_error_release(&err);
 }
 
@@ -560,10 +680,24 @@ static void finish_tx(struct round *r)
 			     "an Idempotency-Key was taken");
 		goto fail;
 	}
-	if (es_db_exec(r->db, "COMMIT", &err) < 0)
-		goto fail;
-	r->tx = 0;
-	goto out;
+	if (es_db_exec(r->db, "COMMIT", &err) == 0) {
+		r->tx = 0;
+		goto out;
+	}
+	/*
+	 * The connection broke during COMMIT, after appends that took a
+	 * transaction id: it may have committed. Ask the server.
+	 */
+	if (err.code == ES_EUNAVAIL && r->xid && es_db_broken(r->db)) {
+		switch (commit_outcome(r->db, r->xid)) {
+		case 1:
+			r->tx = 0; /* the appends stand: settle() answers */
+			goto out;
+		case -1:
+			outcome_unknown(r);
+			goto out;
+		}
+	}
 fail:
 	tx_failed(r, &err);
 out:

@@ -54,6 +54,8 @@ static const struct {
 			  "Service unavailable" },
 	[ES_EINTERNAL] = { 500, "https://tandem.dev/problems/internal",
 			   "Internal error" },
+	[ES_EUNKNOWN] = { 504, "https://tandem.dev/problems/outcome-unknown",
+			  "Outcome unknown" },
 };
 
 int es_error_set(struct es_error *err, enum es_err code, const char *fmt, ...)

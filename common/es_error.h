@@ -16,6 +16,8 @@ enum es_err {
 	ES_EINVALID, /* 422: fields missing, of wrong type, out of range */
 	ES_EUNAVAIL, /* 503: database unreachable, pool exhausted, timeout */
 	ES_EINTERNAL, /* 500: a bug or an unexpected database answer */
+	ES_EUNKNOWN, /* 504: a command's transaction may have committed, and
+		      * whether it did cannot be known in time */
 	ES_ERR__COUNT
 };
 

@@ -33,6 +33,8 @@ static const struct {
 	  "Service unavailable" },
 	{ ES_EINTERNAL, 500, "https://tandem.dev/problems/internal",
 	  "Internal error" },
+	{ ES_EUNKNOWN, 504, "https://tandem.dev/problems/outcome-unknown",
+	  "Outcome unknown" },
 };
 
 #define NTABLE (sizeof(table) / sizeof(*table))
