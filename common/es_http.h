@@ -206,7 +206,10 @@ void es_http_send_text(struct es_request *req, unsigned int status,
 
 /*
  * The same without a copy: answer with the first `len` bytes of `buf`, a
- * malloc()ed block that is sent as it is and then freed.
+ * malloc()ed block that is sent as it is and then freed. With status 304
+ * libmicrohttpd sends no body but a Content-Length of `len`: give the
+ * 200's body, so that the length is the 200's (RFC 9110 section 8.6
+ * allows that length or none; libmicrohttpd 0.9.75 cannot leave it out).
  * ownership: takes `buf` (freed with free(), even when the answer fails).
  */
 void es_http_send_buffer(struct es_request *req, unsigned int status,

@@ -210,13 +210,14 @@ void qry_read_answer_text(struct qry_read *j, const char *position, char *text,
 	h = hash_bytes(h, text, len);
 	snprintf(etag, sizeof(etag), "W/\"%016" PRIx64 "\"", h);
 	es_http_add_header(j->req, "ETag", etag);
-	if (qry_etag_matches(es_request_header(j->req, "If-None-Match"),
-			     etag)) {
-		free(text);
-		es_http_send_text(j->req, 304, "application/json", "", 0);
-	} else {
-		es_http_send_buffer(j->req, 200, "application/json", text, len);
-	}
+	/* a 304 sends only the length of the 200's body */
+	es_http_send_buffer(
+		j->req,
+		qry_etag_matches(es_request_header(j->req, "If-None-Match"),
+				 etag)
+			? 304
+			: 200,
+		"application/json", text, len);
 }
 
 /* qry_read_answer_text() of `body` (taken), or 500 when it cannot be written.
