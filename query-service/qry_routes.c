@@ -388,12 +388,38 @@ static const struct qry_read_def read_events = {
 
 static const struct qry_read_def read_ready = { .run = run_ready };
 
+/*
+ * Every GET answer carries X-Position (SPEC section 6): on the routes
+ * that read no one view, the position all views have passed.
+ */
+static void add_min_position(struct es_request *req)
+{
+	struct qry_ctx *ctx = req->ctx;
+	char *pos = qry_state_min_token(ctx->st);
+
+	qry_read_add_position(req, pos);
+	free(pos);
+}
+
+static void get_health(struct es_request *req)
+{
+	add_min_position(req);
+	es_probe_health(req);
+}
+
+/* GET /ready, /metrics and /status. */
+static void get_operational(struct es_request *req)
+{
+	add_min_position(req);
+	qry_read_route(req);
+}
+
 /* The routes before the views' own, then after them. */
 static const struct es_route head[] = {
-	{ "GET", "/health", es_probe_health, 0, NULL },
-	{ "GET", "/ready", qry_read_route, 0, &read_ready },
-	{ "GET", "/metrics", qry_read_route, 0, &qry_metrics_read },
-	{ "GET", "/status", qry_read_route, 0, &qry_status_read },
+	{ "GET", "/health", get_health, 0, NULL },
+	{ "GET", "/ready", get_operational, 0, &read_ready },
+	{ "GET", "/metrics", get_operational, 0, &qry_metrics_read },
+	{ "GET", "/status", get_operational, 0, &qry_status_read },
 	{ "GET", "/accounts/{id}", get_account, 0, NULL },
 };
 static const struct es_route tail[] = {

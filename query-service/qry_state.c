@@ -332,6 +332,22 @@ char *qry_state_pos_token(struct qry_state *st, const char *name)
 	return s;
 }
 
+char *qry_state_min_token(struct qry_state *st)
+{
+	char *s = NULL;
+	size_t min = 0;
+
+	pthread_mutex_lock(&st->lock);
+	/* one log reader moves them all, so their positions are ordered */
+	for (size_t i = 1; i < st->nviews; i++)
+		if (!es_cursor_covers(&st->views[i].pos, &st->views[min].pos))
+			min = i;
+	if (st->nviews)
+		s = es_cursor_format(&st->views[min].pos);
+	pthread_mutex_unlock(&st->lock);
+	return s;
+}
+
 /* Parse `token` into `w`: a read token has colons, an append token not. */
 static int parse_token(struct qry_waiter *w, const char *token,
 		       struct es_error *err)

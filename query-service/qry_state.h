@@ -80,6 +80,14 @@ int qry_state_parked(struct qry_state *st, const char *name, const char *stream,
 char *qry_state_pos_token(struct qry_state *st, const char *name);
 
 /*
+ * The position every view has passed (that of the view furthest behind)
+ * as a token, for the answers that read no one view (/health, /ready,
+ * /metrics, /status). ownership: caller frees with free(). NULL when
+ * there are no views.
+ */
+char *qry_state_min_token(struct qry_state *st);
+
+/*
  * Whether view `name` has passed `token` (an append or a read token):
  * 1 yes, 0 not yet, -1 malformed token (ES_EMALFORMED) or unknown view.
  */

@@ -6,9 +6,10 @@
 # stream, 400 for a malformed cursor, token or X-Wait-Ms, 422 for bad
 # fields, 405 for a wrong method, problem+json throughout, X-Position on
 # every view's answers (errors included) and ETags; /status, /metrics,
-# /health and /ready; a malformed event parks its account's stream in
-# the in-memory account view, whose read of it is then 503 naming the
-# position and the reason, and /status and /metrics show where and why.
+# /health and /ready (X-Position too); a malformed event parks its
+# account's stream in the in-memory account view, whose read of it is
+# then 503 naming the position and the reason, and /status and /metrics
+# show where and why.
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -406,6 +407,15 @@ expect_status 200
 http GET "$QRY_URL/ready"
 expect_status 200
 expect_json .status ready
+# every GET carries X-Position (SPEC section 6): here the position all
+# views have passed, which covers the last command once they caught up
+for p in /status /metrics /health /ready; do
+	http GET "$QRY_URL$p"
+	expect_status 200
+	expect_position
+	expect_eq "$("$TANDEM_BUILD/tests/qry_token_covers" "$(header X-Position)" \
+		"$TOKEN")" 1 "X-Position of $p covers the last command"
+done
 http POST "$QRY_URL/accounts/$A" '{}'
 expect_problem 405 "."
 has_header Allow || fail "405 without Allow"
