@@ -105,8 +105,12 @@ struct es_http_config {
  * CONNECTION_MEMORY_BYTES, IDLE_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS,
  * MAX_BODY_BYTES.
  * BIND_ADDRESS defaults to 0.0.0.0 so that containers are reachable;
- * PER_IP_CONNECTION_LIMIT defaults to off because behind the gateway
- * every client comes from the gateway's address.
+ * PER_IP_CONNECTION_LIMIT defaults to 256, a quarter of MAX_CONNECTIONS:
+ * one address that floods (slow or idle connections) cannot take every
+ * slot, while a busy client, the gateway's 64 kept-alive connections per
+ * worker or a 64-connection benchmark stay well under it. Behind a
+ * gateway every client has the gateway's address: raise it there, or
+ * set 0 where only the gateway can reach the service.
  */
 /* clang-format off */
 #define ES_HTTP_CONFIG_VARS(h, dport)					\
@@ -119,7 +123,7 @@ struct es_http_config {
 	{ "MAX_CONNECTIONS", ES_CONFIG_INT, &(h)->max_connections,	\
 	  "1024", 1, 1000000, "open connections at most" },		\
 	{ "PER_IP_CONNECTION_LIMIT", ES_CONFIG_INT,			\
-	  &(h)->per_ip_connections, "0", 0, 1000000,			\
+	  &(h)->per_ip_connections, "256", 0, 1000000,			\
 	  "open connections per client address, 0 for no limit" },	\
 	{ "CONNECTION_MEMORY_BYTES", ES_CONFIG_INT,			\
 	  &(h)->connection_memory, "32768", 4096, 16777216,		\
