@@ -48,8 +48,10 @@ curl -s -o "$OUT/held.body" -w '%{http_code}' --max-time 40 -X POST -H "$J" \
 	-H 'Idempotency-Key: held-1' -d '{"amount":5,"reference":"held-1"}' \
 	"$CMD_URL/accounts/$acc/deposits" >"$OUT/held.st" &
 held=$!
+# (the query service's commits wait too: it must be the deposit's COMMIT)
 wait_for 10 eval "[ \"\$(own_psql \"SELECT count(*) FROM pg_stat_activity
-	WHERE wait_event = 'SyncRep'\")\" = 1 ]"
+	WHERE wait_event = 'SyncRep' AND query = 'COMMIT'
+	AND application_name = 'tandem-command-service'\")\" = 1 ]"
 port=$OWN_PGPORT
 kill -QUIT "$OWN_PG_PID"
 wait_for 10 eval "! kill -0 $OWN_PG_PID 2>/dev/null"
