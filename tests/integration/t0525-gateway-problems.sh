@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t0520-gateway-problems.sh - one problem type per status (SPEC section 7):
+# t0525-gateway-problems.sh - one problem type per status (SPEC section 7):
 # what the gateway answers itself (deploy/gateway/routes.conf) carries the
 # type and title the services give for the same status: 400 for a request
 # nginx cannot parse, 405 for a method neither side takes, 413 past the
