@@ -66,7 +66,7 @@ START_TEST(defaults_fill_what_is_not_set)
 	ck_assert_str_eq(c.http.bind_address, "0.0.0.0");
 	ck_assert_int_eq(c.http.threads, 0);
 	ck_assert_int_eq(c.http.max_connections, 1024);
-	ck_assert_int_eq(c.http.per_ip_connections, 0);
+	ck_assert_int_eq(c.http.per_ip_connections, 256);
 	ck_assert_int_eq(c.http.connection_memory, 32768);
 	ck_assert_int_eq(c.http.idle_timeout, 30);
 	ck_assert_int_eq(c.http.max_body, 65536);
