@@ -20,8 +20,9 @@ PER_CURL=250
 
 migrate_db
 start_service CMD command-service DB_POOL_SIZE=4
+# all $PARKED waiting clients come from 127.0.0.1: no per-address limit
 start_service QRY query-service POLL_INTERVAL_MS=100 READ_POOL_SIZE=2 \
-	MAX_CONNECTIONS=$((PARKED + 100))
+	MAX_CONNECTIONS=$((PARKED + 100)) PER_IP_CONNECTION_LIMIT=0
 
 TOKEN=
 
