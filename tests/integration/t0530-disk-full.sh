@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t0520-disk-full.sh - fault suite: the database's disk fills up.
+# t0530-disk-full.sh - fault suite: the database's disk fills up.
 #
 # A cluster whose data directory is a small tmpfs (its WAL on the test's
 # own disk, as on a server with a WAL volume of its own: a full WAL
@@ -26,7 +26,7 @@ REF=$(printf 'r%.0s' $(seq 1 200))
 
 MNT=$TEST_TMP/disk
 mkdir -p "$MNT"
-if ! out=$(mount -t tmpfs -o "size=${DISK_MB}m,mode=755" t0520 "$MNT" 2>&1); then
+if ! out=$(mount -t tmpfs -o "size=${DISK_MB}m,mode=755" t0530 "$MNT" 2>&1); then
 	skip "cannot mount a tmpfs: ${out:-mount failed} (needs root)"
 fi
 # the cluster first: a lazy unmount would leave it running unseen
@@ -49,7 +49,7 @@ start_service CMD command-service DATABASE_URL="$OWN_DATABASE_URL" \
 	DB_POOL_SIZE=4
 start_service QRY query-service DATABASE_URL="$OWN_DATABASE_URL" \
 	POLL_INTERVAL_MS=50
-http POST "$CMD_URL/accounts" '{"owner":"t0520","currency":"EUR"}'
+http POST "$CMD_URL/accounts" '{"owner":"t0530","currency":"EUR"}'
 expect_status 201
 A=$(jq -r .account_id <<<"$HTTP_BODY")
 
@@ -63,7 +63,7 @@ fallocate -l $((($(avail_kb) - FREE_KB) * 1024)) "$MNT/filler"
 say "$(avail_kb) KiB free"
 
 # batch FILE AMOUNT...: a deposit of each amount, CLIENTS at a time (one
-# curl), with the Idempotency-Key t0520-AMOUNT; appends one line per
+# curl), with the Idempotency-Key t0530-AMOUNT; appends one line per
 # deposit to FILE: "amount status", the status "503bad" for a 503
 # without problem+json or without Retry-After.
 batch()
@@ -78,7 +78,7 @@ batch()
 			silent
 			url = "$CMD_URL/accounts/$A/deposits"
 			header = "Content-Type: application/json"
-			header = "Idempotency-Key: t0520-$a"
+			header = "Idempotency-Key: t0530-$a"
 			data = "{\\"amount\\":$a,\\"reference\\":\\"$REF\\"}"
 			output = "/dev/null"
 			max-time = 20
@@ -115,7 +115,7 @@ say "a refusal in full: 503 problem+json with Retry-After"
 for _ in $(seq 1 50); do
 	http POST "$CMD_URL/accounts/$A/deposits" \
 		"{\"amount\":$next,\"reference\":\"$REF\"}" \
-		-H "Idempotency-Key: t0520-$next"
+		-H "Idempotency-Key: t0530-$next"
 	echo "$next $HTTP_STATUS" >>"$TEST_TMP/answers"
 	next=$((next + 1))
 	[ "$HTTP_STATUS" = 201 ] || break
@@ -155,7 +155,7 @@ recovered()
 
 	code=$(curl -s --max-time 5 -o "$TEST_TMP/rec.b" -w '%{http_code}' \
 		-H 'Content-Type: application/json' \
-		-H "Idempotency-Key: t0520-$RECOVER" \
+		-H "Idempotency-Key: t0530-$RECOVER" \
 		-d "{\"amount\":$RECOVER}" "$CMD_URL/accounts/$A/deposits") || true
 	echo "$RECOVER $code" >>"$TEST_TMP/answers"
 	[ "$code" = 201 ] || return 1
