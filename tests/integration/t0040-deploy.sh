@@ -15,8 +15,9 @@
 #   live        that same file serves: in a private network namespace (where
 #               8080-8082 are free) nginx with it in front of a real command
 #               and query service on their default ports; routing,
-#               read-your-writes, 405, 502; and deploy/healthcheck, the
-#               images' HEALTHCHECK, finds each service's port.
+#               read-your-writes, 404, 405 (with Allow), 502; and
+#               deploy/healthcheck, the images' HEALTHCHECK, finds each
+#               service's port.
 #   Dockerfile  Debian 12 stages, the compose targets, a non-root USER and
 #               a HEALTHCHECK in the shipped stages, the binaries and the
 #               migrations where bin/migrate finds them, the -dev packages
@@ -307,7 +308,13 @@ expect_header ETag '"2"'
 say "live: the gateway's own answers"
 http PUT "$G/accounts/$id" '{}'
 expect_status 405
-expect_header Allow "GET, HEAD, POST"
+expect_header Allow "GET, HEAD"
+http GET "$G/transfers"
+expect_status 405
+expect_header Allow POST
+http GET "$G/nope"
+expect_status 404
+expect_header Content-Type application/problem+json
 stop_pid "$cmd_PID" >/dev/null
 http POST "$G/accounts" '{"owner":"Bob","currency":"EUR"}'
 expect_status 502

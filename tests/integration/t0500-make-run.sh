@@ -6,7 +6,8 @@
 #     gateway an account is opened, deposited to and read back with
 #     X-Min-Position (read-your-writes, five times in a row); GET goes to the
 #     query side and POST to the command side (each side's own answer to a
-#     path only the other has); both query replicas answer and the gateway
+#     path only the other has; a GET of a command route is the gateway's
+#     405 with the command side's Allow); both query replicas answer and the gateway
 #     uses both; every replica is in the gateway's upstreams;
 #   - SIGINT to the run's process group (a terminal's Ctrl-C): it exits 130
 #     and every process it started (services, nginx master and workers,
@@ -391,9 +392,12 @@ jq -e '.role == "leader" or .role == "follower"' <<<"$HTTP_BODY" >/dev/null ||
 	fail "GET /status through the gateway: $HTTP_BODY"
 http GET "${CMD_URLS[0]}/transfers"
 expect_status 405
+allow=$(header Allow)
+# the gateway knows the command side's route: its own 405, the same Allow
 http GET "$GW_URL/transfers"
-expect_status 404
-expect_json .status 404
+expect_status 405
+expect_json .status 405
+expect_header Allow "$allow"
 http HEAD "${CMD_URLS[0]}/accounts/$ID"
 [ "$HTTP_STATUS" != 200 ] || fail "the command side answers HEAD /accounts/{id}"
 http HEAD "$GW_URL/accounts/$ID"

@@ -2,9 +2,10 @@
 # t0525-gateway-problems.sh - one problem type per status (SPEC section 7):
 # what the gateway answers itself (deploy/gateway/routes.conf) carries the
 # type and title the services give for the same status: 400 for a request
-# nginx cannot parse, 405 for a method neither side takes, 413 past the
-# gateway's body cap. The services' own answers are the reference, asked
-# on their ports in the same run.
+# nginx cannot parse, 404 for a path neither side has, 405 for a method
+# neither side takes (with the services' Allow), 413 past the gateway's
+# body cap. The services' own answers are the reference, asked on their
+# ports in the same run. (t0526 asks every route's path.)
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -34,13 +35,22 @@ kind()
 	jq -r '"\(.status) \(.type) \(.title)"' <<<"$HTTP_BODY"
 }
 
+say "404: a path neither side has"
+http GET "$QRY_URL/nope"
+expect_status 404
+want=$(kind)
+http GET "$GW/nope"
+expect_status 404
+expect_eq "$(kind)" "$want" "the gateway's 404"
+
 say "405: a method neither side takes"
 http DELETE "$QRY_URL/events"
 expect_status 405
 want=$(kind)
+allow=$(header Allow)
 http DELETE "$GW/events"
 expect_status 405
-has_header Allow || fail "the gateway's 405 has no Allow"
+expect_header Allow "$allow"
 expect_eq "$(kind)" "$want" "the gateway's 405"
 
 say "413: past the gateway's body cap (1 MiB)"
