@@ -77,3 +77,15 @@ HTTP_HEADERS=${raw%%$'\r\n\r\n'*}
 HTTP_HEADERS=${HTTP_HEADERS//$'\r'/}
 HTTP_BODY=${raw#*$'\r\n\r\n'}
 expect_eq "$(kind)" "$want" "the gateway's 400"
+
+say "400: a request line the gateway cannot parse (a lowercase method)"
+raw=$(perl -MIO::Socket::INET -e '
+	my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1",
+		PeerPort => $ARGV[0], Timeout => 5) or die "connect: $!";
+	print $s "get /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	local $/; print scalar <$s>;' "$GW_PORT")
+[[ $raw == "HTTP/1.1 400 "* ]] || fail "no 400 from the gateway: $raw"
+HTTP_HEADERS=${raw%%$'\r\n\r\n'*}
+HTTP_HEADERS=${HTTP_HEADERS//$'\r'/}
+HTTP_BODY=${raw#*$'\r\n\r\n'}
+expect_eq "$(kind)" "$want" "the gateway's 400 for a bad request line"
