@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_received */
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -46,6 +47,7 @@
 #define MAX_STATUS    600
 #define CLOSE_WAIT_MS 1000 /* after the grace period, for forced answers */
 #define DISCARD_MAX   (1024 * 1024) /* over-cap chunked bytes read to 413 */
+#define WATCH_TICK_MS 500 /* how often the header deadline is checked */
 
 /* Latency histogram bounds, seconds (Prometheus `le`); +Inf is `count`. */
 static const double latency_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -94,6 +96,8 @@ struct request {
 	unsigned int sent; /* status queued to libmicrohttpd, 0 if none */
 	struct header *headers; /* added before the response exists */
 	struct request *prev, *next; /* in h->suspended */
+	struct track *track; /* its connection's, NULL without a deadline */
+	unsigned long num; /* the number in its made-up id */
 	char id[72];
 	char correlation[129]; /* X-Correlation-Id sent back, for the log */
 };
@@ -116,6 +120,13 @@ struct es_http {
 	bool closing; /* last phase of es_http_stop(): no new suspends */
 	bool stopped; /* the daemon is gone; free h when held reaches 0 */
 	struct route_stats *stats; /* nroutes + 1 */
+	/* the header deadline (see "the header deadline" below) */
+	long header_timeout_ms; /* 0: none, and no watchdog */
+	pthread_mutex_t track_lock; /* the list; a track's fd stays open */
+	pthread_cond_t track_cond;
+	struct track *tracks;
+	bool watch_stop;
+	pthread_t watchdog;
 };
 
 /* ---- requests ---- */
@@ -142,9 +153,9 @@ static struct request *request_new(struct es_http *h)
 	r->pub.ctx = h->ctx;
 	r->pub.body = "";
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
-	snprintf(r->id, sizeof(r->id), "%s-%lx", h->id_prefix,
-		 atomic_fetch_add_explicit(&h->next_id, 1,
-					   memory_order_relaxed));
+	r->num =
+		atomic_fetch_add_explicit(&h->next_id, 1, memory_order_relaxed);
+	snprintf(r->id, sizeof(r->id), "%s-%lx", h->id_prefix, r->num);
 	r->pub.id = r->id;
 	atomic_fetch_add(&h->in_flight, 1);
 	return r;
@@ -581,18 +592,16 @@ static bool past_deadline(const struct request *r)
 }
 
 /*
- * The 408 problem, as JSON text. es_error has no code for it: only this
- * file answers 408. Caller frees with free().
+ * The 408 problem, as JSON text: "`what` within `seconds` s". es_error has
+ * no code for it: only this file answers 408. Caller frees with free().
  */
-static char *timeout_problem(const struct es_http *h)
+static char *timeout_problem(const char *what, long seconds)
 {
 	char detail[96];
 	char *text;
 	json_t *p;
 
-	snprintf(detail, sizeof(detail),
-		 "the request did not arrive whole within %ld s",
-		 h->request_timeout_ms / 1000);
+	snprintf(detail, sizeof(detail), "%s within %ld s", what, seconds);
 	p = json_pack("{s:s, s:s, s:i, s:s}", "type",
 		      "https://tandem.dev/problems/request-timeout", "title",
 		      "Request timeout", "status", MHD_HTTP_REQUEST_TIMEOUT,
@@ -602,6 +611,12 @@ static char *timeout_problem(const struct es_http *h)
 	return text;
 }
 
+static char *request_timeout_problem(const struct es_http *h)
+{
+	return timeout_problem("the request did not arrive whole",
+			       h->request_timeout_ms / 1000);
+}
+
 /*
  * Answer 408 and close: replaces any answer stored for the request. For
  * the moments libmicrohttpd can queue an answer (headers or body
@@ -609,7 +624,7 @@ static char *timeout_problem(const struct es_http *h)
  */
 static void store_timeout(struct request *r)
 {
-	char *text = timeout_problem(r->h);
+	char *text = request_timeout_problem(r->h);
 
 	es_log(ES_LOG_INFO, "request_timeout", "{s:s, s:s?}", "request_id",
 	       r->id, "route", r->pub.route);
@@ -625,26 +640,18 @@ static void store_timeout(struct request *r)
 }
 
 /*
- * Answer 408 while the body is still arriving, when libmicrohttpd 0.9.75
- * refuses to queue a response: write it to the socket ourselves, then the
- * caller returns MHD_NO and libmicrohttpd closes the connection. Safe
- * because we run on the connection's thread inside its callback, and
- * nothing of the connection is waiting to be sent: answers to earlier
- * requests on it went out before this one was read, and so did a 100
- * Continue before its body. Best effort: a full socket buffer drops it.
+ * Write a 408 with `text` (problem+json, may be NULL) and Connection:
+ * close straight to socket `fd`, for the request `id`, without waiting:
+ * best effort, a full socket buffer drops it. Whether it was sent.
  */
-static void write_timeout(struct request *r, struct MHD_Connection *conn)
+static bool send_timeout(int fd, const char *id, const char *text)
 {
-	const union MHD_ConnectionInfo *ci;
 	char head[320], date[40];
-	char *text = timeout_problem(r->h);
+	size_t len = text ? strlen(text) : 0;
 	time_t now = time(NULL);
 	struct tm tm;
 	int n;
 
-	es_log(ES_LOG_INFO, "request_timeout", "{s:s, s:s?}", "request_id",
-	       r->id, "route", r->pub.route);
-	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
 	n = snprintf(head, sizeof(head),
@@ -652,17 +659,348 @@ static void write_timeout(struct request *r, struct MHD_Connection *conn)
 		     "Connection: close\r\n"
 		     "Content-Type: application/problem+json\r\n"
 		     "X-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n",
-		     date, r->id, text ? strlen(text) : 0);
-	if (ci && n > 0 && (size_t)n < sizeof(head)) {
+		     date, id, len);
+	if (n > 0 && (size_t)n < sizeof(head)) {
 		struct iovec iov[2] = { { head, (size_t)n },
-					{ text, text ? strlen(text) : 0 } };
+					{ (void *)text, len } };
 		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
 
-		if (sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >
-		    0)
-			r->sent = MHD_HTTP_REQUEST_TIMEOUT;
+		return sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) > 0;
 	}
+	return false;
+}
+
+/*
+ * Answer 408 while the body is still arriving, when libmicrohttpd 0.9.75
+ * refuses to queue a response: write it to the socket ourselves, then the
+ * caller returns MHD_NO and libmicrohttpd closes the connection. Safe
+ * because we run on the connection's thread inside its callback, and
+ * nothing of the connection is waiting to be sent: answers to earlier
+ * requests on it went out before this one was read, and so did a 100
+ * Continue before its body.
+ */
+static void write_timeout(struct request *r, struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci;
+	char *text = request_timeout_problem(r->h);
+
+	es_log(ES_LOG_INFO, "request_timeout", "{s:s, s:s?}", "request_id",
+	       r->id, "route", r->pub.route);
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci && send_timeout(ci->connect_fd, r->id, text))
+		r->sent = MHD_HTTP_REQUEST_TIMEOUT;
 	free(text);
+}
+
+/*
+ * ---- the header deadline ----
+ *
+ * libmicrohttpd 0.9.75 has no limit on the header phase as a whole (its
+ * timeout is reset by every byte), so we keep one of our own. Each
+ * connection gets a track when it opens (MHD_OPTION_NOTIFY_CONNECTION);
+ * a watchdog thread looks at every track each WATCH_TICK_MS and cuts the
+ * connections whose current request's headers are not in by their
+ * deadline: shutdown(), never close(), so that libmicrohttpd notices on
+ * its own thread and closes the connection as it always does.
+ *
+ * The header phase of a connection's first request starts when the
+ * connection is accepted (a client that sends nothing is cut too). After
+ * an answer, the connection is idle, under IDLE_TIMEOUT_SECONDS only,
+ * until the next request starts: when its request line is in (on_uri())
+ * or, for a request line that drips, when the watchdog sees the
+ * socket's received byte count (TCP_INFO) grow; the watchdog takes
+ * that count when it first sees the connection idle, so bytes sent
+ * before that are noticed with the next ones. The phase ends when the
+ * headers are complete (the first on_request()); the body has
+ * REQUEST_TIMEOUT_SECONDS.
+ *
+ * All of a track's phase is one atomic word, changed by compare and
+ * swap, so the request path takes no lock: the connection's thread moves
+ * it between T_HEADERS, T_BUSY and T_IDLE, the watchdog from T_IDLE to
+ * T_HEADERS and from T_HEADERS to T_CUT, which is final. A request whose
+ * headers complete after the cut is refused (its connection is going).
+ * The list of tracks is under h->track_lock, which the watchdog holds
+ * while it uses a track's fd: libmicrohttpd closes the socket only after
+ * MHD_CONNECTION_NOTIFY_CLOSED, which takes the lock to drop the track.
+ *
+ * Once the request line is in, the cut is answered 408 problem+json with
+ * Connection: close, written by the watchdog (nothing else is written to
+ * the connection while its headers arrive, except libmicrohttpd's own
+ * error answers, which then end the connection anyway), best effort; the
+ * request's log line says status 408, termination "header_timeout".
+ * Before that, the connection is closed without an answer.
+ */
+enum track_phase {
+	T_HEADERS, /* value: when the phase started, ms (now_ms()) */
+	T_IDLE, /* value: answers on the connection so far */
+	T_BUSY, /* headers in: body, handler, answer */
+	T_CUT /* by the watchdog, for good */
+};
+
+struct track {
+	struct track *prev, *next; /* h->tracks */
+	int fd;
+	_Atomic uint64_t state; /* phase | value << 2 */
+	atomic_ulong
+		request; /* 1 + num of the request whose line is in, or 0 */
+	atomic_bool answered; /* the watchdog sent the 408 */
+	uint64_t answers; /* the connection's thread's */
+	uint64_t idle_state; /* the watchdog's: the idle phase it saw */
+	uint64_t idle_bytes; /* and the bytes received then */
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+}
+
+static uint64_t track_word(enum track_phase phase, uint64_t value)
+{
+	return value << 2 | phase;
+}
+
+static enum track_phase track_phase(uint64_t word)
+{
+	return (enum track_phase)(word & 3);
+}
+
+/* The connection's track, or NULL (no deadline, or it could not have one). */
+static struct track *track_of(const struct es_http *h,
+			      struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	if (!h->header_timeout_ms)
+		return NULL;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+/* Move `t` to `phase` unless it was cut. Whether it was cut. */
+static bool track_move(struct track *t, enum track_phase phase, uint64_t value)
+{
+	uint64_t old = atomic_load(&t->state);
+
+	do {
+		if (track_phase(old) == T_CUT)
+			return true;
+	} while (!atomic_compare_exchange_weak(&t->state, &old,
+					       track_word(phase, value)));
+	return false;
+}
+
+/* A request line is in: its header phase runs, if it did not already. */
+static void track_request_line(struct track *t, unsigned long num)
+{
+	uint64_t old = atomic_load(&t->state);
+
+	atomic_store(&t->request, num + 1);
+	if (track_phase(old) == T_IDLE)
+		atomic_compare_exchange_strong(&t->state, &old,
+					       track_word(T_HEADERS, now_ms()));
+}
+
+/*
+ * The request is over: the connection is idle until the next one.
+ * Whether the header deadline cut it; then sets `status` to 408 if the
+ * watchdog sent that.
+ */
+static bool track_request_over(struct track *t, unsigned int *status)
+{
+	atomic_store(&t->request, 0);
+	if (!track_move(t, T_IDLE, ++t->answers))
+		return false;
+	if (atomic_load(&t->answered))
+		*status = MHD_HTTP_REQUEST_TIMEOUT;
+	return true;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn,
+			  void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct es_http *h = cls;
+	const union MHD_ConnectionInfo *ci;
+	struct track *t;
+
+	if (!h->header_timeout_ms)
+		return;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(conn,
+					     MHD_CONNECTION_INFO_CONNECTION_FD);
+		t = ci ? calloc(1, sizeof(*t)) : NULL;
+		if (!t)
+			return; /* out of memory: no deadline for this one */
+		t->fd = ci->connect_fd;
+		atomic_init(&t->state, track_word(T_HEADERS, now_ms()));
+		atomic_init(&t->request, 0);
+		atomic_init(&t->answered, false);
+		pthread_mutex_lock(&h->track_lock);
+		t->next = h->tracks;
+		if (h->tracks)
+			h->tracks->prev = t;
+		h->tracks = t;
+		pthread_mutex_unlock(&h->track_lock);
+		*socket_context = t;
+		return;
+	}
+	t = *socket_context;
+	if (!t)
+		return;
+	pthread_mutex_lock(&h->track_lock);
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		h->tracks = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	pthread_mutex_unlock(&h->track_lock);
+	*socket_context = NULL;
+	free(t);
+}
+
+/* The bytes the socket has received so far. Whether it could tell. */
+static bool bytes_received(int fd, uint64_t *bytes)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_received) +
+			    sizeof(ti.tcpi_bytes_received))
+		return false;
+	*bytes = ti.tcpi_bytes_received;
+	return true;
+}
+
+/* h->track_lock held: the header phase of `t` is over; cut it. */
+static void track_cut(struct es_http *h, struct track *t)
+{
+	unsigned long num = atomic_load(&t->request);
+
+	if (num) {
+		char *text =
+			timeout_problem("the request headers did not arrive",
+					h->header_timeout_ms / 1000);
+		char id[72];
+
+		snprintf(id, sizeof(id), "%s-%lx", h->id_prefix, num - 1);
+		if (send_timeout(t->fd, id, text))
+			atomic_store(&t->answered, true);
+		free(text);
+	}
+	shutdown(t->fd, SHUT_RDWR); /* libmicrohttpd sees the end and closes */
+}
+
+/* h->track_lock held: one look at every track. Returns how many were cut. */
+static int watch_round(struct es_http *h)
+{
+	uint64_t now = now_ms(), bytes;
+	int cut = 0;
+
+	for (struct track *t = h->tracks; t; t = t->next) {
+		uint64_t word = atomic_load(&t->state);
+
+		switch (track_phase(word)) {
+		case T_HEADERS:
+			if (now >= (word >> 2) +
+					    (uint64_t)h->header_timeout_ms &&
+			    atomic_compare_exchange_strong(
+				    &t->state, &word, track_word(T_CUT, 0))) {
+				track_cut(h, t);
+				cut++;
+			}
+			break;
+		case T_IDLE:
+			if (!bytes_received(t->fd, &bytes))
+				break;
+			if (word != t->idle_state) {
+				t->idle_state = word; /* a new idle phase */
+				t->idle_bytes = bytes;
+			} else if (bytes != t->idle_bytes) {
+				/* the next request's first bytes */
+				atomic_compare_exchange_strong(
+					&t->state, &word,
+					track_word(T_HEADERS, now));
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	return cut;
+}
+
+static void *watchdog(void *arg)
+{
+	struct es_http *h = arg;
+	struct timespec until;
+	int cut;
+
+	pthread_mutex_lock(&h->track_lock);
+	while (!h->watch_stop) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += WATCH_TICK_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&h->track_cond, &h->track_lock, &until);
+		if (h->watch_stop)
+			break;
+		cut = watch_round(h);
+		if (cut) {
+			pthread_mutex_unlock(&h->track_lock);
+			es_log(ES_LOG_INFO, "header_timeout", "{s:i, s:i}",
+			       "connections", cut, "seconds",
+			       (int)(h->header_timeout_ms / 1000));
+			pthread_mutex_lock(&h->track_lock);
+		}
+	}
+	pthread_mutex_unlock(&h->track_lock);
+	return NULL;
+}
+
+/*
+ * Before the daemon starts: the lock, and the watchdog if there is a
+ * header deadline. -1 if the thread cannot start.
+ */
+static int watchdog_start(struct es_http *h, long header_timeout)
+{
+	pthread_condattr_t attr;
+
+	h->header_timeout_ms = header_timeout * 1000;
+	if (!h->header_timeout_ms)
+		return 0;
+	pthread_mutex_init(&h->track_lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->track_cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (pthread_create(&h->watchdog, NULL, watchdog, h) != 0) {
+		pthread_cond_destroy(&h->track_cond);
+		pthread_mutex_destroy(&h->track_lock);
+		h->header_timeout_ms = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* Once the daemon is gone (no tracks are left). */
+static void watchdog_stop(struct es_http *h)
+{
+	if (!h->header_timeout_ms)
+		return;
+	pthread_mutex_lock(&h->track_lock);
+	h->watch_stop = true;
+	pthread_cond_signal(&h->track_cond);
+	pthread_mutex_unlock(&h->track_lock);
+	pthread_join(h->watchdog, NULL);
+	pthread_cond_destroy(&h->track_cond);
+	pthread_mutex_destroy(&h->track_lock);
 }
 
 /* Match the route; sets r->match, route_index and pub.route. */
@@ -853,10 +1191,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		r = request_new(h);
 		if (!r)
 			return MHD_NO;
+		r->track = track_of(h, conn);
 		*con_cls = r;
 	}
 	if (!r->started) {
 		r->started = true;
+		if (r->track && track_move(r->track, T_BUSY, 0))
+			return MHD_NO; /* cut by the header deadline */
 		if (request_begin(r, conn, url, method) < 0)
 			return r->response ? queue(r) : MHD_NO;
 		return MHD_YES; /* the handler runs once the body is in */
@@ -904,9 +1245,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
 	struct request *r = request_new(cls);
 
-	(void)conn;
-	if (r)
+	if (r) {
 		r->bad_target = target_is_bad(uri);
+		r->track = track_of(cls, conn);
+		if (r->track)
+			track_request_line(r->track, r->num);
+	}
 	return r;
 }
 
@@ -954,12 +1298,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct es_http *h = cls;
 	struct request *r = *con_cls;
 	double secs;
-	bool dead;
+	bool dead, cut;
 
 	if (!r)
 		return;
 	*con_cls = NULL;
 	secs = elapsed_s(&r->start);
+	cut = r->track && track_request_over(r->track, &r->sent);
 	if (!r->sent) {
 		/* libmicrohttpd's own answer, if it still tells */
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
@@ -969,7 +1314,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			r->sent = ci->http_status;
 	}
 	/* status 0: nobody answered, or libmicrohttpd does not say */
-	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !cut)
 		es_log(ES_LOG_INFO, "request",
 		       "{s:s, s:s?, s:s?, s:i, s:f, s:s?}", "request_id", r->id,
 		       "method", r->pub.method, "route", r->pub.route, "status",
@@ -981,7 +1326,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		       "{s:s, s:s?, s:s?, s:i, s:f, s:s, s:s?}", "request_id",
 		       r->id, "method", r->pub.method, "route", r->pub.route,
 		       "status", (int)r->sent, "duration_ms", secs * 1e3,
-		       "termination", termination_name(toe), "correlation_id",
+		       "termination",
+		       cut ? "header_timeout" : termination_name(toe),
+		       "correlation_id",
 		       r->correlation[0] ? r->correlation : NULL);
 	count(h, r, secs);
 	lock_if(r);
@@ -1163,6 +1510,11 @@ struct es_http *es_http_start(const struct es_http_config *cfg,
 	pool[0].option =
 		threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END;
 	pool[0].value = (intptr_t)threads;
+	if (watchdog_start(h, cfg->header_timeout) < 0) {
+		http_free(h);
+		es_error_set(err, ES_EINTERNAL, "cannot start a thread");
+		return NULL;
+	}
 	h->daemon = MHD_start_daemon(
 		flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_SOCK_ADDR,
@@ -1174,8 +1526,9 @@ struct es_http *es_http_start(const struct es_http_config *cfg,
 		(size_t)cfg->connection_memory, MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned int)cfg->idle_timeout, MHD_OPTION_URI_LOG_CALLBACK,
 		on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-		MHD_OPTION_END);
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
 	if (!h->daemon) {
+		watchdog_stop(h);
 		http_free(h);
 		es_error_set(err, ES_EINTERNAL, "cannot listen on %s port %ld",
 			     cfg->bind_address, cfg->port);
@@ -1245,6 +1598,7 @@ int es_http_stop(struct es_http *h, int grace_ms)
 	if (cut)
 		es_log(ES_LOG_WARN, "http_stop_cut", "{s:i}", "requests", cut);
 	MHD_stop_daemon(h->daemon);
+	watchdog_stop(h);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
 	pthread_mutex_lock(&h->lock);

@@ -27,20 +27,43 @@
  *
  * Slow clients: IDLE_TIMEOUT_SECONDS closes a connection on which nothing
  * arrived for that long (libmicrohttpd's timer, reset by every byte).
+ *
+ * HEADER_TIMEOUT_SECONDS bounds the header phase of each request as a
+ * whole, against a client that drips a header byte every few seconds
+ * (slowloris) or connects and sends nothing. libmicrohttpd 0.9.75 has no
+ * such limit, so es_http.c keeps one: a watchdog thread looks at every
+ * connection twice a second and shuts down (shutdown(), libmicrohttpd
+ * then closes it) those whose current request's headers are not complete
+ * by the deadline. The phase starts when the connection is accepted, for
+ * its first request; on a kept-alive connection, after an answer, the
+ * connection is idle (only the idle timeout applies) until the next
+ * request starts: when its request line is in, or when the watchdog sees
+ * the socket's count of received bytes grow (TCP_INFO). That count is
+ * taken when the watchdog first sees the connection idle, up to half a
+ * second after the answer: a byte sent before then is noticed only with
+ * the next one, so there the phase may last up to one gap between bytes
+ * (less than the idle timeout) longer. A request whose request line is in
+ * is answered 408 problem+json with Connection: close when cut (written
+ * by the watchdog, best effort), and logged with status 408, termination
+ * "header_timeout"; a connection cut before that is closed without an
+ * answer. Each watchdog round that cuts logs a "header_timeout" line with
+ * the number of connections it cut. A flood of slow connections is thus
+ * bounded in time by the deadline, in number by MAX_CONNECTIONS and
+ * PER_IP_CONNECTION_LIMIT, and their headers' size by
+ * CONNECTION_MEMORY_BYTES.
+ *
  * REQUEST_TIMEOUT_SECONDS bounds one request, from the moment its request
  * line is in until its body is complete, against a client that drips a
  * byte every few seconds: past it, the request is answered 408
  * problem+json with Connection: close and the connection is closed.
  * libmicrohttpd calls us only once the headers are complete and then for
  * each piece of body, so the deadline is checked at those moments: a
- * request whose headers alone took too long is answered 408 when they are
- * complete; a body still dripping gets the 408 with its next byte past the
- * deadline (written to the socket by us, since libmicrohttpd 0.9.75 cannot
- * queue an answer while a body is arriving); a body that stops arriving
- * altogether is closed by the idle timeout without an answer. Header
- * slow-drip is therefore bounded only by the idle timeout (per byte) and
- * CONNECTION_MEMORY_BYTES (in total), and its cost by MAX_CONNECTIONS and
- * PER_IP_CONNECTION_LIMIT.
+ * request whose headers alone took too long (with a header deadline off
+ * or longer) is answered 408 when they are complete; a body still
+ * dripping gets the 408 with its next byte past the deadline (written to
+ * the socket by us, since libmicrohttpd 0.9.75 cannot queue an answer
+ * while a body is arriving); a body that stops arriving altogether is
+ * closed by the idle timeout without an answer.
  *
  * Limits: over MAX_CONNECTIONS (shared out among the HTTP threads),
  * libmicrohttpd stops accepting: new connections wait in the kernel's
@@ -94,6 +117,7 @@ struct es_http_config {
 	long per_ip_connections; /* 0: no limit */
 	long connection_memory; /* bytes per connection, headers included */
 	long idle_timeout; /* seconds */
+	long header_timeout; /* seconds for a request's headers, 0: no limit */
 	long max_body; /* bytes; larger bodies are 413 */
 	long request_timeout; /* seconds to receive a request, 0: no limit */
 };
@@ -102,8 +126,8 @@ struct es_http_config {
  * The rows of a service's es_config_var table that fill `h` (a struct
  * es_http_config *): PORT (default `dport`, a string), BIND_ADDRESS,
  * HTTP_THREADS, MAX_CONNECTIONS, PER_IP_CONNECTION_LIMIT,
- * CONNECTION_MEMORY_BYTES, IDLE_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS,
- * MAX_BODY_BYTES.
+ * CONNECTION_MEMORY_BYTES, IDLE_TIMEOUT_SECONDS, HEADER_TIMEOUT_SECONDS,
+ * REQUEST_TIMEOUT_SECONDS, MAX_BODY_BYTES.
  * BIND_ADDRESS defaults to 0.0.0.0 so that containers are reachable;
  * PER_IP_CONNECTION_LIMIT defaults to 256, a quarter of MAX_CONNECTIONS:
  * one address that floods (slow or idle connections) cannot take every
@@ -130,6 +154,9 @@ struct es_http_config {
 	  "memory per connection, request headers included" },		\
 	{ "IDLE_TIMEOUT_SECONDS", ES_CONFIG_INT, &(h)->idle_timeout,	\
 	  "30", 1, 86400, "close connections idle this long" },		\
+	{ "HEADER_TIMEOUT_SECONDS", ES_CONFIG_INT,			\
+	  &(h)->header_timeout, "10", 0, 86400,				\
+	  "cut off a request whose headers take this long, 0 for none" }, \
 	{ "REQUEST_TIMEOUT_SECONDS", ES_CONFIG_INT,			\
 	  &(h)->request_timeout, "30", 0, 86400,			\
 	  "a request not received whole this long is 408, 0 for none" }, \

@@ -3,12 +3,13 @@
  * for tests of what curl will not send (duplicated headers, NUL bytes,
  * slow drips, idle connections).
  *
- *   rawhttp [-n N] [-d MS] [-b] [-t MS] [-k] [-c] [-s] PORT < request
+ *   rawhttp [-n N] [-d MS] [-b] [-f N] [-t MS] [-k] [-c] [-s] PORT < request
  *
  * Reads the request bytes from stdin (may be empty: connect only) and
  * opens N connections (default 1) that each send them, all at once or,
  * with -d MS, one byte every MS milliseconds; with -b as well, the head
- * (up to the empty line) goes at once and only the body drips.
+ * (up to the empty line) goes at once and only the body drips; with -f N
+ * instead, the first N bytes go at once.
  *
  *   -t MS  give up after MS milliseconds (default 5000)
  *   -k     keep the connections open after their answers, until -t runs
@@ -77,8 +78,9 @@ static long now_ms(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: rawhttp [-n N] [-d MS] [-t MS] [-k] [-c] [-s] "
-			"PORT < request\n");
+	fprintf(stderr,
+		"usage: rawhttp [-n N] [-d MS] [-b] [-f N] [-t MS] [-k] "
+		"[-c] [-s] PORT < request\n");
 	exit(1);
 }
 
@@ -176,7 +178,7 @@ int main(int argc, char **argv)
 	char *req;
 	int opt, ret = 0, open_fail = 0;
 
-	while ((opt = getopt(argc, argv, "n:d:bt:kcs")) != -1) {
+	while ((opt = getopt(argc, argv, "n:d:bf:t:kcs")) != -1) {
 		switch (opt) {
 		case 'n':
 			nconns = strtoul(optarg, NULL, 10);
@@ -186,6 +188,9 @@ int main(int argc, char **argv)
 			break;
 		case 'b':
 			body_drip = true;
+			break;
+		case 'f':
+			head_len = strtoul(optarg, NULL, 10);
 			break;
 		case 't':
 			timeout = strtol(optarg, NULL, 10);
@@ -223,6 +228,8 @@ int main(int argc, char **argv)
 
 		head_len = sep ? (size_t)(sep - req) + 4 : req_len;
 	}
+	if (head_len > req_len)
+		head_len = req_len;
 	start = now_ms();
 	end = start + timeout;
 	for (i = 0; i < nconns; i++)

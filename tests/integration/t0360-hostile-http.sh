@@ -100,11 +100,13 @@ wait_lines()
 migrate_db
 # no per-address limit: the siege below (320 connections, all from
 # 127.0.0.1) is about MAX_CONNECTIONS and the timeouts; t0365 floods
-# against the default PER_IP_CONNECTION_LIMIT
+# against the default PER_IP_CONNECTION_LIMIT. A header deadline past the
+# siege: its idle connections and header drips stay (t0366 tests the
+# deadline).
 start_service CMD command-service BIND_ADDRESS=127.0.0.1 MAX_BODY_BYTES=1024 \
 	MAX_CONNECTIONS=500 CONNECTION_MEMORY_BYTES=16384 \
 	IDLE_TIMEOUT_SECONDS=30 REQUEST_TIMEOUT_SECONDS=3 \
-	PER_IP_CONNECTION_LIMIT=0
+	HEADER_TIMEOUT_SECONDS=30 PER_IP_CONNECTION_LIMIT=0
 P=$CMD_PORT
 pid=$CMD_PID
 
