@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "es_db.h"
 #include "es_event.h"
@@ -16,6 +17,7 @@ struct cmd_notify {
 	pthread_cond_t cond;
 	bool pending; /* a poke since the last NOTIFY went out */
 	bool stopping;
+	bool exited; /* notify_main() returned */
 };
 
 /* Wait for a poke (or the stop); false when stopping. */
@@ -36,18 +38,30 @@ static void *notify_main(void *arg)
 {
 	struct cmd_notify *n = arg;
 	struct es_db_link link = ES_DB_LINK_INIT(n->conninfo, -1);
-	PGconn *db;
+	PGconn *db, *set = NULL;
 
 	while (wait_poke(n)) {
 		struct es_error err = ES_ERROR_INIT;
 
 		/* down: the hint is lost (after the backoff); readers poll */
 		db = es_db_link_get(&link, &err);
+		/*
+		 * A hint need not wait for a synchronous standby: with one
+		 * that does not answer, the NOTIFY would hang, and the stop
+		 * with it.
+		 */
+		if (db && db != set &&
+		    es_db_exec(db, "SET synchronous_commit = local", &err) == 0)
+			set = db;
 		if (db)
 			es_db_exec(db, "NOTIFY " ES_CHANNEL_EVENTS, &err);
 		es_error_release(&err);
 	}
 	es_db_link_close(&link);
+	pthread_mutex_lock(&n->lock);
+	n->exited = true;
+	pthread_cond_broadcast(&n->cond);
+	pthread_mutex_unlock(&n->lock);
 	return NULL;
 }
 
@@ -84,16 +98,33 @@ void cmd_notify_poke(struct cmd_notify *n)
 	pthread_mutex_unlock(&n->lock);
 }
 
-void cmd_notify_stop(struct cmd_notify *n)
+bool cmd_notify_stop(struct cmd_notify *n, long wait_ms)
 {
+	struct timespec until;
+	bool exited;
+
 	if (!n)
-		return;
+		return true;
+	clock_gettime(CLOCK_REALTIME, &until); /* the condition's clock */
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (wait_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&n->lock);
 	n->stopping = true;
-	pthread_cond_signal(&n->cond);
+	pthread_cond_broadcast(&n->cond);
+	while (!n->exited &&
+	       pthread_cond_timedwait(&n->cond, &n->lock, &until) == 0)
+		;
+	exited = n->exited;
 	pthread_mutex_unlock(&n->lock);
+	if (!exited)
+		return false; /* its NOTIFY hangs: leave it be */
 	pthread_join(n->thread, NULL);
 	pthread_cond_destroy(&n->cond);
 	pthread_mutex_destroy(&n->lock);
 	free(n);
+	return true;
 }

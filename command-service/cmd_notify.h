@@ -12,6 +12,8 @@
 #ifndef CMD_NOTIFY_H
 #define CMD_NOTIFY_H
 
+#include <stdbool.h>
+
 #include "es_error.h"
 
 struct cmd_notify;
@@ -26,7 +28,11 @@ struct cmd_notify *cmd_notify_start(const char *conninfo, struct es_error *err);
 /* Events were committed: send a hint soon. Cheap; NULL is a no-op. */
 void cmd_notify_poke(struct cmd_notify *n);
 
-/* Stop the thread, close the connection, free `n` (NULL is a no-op). */
-void cmd_notify_stop(struct cmd_notify *n);
+/*
+ * Stop the thread, close the connection, free `n` (NULL is a no-op).
+ * Waits up to `wait_ms` for a NOTIFY under way; false when it did not
+ * end in time: then `n` is left to the thread, never freed.
+ */
+bool cmd_notify_stop(struct cmd_notify *n, long wait_ms);
 
 #endif

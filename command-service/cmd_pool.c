@@ -20,9 +20,15 @@
  * jobs from the head of the queue at once, and the jobs run_batch()
  * carries over stay in the worker's own array, ahead of the next ones it
  * takes. A worker with carried jobs does not wait for the queue.
+ *
+ * Cancel: PQcancel() connects to the server and may block (a dead
+ * network), so it runs on a thread of its own, the canceller, which
+ * borrows a busy worker's PGcancel with the lock released, and the
+ * stopping thread only ever waits with a deadline (cmd_pool_join()).
  */
 #include "cmd_pool.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -35,11 +41,12 @@
 #include "es_json.h"
 #include "es_log.h"
 
-#define RETRY_NS     (250 * 1000000LL) /* between connection attempts */
-#define RETRY_AFTER  1 /* seconds, in 503s */
-#define APP_NAME     "tandem-command-service"
-#define MS_NS(ms)    ((int64_t)(ms)*1000000LL)
-#define ALIVE_CHECKS 4
+#define RETRY_NS	(250 * 1000000LL) /* between connection attempts */
+#define RETRY_AFTER	1 /* seconds, in 503s */
+#define APP_NAME	"tandem-command-service"
+#define MS_NS(ms)	((int64_t)(ms)*1000000LL)
+#define ALIVE_CHECKS	4
+#define CANCEL_EVERY_MS 100 /* after cmd_pool_cancel(), while workers run */
 
 struct worker {
 	struct cmd_pool *pool;
@@ -48,7 +55,11 @@ struct worker {
 	int64_t next_attempt_ns; /* no connection attempt before this */
 	long index;
 	struct cmd_job **jobs; /* [batch_max]: the batch in hand */
-	PGcancel *cancel; /* for db, under pool->lock: cmd_pool_cancel() */
+	/* under pool->lock */
+	PGcancel *cancel; /* for db; NULL while the canceller borrows it */
+	unsigned long cancel_gen; /* bumped whenever `cancel` is replaced */
+	bool busy; /* running a batch: the canceller cancels it */
+	bool joined; /* the stopping thread's: pthread_join() done */
 };
 
 struct cmd_pool {
@@ -62,6 +73,11 @@ struct cmd_pool {
 	long connected;
 	bool stopping;
 	bool cancelled; /* cmd_pool_cancel(): carried jobs are rejected */
+	pthread_cond_t exit_cond; /* a worker or the canceller exited */
+	long exited; /* workers that left worker_main() */
+	pthread_t canceller;
+	bool canceller_started, canceller_exited, canceller_joined;
+	bool cancel_done; /* the canceller must end */
 	bool down; /* attempts fail and no worker is connected */
 	long connecting; /* connection attempts under way */
 	long throttled; /* workers leaving jobs to connected ones */
@@ -231,6 +247,7 @@ static void drop_conn(struct worker *w)
 	pthread_mutex_lock(&p->lock);
 	PQfreeCancel(w->cancel);
 	w->cancel = NULL;
+	w->cancel_gen++;
 	p->connected--;
 	pthread_mutex_unlock(&p->lock);
 	PQfinish(w->db);
@@ -315,6 +332,7 @@ static int ensure_conn(struct worker *w, int64_t now, int64_t *attempt_ns,
 	attempt_done(p, true, NULL);
 	pthread_mutex_lock(&p->lock);
 	w->cancel = PQgetCancel(w->db); /* NULL only when out of memory */
+	w->cancel_gen++;
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 unavailable:
@@ -461,6 +479,28 @@ static size_t take_jobs(struct cmd_pool *p, struct cmd_job **jobs, size_t n,
 	return n;
 }
 
+/*
+ * Ask the jobs just taken from the queue, jobs[from..n), whether they
+ * may still run (cmd_job.take()), and reject those that may not, keeping
+ * the others in their order. Returns how many jobs are left in hand.
+ */
+static size_t take_wanted(struct cmd_pool *p, struct cmd_job **jobs,
+			  size_t from, size_t n)
+{
+	size_t i, k = from;
+
+	for (i = from; i < n; i++) {
+		if (!jobs[i]->take || jobs[i]->take(jobs[i])) {
+			jobs[k++] = jobs[i];
+			continue;
+		}
+		/* answered already: the rejection goes nowhere */
+		reject(p, jobs[i], CMD_REJECT_STOPPING,
+		       "the service is shutting down");
+	}
+	return k;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -468,7 +508,7 @@ static void *worker_main(void *arg)
 	size_t max = p->cfg->run_batch ? (size_t)p->cfg->batch_max : 1;
 	struct cmd_job *late, *next;
 	size_t n = 0, i; /* jobs in hand: carried over from the last batch */
-	size_t held;
+	size_t held, kept;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -506,24 +546,81 @@ static void *worker_main(void *arg)
 		held = n;
 		n = take_jobs(p, w->jobs, n, max, &late);
 		p->held += (long)(n - held);
-		if (n > 0)
-			p->in_use++;
 		pthread_mutex_unlock(&p->lock);
 		for (; late; late = next) {
 			next = late->next; /* reject() may free the job */
 			reject(p, late, CMD_REJECT_TIMEOUT,
 			       "timed out waiting for a database connection");
 		}
-		if (n == 0) {
-			pthread_mutex_lock(&p->lock);
+		kept = take_wanted(p, w->jobs, held, n);
+		pthread_mutex_lock(&p->lock);
+		p->held -= (long)(n - kept);
+		n = kept;
+		if (n == 0)
 			continue;
-		}
+		p->in_use++;
+		w->busy = true;
+		pthread_mutex_unlock(&p->lock);
 		held = n;
 		n = serve(w, w->jobs, n);
 		pthread_mutex_lock(&p->lock);
 		p->held -= (long)(held - n);
 		p->in_use--;
+		w->busy = false;
 	}
+	p->exited++;
+	pthread_cond_broadcast(&p->exit_cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/*
+ * Cancel the statement of every busy worker; p->lock held, released
+ * around each PQcancel(), which connects to the server and may block.
+ */
+static void cancel_busy(struct cmd_pool *p)
+{
+	char msg[256];
+
+	for (long i = 0; i < p->nworkers; i++) {
+		struct worker *w = &p->workers[i];
+		PGcancel *c = w->cancel;
+		unsigned long gen = w->cancel_gen;
+
+		if (!w->busy || !c)
+			continue;
+		w->cancel = NULL; /* borrowed while the lock is released */
+		pthread_mutex_unlock(&p->lock);
+		PQcancel(c, msg, sizeof(msg));
+		pthread_mutex_lock(&p->lock);
+		if (w->cancel_gen == gen)
+			w->cancel = c;
+		else
+			PQfreeCancel(c); /* its connection is gone */
+	}
+}
+
+/*
+ * After cmd_pool_cancel(): cancel what the workers run, and again every
+ * CANCEL_EVERY_MS (a cancel that arrives between two statements of a
+ * round is lost), until every worker has exited or the pool stops.
+ */
+static void *canceller_main(void *arg)
+{
+	struct cmd_pool *p = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->cancel_done && p->exited < p->nworkers) {
+		cancel_busy(p);
+		until = timespec_of(now_ns() + MS_NS(CANCEL_EVERY_MS));
+		while (!p->cancel_done && p->exited < p->nworkers &&
+		       pthread_cond_timedwait(&p->exit_cond, &p->lock,
+					      &until) != ETIMEDOUT)
+			;
+	}
+	p->canceller_exited = true;
+	pthread_cond_broadcast(&p->exit_cond);
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
 }
@@ -535,20 +632,36 @@ static void pool_free(struct cmd_pool *p)
 	for (long i = 0; p->workers && i < p->cfg->size; i++)
 		free(p->workers[i].jobs);
 	pthread_cond_destroy(&p->cond);
+	pthread_cond_destroy(&p->exit_cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p->workers);
 	free(p);
 }
 
-/* Stop and join the started workers (the queue is drained first). */
+/*
+ * Stop and join the started workers (the queue is drained first), then
+ * the canceller.
+ */
 static void join_workers(struct cmd_pool *p)
 {
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+	for (long i = 0; i < p->nworkers; i++)
+		if (!p->workers[i].joined) {
+			pthread_join(p->workers[i].thread, NULL);
+			p->workers[i].joined = true;
+		}
+	pthread_mutex_lock(&p->lock);
+	p->cancel_done = true;
+	pthread_cond_broadcast(&p->exit_cond);
+	pthread_mutex_unlock(&p->lock);
+	if (p->canceller_started && !p->canceller_joined) {
+		pthread_join(p->canceller, NULL);
+		p->canceller_joined = true;
+	}
 	for (long i = 0; i < p->nworkers; i++) {
-		pthread_join(p->workers[i].thread, NULL);
 		PQfreeCancel(p->workers[i].cancel);
 		p->workers[i].cancel = NULL;
 		PQfinish(p->workers[i].db);
@@ -581,6 +694,7 @@ struct cmd_pool *cmd_pool_start(const struct cmd_pool_config *cfg,
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* timespec_of() */
 	pthread_cond_init(&p->cond, &attr);
+	pthread_cond_init(&p->exit_cond, &attr);
 	pthread_condattr_destroy(&attr);
 	p->workers = calloc((size_t)cfg->size, sizeof(*p->workers));
 	if (!p->workers) {
@@ -673,15 +787,14 @@ void cmd_pool_cancel(struct cmd_pool *p)
 	pthread_cond_broadcast(&p->cond);
 	/*
 	 * A batch's statement may be waiting in the server (on a lock, say)
-	 * with many commands: cancel it, so that they are not applied after
-	 * their 503 either. An idle connection ignores the request; one in
-	 * COMMIT may commit all the same.
+	 * with many commands: cancel it, so that they end (and are not
+	 * applied) now. One in COMMIT may commit all the same.
 	 */
-	for (long i = 0; i < p->nworkers; i++) {
-		char msg[256];
-
-		if (p->workers[i].cancel)
-			PQcancel(p->workers[i].cancel, msg, sizeof(msg));
+	if (!p->canceller_started && p->nworkers > 0) {
+		if (pthread_create(&p->canceller, NULL, canceller_main, p) == 0)
+			p->canceller_started = true;
+		else
+			cancel_busy(p); /* once, here */
 	}
 	pthread_mutex_unlock(&p->lock);
 	for (job = list; job; job = next) {
@@ -689,6 +802,32 @@ void cmd_pool_cancel(struct cmd_pool *p)
 		reject(p, job, CMD_REJECT_STOPPING,
 		       "the service is shutting down");
 	}
+}
+
+long cmd_pool_join(struct cmd_pool *p, long wait_ms)
+{
+	struct timespec until = timespec_of(now_ns() + MS_NS(wait_ms));
+	long left;
+
+	if (!p)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->cond);
+	while ((p->exited < p->nworkers ||
+		(p->canceller_started && !p->canceller_exited)) &&
+	       pthread_cond_timedwait(&p->exit_cond, &p->lock, &until) !=
+		       ETIMEDOUT)
+		;
+	left = p->nworkers - p->exited;
+	if (left == 0 && p->canceller_started && !p->canceller_exited)
+		left = 1; /* the canceller, in a PQcancel() that hangs */
+	p->cancel_done = true;
+	pthread_cond_broadcast(&p->exit_cond);
+	pthread_mutex_unlock(&p->lock);
+	if (left == 0)
+		join_workers(p); /* they are gone: at once */
+	return left;
 }
 
 void cmd_pool_stop(struct cmd_pool *p)

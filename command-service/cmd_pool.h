@@ -81,6 +81,14 @@ struct cmd_job {
 	 * retry_after), or the pool is stopping.
 	 */
 	void (*reject)(struct cmd_job *job, const struct es_error *err);
+	/*
+	 * Called on the worker that takes the job from the queue, before it
+	 * can run; 0 when it must not run any more (its request was answered
+	 * meanwhile, es_http_take()): reject() is called instead, and its
+	 * answer goes nowhere. Jobs carried over are not asked again. May
+	 * be NULL: always run.
+	 */
+	int (*take)(struct cmd_job *job);
 	/* private to the pool */
 	struct cmd_job *next;
 	int64_t enqueued_ns;
@@ -120,12 +128,26 @@ void cmd_pool_stats(struct cmd_pool *pool, struct cmd_pool_stats *out);
 /*
  * Refuse new jobs and reject every queued one (ES_EUNAVAIL, "the service
  * is shutting down") instead of running it, and the jobs that workers
- * hold for a later batch; the statements running now are cancelled
- * (their jobs fail unless the server was committing them already).
- * For a shutdown whose HTTP server answered requests 503 when its grace
- * period ran out: their commands must not be applied after that answer.
+ * hold for a later batch; the statements running now are cancelled, and
+ * again every 100 ms while their workers are busy (from a thread of the
+ * pool's, since PQcancel() may block): their jobs fail, unless the
+ * server was committing them already (a COMMIT waiting for a synchronous
+ * standby stops waiting and stands). For a shutdown whose HTTP server
+ * answered the requests still queued 503 when its grace period ran out:
+ * their commands must not be applied after that answer. Returns at once.
  */
 void cmd_pool_cancel(struct cmd_pool *pool);
+
+/*
+ * Stop the pool (as cmd_pool_stop() does, or after cmd_pool_cancel())
+ * and wait up to `wait_ms` for every worker to finish what it holds and
+ * exit. Returns how many workers did not, stuck in the database where
+ * a cancel does not reach (a dead network), or 1 when only the thread
+ * that sends the cancels is stuck: the pool must then be left alone,
+ * never freed, since they still use it. 0: every thread is joined, and
+ * cmd_pool_stop() frees the pool at once.
+ */
+long cmd_pool_join(struct cmd_pool *pool, long wait_ms);
 
 /* Run every queued job, then close the connections and free the pool. */
 void cmd_pool_stop(struct cmd_pool *pool);

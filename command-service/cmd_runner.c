@@ -76,6 +76,15 @@ static void job_reject(struct cmd_job *job, const struct es_error *err)
 	cmd_request_send(cr);
 }
 
+/*
+ * A worker takes the job: only while its request still waits for the
+ * answer (the shutdown may have answered it 503 meanwhile).
+ */
+static int job_take(struct cmd_job *job)
+{
+	return es_http_take(((struct cmd_request *)job)->req);
+}
+
 void cmd_runner_submit(struct cmd_request *cr)
 {
 	struct es_request *req = cr->req;
@@ -97,6 +106,7 @@ void cmd_runner_submit(struct cmd_request *cr)
 	cr->ticket.key = cr->key[0] ? cr->key : NULL;
 	/* no run(): the pool runs commands through cmd_runner_run() */
 	cr->job.reject = job_reject;
+	cr->job.take = job_take;
 	es_http_suspend(req);
 	if (cmd_pool_submit(ctx->pool, &cr->job, &err) < 0) {
 		cmd_reply_error(cr, &err);

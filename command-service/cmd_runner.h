@@ -52,7 +52,8 @@ struct cmd_request;
  *	pool_cfg.run_batch = cmd_runner_run; (both with &ctx as arg)
  *	ctx.pool = cmd_pool_start(&pool_cfg, &err);
  *	... es_http_start(&http, routes_with_cmd_routes, n, &ctx, &err) ...
- *	es_http_stop(); cmd_pool_stop(ctx.pool); cmd_ctx_release(&ctx);
+ *	es_http_drain(); cmd_pool_cancel(); cmd_pool_join(); es_http_stop();
+ *	cmd_pool_stop(ctx.pool); cmd_ctx_release(&ctx);
  */
 struct cmd_ctx {
 	struct cmd_pool *pool; /* set by main before serving */

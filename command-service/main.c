@@ -4,9 +4,15 @@
  *
  * main() reads the configuration, starts the connection pool, then the
  * HTTP server with the command routes (cmd_routes.h) and its own
- * /health, /ready and /metrics. On SIGTERM or SIGINT it stops the HTTP
- * server first (no new connections; requests in flight, those waiting in
- * the pool included, are finished), then the pool, and exits 0.
+ * /health, /ready and /metrics. On SIGTERM or SIGINT it drains the HTTP
+ * server (no new connections; requests in flight, those waiting in the
+ * pool included, may finish within SHUTDOWN_GRACE_MS; those still
+ * queued then are answered 503), cancels the pool (its queue is dropped,
+ * the statements running are cancelled; the rounds running end with
+ * their true answers), waits STOP_WAIT_MS at most for its workers, stops
+ * the HTTP server (a command whose worker is still stuck in the database
+ * is answered 504, outcome unknown), and exits 0. Stuck threads are left
+ * running, with what they use, and the process ends at once (_exit()).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -30,6 +36,12 @@
 
 #define PROG	 "command-service"
 #define POOL_MIN 2
+/*
+ * After the grace period, how long the rounds still running (their
+ * statements cancelled) may take to end, and the notifier its NOTIFY.
+ */
+#define STOP_WAIT_MS   3000
+#define NOTIFY_WAIT_MS 1000
 
 #define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -165,7 +177,8 @@ int main(int argc, char **argv)
 	size_t nroutes = 0;
 	sigset_t stop;
 	int status;
-	int sig = 0, ret = 1, cut;
+	int sig = 0, ret = 1;
+	long stuck = 0;
 
 	routes = all_routes(&nroutes);
 	if (!routes) {
@@ -222,14 +235,33 @@ int main(int argc, char **argv)
 	es_log(ES_LOG_INFO, "stopping", "{s:s, s:i}", "signal",
 	       sig == SIGINT ? "SIGINT" : "SIGTERM", "in_flight",
 	       (int)es_http_in_flight(h));
-	cut = es_http_stop(h, (int)c.shutdown_grace_ms);
-	atomic_store(&ops.http, NULL); /* no handler runs any more */
+	es_http_drain(h, (int)c.shutdown_grace_ms);
 	/*
-	 * Requests still queued in the pool were answered 503 when the grace
-	 * period ran out: their commands must not run after that.
+	 * The requests still queued in the pool were answered 503 when the
+	 * grace period ran out: their commands must not run after that. The
+	 * rounds running took theirs (es_http_take()) and answer them
+	 * truly; cancelling their statements makes them end sooner.
 	 */
-	if (cut > 0)
-		cmd_pool_cancel(ctx.pool);
+	cmd_pool_cancel(ctx.pool);
+	stuck = cmd_pool_join(ctx.pool, STOP_WAIT_MS);
+	if (stuck)
+		es_log(ES_LOG_WARN, "workers_abandoned", "{s:i, s:s}",
+		       "workers", (int)stuck, "why",
+		       "stuck in the database after their statements were "
+		       "cancelled; their commands are answered 504");
+	es_http_stop(h, 0);
+	atomic_store(&ops.http, NULL); /* no handler runs any more */
+	/* (a stuck worker may still poke the notifier) */
+	if (!stuck && !cmd_notify_stop(ctx.notify, NOTIFY_WAIT_MS)) {
+		es_log(ES_LOG_WARN, "notifier_abandoned", NULL);
+		stuck++;
+	}
+	if (stuck) {
+		/* the stuck threads still use the pool, the cache, libpq */
+		es_log(ES_LOG_INFO, "stopped", NULL);
+		_exit(0);
+	}
+	ctx.notify = NULL;
 	ret = 0;
 out:
 	if (ret) {
@@ -239,7 +271,7 @@ out:
 	}
 	/* after the server, so that nothing submits jobs any more */
 	cmd_pool_stop(ctx.pool);
-	cmd_notify_stop(ctx.notify);
+	cmd_notify_stop(ctx.notify, NOTIFY_WAIT_MS);
 	cmd_ctx_release(&ctx);
 	es_probe_release(&ops.probe);
 	free(routes);

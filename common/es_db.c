@@ -246,6 +246,21 @@ int es_db_error(PGconn *db, const PGresult *res, struct es_error *err)
 		       db ? PQerrorMessage(db) : "");
 		return es_error_set(err, ES_EUNAVAIL, "database unavailable");
 	}
+	if (sqlstate_is(state, "57014")) {
+		/*
+		 * statement_timeout, or a cancel (the command service's
+		 * shutdown sends them): the statement, and its transaction,
+		 * did not happen
+		 */
+		es_log(ES_LOG_WARN, "db_cancelled", "{s:s}", "error",
+		       PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+			       ? PQresultErrorField(res,
+						    PG_DIAG_MESSAGE_PRIMARY)
+			       : "");
+		return es_error_set(err, ES_EUNAVAIL,
+				    "the statement was cancelled (a timeout, "
+				    "or the service is shutting down)");
+	}
 	return state_error(
 		state, PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME),
 		PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),

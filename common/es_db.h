@@ -39,7 +39,9 @@ PGconn *es_db_connect(const char *conninfo, struct es_error *err);
  * Turn a failed result (or a NULL one) into an es_error. The only place
  * where SQLSTATEs become error kinds: a broken connection, a server
  * shutting down or out of a resource (disk full, out of memory, too many
- * connections: SQLSTATE 53000-53300) is ES_EUNAVAIL, a clash on
+ * connections: SQLSTATE 53000-53300) is ES_EUNAVAIL, and so is a
+ * cancelled statement (57014: statement_timeout or a cancel request;
+ * the statement and its transaction did not happen), a clash on
  * `events_stream_id_stream_version_key` is ES_ECONFLICT, the store's own
  * version-mismatch SQLSTATE 'TDV01' is ES_ECONFLICT with current_version
  * from the message's DETAIL, 'TDI01' (an event id stored by another

@@ -14,9 +14,12 @@
  * Suspended requests: es_http_suspend() gives the handler's ownership of
  * the request to another thread (the "owner"); from then on the
  * request's response, state and references change under h->lock, since
- * es_http_stop() may race with the owner. The owner's es_http_resume()
- * makes libmicrohttpd call on_request() again, which queues the stored
- * response.
+ * es_http_drain() and es_http_stop() may race with the owner. The owner's
+ * es_http_resume() makes libmicrohttpd call on_request() again, which
+ * queues the stored response. es_http_suspend() also copies the request
+ * headers and query arguments into memory of the request's own: once
+ * the shutdown answers a suspended request, libmicrohttpd frees the
+ * connection's memory while the owner may still be reading them.
  */
 #define _GNU_SOURCE /* sched_getaffinity(), CPU_COUNT() */
 #include "es_array.h"
@@ -46,6 +49,7 @@
 
 #define MAX_STATUS    600
 #define CLOSE_WAIT_MS 1000 /* after the grace period, for forced answers */
+#define TICK_MS	      5 /* how often the shutdown looks again */
 #define DISCARD_MAX   (1024 * 1024) /* over-cap chunked bytes read to 413 */
 #define WATCH_TICK_MS 500 /* how often the header deadline is checked */
 
@@ -71,6 +75,12 @@ struct header {
 	char *name, *value;
 };
 
+/* A request header or query argument, copied by es_http_suspend(). */
+struct value {
+	enum MHD_ValueKind kind;
+	const char *key, *value; /* NULL value: "?flag" without '=' */
+};
+
 struct request {
 	struct es_request pub;
 	struct es_http *h;
@@ -80,6 +90,8 @@ struct request {
 	bool handled; /* the handler has run */
 	bool suspended; /* es_http_suspend() was called: lock h->lock */
 	bool mhd_suspended; /* MHD_suspend_connection() was called */
+	bool taken; /* es_http_take(): its owner answers it, not a 503 */
+	bool copied; /* values[] holds the headers and query arguments */
 	bool too_large;
 	bool bad_target; /* the raw request target has a space, a control
 			    byte or %00 */
@@ -95,6 +107,8 @@ struct request {
 	unsigned int status; /* of the stored response */
 	unsigned int sent; /* status queued to libmicrohttpd, 0 if none */
 	struct header *headers; /* added before the response exists */
+	struct value *values; /* nvalues, then their strings: one block */
+	size_t nvalues;
 	struct request *prev, *next; /* in h->suspended */
 	struct track *track; /* its connection's, NULL without a deadline */
 	unsigned long num; /* the number in its made-up id */
@@ -117,8 +131,13 @@ struct es_http {
 	pthread_mutex_t lock;
 	struct request *suspended; /* waiting for their owners */
 	unsigned int held; /* owners' references not yet resumed */
-	bool closing; /* last phase of es_http_stop(): no new suspends */
+	bool closing; /* drained: new suspends are answered 503 at once,
+			 es_http_take() refuses */
 	bool stopped; /* the daemon is gone; free h when held reaches 0 */
+	/* the stopping thread's own */
+	bool drained; /* es_http_drain() ran */
+	MHD_socket listen_fd; /* quiesced, closed after the daemon stops */
+	int cut; /* requests es_http_drain() answered 503 */
 	struct route_stats *stats; /* nroutes + 1 */
 	/* the header deadline (see "the header deadline" below) */
 	long header_timeout_ms; /* 0: none, and no watchdog */
@@ -176,6 +195,7 @@ static void request_free(struct request *r)
 	json_decref(r->pub.json);
 	free(r->body);
 	free(r->strings);
+	free(r->values);
 	free(r);
 }
 
@@ -1342,19 +1362,93 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- suspend and resume ---- */
 
+/* What copy_values() counts, then fills. */
+struct copy {
+	struct value *values; /* NULL while counting */
+	size_t n;
+	size_t bytes; /* of the strings */
+	char *next; /* where the next string goes */
+};
+
+static const char *copy_string(struct copy *c, const char *s)
+{
+	size_t n;
+	char *dst;
+
+	if (!s)
+		return NULL;
+	n = strlen(s) + 1;
+	if (!c->values) {
+		c->bytes += n;
+		return NULL;
+	}
+	dst = c->next;
+	memcpy(dst, s, n);
+	c->next += n;
+	return dst;
+}
+
+static enum MHD_Result copy_value(void *cls, enum MHD_ValueKind kind,
+				  const char *key, const char *value)
+{
+	struct copy *c = cls;
+	struct value *v = c->values ? &c->values[c->n] : NULL;
+	const char *k = copy_string(c, key), *val = copy_string(c, value);
+
+	if (v) {
+		v->kind = kind;
+		v->key = k;
+		v->value = val;
+	}
+	c->n++;
+	return MHD_YES;
+}
+
+/*
+ * Copy the request headers and query arguments into r->values, for
+ * es_request_header() and es_request_query() after the suspension. Out
+ * of memory, the request is left without them (lookups find nothing).
+ */
+static void copy_values(struct request *r)
+{
+	const enum MHD_ValueKind kinds =
+		MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND;
+	struct copy c = { 0 };
+	size_t total;
+
+	r->copied = true;
+	MHD_get_connection_values(r->conn, kinds, copy_value, &c);
+	if (c.n == 0)
+		return;
+	total = c.n * sizeof(*c.values) + c.bytes;
+	c.values = malloc(total);
+	if (!c.values) {
+		es_log(ES_LOG_ERROR, "out_of_memory", "{s:s, s:s}",
+		       "request_id", r->id, "what", "the request's headers");
+		return;
+	}
+	c.next = (char *)(c.values + c.n);
+	c.n = 0;
+	MHD_get_connection_values(r->conn, kinds, copy_value, &c);
+	r->values = c.values;
+	r->nvalues = c.n;
+}
+
 void es_http_suspend(struct es_request *req)
 {
 	struct request *r = request_of(req);
 	struct es_http *h = r->h;
 	struct es_error err = ES_ERROR_INIT;
 
+	/* before the owner sees it: this thread still owns the connection */
+	copy_values(r);
 	pthread_mutex_lock(&h->lock);
 	r->suspended = true;
 	r->refs++;
 	h->held++;
 	if (h->closing) {
 		/* the daemon is about to stop: answer now, the owner's later
-		 * send is ignored */
+		 * send is ignored and es_http_take() refuses */
 		if (!r->response) {
 			es_error_set(&err, ES_EUNAVAIL,
 				     "the service is shutting down");
@@ -1373,6 +1467,19 @@ void es_http_suspend(struct es_request *req)
 		h->suspended = r;
 	}
 	pthread_mutex_unlock(&h->lock);
+}
+
+bool es_http_take(struct es_request *req)
+{
+	struct request *r = request_of(req);
+	bool ok;
+
+	pthread_mutex_lock(&r->h->lock);
+	ok = r->state == REQ_SUSPENDED;
+	if (ok)
+		r->taken = true;
+	pthread_mutex_unlock(&r->h->lock);
+	return ok;
 }
 
 /* h->lock held. Take `r` off the suspended list and wake it up. */
@@ -1490,6 +1597,7 @@ struct es_http *es_http_start(const struct es_http_config *cfg,
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		return NULL;
 	}
+	h->listen_fd = MHD_INVALID_SOCKET;
 	h->routes = routes;
 	h->nroutes = nroutes;
 	h->ctx = ctx;
@@ -1552,55 +1660,110 @@ unsigned int es_http_in_flight(const struct es_http *h)
 /* Wait up to `ms` for no request to be in flight. */
 static void wait_idle(struct es_http *h, int ms)
 {
-	struct timespec tick = { 0, 5 * 1000 * 1000 };
+	struct timespec tick = { 0, TICK_MS * 1000 * 1000 };
 
 	for (int waited = 0; waited < ms && atomic_load(&h->in_flight) > 0;
-	     waited += 5)
+	     waited += TICK_MS)
 		nanosleep(&tick, NULL);
 }
 
-int es_http_stop(struct es_http *h, int grace_ms)
+/* Wait up to `ms` for no request to be suspended. */
+static void wait_unsuspended(struct es_http *h, int ms)
+{
+	struct timespec tick = { 0, TICK_MS * 1000 * 1000 };
+	bool any;
+
+	for (int waited = 0;; waited += TICK_MS) {
+		pthread_mutex_lock(&h->lock);
+		any = h->suspended != NULL;
+		pthread_mutex_unlock(&h->lock);
+		if (!any || waited >= ms)
+			break;
+		nanosleep(&tick, NULL);
+	}
+}
+
+/*
+ * Answer the suspended requests with `err` (those whose owner already
+ * sent keep that answer), only the untaken ones unless `all`, and wake
+ * them; h->lock held. Returns how many.
+ */
+static int answer_suspended(struct es_http *h, const struct es_error *err,
+			    bool all)
+{
+	struct request *r, *next;
+	int n = 0;
+
+	for (r = h->suspended; r; r = next) {
+		next = r->next;
+		if (r->taken && !all)
+			continue;
+		if (!r->response) {
+			r->response = problem_response(err, NULL);
+			r->status = es_error_status(err->code);
+		}
+		wake(h, r);
+		n++;
+	}
+	return n;
+}
+
+int es_http_drain(struct es_http *h, int grace_ms)
 {
 	struct es_error err = ES_ERROR_INIT;
-	MHD_socket fd;
-	int cut = 0;
-	bool free_h;
+	int cut;
 
-	if (!h)
+	if (!h || h->drained)
 		return 0;
+	h->drained = true;
 	atomic_store(&h->stopping, true);
-	fd = MHD_quiesce_daemon(h->daemon);
+	h->listen_fd = MHD_quiesce_daemon(h->daemon);
 	/*
 	 * The quiesced socket stays open until the daemon stops, and the
 	 * kernel would go on completing connections nobody serves: shut its
 	 * reading side so that new clients are refused at once.
 	 */
-	if (fd != MHD_INVALID_SOCKET)
-		shutdown(fd, SHUT_RD);
+	if (h->listen_fd != MHD_INVALID_SOCKET)
+		shutdown(h->listen_fd, SHUT_RD);
 	wait_idle(h, grace_ms);
 	es_error_set(&err, ES_EUNAVAIL, "the service is shutting down");
 	pthread_mutex_lock(&h->lock);
 	h->closing = true;
-	while (h->suspended) {
-		struct request *r = h->suspended;
-
-		if (!r->response) {
-			r->response = problem_response(&err, NULL);
-			r->status = MHD_HTTP_SERVICE_UNAVAILABLE;
-		}
-		wake(h, r);
-		cut++;
-	}
+	cut = answer_suspended(h, &err, false);
 	pthread_mutex_unlock(&h->lock);
-	if (cut)
-		wait_idle(h, CLOSE_WAIT_MS);
-	cut += (int)atomic_load(&h->in_flight);
+	h->cut = cut;
+	return cut;
+}
+
+int es_http_stop(struct es_http *h, int wait_ms)
+{
+	struct es_error err = ES_ERROR_INIT;
+	int unknown, cut;
+	bool free_h;
+
+	if (!h)
+		return 0;
+	es_http_drain(h, wait_ms);
+	/* what is still suspended was taken: wait for its true answer */
+	wait_unsuspended(h, wait_ms);
+	es_error_set(&err, ES_EUNKNOWN,
+		     "the service stopped before the outcome of the request "
+		     "was known; retry with the same Idempotency-Key");
+	pthread_mutex_lock(&h->lock);
+	unknown = answer_suspended(h, &err, true);
+	pthread_mutex_unlock(&h->lock);
+	if (unknown)
+		es_log(ES_LOG_WARN, "http_stop_unknown", "{s:i}", "requests",
+		       unknown);
+	/* let the answers go out */
+	wait_idle(h, CLOSE_WAIT_MS);
+	cut = h->cut + unknown + (int)atomic_load(&h->in_flight);
 	if (cut)
 		es_log(ES_LOG_WARN, "http_stop_cut", "{s:i}", "requests", cut);
 	MHD_stop_daemon(h->daemon);
 	watchdog_stop(h);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
+	if (h->listen_fd != MHD_INVALID_SOCKET)
+		close(h->listen_fd);
 	pthread_mutex_lock(&h->lock);
 	h->stopped = true;
 	free_h = h->held == 0;
@@ -1621,26 +1784,43 @@ const char *es_request_param(const struct es_request *req, const char *name)
 	return es_match_param(&r->match, name);
 }
 
-const char *es_request_header(const struct es_request *req, const char *name)
+/* The copied value of `kind` named `name` (first match, any case). */
+static const char *copied_value(const struct request *r,
+				enum MHD_ValueKind kind, const char *name)
+{
+	for (size_t i = 0; i < r->nvalues; i++)
+		if ((r->values[i].kind & kind) && r->values[i].key &&
+		    strcasecmp(r->values[i].key, name) == 0)
+			return r->values[i].value;
+	return NULL;
+}
+
+/*
+ * Before the suspension the handler's thread asks libmicrohttpd; after
+ * it, the owner reads the copy, never the connection (which the
+ * shutdown may answer and free meanwhile).
+ */
+static const char *lookup(const struct es_request *req, enum MHD_ValueKind kind,
+			  const char *name)
 {
 	const struct request *r =
 		(const struct request *)((const char *)req -
 					 offsetof(struct request, pub));
 
-	return r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-						     name)
+	if (r->copied)
+		return copied_value(r, kind, name);
+	return r->conn ? MHD_lookup_connection_value(r->conn, kind, name)
 		       : NULL;
+}
+
+const char *es_request_header(const struct es_request *req, const char *name)
+{
+	return lookup(req, MHD_HEADER_KIND, name);
 }
 
 const char *es_request_query(const struct es_request *req, const char *name)
 {
-	const struct request *r =
-		(const struct request *)((const char *)req -
-					 offsetof(struct request, pub));
-
-	return r->conn ? MHD_lookup_connection_value(
-				 r->conn, MHD_GET_ARGUMENT_KIND, name)
-		       : NULL;
+	return lookup(req, MHD_GET_ARGUMENT_KIND, name);
 }
 
 static const char *skip_ows(const char *s)

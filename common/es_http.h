@@ -101,6 +101,7 @@
 #define ES_HTTP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -196,9 +197,21 @@ struct es_request {
  *   es_http_send_*(), and must finally call es_http_resume(); after
  *   that `req` is gone. The handler must return without touching `req`
  *   once it has handed it over.
- * - es_http_stop() may answer a suspended request itself (503) when the
- *   grace period ends; the owner's later send is then ignored, and its
- *   es_http_resume() is still required and still safe.
+ * - The shutdown may answer a suspended request itself (see
+ *   es_http_drain() and es_http_stop()); the owner's later send is then
+ *   ignored, and its es_http_resume() is still required and still safe.
+ *   The request, and what es_request_header() and es_request_query()
+ *   return from then on, stay valid until es_http_resume(); strings
+ *   they returned before es_http_suspend() do not (they live in
+ *   libmicrohttpd's memory of the connection, which such an answer
+ *   frees): copy what the owner needs of them.
+ * - An owner that is about to do something that must not happen once
+ *   the client was told "503, not done" (a command's append) first
+ *   calls es_http_take(): when it returns false, the request was
+ *   answered so already, and the owner must not do it, only resume.
+ *   When it returns true, the request is the owner's to answer for
+ *   good: the shutdown answers it 504 (outcome unknown), never 503, if
+ *   the owner has not answered when es_http_stop()'s wait ends.
  *
  * A handler that returns without answering or suspending gets a 500.
  * Sending twice keeps the first response.
@@ -206,12 +219,22 @@ struct es_request {
 void es_http_suspend(struct es_request *req);
 void es_http_resume(struct es_request *req);
 
+/*
+ * The owner of a suspended request takes it for an action whose
+ * outcome the answer must tell: false if the shutdown answered it 503
+ * already (then skip the action and resume). Under the server's lock,
+ * so a take and es_http_drain()'s 503s never cross.
+ */
+bool es_http_take(struct es_request *req);
+
 /* A `{name}` captured by the route, or NULL. ownership: borrowed. */
 const char *es_request_param(const struct es_request *req, const char *name);
 
 /*
  * A request header (case-insensitive name) or a decoded query argument,
  * or NULL. For the handler's thread, or the owner of a suspended request.
+ * ownership: borrowed; before es_http_suspend() until the suspension or
+ * the handler's return, after it until es_http_resume().
  */
 const char *es_request_header(const struct es_request *req, const char *name);
 const char *es_request_query(const struct es_request *req, const char *name);
@@ -281,11 +304,27 @@ unsigned int es_http_port(const struct es_http *h);
 unsigned int es_http_in_flight(const struct es_http *h);
 
 /*
- * Stop accepting, wait up to `grace_ms` for in-flight requests to finish
- * (suspended ones too), answer the still-suspended ones 503, then stop the
- * daemon and free `h`. Returns the number of requests that were cut short.
+ * Shutdown, in two steps, so that a service can settle the work its
+ * owners hold in between:
+ *
+ * es_http_drain() stops accepting (new connections are refused; the
+ * requests on open ones are still served, their answers close them),
+ * waits up to `grace_ms` for every request in flight to finish, then
+ * answers 503 "shutting down" each request still suspended that no
+ * owner took (es_http_take()); from then on a request suspended is
+ * answered 503 at once and cannot be taken. Returns how many it
+ * answered. A second call does nothing.
+ *
+ * es_http_stop() drains with `wait_ms` as the grace period if that was
+ * not done, waits up to `wait_ms` for the owners of the taken requests
+ * to answer and resume them, answers those still waiting 504 (outcome
+ * unknown, retry with the same Idempotency-Key: their owner may still
+ * act), then stops the daemon and frees `h` (once the last owner
+ * resumed). Returns the number of requests cut short: answered by the
+ * shutdown, or still unfinished when the daemon stopped.
  */
-int es_http_stop(struct es_http *h, int grace_ms);
+int es_http_drain(struct es_http *h, int grace_ms);
+int es_http_stop(struct es_http *h, int wait_ms);
 
 /*
  * Write the request counters in Prometheus text format:

@@ -270,6 +270,7 @@ static void job_free(struct qry_read *j)
 {
 	if (j->def->release)
 		j->def->release(j->params);
+	free(j->min_token);
 	free(j);
 }
 
@@ -390,6 +391,7 @@ void qry_read_route(struct es_request *req)
 	struct qry_ctx *ctx = req->ctx;
 	struct es_error err = ES_ERROR_INIT;
 	struct qry_read *j = calloc(1, sizeof(*j) + def->size);
+	const char *token = NULL;
 	int covered = 1, r;
 
 	if (!j) {
@@ -402,9 +404,16 @@ void qry_read_route(struct es_request *req)
 	j->def = def;
 	j->params = j + 1;
 	if (def->ryw) {
-		if (qry_read_parse_wait(req, &j->min_token, &j->wait_ms, &err) <
-		    0)
+		if (qry_read_parse_wait(req, &token, &j->wait_ms, &err) < 0)
 			goto fail;
+		/*
+		 * A copy: the request's own memory is gone once the shutdown
+		 * answers it, while the timer or a worker may still read it.
+		 */
+		if (token && !(j->min_token = strdup(token))) {
+			es_error_set(&err, ES_EINTERNAL, "out of memory");
+			goto fail;
+		}
 		if (j->min_token)
 			covered = qry_state_covers(ctx->st, wait_view(def),
 						   j->min_token, &err);

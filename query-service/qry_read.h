@@ -85,7 +85,7 @@ struct qry_read {
 	struct es_request *req;
 	struct qry_ctx *ctx;
 	const struct qry_read_def *def;
-	const char *min_token; /* borrowed from the request */
+	char *min_token; /* owned copy: outlives the request's memory */
 	long wait_ms;
 	char canon[160]; /* the parameters, for the ETag */
 	void *params; /* def->size bytes, after the struct */
@@ -120,9 +120,10 @@ int qry_date_ok(const char *s);
 int qry_currency_ok(const char *s);
 
 /*
- * X-Min-Position (or ?min_position=) into *token (borrowed from `req`,
- * NULL without) and X-Wait-Ms into *ms. -1 with a 400 for a wait that is
- * not an integer in [0, 10000]; the token is checked by the caller.
+ * X-Min-Position (or ?min_position=) into *token (borrowed from `req`
+ * until it is suspended: copy it to keep it; NULL without) and X-Wait-Ms
+ * into *ms. -1 with a 400 for a wait that is not an integer in
+ * [0, 10000]; the token is checked by the caller.
  */
 int qry_read_parse_wait(struct es_request *req, const char **token, long *ms,
 			struct es_error *err);

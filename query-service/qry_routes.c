@@ -92,7 +92,7 @@ struct account_wait {
 	struct qry_waiter wait;
 	struct es_request *req;
 	struct qry_ctx *ctx;
-	const char *token; /* borrowed from the request */
+	char *token; /* owned copy: outlives the request's memory */
 	long wait_ms;
 	char id[37];
 };
@@ -120,6 +120,7 @@ static void account_waited(struct qry_waiter *w, enum qry_wait_result r)
 		es_error_release(&err);
 	}
 	es_http_resume(a->req);
+	free(a->token);
 	free(a);
 }
 
@@ -152,20 +153,21 @@ static void get_account(struct es_request *req)
 		return;
 	}
 	a = calloc(1, sizeof(*a));
-	if (!a) {
+	/* a copy: the timer may read it after the shutdown answered */
+	if (!a || !(a->token = strdup(token))) {
+		free(a);
 		es_error_set(&err, ES_EINTERNAL, "out of memory");
 		goto fail;
 	}
 	a->req = req;
 	a->ctx = ctx;
-	a->token = token;
 	a->wait_ms = wait_ms;
 	memcpy(a->id, id, sizeof(id));
 	a->wait.deadline_ms = qry_state_clock_ms() + wait_ms;
 	a->wait.done = account_waited;
 	a->wait.arg = a;
 	es_http_suspend(req);
-	r = qry_state_park(ctx->st, QRY_MEMORY_VIEW, token, &a->wait, &err);
+	r = qry_state_park(ctx->st, QRY_MEMORY_VIEW, a->token, &a->wait, &err);
 	if (r == 0)
 		return;
 	/* passed meanwhile, or stopping: we own the request still */
@@ -175,6 +177,7 @@ static void get_account(struct es_request *req)
 		es_http_send_problem(req, &err);
 	es_error_release(&err);
 	es_http_resume(req);
+	free(a->token);
 	free(a);
 	return;
 fail:

@@ -59,6 +59,67 @@ static void suspend_handler(struct es_request *req)
 	pthread_detach(t);
 }
 
+/*
+ * /take?take_ms=&answer_ms=&tag=: the owner takes the request after
+ * take_ms (es_http_take()), reads a header and a query argument, and if
+ * it took it answers after answer_ms more.
+ */
+struct taker {
+	struct es_request *req;
+	int take_ms, answer_ms;
+};
+
+static atomic_int took = -1; /* es_http_take()'s answer, -1 before */
+static atomic_bool taker_done;
+static char taker_read[128]; /* "X-Echo/tag" as the owner read them */
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static void *take_later(void *arg)
+{
+	struct taker *t = arg;
+	const char *echo, *tag;
+	bool ok;
+
+	sleep_ms(t->take_ms);
+	ok = es_http_take(t->req);
+	/* after a 503 the connection is gone: these read the copies */
+	echo = es_request_header(t->req, "x-echo");
+	tag = es_request_query(t->req, "tag");
+	snprintf(taker_read, sizeof(taker_read), "%s/%s", echo ? echo : "-",
+		 tag ? tag : "-");
+	atomic_store(&took, ok);
+	if (ok) {
+		sleep_ms(t->answer_ms);
+		es_http_send_json(t->req, 200,
+				  json_pack("{s:s}", "answered", "owner"));
+	}
+	es_http_resume(t->req);
+	free(t);
+	atomic_store(&taker_done, true);
+	return NULL;
+}
+
+static void take_handler(struct es_request *req)
+{
+	struct taker *t = calloc(1, sizeof(*t));
+	const char *take_ms = es_request_query(req, "take_ms");
+	const char *answer_ms = es_request_query(req, "answer_ms");
+	pthread_t th;
+
+	t->req = req;
+	t->take_ms = take_ms ? atoi(take_ms) : 0;
+	t->answer_ms = answer_ms ? atoi(answer_ms) : 0;
+	es_http_suspend(req);
+	pthread_create(&th, NULL, take_later, t);
+	pthread_detach(th);
+}
+
 static void fast_handler(struct es_request *req)
 {
 	es_http_send_json(req, 200, json_pack("{s:s}", "status", "ok"));
@@ -110,6 +171,7 @@ static const struct es_route routes[] = {
 	{ "GET", "/fast", fast_handler, 0, NULL },
 	{ "GET", "/buffer", buffer_handler, 0, NULL },
 	{ "GET", "/slow", suspend_handler, 0, NULL },
+	{ "GET", "/take", take_handler, 0, NULL },
 	{ "GET", "/items/{id}", item_handler, 0, NULL },
 	{ "DELETE", "/items/{id}", fast_handler, 0, NULL },
 	{ "POST", "/echo", echo_handler, ES_ROUTE_JSON, NULL },
@@ -674,6 +736,101 @@ START_TEST(stop_answers_503_when_grace_runs_out)
 }
 END_TEST
 
+struct bg_raw {
+	struct reply rep;
+	const char *raw;
+};
+
+static void *bg_request(void *arg)
+{
+	struct bg_raw *b = arg;
+
+	request(b->raw, &b->rep);
+	return NULL;
+}
+
+/* Start GET /take with `query` and X-Echo: hello; wait for its handler. */
+static void take_in_background(struct bg_raw *b, char *raw, size_t size,
+			       const char *query, pthread_t *t)
+{
+	snprintf(raw, size,
+		 "GET /take?%s HTTP/1.1\r\nHost: t\r\nX-Echo: hello\r\n"
+		 "Connection: close\r\n\r\n",
+		 query);
+	b->raw = raw;
+	atomic_store(&took, -1);
+	atomic_store(&taker_done, false);
+	taker_read[0] = '\0';
+	pthread_create(t, NULL, bg_request, b);
+	wait_in_flight(1);
+}
+
+static void wait_taker(void)
+{
+	for (int i = 0; i < 300 && !atomic_load(&taker_done); i++)
+		sleep_ms(10);
+	ck_assert(atomic_load(&taker_done));
+}
+
+START_TEST(taken_request_gets_its_owners_answer_after_the_grace)
+{
+	struct bg_raw b = { 0 };
+	char raw[256];
+	pthread_t t;
+
+	take_in_background(&b, raw, sizeof(raw), "answer_ms=400&tag=a", &t);
+	/* taken at once: the drain leaves it to its owner */
+	ck_assert_int_eq(es_http_drain(h, 100), 0);
+	ck_assert_int_eq(es_http_stop(h, 2000), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(b.rep.status, 200);
+	ck_assert_int_eq(atomic_load(&took), 1);
+	ck_assert_str_eq(taker_read, "hello/a");
+	wait_taker();
+	h = start(2);
+}
+END_TEST
+
+START_TEST(taken_request_unanswered_in_time_is_504_not_503)
+{
+	struct bg_raw b = { 0 };
+	char raw[256];
+	json_t *j;
+	pthread_t t;
+
+	take_in_background(&b, raw, sizeof(raw), "answer_ms=900&tag=b", &t);
+	ck_assert_int_eq(es_http_stop(h, 100), 1);
+	pthread_join(t, NULL);
+	assert_problem(&b.rep, 504);
+	j = body_json(&b.rep);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "type")),
+			 "https://tandem.dev/problems/outcome-unknown");
+	json_decref(j);
+	/* the owner answers and resumes after the stop: ignored */
+	wait_taker();
+	ck_assert_int_eq(atomic_load(&took), 1);
+	h = start(2);
+}
+END_TEST
+
+START_TEST(take_after_the_503_fails_and_the_request_stays_readable)
+{
+	struct bg_raw b = { 0 };
+	char raw[256];
+	pthread_t t;
+
+	take_in_background(&b, raw, sizeof(raw), "take_ms=500&tag=c", &t);
+	ck_assert_int_eq(es_http_stop(h, 100), 1);
+	pthread_join(t, NULL);
+	assert_problem(&b.rep, 503);
+	/* the connection closed long before the owner reads the request */
+	wait_taker();
+	ck_assert_int_eq(atomic_load(&took), 0);
+	ck_assert_str_eq(taker_read, "hello/c");
+	h = start(2);
+}
+END_TEST
+
 START_TEST(new_connections_are_refused_after_stop)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
@@ -1097,6 +1254,11 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, suspended_request_does_not_hold_a_thread);
 	tcase_add_test(tc, stop_waits_for_suspended_requests);
 	tcase_add_test(tc, stop_answers_503_when_grace_runs_out);
+	tcase_add_test(tc,
+		       taken_request_gets_its_owners_answer_after_the_grace);
+	tcase_add_test(tc, taken_request_unanswered_in_time_is_504_not_503);
+	tcase_add_test(tc,
+		       take_after_the_503_fails_and_the_request_stays_readable);
 	tcase_add_test(tc, new_connections_are_refused_after_stop);
 	tcase_add_test(tc, in_flight_returns_to_zero_and_metrics_count);
 	tcase_add_test(tc, huge_headers_get_an_answer_and_no_leak);

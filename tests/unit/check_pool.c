@@ -490,6 +490,100 @@ START_TEST(cancel_rejects_queued_jobs_and_lets_running_ones_finish)
 }
 END_TEST
 
+static atomic_int takes; /* take() calls */
+
+static int take_yes(struct cmd_job *job)
+{
+	(void)job;
+	atomic_fetch_add(&takes, 1);
+	return 1;
+}
+
+static int take_no(struct cmd_job *job)
+{
+	(void)job;
+	atomic_fetch_add(&takes, 1);
+	return 0;
+}
+
+START_TEST(job_whose_take_fails_is_rejected_unrun)
+{
+	struct cmd_pool_config cfg = config(UNREACHABLE, 1, 100, 0);
+	struct es_error err = ES_ERROR_INIT;
+	struct cmd_pool *pool;
+	enum { N = 10 };
+	struct tjob *tj = tjobs_new(N + 1);
+
+	atomic_store(&takes, 0);
+	pool = cmd_pool_start(&cfg, &err);
+	ck_assert_ptr_nonnull(pool);
+	/* the worker is busy: the others are queued after its attempt */
+	tj[0].wait_at_gate = true;
+	submit_ok(pool, &tj[0]);
+	ck_assert(gate_wait(&gate.entered, 1, 3000));
+	for (int i = 1; i <= N; i++) {
+		tj[i].job.take = i % 2 ? take_no : take_yes;
+		submit_ok(pool, &tj[i]);
+	}
+	gate_open();
+	ck_assert(gate_wait(&gate.done, N + 1, 3000));
+	ck_assert_int_eq(atomic_load(&takes), N);
+	for (int i = 1; i <= N; i++) {
+		ck_assert_int_eq(tj[i].ran, 0);
+		ck_assert_int_eq(tj[i].rejected, 1);
+		/* the others were taken, and found no database */
+		ck_assert_str_eq(tj[i].detail,
+				 i % 2 ? "the service is shutting down"
+				       : "database unavailable");
+	}
+	cmd_pool_stop(pool);
+	free(tj);
+}
+END_TEST
+
+START_TEST(join_gives_up_on_a_stuck_worker_in_time)
+{
+	struct cmd_pool_config cfg = config(UNREACHABLE, 2, 100, 0);
+	struct es_error err = ES_ERROR_INIT;
+	struct cmd_pool *pool;
+	struct tjob *tj = tjobs_new(1);
+	int64_t t0;
+
+	pool = cmd_pool_start(&cfg, &err);
+	ck_assert_ptr_nonnull(pool);
+	tj[0].wait_at_gate = true; /* its callback hangs until the gate opens */
+	submit_ok(pool, &tj[0]);
+	ck_assert(gate_wait(&gate.entered, 1, 3000));
+	cmd_pool_cancel(pool);
+	t0 = now_ns();
+	ck_assert_int_eq(cmd_pool_join(pool, 300), 1);
+	ck_assert_int_ge(now_ns() - t0, 250000000LL);
+	ck_assert_int_lt(now_ns() - t0, 1500000000LL);
+	gate_open();
+	/* once it is free, joining succeeds, and the pool can be freed */
+	ck_assert_int_eq(cmd_pool_join(pool, 3000), 0);
+	cmd_pool_stop(pool);
+	free(tj);
+}
+END_TEST
+
+START_TEST(join_of_an_idle_cancelled_pool_is_at_once)
+{
+	struct cmd_pool_config cfg = config(UNREACHABLE, 4, 10, 0);
+	struct es_error err = ES_ERROR_INIT;
+	struct cmd_pool *pool = cmd_pool_start(&cfg, &err);
+	int64_t t0;
+
+	ck_assert_ptr_nonnull(pool);
+	cmd_pool_cancel(pool);
+	t0 = now_ns();
+	ck_assert_int_eq(cmd_pool_join(pool, 5000), 0);
+	ck_assert_int_lt(now_ns() - t0, 1000000000LL);
+	cmd_pool_stop(pool);
+	ck_assert_int_eq(cmd_pool_join(NULL, 10), 0);
+}
+END_TEST
+
 START_TEST(stop_of_idle_pool_returns)
 {
 	struct cmd_pool_config cfg = config(UNREACHABLE, 4, 10, 0);
@@ -835,6 +929,9 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc,
 		       cancel_rejects_queued_jobs_and_lets_running_ones_finish);
 	tcase_add_test(tc, stop_of_idle_pool_returns);
+	tcase_add_test(tc, job_whose_take_fails_is_rejected_unrun);
+	tcase_add_test(tc, join_gives_up_on_a_stuck_worker_in_time);
+	tcase_add_test(tc, join_of_an_idle_cancelled_pool_is_at_once);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("db");
 	tcase_add_checked_fixture(tc, setup, NULL);
