@@ -301,6 +301,92 @@ static void batch_outcome(const PGresult *res, int row, struct es_append_req *r)
 			  &r->err);
 }
 
+/*
+ * Drain the pipeline after the statement's result: up to the Sync's
+ * answer, or until the connection breaks, then leave pipeline mode.
+ * *synced: the Sync answered (the server is ready again); returns the
+ * first error that came on the way (the commit's), or NULL.
+ */
+static PGresult *drain(PGconn *db, int *synced)
+{
+	PGresult *r, *first = NULL;
+	int nulls = 0;
+
+	*synced = 0;
+	for (;;) {
+		r = PQgetResult(db);
+		if (!r) {
+			/* one NULL ends each query's results */
+			if (es_db_broken(db) || ++nulls > 1)
+				break;
+			continue;
+		}
+		nulls = 0;
+		if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			*synced = 1;
+			break;
+		}
+		if (!first)
+			first = r;
+		else
+			PQclear(r);
+	}
+	PQexitPipelineMode(db);
+	return first;
+}
+
+/*
+ * The batch statement in autocommit mode, its rows sent before its
+ * commit: in pipeline mode, a Flush after the statement makes the server
+ * send its rows (the transaction id among them) as soon as it is done,
+ * before the Sync that commits it; no round trip more than
+ * PQexecParams(). Returns the statement's result, or, when the statement
+ * ran and its commit failed, the commit's error (nothing stored). *lost:
+ * the statement ran, and the connection broke before the Sync answered
+ * (the result is the statement's; it may have committed, and a commit
+ * error followed by the break counts as that too: pg_xact_status() will
+ * tell).
+ */
+static PGresult *exec_flushed(PGconn *db, const char *const *params, int *lost)
+{
+	PGresult *res, *cres;
+	int synced;
+
+	*lost = 0;
+	if (!PQenterPipelineMode(db))
+		return PQexecParams(db, SQL_APPEND_BATCH, 1, NULL, params, NULL,
+				    NULL, 0);
+	if (!PQsendQueryParams(db, SQL_APPEND_BATCH, 1, NULL, params, NULL,
+			       NULL, 0) ||
+	    !PQsendFlushRequest(db) || !PQpipelineSync(db)) {
+		/*
+		 * No Sync went out, so nothing commits. A connection still up
+		 * with half a pipeline in it stays busy: the caller's pool
+		 * drops it.
+		 */
+		if (es_db_broken(db))
+			PQclear(drain(db, &synced));
+		return NULL;
+	}
+	res = PQgetResult(db);
+	cres = drain(db, &synced);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		PQclear(cres);
+		return res;
+	}
+	if (synced && !cres)
+		return res; /* committed */
+	if (synced) {
+		/* an error at the commit, and the server is ready again */
+		PQclear(res);
+		return cres;
+	}
+	PQclear(cres);
+	*lost = 1;
+	return res;
+}
+
 int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		    struct es_error *err)
 {
@@ -308,7 +394,7 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 	PGresult *res = NULL;
 	char *body = NULL;
 	size_t i, nsent;
-	int autocommit, attempt, row, ret = -1;
+	int autocommit, attempt, row, lost = 0, ret = -1;
 
 	for (i = 0; i < n; i++) {
 		es_error_release(&reqs[i].err);
@@ -329,8 +415,9 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 	params[0] = body;
 	autocommit = PQtransactionStatus(db) == PQTRANS_IDLE;
 	for (attempt = 0;; attempt++) {
-		res = PQexecParams(db, SQL_APPEND_BATCH, 1, NULL, params, NULL,
-				   NULL, 0);
+		res = autocommit ? exec_flushed(db, params, &lost)
+				 : PQexecParams(db, SQL_APPEND_BATCH, 1, NULL,
+						params, NULL, NULL, 0);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
 			break;
 		/*
@@ -354,14 +441,20 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 			batch_outcome(res, row, &reqs[k - 1]);
 	}
 	ret = 0;
-out:
 	for (i = 0; i < n; i++) {
-		/* sent, yet no outcome row (or the statement failed) */
-		if (reqs[i].sent_ && ret == 0)
+		/* sent, yet no outcome row */
+		if (reqs[i].sent_)
 			es_error_set(&reqs[i].err, ES_EINTERNAL,
 				     "unexpected append result");
-		reqs[i].sent_ = 0;
+		/* written, by a transaction whose fate we did not hear */
+		if (reqs[i].ok && lost)
+			ret = es_error_set(
+				err, ES_EUNKNOWN,
+				"the connection to the database broke while the append committed");
 	}
+out:
+	for (i = 0; i < n; i++)
+		reqs[i].sent_ = 0;
 	PQclear(res);
 	free(body);
 	return ret;

@@ -70,6 +70,13 @@ struct es_append_req {
  * changes, and the request that lost then gets its own ES_ECONFLICT, or
  * gets through when it appends at ES_ANY), ES_EUNAVAIL, ES_EINTERNAL.
  *
+ * In autocommit mode the server sends the statement's outcomes before it
+ * commits, so a connection that breaks before they came broke before the
+ * commit began (ES_EUNAVAIL: nothing stored). One that breaks after them,
+ * before the commit answered, is ES_EUNKNOWN (returning -1): every
+ * request has its outcome as if it committed, but whether the `ok` ones
+ * are stored is not known; their tokens carry the transaction id to ask
+ * pg_xact_status() about, on another connection.
  * ownership: borrows everything; the caller releases each request's
  * `err` (which must hold nothing to free when called: it is reset).
  */

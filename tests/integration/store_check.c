@@ -16,6 +16,7 @@
  *   store_check race                    two connections race on a stream
  *   store_check race-ids                two identical appends race
  *   store_check younger                 the out-of-order append check
+ *   store_check commit-error            an append whose commit fails
  *
  * DATABASE_URL names the database. Exit 0 on success, 1 when a check
  * fails, 2 when an es_ call fails as printed.
@@ -417,6 +418,51 @@ static int cmd_younger(void)
 	return 0;
 }
 
+/*
+ * An autocommit append whose commit fails (a deferred constraint
+ * trigger): the statement ran and sent its rows, the Sync's commit
+ * refused them. The call fails as a whole, nothing is stored, and the
+ * connection serves the next append.
+ */
+static int cmd_commit_error(void)
+{
+	PGconn *db = connect_db();
+	struct es_error err = ES_ERROR_INIT;
+	json_t *evs =
+		json_loads("[{\"type\":\"Doomed\",\"data\":{}}]", 0, NULL);
+	struct es_stream_append sa = { "doomed-1", ES_ANY, evs, 0 };
+	char token[ES_APPEND_TOKEN_MAX];
+	PGresult *res;
+
+	exec_ok(db, "CREATE FUNCTION doomed() RETURNS trigger"
+		    " LANGUAGE plpgsql AS $$BEGIN"
+		    " RAISE EXCEPTION 'doomed at commit'; END$$");
+	exec_ok(db, "CREATE CONSTRAINT TRIGGER doomed AFTER INSERT ON events"
+		    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+		    " WHEN (NEW.stream_id = 'doomed-1')"
+		    " EXECUTE FUNCTION doomed()");
+	CHECK(append_one(db, &sa, 1, token, &err) == -1, "appended, token %s",
+	      token);
+	CHECK(err.code == ES_EINTERNAL, "%s %s", code_names[err.code],
+	      err.detail);
+	es_error_release(&err);
+	res = PQexec(db, "SELECT count(*) FROM events"
+			 " WHERE stream_id = 'doomed-1'");
+	CHECK(PQresultStatus(res) == PGRES_TUPLES_OK &&
+		      strcmp(PQgetvalue(res, 0, 0), "0") == 0,
+	      "stored: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	sa.stream_id = "doomed-2";
+	CHECK(append_one(db, &sa, 1, token, &err) == 0, "next: %s", err.detail);
+	CHECK(sa.version == 1, "next at version %lld", sa.version);
+	exec_ok(db, "DROP TRIGGER doomed ON events");
+	exec_ok(db, "DROP FUNCTION doomed()");
+	printf("commit-error: %s\n", token);
+	json_decref(evs);
+	PQfinish(db);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	PGconn *db = NULL;
@@ -433,6 +479,8 @@ int main(int argc, char **argv)
 		return cmd_race_ids();
 	if (strcmp(argv[1], "younger") == 0)
 		return cmd_younger();
+	if (strcmp(argv[1], "commit-error") == 0)
+		return cmd_commit_error();
 	db = connect_db();
 	if (strcmp(argv[1], "append") == 0)
 		ret = cmd_append(db, argc - 2, argv + 2);

@@ -4,8 +4,8 @@
 # es_append_batch() call, as the command service makes them: expected
 # versions, atomic multi-stream appends, idempotent retries by event id,
 # input validation, reading a stream, the append token and whether a
-# later read covers it; races between two connections; the group
-# roles' rights to append.
+# later read covers it; races between two connections; an append whose
+# commit fails; the group roles' rights to append.
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -234,6 +234,7 @@ say "two connections racing"
 sc race
 sc race-ids
 sc younger
+sc commit-error
 
 say "group roles: tandem_writer may append, tandem_reader may only read"
 role=t0200_w_$$
