@@ -25,8 +25,8 @@
 #include "es_token.h"
 
 /*
- * How long a round whose connection broke during COMMIT tries to learn
- * whether its transaction committed, before answering ES_EUNKNOWN.
+ * How long a round whose connection broke during its commit tries to
+ * learn whether its transaction committed, before answering ES_EUNKNOWN.
  */
 #define OUTCOME_WAIT_MS 15000
 #define OUTCOME_POLL_MS 250
@@ -480,6 +480,8 @@ out:
 	es_error_release(&err);
 }
 
+static void lost_commit(struct round *r, struct es_error *err);
+
 /* The appends of every command that has one, in one statement. */
 static void append_all(struct round *r)
 {
@@ -505,7 +507,9 @@ static void append_all(struct round *r)
 	}
 	if (k == 0)
 		goto out;
-	if (es_append_batch(r->db, reqs, k, &err) < 0)
+	/* ES_EUNKNOWN: the outcomes came, the commit's answer did not */
+	if (es_append_batch(r->db, reqs, k, &err) < 0 &&
+	    err.code != ES_EUNKNOWN)
 		goto fail;
 	for (i = 0, k = 0; i < r->n; i++) {
 		cr = r->cr[i];
@@ -527,6 +531,8 @@ static void append_all(struct round *r)
 		settle_one(r, cr, 0);
 		cr->step = refused(cr, &q->err);
 	}
+	if (err.code == ES_EUNKNOWN)
+		lost_commit(r, &err);
 	goto out;
 fail:
 	/* nothing was written */
@@ -637,24 +643,52 @@ out:
  */
 static void outcome_unknown(struct round *r)
 {
-	struct es_error err = ES_ERROR_INIT;
+	struct es_error keyed = ES_ERROR_INIT, unkeyed = ES_ERROR_INIT;
 	struct cmd_request *cr;
 
-	es_error_set(&err, ES_EUNKNOWN,
+	es_error_set(&keyed, ES_EUNKNOWN,
 		     "the connection to the database broke while the command "
 		     "committed, and whether it did is not known yet; retry "
 		     "with the same Idempotency-Key");
+	es_error_set(&unkeyed, ES_EUNKNOWN,
+		     "the connection to the database broke while the command "
+		     "committed, and whether it did is not known yet; it had "
+		     "no Idempotency-Key: look before you send it again");
 	for (size_t i = 0; i < r->n; i++) {
 		cr = r->cr[i];
 		if (!cr->written)
 			continue;
 		settle_one(r, cr, 0);
 		cr->written = 0;
-		cmd_reply_error(cr, &err);
+		cmd_reply_error(cr, cr->key[0] ? &keyed : &unkeyed);
 		cr->step = CMD_DONE;
 	}
 	r->tx = 0;
-	es_error_release(&err);
+	es_error_release(&keyed);
+	es_error_release(&unkeyed);
+}
+
+/*
+ * The connection broke while the round's transaction committed: the
+ * COMMIT of a keyed round, the Sync of an autocommit append. The appends
+ * told its id, and their answers are set: ask the server. Committed,
+ * they stand (settle() caches and counts them); aborted, each command
+ * that rode on it answers 503 (nothing was applied); not known in time,
+ * ES_EUNKNOWN.
+ */
+static void lost_commit(struct round *r, struct es_error *err)
+{
+	switch (r->xid ? commit_outcome(r->db, r->xid) : -1) {
+	case 1:
+		r->tx = 0;
+		return;
+	case -1:
+		outcome_unknown(r);
+		return;
+	}
+	es_error_release(err);
+	es_error_set(err, ES_EUNAVAIL, "database unavailable");
+	tx_failed(r, err);
 }
 
 /* The key rows of the answers worth keeping, then COMMIT. */
@@ -696,17 +730,11 @@ static void finish_tx(struct round *r)
 	}
 	/*
 	 * The connection broke during COMMIT, after appends that took a
-	 * transaction id: it may have committed. Ask the server.
+	 * transaction id: it may have committed.
 	 */
 	if (err.code == ES_EUNAVAIL && r->xid && es_db_broken(r->db)) {
-		switch (commit_outcome(r->db, r->xid)) {
-		case 1:
-			r->tx = 0; /* the appends stand: settle() answers */
-			goto out;
-		case -1:
-			outcome_unknown(r);
-			goto out;
-		}
+		lost_commit(r, &err);
+		goto out;
 	}
 fail:
 	tx_failed(r, &err);

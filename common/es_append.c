@@ -9,10 +9,6 @@
 #include "es_utf8.h"
 #include "es_uuid.h"
 
-#define SQL_APPEND                                                   \
-	"SELECT transaction_id::text, last_position, versions::text" \
-	" FROM tandem_append($1::jsonb)"
-
 #define SQL_APPEND_BATCH                                                   \
 	"SELECT cmd, transaction_id::text, last_position, versions::text," \
 	" error_code, error_message, current_version"                      \
@@ -201,27 +197,6 @@ out:
 	return req;
 }
 
-/*
- * Validate the whole call and build the JSON for tandem_append(). NULL
- * with the error set on bad input.
- */
-static char *append_request(const struct es_stream_append *streams, size_t n,
-			    int *all_ids, struct es_error *err)
-{
-	size_t nids = 0, nevents = 0;
-	json_t *req = append_json(streams, n, &nids, &nevents, err);
-	char *body;
-
-	if (!req)
-		return NULL;
-	*all_ids = nids == nevents;
-	body = json_dumps(req, JSON_COMPACT);
-	if (!body)
-		es_error_set(err, ES_EINTERNAL, "cannot encode events");
-	json_decref(req);
-	return body;
-}
-
 /* "{1,2,3}" into versions[n]. */
 static int parse_versions(const char *s, struct es_stream_append *streams,
 			  size_t n)
@@ -238,85 +213,6 @@ static int parse_versions(const char *s, struct es_stream_append *streams,
 		s = end + 1;
 	}
 	return *s ? -1 : 0;
-}
-
-static int all_any(const struct es_stream_append *streams, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (streams[i].expected != ES_ANY)
-			return 0;
-	return 1;
-}
-
-int es_append(PGconn *db, struct es_stream_append *streams, size_t n,
-	      char *token, size_t tokenlen, struct es_error *err)
-{
-	struct es_append_token at;
-	const char *params[1];
-	PGresult *res = NULL;
-	struct es_error local = ES_ERROR_INIT;
-	char *body = NULL, *end;
-	int autocommit, attempt, all_ids = 0, ret = -1;
-
-	/* validation needs somewhere to record field problems */
-	if (!err)
-		err = &local;
-	/* refuse before writing anything, not after */
-	if (token && tokenlen < ES_APPEND_TOKEN_MAX) {
-		es_error_set(err, ES_EINTERNAL,
-			     "append token buffer too small");
-		goto out;
-	}
-	body = append_request(streams, n, &all_ids, err);
-	if (!body)
-		goto out;
-	params[0] = body;
-	autocommit = PQtransactionStatus(db) == PQTRANS_IDLE;
-	for (attempt = 0;; attempt++) {
-		enum es_db_fail fail;
-
-		res = PQexecParams(db, SQL_APPEND, 1, NULL, params, NULL, NULL,
-				   0);
-		if (PQresultStatus(res) == PGRES_TUPLES_OK)
-			break;
-		fail = es_db_fail_of(res);
-		/*
-		 * Lost a race in a transaction of our own: an ES_ANY append
-		 * may win next time; and when a concurrent twin of this
-		 * append (the same event ids) committed first, the next
-		 * attempt finds its events and answers as it did.
-		 */
-		if (!autocommit || attempt >= APPEND_RETRIES ||
-		    !((fail == ES_DB_FAIL_VERSION && all_any(streams, n)) ||
-		      (attempt == 0 && all_ids &&
-		       (fail == ES_DB_FAIL_EVENT_ID ||
-			fail == ES_DB_FAIL_VERSION)))) {
-			es_db_error(db, res, err);
-			goto out;
-		}
-		PQclear(res);
-	}
-	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
-	    PQgetisnull(res, 0, 1)) {
-		es_error_set(err, ES_EINTERNAL, "unexpected append result");
-		goto out;
-	}
-	at.xid = strtoull(PQgetvalue(res, 0, 0), &end, 10);
-	at.pos = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	if (*end || parse_versions(PQgetvalue(res, 0, 2), streams, n) < 0) {
-		es_error_set(err, ES_EINTERNAL, "unexpected append result");
-		goto out;
-	}
-	if (token)
-		es_append_token_format(&at, token, tokenlen);
-	ret = 0;
-out:
-	PQclear(res);
-	free(body);
-	es_error_release(&local);
-	return ret;
 }
 
 /* Whether a stream of `r` is named by one of reqs[0..i) already sent. */
@@ -405,6 +301,92 @@ static void batch_outcome(const PGresult *res, int row, struct es_append_req *r)
 			  &r->err);
 }
 
+/*
+ * Drain the pipeline after the statement's result: up to the Sync's
+ * answer, or until the connection breaks, then leave pipeline mode.
+ * *synced: the Sync answered (the server is ready again); returns the
+ * first error that came on the way (the commit's), or NULL.
+ */
+static PGresult *drain(PGconn *db, int *synced)
+{
+	PGresult *r, *first = NULL;
+	int nulls = 0;
+
+	*synced = 0;
+	for (;;) {
+		r = PQgetResult(db);
+		if (!r) {
+			/* one NULL ends each query's results */
+			if (es_db_broken(db) || ++nulls > 1)
+				break;
+			continue;
+		}
+		nulls = 0;
+		if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			*synced = 1;
+			break;
+		}
+		if (!first)
+			first = r;
+		else
+			PQclear(r);
+	}
+	PQexitPipelineMode(db);
+	return first;
+}
+
+/*
+ * The batch statement in autocommit mode, its rows sent before its
+ * commit: in pipeline mode, a Flush after the statement makes the server
+ * send its rows (the transaction id among them) as soon as it is done,
+ * before the Sync that commits it; no round trip more than
+ * PQexecParams(). Returns the statement's result, or, when the statement
+ * ran and its commit failed, the commit's error (nothing stored). *lost:
+ * the statement ran, and the connection broke before the Sync answered
+ * (the result is the statement's; it may have committed, and a commit
+ * error followed by the break counts as that too: pg_xact_status() will
+ * tell).
+ */
+static PGresult *exec_flushed(PGconn *db, const char *const *params, int *lost)
+{
+	PGresult *res, *cres;
+	int synced;
+
+	*lost = 0;
+	if (!PQenterPipelineMode(db))
+		return PQexecParams(db, SQL_APPEND_BATCH, 1, NULL, params, NULL,
+				    NULL, 0);
+	if (!PQsendQueryParams(db, SQL_APPEND_BATCH, 1, NULL, params, NULL,
+			       NULL, 0) ||
+	    !PQsendFlushRequest(db) || !PQpipelineSync(db)) {
+		/*
+		 * No Sync went out, so nothing commits. A connection still up
+		 * with half a pipeline in it stays busy: the caller's pool
+		 * drops it.
+		 */
+		if (es_db_broken(db))
+			PQclear(drain(db, &synced));
+		return NULL;
+	}
+	res = PQgetResult(db);
+	cres = drain(db, &synced);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		PQclear(cres);
+		return res;
+	}
+	if (synced && !cres)
+		return res; /* committed */
+	if (synced) {
+		/* an error at the commit, and the server is ready again */
+		PQclear(res);
+		return cres;
+	}
+	PQclear(cres);
+	*lost = 1;
+	return res;
+}
+
 int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		    struct es_error *err)
 {
@@ -412,7 +394,7 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 	PGresult *res = NULL;
 	char *body = NULL;
 	size_t i, nsent;
-	int autocommit, attempt, row, ret = -1;
+	int autocommit, attempt, row, lost = 0, ret = -1;
 
 	for (i = 0; i < n; i++) {
 		es_error_release(&reqs[i].err);
@@ -433,8 +415,9 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 	params[0] = body;
 	autocommit = PQtransactionStatus(db) == PQTRANS_IDLE;
 	for (attempt = 0;; attempt++) {
-		res = PQexecParams(db, SQL_APPEND_BATCH, 1, NULL, params, NULL,
-				   NULL, 0);
+		res = autocommit ? exec_flushed(db, params, &lost)
+				 : PQexecParams(db, SQL_APPEND_BATCH, 1, NULL,
+						params, NULL, NULL, 0);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
 			break;
 		/*
@@ -458,14 +441,20 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 			batch_outcome(res, row, &reqs[k - 1]);
 	}
 	ret = 0;
-out:
 	for (i = 0; i < n; i++) {
-		/* sent, yet no outcome row (or the statement failed) */
-		if (reqs[i].sent_ && ret == 0)
+		/* sent, yet no outcome row */
+		if (reqs[i].sent_)
 			es_error_set(&reqs[i].err, ES_EINTERNAL,
 				     "unexpected append result");
-		reqs[i].sent_ = 0;
+		/* written, by a transaction whose fate we did not hear */
+		if (reqs[i].ok && lost)
+			ret = es_error_set(
+				err, ES_EUNKNOWN,
+				"the connection to the database broke while the append committed");
 	}
+out:
+	for (i = 0; i < n; i++)
+		reqs[i].sent_ = 0;
 	PQclear(res);
 	free(body);
 	return ret;

@@ -61,7 +61,7 @@ int es_read_stream_json(PGconn *db, const char *stream_id,
  * window. So every committed event is returned exactly once, whatever the
  * order in which transactions commit, and a transaction left open holds
  * back only its own events. Events of one stream come in version order
- * (es_append() sees to that for its own appends).
+ * (es_append_batch() sees to that for its own appends).
  *
  * Call it in autocommit mode or READ COMMITTED, in a transaction that has
  * not written to events (its own rows would be read before they commit).

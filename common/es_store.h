@@ -12,9 +12,10 @@
 #include <stdint.h>
 
 /*
- * Expected versions for es_append() (es_append.h): ES_ANY appends whatever the
- * stream's version; ES_NO_STREAM (and 0, the same thing) wants a stream without
- * events; N > 0 wants the stream exactly at version N.
+ * Expected versions for es_append_batch() (es_append.h): ES_ANY appends
+ * whatever the stream's version; ES_NO_STREAM (and 0, the same thing)
+ * wants a stream without events; N > 0 wants the stream exactly at
+ * version N.
  */
 #define ES_ANY	     (-2LL)
 #define ES_NO_STREAM (-1LL)

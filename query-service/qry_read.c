@@ -220,23 +220,6 @@ void qry_read_answer_text(struct qry_read *j, const char *position, char *text,
 		"application/json", text, len);
 }
 
-/* qry_read_answer_text() of `body` (taken), or 500 when it cannot be written.
- */
-void qry_read_answer(struct qry_read *j, const char *position, json_t *body)
-{
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	struct es_error err = ES_ERROR_INIT;
-
-	json_decref(body);
-	if (!text) {
-		qry_read_add_position(j->req, position);
-		es_error_set(&err, ES_EINTERNAL, "cannot encode the response");
-		es_http_send_problem(j->req, &err);
-		return;
-	}
-	qry_read_answer_text(j, position, text, strlen(text));
-}
-
 /*
  * qry_read_answer_text() of `body`, a list whose items are written and which
  * ends with `next` (or null); `body` is emptied.

@@ -191,12 +191,10 @@ void qry_read_page(struct qry_read *r, const PGresult *res, int col, long limit,
 		   qry_read_item_fn *item);
 
 /*
- * Answer 200 with `body` (taken) read at `position`, with a weak ETag
- * of the path, r->canon and the body; 304 when If-None-Match has it.
+ * Answer 200 with `len` bytes of JSON `text` (taken) read at `position`,
+ * with a weak ETag of the path, r->canon and the body; 304 when
+ * If-None-Match has it.
  */
-void qry_read_answer(struct qry_read *r, const char *position, json_t *body);
-
-/* The same for `len` bytes of JSON `text` (taken). */
 void qry_read_answer_text(struct qry_read *r, const char *position, char *text,
 			  size_t len);
 

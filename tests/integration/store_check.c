@@ -3,8 +3,9 @@
  * tests.
  *
  *   store_check append [STREAM EXPECTED EVENTS]...
- *       es_append() to one or more streams; EXPECTED is any, no_stream or
- *       N; EVENTS a JSON array. Prints "ok V1 V2 ... TOKEN", or
+ *       one append to one or more streams, as the one request of an
+ *       es_append_batch() call; EXPECTED is any, no_stream or N; EVENTS a
+ *       JSON array. Prints "ok V1 V2 ... TOKEN", or
  *       "error CODE CURRENT_VERSION DETAIL [FIELDS]" and exits 2.
  *   store_check version STREAM          prints the stream's version
  *   store_check read STREAM FROM LIMIT  one line per event:
@@ -13,10 +14,9 @@
  *       line per event "POSITION STREAM VERSION", then "next TOKEN"
  *   store_check covers READ TOKEN       prints 1 or 0
  *   store_check race                    two connections race on a stream
- *                                       (es_append(), and a lone request
- *                                       of es_append_batch())
  *   store_check race-ids                two identical appends race
  *   store_check younger                 the out-of-order append check
+ *   store_check commit-error            an append whose commit fails
  *
  * DATABASE_URL names the database. Exit 0 on success, 1 when a check
  * fails, 2 when an es_ call fails as printed.
@@ -46,6 +46,7 @@ static const char *const code_names[ES_ERR__COUNT] = {
 	[ES_EINVALID] = "EINVALID",
 	[ES_EUNAVAIL] = "EUNAVAIL",
 	[ES_EINTERNAL] = "EINTERNAL",
+	[ES_EUNKNOWN] = "EUNKNOWN",
 };
 
 #define CHECK(cond, ...)                                                \
@@ -93,6 +94,30 @@ static int print_error(struct es_error *err)
 	return 2;
 }
 
+/*
+ * Append to the `n` streams of `sa` as the one request of an
+ * es_append_batch() call, what the command service does: 0 with the
+ * token, or -1 with the request's error or the call's.
+ */
+static int append_one(PGconn *db, struct es_stream_append *sa, size_t n,
+		      char token[ES_APPEND_TOKEN_MAX], struct es_error *err)
+{
+	struct es_append_req req = { .streams = sa,
+				     .n = n,
+				     .err = ES_ERROR_INIT };
+
+	if (es_append_batch(db, &req, 1, err) < 0) {
+		es_error_release(&req.err);
+		return -1;
+	}
+	if (!req.ok) {
+		*err = req.err; /* moved */
+		return -1;
+	}
+	snprintf(token, ES_APPEND_TOKEN_MAX, "%s", req.token);
+	return 0;
+}
+
 static long long parse_expected(const char *s)
 {
 	if (strcmp(s, "any") == 0)
@@ -120,7 +145,7 @@ static int cmd_append(PGconn *db, int argc, char **argv)
 			json_loads(argv[3 * i + 2], JSON_DECODE_ANY, &jerr);
 		CHECK(sa[i].events, "events: %s", jerr.text);
 	}
-	if (es_append(db, sa, n, token, sizeof(token), &err) < 0) {
+	if (append_one(db, sa, n, token, &err) < 0) {
 		ret = print_error(&err);
 	} else {
 		printf("ok");
@@ -229,27 +254,7 @@ static void *race_append(void *arg)
 {
 	struct racer *r = arg;
 
-	r->ret = es_append(r->db, &r->sa, 1, r->token, sizeof(r->token),
-			   &r->err);
-	return NULL;
-}
-
-/* race_append(), as the one request of an es_append_batch() call. */
-static void *race_batch(void *arg)
-{
-	struct racer *r = arg;
-	struct es_append_req req = { .streams = &r->sa,
-				     .n = 1,
-				     .err = ES_ERROR_INIT };
-
-	r->ret = es_append_batch(r->db, &req, 1, &r->err);
-	if (r->ret == 0 && !req.ok) {
-		r->ret = -1;
-		r->err = req.err; /* moved */
-	} else {
-		snprintf(r->token, sizeof(r->token), "%s", req.token);
-		es_error_release(&req.err);
-	}
+	r->ret = append_one(r->db, &r->sa, 1, r->token, &r->err);
 	return NULL;
 }
 
@@ -320,25 +325,6 @@ static int cmd_race(void)
 	CHECK(rb.sa.version == 4, "B at version %lld", rb.sa.version);
 	printf("race any: %lld %lld\n", ra.sa.version, rb.sa.version);
 
-	/*
-	 * a lone request of a batch that loses learns the version that beat
-	 * it, as es_append() does (the statement is run again)
-	 */
-	ra.sa.expected = 4;
-	rb.sa.expected = 4;
-	exec_ok(a, "BEGIN");
-	race_append(&ra);
-	CHECK(ra.ret == 0 && ra.sa.version == 5, "A: %s", ra.err.detail);
-	CHECK(pthread_create(&t, NULL, race_batch, &rb) == 0, "thread");
-	wait_blocked(watch, b);
-	exec_ok(a, "COMMIT");
-	pthread_join(t, NULL);
-	CHECK(rb.ret == -1, "B won too: %s", rb.token);
-	CHECK(rb.err.code == ES_ECONFLICT, "B: %s", rb.err.detail);
-	CHECK(rb.err.current_version == 5, "B: current_version %lld: %s",
-	      rb.err.current_version, rb.err.detail);
-	printf("race batch: %s\n", rb.err.detail);
-	es_error_release(&rb.err);
 	json_decref(evs);
 	PQfinish(a);
 	PQfinish(b);
@@ -348,8 +334,11 @@ static int cmd_race(void)
 
 /*
  * The same append (same event ids) twice at once, as a client retrying
- * while its first attempt is still in flight: B waits on A's event ids,
- * then finds them stored and answers with A's versions and token.
+ * while its first attempt is still in flight: B waits on A's event ids
+ * and, A committed, loses with a conflict; sent again (the command
+ * service decides a raw append with event ids again after its first
+ * conflict) it finds them stored and answers with A's versions and
+ * token, storing nothing.
  */
 static int cmd_race_ids(void)
 {
@@ -373,6 +362,10 @@ static int cmd_race_ids(void)
 	wait_blocked(watch, b);
 	exec_ok(a, "COMMIT");
 	pthread_join(t, NULL);
+	CHECK(rb.ret == -1 && rb.err.code == ES_ECONFLICT, "B: %d %s %s",
+	      rb.ret, code_names[rb.err.code], rb.err.detail);
+	es_error_release(&rb.err);
+	race_append(&rb);
 	CHECK(rb.ret == 0, "B: %s %s", code_names[rb.err.code], rb.err.detail);
 	CHECK(rb.sa.version == 2, "B at version %lld", rb.sa.version);
 	CHECK(strcmp(ra.token, rb.token) == 0, "tokens %s and %s", ra.token,
@@ -425,6 +418,51 @@ static int cmd_younger(void)
 	return 0;
 }
 
+/*
+ * An autocommit append whose commit fails (a deferred constraint
+ * trigger): the statement ran and sent its rows, the Sync's commit
+ * refused them. The call fails as a whole, nothing is stored, and the
+ * connection serves the next append.
+ */
+static int cmd_commit_error(void)
+{
+	PGconn *db = connect_db();
+	struct es_error err = ES_ERROR_INIT;
+	json_t *evs =
+		json_loads("[{\"type\":\"Doomed\",\"data\":{}}]", 0, NULL);
+	struct es_stream_append sa = { "doomed-1", ES_ANY, evs, 0 };
+	char token[ES_APPEND_TOKEN_MAX];
+	PGresult *res;
+
+	exec_ok(db, "CREATE FUNCTION doomed() RETURNS trigger"
+		    " LANGUAGE plpgsql AS $$BEGIN"
+		    " RAISE EXCEPTION 'doomed at commit'; END$$");
+	exec_ok(db, "CREATE CONSTRAINT TRIGGER doomed AFTER INSERT ON events"
+		    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+		    " WHEN (NEW.stream_id = 'doomed-1')"
+		    " EXECUTE FUNCTION doomed()");
+	CHECK(append_one(db, &sa, 1, token, &err) == -1, "appended, token %s",
+	      token);
+	CHECK(err.code == ES_EINTERNAL, "%s %s", code_names[err.code],
+	      err.detail);
+	es_error_release(&err);
+	res = PQexec(db, "SELECT count(*) FROM events"
+			 " WHERE stream_id = 'doomed-1'");
+	CHECK(PQresultStatus(res) == PGRES_TUPLES_OK &&
+		      strcmp(PQgetvalue(res, 0, 0), "0") == 0,
+	      "stored: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	sa.stream_id = "doomed-2";
+	CHECK(append_one(db, &sa, 1, token, &err) == 0, "next: %s", err.detail);
+	CHECK(sa.version == 1, "next at version %lld", sa.version);
+	exec_ok(db, "DROP TRIGGER doomed ON events");
+	exec_ok(db, "DROP FUNCTION doomed()");
+	printf("commit-error: %s\n", token);
+	json_decref(evs);
+	PQfinish(db);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	PGconn *db = NULL;
@@ -441,6 +479,8 @@ int main(int argc, char **argv)
 		return cmd_race_ids();
 	if (strcmp(argv[1], "younger") == 0)
 		return cmd_younger();
+	if (strcmp(argv[1], "commit-error") == 0)
+		return cmd_commit_error();
 	db = connect_db();
 	if (strcmp(argv[1], "append") == 0)
 		ret = cmd_append(db, argc - 2, argv + 2);

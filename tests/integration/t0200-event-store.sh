@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # t0200-event-store.sh - common/es_append.c and es_read.c against a real
-# database (SPEC 3): expected versions, atomic multi-stream appends, idempotent retries by
-# event id, input validation, reading a stream, the append token and
-# whether a later read covers it; races between two connections; the
-# group roles' rights on tandem_append().
+# database (SPEC 3), each append as the one request of an
+# es_append_batch() call, as the command service makes them: expected
+# versions, atomic multi-stream appends, idempotent retries by event id,
+# input validation, reading a stream, the append token and whether a
+# later read covers it; races between two connections; an append whose
+# commit fails; the group roles' rights to append.
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -232,6 +234,7 @@ say "two connections racing"
 sc race
 sc race-ids
 sc younger
+sc commit-error
 
 say "group roles: tandem_writer may append, tandem_reader may only read"
 role=t0200_w_$$

@@ -93,6 +93,30 @@ static void current_snapshot(PGconn *db, struct es_cursor *c)
 	free(text);
 }
 
+/*
+ * Append to the `n` streams of `sa` as the one request of an
+ * es_append_batch() call, what the command service does: 0 with the
+ * token, or -1 with the request's error or the call's.
+ */
+static int append_one(PGconn *db, struct es_stream_append *sa, size_t n,
+		      char token[ES_APPEND_TOKEN_MAX], struct es_error *err)
+{
+	struct es_append_req req = { .streams = sa,
+				     .n = n,
+				     .err = ES_ERROR_INIT };
+
+	if (es_append_batch(db, &req, 1, err) < 0) {
+		es_error_release(&req.err);
+		return -1;
+	}
+	if (!req.ok) {
+		*err = req.err; /* moved */
+		return -1;
+	}
+	snprintf(token, ES_APPEND_TOKEN_MAX, "%s", req.token);
+	return 0;
+}
+
 /* Append `n` events to `stream` (expected ES_ANY); the token in `tok`. */
 static void append_n(PGconn *db, const char *stream, int n,
 		     struct es_append_token *tok)
@@ -107,8 +131,8 @@ static void append_n(PGconn *db, const char *stream, int n,
 		json_array_append_new(evs, json_pack("{s:s, s:{s:i}}", "type",
 						     "Tested", "data", "i", i));
 	sa.events = evs;
-	CHECK(es_append(db, &sa, 1, token, sizeof(token), &err) == 0,
-	      "append to '%s': %s", stream, err.detail);
+	CHECK(append_one(db, &sa, 1, token, &err) == 0, "append to '%s': %s",
+	      stream, err.detail);
 	CHECK(es_append_token_parse(token, tok, &err) == 0, "token '%s'",
 	      token);
 	json_decref(evs);
@@ -271,7 +295,7 @@ static int scenario_outoforder(void)
 	CHECK(ev.n == 3, "%zu events before", ev.n);
 	es_events_release(&ev);
 
-	/* the held transaction: three events by es_append, one plain */
+	/* the held transaction: three events by es_append_batch, one plain */
 	exec_ok(held, "BEGIN");
 	append_n(held, "oo-held", 3, &ht);
 	v = query1(held, "INSERT INTO events (stream_id, stream_version,"
@@ -472,7 +496,7 @@ static void *writer_main(void *arg)
 			      "%s", err.detail);
 		if (in_tx)
 			exec_ok(db, "BEGIN");
-		ret = es_append(db, sa, n, token, sizeof(token), &err);
+		ret = append_one(db, sa, n, token, &err);
 		if (ret < 0) {
 			long long exp = sa[0].expected;
 

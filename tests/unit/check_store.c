@@ -1,8 +1,8 @@
 /*
  * check_store.c - what es_append.c and es_read.c decide before they talk
- * to the database: input validation of es_append(), limits of the reads.
- * With no connection, input that passes validation fails as ES_EUNAVAIL
- * instead.
+ * to the database: input validation of es_append_batch(), limits of the
+ * reads. With no connection, input that passes validation fails as
+ * ES_EUNAVAIL instead.
  */
 #include <check.h>
 #include <stdio.h>
@@ -14,8 +14,29 @@
 #include "es_read.h"
 
 /*
- * es_append() of one stream with `events` (JSON text) and no database:
- * returns the error code; the first field problem's name in `field`.
+ * es_append_batch() of one request of `n` streams, with no database: the
+ * request's error, else the call's (ES_EUNAVAIL: it was sent). `err`
+ * takes the one returned.
+ */
+static enum es_err batch_of_one(struct es_stream_append *sa, size_t n,
+				struct es_error *err)
+{
+	struct es_append_req req = { .streams = sa,
+				     .n = n,
+				     .err = ES_ERROR_INIT };
+
+	if (es_append_batch(NULL, &req, 1, err) == 0) {
+		ck_assert_int_eq(req.ok, 0);
+		*err = req.err; /* moved */
+	} else {
+		ck_assert_int_eq(req.err.code, ES_OK);
+	}
+	return err->code;
+}
+
+/*
+ * One stream with `events` (JSON text) and no database: returns the
+ * error code; the first field problem's name in `field`.
  */
 static enum es_err try_append(const char *stream, long long expected,
 			      const char *events, char *field, size_t len)
@@ -24,13 +45,10 @@ static enum es_err try_append(const char *stream, long long expected,
 	json_error_t jerr;
 	json_t *evs = json_loads(events, JSON_DECODE_ANY, &jerr);
 	struct es_stream_append sa = { stream, expected, evs, 0 };
-	char token[ES_APPEND_TOKEN_MAX];
 	enum es_err code;
 
 	ck_assert_msg(evs != NULL, "%s: %s", events, jerr.text);
-	ck_assert_int_eq(es_append(NULL, &sa, 1, token, sizeof(token), &err),
-			 -1);
-	code = err.code;
+	code = batch_of_one(&sa, 1, &err);
 	if (field) {
 		const json_t *f = json_array_get(err.fields, 0);
 
@@ -201,43 +219,66 @@ START_TEST(multi_stream_fields_say_which_stream)
 					  { "b", ES_ANY, bad, 0 } };
 	const json_t *f;
 
-	ck_assert_int_eq(es_append(NULL, sa, 2, NULL, 0, &err), -1);
-	ck_assert_int_eq(err.code, ES_EINVALID);
+	ck_assert_int_eq(batch_of_one(sa, 2, &err), ES_EINVALID);
 	f = json_array_get(err.fields, 0);
 	ck_assert_str_eq(json_string_value(json_object_get(f, "field")),
 			 "streams[1].events[0].data");
 	es_error_release(&err);
 
 	sa[1] = (struct es_stream_append){ "a", ES_ANY, good, 0 };
-	ck_assert_int_eq(es_append(NULL, sa, 2, NULL, 0, &err), -1);
-	ck_assert_int_eq(err.code, ES_EINVALID);
+	ck_assert_int_eq(batch_of_one(sa, 2, &err), ES_EINVALID);
 	f = json_array_get(err.fields, 0);
 	ck_assert_str_eq(json_string_value(json_object_get(f, "message")),
 			 "'a' is given twice");
 	es_error_release(&err);
 
-	ck_assert_int_eq(es_append(NULL, sa, 0, NULL, 0, &err), -1);
-	ck_assert_int_eq(err.code, ES_EINVALID);
+	ck_assert_int_eq(batch_of_one(sa, 0, &err), ES_EINVALID);
 	es_error_release(&err);
 	json_decref(good);
 	json_decref(bad);
 }
 END_TEST
 
-START_TEST(a_short_token_buffer_is_refused_before_writing)
+/*
+ * Each request of a batch has its own outcome: a bad one, or one naming
+ * a stream an earlier request of the call names, is refused alone; with
+ * nothing left to send, nothing is.
+ */
+START_TEST(a_batch_refuses_each_request_alone)
 {
 	struct es_error err = ES_ERROR_INIT;
 	json_t *good = json_loads(OK_EVENTS, 0, NULL);
-	struct es_stream_append sa = { "a", ES_ANY, good, 0 };
-	char token[8];
+	json_t *bad = json_loads("[{\"type\":\"T\"}]", 0, NULL);
+	struct es_stream_append s1 = { "a", ES_ANY, good, 0 };
+	struct es_stream_append s2 = { "b", ES_ANY, bad, 0 };
+	struct es_stream_append s3[2] = { { "c", ES_ANY, good, 0 },
+					  { "a", ES_ANY, good, 0 } };
+	struct es_append_req reqs[3] = {
+		{ .streams = &s1, .n = 1, .err = ES_ERROR_INIT },
+		{ .streams = &s2, .n = 1, .err = ES_ERROR_INIT },
+		{ .streams = s3, .n = 2, .err = ES_ERROR_INIT },
+	};
 
-	ck_assert_int_eq(es_append(NULL, &sa, 1, token, sizeof(token), &err),
-			 -1);
-	ck_assert_int_eq(err.code, ES_EINTERNAL);
+	/* the first is sent (and the missing connection fails the call) */
+	ck_assert_int_eq(es_append_batch(NULL, reqs, 3, &err), -1);
+	ck_assert_int_eq(err.code, ES_EUNAVAIL);
 	es_error_release(&err);
-	/* without an error struct too */
-	ck_assert_int_eq(es_append(NULL, &sa, 1, NULL, 0, NULL), -1);
+	ck_assert_int_eq(reqs[0].err.code, ES_OK);
+	ck_assert_int_eq(reqs[1].err.code, ES_EINVALID);
+	ck_assert_int_eq(reqs[2].err.code, ES_EINTERNAL);
+	ck_assert_str_eq(reqs[2].err.detail,
+			 "stream 'a' is in one batch twice");
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(reqs[i].ok, 0);
+
+	/* the bad ones alone: nothing to send, every outcome is known */
+	ck_assert_int_eq(es_append_batch(NULL, reqs + 1, 1, &err), 0);
+	ck_assert_int_eq(reqs[1].err.code, ES_EINVALID);
+	ck_assert_int_eq(err.code, ES_OK);
+	for (int i = 0; i < 3; i++)
+		es_error_release(&reqs[i].err);
 	json_decref(good);
+	json_decref(bad);
 }
 END_TEST
 
@@ -284,7 +325,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, stream_ids_are_1_to_200_characters_of_utf8);
 	tcase_add_test(tc, expected_versions_below_any_are_refused);
 	tcase_add_test(tc, multi_stream_fields_say_which_stream);
-	tcase_add_test(tc, a_short_token_buffer_is_refused_before_writing);
+	tcase_add_test(tc, a_batch_refuses_each_request_alone);
 	tcase_add_test(tc, read_limits_are_1_to_the_maximum);
 	suite_add_tcase(s, tc);
 	return s;
