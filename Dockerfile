@@ -24,7 +24,7 @@ FROM debian:12 AS build
 RUN apt-get update \
 	&& apt-get install -y --no-install-recommends \
 		build-essential pkg-config \
-		libmicrohttpd-dev libjansson-dev libpq-dev \
+		libmicrohttpd-dev libjansson-dev libpq-dev libssl-dev \
 	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # What make needs for the binaries: VERSION (TANDEM_VERSION) and the
@@ -68,7 +68,7 @@ FROM debian:12-slim AS runtime
 # tests/integration/t0040-deploy.sh checks this list against ldd.
 RUN apt-get update \
 	&& apt-get install -y --no-install-recommends \
-		libmicrohttpd12 libjansson4 libpq5 \
+		libmicrohttpd12 libjansson4 libpq5 libssl3 \
 	&& rm -rf /var/lib/apt/lists/* \
 	&& groupadd --system --gid 10001 tandem \
 	&& useradd --system --uid 10001 --gid 10001 --no-create-home \
