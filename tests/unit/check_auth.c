@@ -733,6 +733,34 @@ START_TEST(tampered_tokens_are_refused)
 }
 END_TEST
 
+/* "<head>.<sig + one zero byte>": the base64url `sig` decoded, a byte
+ * added, encoded again. */
+static char *sig_plus_one(const char *head, const char *sig)
+{
+	static const char abc[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned char raw[512];
+	size_t n = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+	char *enc, *tok;
+
+	for (const char *c = sig; *c; c++) {
+		acc = acc << 6 | (uint32_t)(strchr(abc, *c) - abc);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			raw[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	raw[n++] = 0;
+	enc = es_mint_b64url(raw, n);
+	tok = malloc(strlen(head) + strlen(enc) + 2);
+	sprintf(tok, "%s.%s", head, enc);
+	free(enc);
+	return tok;
+}
+
 START_TEST(an_es256_signature_of_the_wrong_length_is_refused)
 {
 	struct es_auth *a = auth();
@@ -748,15 +776,23 @@ START_TEST(an_es256_signature_of_the_wrong_length_is_refused)
 	char *s63 = es_mint_b64url(sig63, sizeof(sig63));
 	char *t63;
 
+	char *ec_sig;
+
 	ck_assert_ptr_nonnull(rs);
 	ck_assert_ptr_nonnull(es);
 	accepted(a, es, NOW);
+	ec_sig = strdup(strrchr(es, '.') + 1);
 	refused(a, rs, NOW, "invalid token signature");
 	*strrchr(es, '.') = '\0';
 	t63 = malloc(strlen(es) + strlen(s63) + 2);
 	sprintf(t63, "%s.%s", es, s63);
 	refused(a, t63, NOW, "invalid token signature");
 	free(t63);
+	/* The good r||s and one byte more: 65 bytes. */
+	t63 = sig_plus_one(es, ec_sig);
+	refused(a, t63, NOW, "invalid token signature");
+	free(t63);
+	free(ec_sig);
 	free(s63);
 	free(rs);
 	free(es);
