@@ -65,10 +65,11 @@ CMD ["nginx", "-p", "/var/lib/tandem-gateway/", \
 
 FROM debian:12-slim AS runtime
 # Only the libraries the binaries link (and what those packages pull in);
-# tests/integration/t0040-deploy.sh checks this list against ldd.
+# tests/integration/t0040-deploy.sh checks this list against ldd (libssl3,
+# for libcrypto, comes with libpq5).
 RUN apt-get update \
 	&& apt-get install -y --no-install-recommends \
-		libmicrohttpd12 libjansson4 libpq5 libssl3 \
+		libmicrohttpd12 libjansson4 libpq5 \
 	&& rm -rf /var/lib/apt/lists/* \
 	&& groupadd --system --gid 10001 tandem \
 	&& useradd --system --uid 10001 --gid 10001 --no-create-home \
