@@ -25,7 +25,8 @@
  *     spaces) and the token at most ES_AUTH_TOKEN_MAX bytes;
  *  2. the cache: a token verified before (same SHA-256 of the whole
  *     token, same key set) is answered from memory while its exp, nbf and
- *     iat still pass (steps 8-9 again, with the leeway); see below;
+ *     iat still pass (step 8's time checks again, with the leeway; past
+ *     exp it is refused at once); see below;
  *  3. the token is three base64url segments (RFC 7515: alphabet A-Z a-z
  *     0-9 - _, no padding, no whitespace, zero unused bits, so that a
  *     token has one spelling), none of them empty: an `alg: none` token,
@@ -57,8 +58,12 @@
  * 11. roles: the claim at AUTH_ROLES_CLAIM, a member name or a dotted path
  *     through objects ("realm_access.roles"). Absent: no roles (the token
  *     is valid, every role-restricted route answers 403). Present, it must
- *     be an array of strings, else 401; names other than the five roles
- *     below are ignored.
+ *     be an array of strings, and every step of the path before it an
+ *     object, else 401; names other than the five roles below are ignored.
+ *
+ * Every step is bounded: the token's size caps all work (no recursion
+ * deeper than ES_AUTH_JSON_DEPTH), the key file holds at most
+ * ES_AUTH_KEYS_MAX keys, and a verify tries one key, never a list.
  *
  * The cache holds at most cache_max verified tokens (a 4-way
  * set-associative table; a full set gives up its entry that expires
