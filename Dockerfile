@@ -24,7 +24,7 @@ FROM debian:12 AS build
 RUN apt-get update \
 	&& apt-get install -y --no-install-recommends \
 		build-essential pkg-config \
-		libmicrohttpd-dev libjansson-dev libpq-dev \
+		libmicrohttpd-dev libjansson-dev libpq-dev libssl-dev \
 	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # What make needs for the binaries: VERSION (TANDEM_VERSION) and the
@@ -65,7 +65,8 @@ CMD ["nginx", "-p", "/var/lib/tandem-gateway/", \
 
 FROM debian:12-slim AS runtime
 # Only the libraries the binaries link (and what those packages pull in);
-# tests/integration/t0040-deploy.sh checks this list against ldd.
+# tests/integration/t0040-deploy.sh checks this list against ldd (libssl3,
+# for libcrypto, comes with libpq5).
 RUN apt-get update \
 	&& apt-get install -y --no-install-recommends \
 		libmicrohttpd12 libjansson4 libpq5 \

@@ -1,6 +1,7 @@
 # Tandem - build, run, test, bench.
 #
 #   make                 build bin/command-service bin/query-service bin/migrate
+#                        bin/tandem-token
 #   make test            dependencies, throwaway PostgreSQL, unit + integration
 #   make SANITIZE=1 test the same under ASan+UBSan (also: make asan)
 #   make run             the whole system on this machine
@@ -9,7 +10,7 @@
 #                        the binaries' --routes (commit it with the change)
 #   V=1                  show full commands
 
-PKGS := libmicrohttpd jansson libpq
+PKGS := libmicrohttpd jansson libpq libcrypto
 WARN := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wformat=2 -Wvla -Wjump-misses-init \
 	-Wno-format-nonliteral
@@ -62,7 +63,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 ITOOL_BIN := $(ITOOL_SRC:tests/integration/%.c=$(O)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 
-BINS := $(B)/command-service $(B)/query-service $(B)/migrate
+BINS := $(B)/command-service $(B)/query-service $(B)/migrate \
+	$(B)/tandem-token
 
 # Relink $(B) when switching between a plain and a sanitizer build.
 MODE_STAMP := $(B)/.mode-$(MODE)
@@ -93,6 +95,10 @@ $(B)/query-service: $(O)/query-service/main.o $(O)/libqry.a \
 	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(ALL_LDLIBS)
 
 $(B)/migrate: $(O)/tools/migrate.o $(O)/libcommon.a $(MODE_STAMP)
+	@mkdir -p $(B)
+	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(ALL_LDLIBS)
+
+$(B)/tandem-token: $(O)/tools/tandem-token.o $(O)/libcommon.a $(MODE_STAMP)
 	@mkdir -p $(B)
 	$(QLD)$(CC) $(SAN) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(ALL_LDLIBS)
 

@@ -7,6 +7,8 @@
 enum es_err {
 	ES_OK = 0,
 	ES_EMALFORMED, /* 400: body not JSON, bad cursor or token */
+	ES_EUNAUTHORIZED, /* 401: no bearer token, or not a valid one */
+	ES_EFORBIDDEN, /* 403: a valid token without a role the route admits */
 	ES_ENOTFOUND, /* 404: unknown route, account, stream */
 	ES_EMETHOD, /* 405: wrong method on a known route */
 	ES_ECONFLICT, /* 409: rule broken by current state, version clash */

@@ -13,6 +13,10 @@ static const struct {
 } table[] = {
 	{ ES_EMALFORMED, 400, "https://tandem.dev/problems/malformed",
 	  "Malformed request" },
+	{ ES_EUNAUTHORIZED, 401, "https://tandem.dev/problems/unauthorized",
+	  "Unauthorized" },
+	{ ES_EFORBIDDEN, 403, "https://tandem.dev/problems/forbidden",
+	  "Forbidden" },
 	{ ES_ENOTFOUND, 404, "https://tandem.dev/problems/not-found",
 	  "Not found" },
 	{ ES_EMETHOD, 405, "https://tandem.dev/problems/method-not-allowed",
