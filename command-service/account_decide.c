@@ -54,8 +54,8 @@ static int check_amount(long long amount, struct es_error *err)
 static int check_open(const struct account *acc, struct es_error *err)
 {
 	if (acc->status == ACCOUNT_NONE)
-		return es_error_set(err, ES_ENOTFOUND,
-				    "account '%s' does not exist", acc->id);
+		return es_error_set(err, ES_ENOTFOUND, ACCOUNT_NOT_FOUND,
+				    acc->id);
 	if (acc->status == ACCOUNT_CLOSED)
 		return es_error_set(err, ES_ECONFLICT, "account '%s' is closed",
 				    acc->id);

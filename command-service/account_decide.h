@@ -10,6 +10,9 @@
 #include "account_state.h"
 #include "es_error.h"
 
+/* The 404 detail of an account that does not exist, "%s" its id. */
+#define ACCOUNT_NOT_FOUND "account '%s' does not exist"
+
 /* Commands, as cmd_parse.h fills them. Strings are borrowed. */
 struct open_cmd {
 	char account_id[37]; /* given or generated */

@@ -13,7 +13,9 @@
 #include "es_log.h"
 
 /*
- * The stored answer of an Idempotency-Key, and this request's
+ * The stored answer of an Idempotency-Key of the principal's own (iss $3,
+ * sub $4: another principal's key of the same name is another key),
+ * and this request's
  * fingerprint: sha256 of "<method> <path>\n<body>" ($2, bytea), where
  * the body is the request's JSON value written out compact with sorted
  * keys, so that member order and spacing do not make another request.
@@ -21,26 +23,29 @@
 #define SQL_IDEM_GET                                                        \
 	"SELECT encode(sha256($2::bytea), 'hex'), k.fingerprint, k.status," \
 	" k.response::text, k.headers::text"                                \
-	" FROM (SELECT 1) one LEFT JOIN idempotency_keys k ON k.key = $1"
+	" FROM (SELECT 1) one LEFT JOIN idempotency_keys k"                 \
+	" ON k.iss = $3 AND k.sub = $4 AND k.key = $1"
 
 /*
  * Store the answers of a round, one statement whatever their number: $1
- * is [{k: key, f: fingerprint, s: status, r: response, h: headers}, ...]
- * in key order, inserted in that order. The keys that are there already
- * come back without a row. A concurrent request inserting the same key
- * waits here until the first one's transaction ends.
+ * is [{i: iss, u: sub, k: key, f: fingerprint, s: status, r: response,
+ * h: headers}, ...] in key order, inserted in that order. A round never
+ * holds two requests of one key, whoever sent them (cmd_round.c). The keys that
+ * are there already come back without a row. A concurrent request inserting the
+ * same key waits here until the first one's transaction ends.
  */
-#define SQL_IDEM_PUT                                                         \
-	"INSERT INTO idempotency_keys (key, fingerprint, status, response,"  \
-	" headers)"                                                          \
-	" SELECT a.x->>'k', a.x->>'f', (a.x->>'s')::int, a.x->'r', a.x->'h'" \
-	" FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY a(x, n)"      \
-	" ORDER BY a.n ON CONFLICT (key) DO NOTHING RETURNING key"
+#define SQL_IDEM_PUT                                                        \
+	"INSERT INTO idempotency_keys (iss, sub, key, fingerprint, status," \
+	" response, headers)"                                               \
+	" SELECT a.x->>'i', a.x->>'u', a.x->>'k', a.x->>'f',"               \
+	" (a.x->>'s')::int, a.x->'r', a.x->'h'"                             \
+	" FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY a(x, n)"     \
+	" ORDER BY a.n ON CONFLICT (iss, sub, key) DO NOTHING RETURNING key"
 
 int cmd_idem_prepare(PGconn *db, struct es_error *err)
 {
-	static const Oid types[] = { 25 /* text */, 17 /* bytea */ };
-	PGresult *res = PQprepare(db, "cmd_idem_get", SQL_IDEM_GET, 2, types);
+	static const Oid types[] = { 25 /* text */, 17 /* bytea */, 25, 25 };
+	PGresult *res = PQprepare(db, "cmd_idem_get", SQL_IDEM_GET, 4, types);
 	int ret = 0;
 
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -59,8 +64,8 @@ int cmd_idem_lookup(struct cmd_request *cr, PGconn *db)
 {
 	struct es_request *req = cr->req;
 	struct es_error err = ES_ERROR_INIT;
-	const char *values[2];
-	int lengths[2], formats[2] = { 0, 1 };
+	const char *values[4];
+	int lengths[4] = { 0 }, formats[4] = { 0, 1, 0, 0 };
 	size_t mlen = strlen(req->method), plen = strlen(req->path), len;
 	PGresult *res = NULL;
 	json_t *body = NULL, *headers = NULL;
@@ -83,9 +88,10 @@ int cmd_idem_lookup(struct cmd_request *cr, PGconn *db)
 	memcpy(buf + mlen + plen + 2, value, strlen(value));
 	values[0] = cr->key;
 	values[1] = buf;
-	lengths[0] = 0;
+	values[2] = cr->iss;
+	values[3] = cr->sub;
 	lengths[1] = (int)len;
-	res = PQexecPrepared(db, "cmd_idem_get", 2, values, lengths, formats,
+	res = PQexecPrepared(db, "cmd_idem_get", 4, values, lengths, formats,
 			     0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		es_db_error(db, res, &err);
@@ -183,11 +189,12 @@ int cmd_idem_store(PGconn *db, struct cmd_request **crs, size_t n, int *taken,
 	qsort(v, n, sizeof(*v), cmp_key);
 	for (i = 0; i < n; i++) {
 		if (json_array_append_new(
-			    rows, json_pack("{s:s, s:s, s:I, s:O, s:O}", "k",
-					    v[i]->key, "f", v[i]->fingerprint,
-					    "s", (json_int_t)v[i]->status, "r",
-					    v[i]->body, "h", v[i]->headers)) <
-		    0) {
+			    rows,
+			    json_pack("{s:s, s:s, s:s, s:s, s:I, s:O, s:O}",
+				      "i", v[i]->iss, "u", v[i]->sub, "k",
+				      v[i]->key, "f", v[i]->fingerprint, "s",
+				      (json_int_t)v[i]->status, "r", v[i]->body,
+				      "h", v[i]->headers)) < 0) {
 			es_error_set(err, ES_EINTERNAL,
 				     "cannot encode the answer");
 			goto out;

@@ -9,6 +9,7 @@
 #include "cmd_kinds.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "es_event.h"
 #include "es_http.h"
@@ -128,6 +129,20 @@ static int open_parse(const struct es_request *req, struct cmd *cmd,
 	return cmd_parse_open(req->json, &cmd->u.open, err);
 }
 
+/*
+ * A holder acts on its own accounts only: another's is answered as if it
+ * did not exist (account_decide.h's 404, word for word), before anything
+ * else is checked, so that neither an answer nor its timing tells.
+ */
+static int check_holder(const struct cmd *cmd, const struct account *acc,
+			struct es_error *err)
+{
+	if (!cmd->holder[0] || acc->status == ACCOUNT_NONE ||
+	    strcmp(acc->owner, cmd->holder) == 0)
+		return 0;
+	return es_error_set(err, ES_ENOTFOUND, ACCOUNT_NOT_FOUND, acc->id);
+}
+
 static enum cmd_load open_streams(const struct cmd *cmd, const char *ids[2])
 {
 	ids[0] = cmd->u.open.account_id;
@@ -139,6 +154,16 @@ static enum cmd_load open_streams(const struct cmd *cmd, const char *ids[2])
 static int open_decide(const struct cmd *cmd, const struct account acc[2],
 		       struct cmd_decision *d, struct es_error *err)
 {
+	if (cmd->holder[0] && strcmp(cmd->u.open.owner, cmd->holder) != 0)
+		return es_error_set(err, ES_EFORBIDDEN,
+				    "a holder opens accounts for itself only: "
+				    "owner must be '%.100s'",
+				    cmd->holder);
+	if (cmd->holder[0] && cmd->u.open.overdraft_limit != 0)
+		return es_error_set(
+			err, ES_EFORBIDDEN,
+			"a holder opens accounts without an "
+			"overdraft; a manager sets overdraft limits");
 	return add_stream(d, acc[0].stream_id, ES_NO_STREAM,
 			  account_decide_open(&acc[0], &cmd->u.open, err));
 }
@@ -183,7 +208,8 @@ static enum cmd_load money_streams(const struct cmd *cmd, const char *ids[2])
 static int deposit_decide(const struct cmd *cmd, const struct account acc[2],
 			  struct cmd_decision *d, struct es_error *err)
 {
-	if (check_version(cmd, &acc[0], cmd->u.money.expected_version, err) < 0)
+	if (check_holder(cmd, &acc[0], err) < 0 ||
+	    check_version(cmd, &acc[0], cmd->u.money.expected_version, err) < 0)
 		return -1;
 	return add_stream(d, acc[0].stream_id, expected_of(&acc[0]),
 			  account_decide_deposit(&acc[0], &cmd->u.money, err));
@@ -192,7 +218,8 @@ static int deposit_decide(const struct cmd *cmd, const struct account acc[2],
 static int withdraw_decide(const struct cmd *cmd, const struct account acc[2],
 			   struct cmd_decision *d, struct es_error *err)
 {
-	if (check_version(cmd, &acc[0], cmd->u.money.expected_version, err) < 0)
+	if (check_holder(cmd, &acc[0], err) < 0 ||
+	    check_version(cmd, &acc[0], cmd->u.money.expected_version, err) < 0)
 		return -1;
 	return add_stream(d, acc[0].stream_id, expected_of(&acc[0]),
 			  account_decide_withdraw(&acc[0], &cmd->u.money, err));
@@ -249,7 +276,8 @@ static enum cmd_load close_streams(const struct cmd *cmd, const char *ids[2])
 static int close_decide(const struct cmd *cmd, const struct account acc[2],
 			struct cmd_decision *d, struct es_error *err)
 {
-	if (check_version(cmd, &acc[0], cmd->u.close.expected_version, err) < 0)
+	if (check_holder(cmd, &acc[0], err) < 0 ||
+	    check_version(cmd, &acc[0], cmd->u.close.expected_version, err) < 0)
 		return -1;
 	return add_stream(d, acc[0].stream_id, expected_of(&acc[0]),
 			  account_decide_close(&acc[0], &cmd->u.close, err));
@@ -301,6 +329,9 @@ static int transfer_decide(const struct cmd *cmd, const struct account acc[2],
 {
 	json_t *ev[3];
 
+	/* from its own accounts, to any open one */
+	if (check_holder(cmd, &acc[0], err) < 0)
+		return -1;
 	if (account_decide_transfer(&acc[0], &acc[1], &cmd->u.transfer,
 				    cmd->claimed, ev, err) < 0)
 		return -1;

@@ -18,6 +18,7 @@
 #include "account_decide.h"
 #include "account_state.h"
 #include "cmd_parse.h"
+#include "es_auth.h"
 #include "es_error.h"
 #include "es_store.h"
 
@@ -49,6 +50,12 @@ struct cmd {
 	 */
 	char claim[64];
 	int claimed;
+	/*
+	 * Who may be acted on: "" for any account (a manager), else the
+	 * sub of a holder, whose commands reach only accounts it owns
+	 * (another's answers as if it did not exist); set before parse.
+	 */
+	char holder[ES_AUTH_SUB_MAX];
 };
 
 /*

@@ -10,6 +10,7 @@
 
 #include "cmd_metrics.h"
 #include "cmd_parse.h"
+#include "es_event.h"
 #include "es_http.h"
 #include "es_json.h"
 #include "es_uuid.h"
@@ -88,18 +89,27 @@ struct cmd_request *cmd_request_new(struct es_request *req,
 		 printable_id(s, CMD_ID_MAX) ? s : cr->command_id);
 	es_http_add_header(req, "X-Correlation-Id", cr->correlation_id);
 	s = es_request_header(req, "X-Causation-Id");
-	cr->metadata =
-		json_pack("{s:s, s:s, s:s}", "command_id", cr->command_id,
-			  "correlation_id", cr->correlation_id, "causation_id",
-			  printable_id(s, CMD_ID_MAX) ? s : cr->command_id);
+	cr->metadata = json_pack(
+		"{s:s, s:s, s:s}", ES_M_COMMAND_ID, cr->command_id,
+		ES_M_CORRELATION_ID, cr->correlation_id, ES_M_CAUSATION_ID,
+		printable_id(s, CMD_ID_MAX) ? s : cr->command_id);
 	cr->headers = json_object();
 	if (!cr->metadata || !cr->headers) {
 		es_error_set(&err, ES_EINTERNAL, "out of memory");
 		goto fail;
 	}
-	s = es_request_header(req, "X-Principal");
-	if (printable_id(s, CMD_ID_MAX))
-		json_object_set_new(cr->metadata, "principal", json_string(s));
+	/* who: the verified principal, never a client's header */
+	if (!req->principal ||
+	    json_object_set_new(cr->metadata, ES_M_PRINCIPAL,
+				es_principal_json(req->principal)) < 0) {
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		goto fail;
+	}
+	snprintf(cr->iss, sizeof(cr->iss), "%s", req->principal->iss);
+	snprintf(cr->sub, sizeof(cr->sub), "%s", req->principal->sub);
+	if (!(req->principal->roles & ES_ROLE_MANAGER))
+		snprintf(cr->cmd.holder, sizeof(cr->cmd.holder), "%s",
+			 req->principal->sub);
 	s = es_request_header(req, "traceparent");
 	if (valid_traceparent(s))
 		json_object_set_new(cr->metadata, "traceparent",

@@ -28,6 +28,9 @@ struct cmd_request {
 	char command_id[37];
 	char correlation_id[CMD_ID_MAX + 1];
 	char key[CMD_KEY_MAX + 1]; /* Idempotency-Key, "" if none */
+	/* whose key it is: the verified principal's (es_auth.h) */
+	char iss[ES_AUTH_SUB_MAX];
+	char sub[ES_AUTH_SUB_MAX];
 	char fingerprint[65]; /* sha256 hex, from the key lookup */
 	/* the answer being built */
 	unsigned int status;

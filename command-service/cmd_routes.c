@@ -19,17 +19,22 @@ static void post_command(struct es_request *req)
 		cmd_runner_submit(cr);
 }
 
+#define HOLDER_OR_MANAGER (ES_ROLE_HOLDER | ES_ROLE_MANAGER)
+
 const struct es_route cmd_routes[] = {
-	{ "POST", "/accounts", post_command, ES_ROUTE_JSON, &cmd_kind_open },
+	/* a holder's own accounts only: the commands' decide checks the owner
+	 */
+	{ "POST", "/accounts", post_command, ES_ROUTE_JSON, &cmd_kind_open,
+	  HOLDER_OR_MANAGER },
 	{ "POST", "/accounts/{id}/deposits", post_command, ES_ROUTE_JSON,
-	  &cmd_kind_deposit },
+	  &cmd_kind_deposit, HOLDER_OR_MANAGER },
 	{ "POST", "/accounts/{id}/withdrawals", post_command, ES_ROUTE_JSON,
-	  &cmd_kind_withdraw },
+	  &cmd_kind_withdraw, HOLDER_OR_MANAGER },
 	{ "POST", "/accounts/{id}/close", post_command, ES_ROUTE_JSON,
-	  &cmd_kind_close },
-	{ "POST", "/transfers", post_command, ES_ROUTE_JSON,
-	  &cmd_kind_transfer },
+	  &cmd_kind_close, HOLDER_OR_MANAGER },
+	{ "POST", "/transfers", post_command, ES_ROUTE_JSON, &cmd_kind_transfer,
+	  HOLDER_OR_MANAGER },
 	{ "POST", "/streams/{stream_id}/events", post_command, ES_ROUTE_JSON,
-	  &cmd_kind_append },
+	  &cmd_kind_append, ES_ROLE_SERVICE },
 };
 const size_t cmd_nroutes = ARRAY_SIZE(cmd_routes);

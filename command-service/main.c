@@ -57,6 +57,7 @@ struct cmd_config {
 	long batch_max;
 	int notify;
 	struct es_http_config http;
+	struct es_auth_config auth;
 };
 
 /* main.c's own state, reached from its routes through cmd_ctx.ops. */
@@ -103,9 +104,9 @@ static void metrics(struct es_request *req)
 }
 
 static const struct es_route own_routes[] = {
-	{ "GET", "/health", es_probe_health, 0, NULL },
-	{ "GET", "/ready", ready, 0, NULL },
-	{ "GET", "/metrics", metrics, 0, NULL },
+	{ "GET", "/health", es_probe_health, ES_ROUTE_PUBLIC, NULL, 0 },
+	{ "GET", "/ready", ready, ES_ROUTE_PUBLIC, NULL, 0 },
+	{ "GET", "/metrics", metrics, 0, NULL, ES_ROLE_OPERATOR },
 };
 
 /*
@@ -144,6 +145,7 @@ int main(int argc, char **argv)
 		{ "DATABASE_URL", ES_CONFIG_STR, &c.database_url, NULL, 0, 0,
 		  "PostgreSQL URI or conninfo of the event store" },
 		ES_HTTP_CONFIG_VARS(&c.http, "8081"),
+		ES_AUTH_CONFIG_VARS(&c.auth),
 		{ "DB_POOL_SIZE", ES_CONFIG_INT, &c.pool_size, "0", 0, 1000,
 		  "database connections, 0 for two per CPU (at least 2)" },
 		{ "DB_QUEUE_MAX", ES_CONFIG_INT, &c.queue_max, "1024", 1,
@@ -198,6 +200,9 @@ int main(int argc, char **argv)
 
 	es_service_block_signals(&stop);
 	es_probe_init(&ops.probe, c.database_url);
+	c.http.auth = es_service_auth(&c.auth, &err);
+	if (!c.http.auth)
+		goto out;
 	atomic_init(&ops.http, NULL);
 	ctx.retries = c.retries;
 	ctx.ops = &ops;
@@ -231,7 +236,7 @@ int main(int argc, char **argv)
 	       (int)es_http_port(h), "version", TANDEM_VERSION, "db_pool_size",
 	       (int)pool_cfg.size, "commit_batch_max", (int)pool_cfg.batch_max);
 
-	sigwait(&stop, &sig);
+	sig = es_service_wait(&stop, c.http.auth);
 	es_log(ES_LOG_INFO, "stopping", "{s:s, s:i}", "signal",
 	       sig == SIGINT ? "SIGINT" : "SIGTERM", "in_flight",
 	       (int)es_http_in_flight(h));
@@ -274,6 +279,7 @@ out:
 	cmd_notify_stop(ctx.notify, NOTIFY_WAIT_MS);
 	cmd_ctx_release(&ctx);
 	es_probe_release(&ops.probe);
+	es_auth_free(c.http.auth);
 	free(routes);
 	es_error_release(&err);
 	if (!ret)

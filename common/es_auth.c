@@ -94,6 +94,43 @@ unsigned int es_role_parse(const char *name)
 	return 0;
 }
 
+void es_role_names(unsigned int roles, char *buf, size_t size)
+{
+	size_t used = 0;
+
+	if (size)
+		buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(role_names) / sizeof(*role_names); i++) {
+		int n;
+
+		if (!(roles & 1u << i) || used >= size)
+			continue;
+		n = snprintf(buf + used, size - used, "%s%s", used ? ", " : "",
+			     role_names[i]);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}
+
+json_t *es_principal_json(const struct es_principal *p)
+{
+	json_t *o, *roles = json_array();
+
+	if (!roles)
+		return NULL;
+	for (size_t i = 0; i < sizeof(role_names) / sizeof(*role_names); i++)
+		if (p->roles & 1u << i &&
+		    json_array_append_new(roles, json_string(role_names[i])) <
+			    0) {
+			json_decref(roles);
+			return NULL;
+		}
+	o = json_pack("{s:s, s:s, s:o}", "sub", p->sub, "iss", p->iss, "roles",
+		      roles);
+	return o;
+}
+
 /* ---- base64url (RFC 4648 section 5, no padding, canonical) ---- */
 
 static int b64url_value(unsigned char c)

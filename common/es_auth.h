@@ -81,6 +81,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <jansson.h>
 #include <stdint.h>
 
 #include "es_error.h"
@@ -96,6 +97,9 @@ enum es_role {
 #define ES_ROLE_ANY 0x1fu
 
 #define ES_AUTH_SUB_MAX 256 /* bytes of sub and iss, NUL included */
+
+/* The sub of every request when AUTH=off (it has every role). */
+#define ES_AUTH_ANONYMOUS "anonymous"
 
 /* Longest token accepted (the part after "Bearer "). */
 #define ES_AUTH_TOKEN_MAX 8192
@@ -224,5 +228,17 @@ const char *es_role_name(unsigned int role);
 
 /* The role bit of a role name (exact, lower case), or 0. */
 unsigned int es_role_parse(const char *name);
+
+/*
+ * The names of the role bits in `roles`, ", "-separated in enum order,
+ * into `buf` (cut short to fit, always NUL-terminated when size > 0).
+ */
+void es_role_names(unsigned int roles, char *buf, size_t size);
+
+/*
+ * {"sub", "iss", "roles": [names]}: what an event's metadata records of
+ * who caused it. NULL when out of memory. ownership: caller decrefs.
+ */
+json_t *es_principal_json(const struct es_principal *p);
 
 #endif

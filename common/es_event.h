@@ -54,6 +54,24 @@
 #define ES_F_FROM_ACCOUNT    "from_account_id"
 
 /*
+ * Metadata fields the command service writes on every event (a raw
+ * append's own metadata keys of these names are replaced):
+ *
+ *	command_id      one per command: all its events share it
+ *	correlation_id  X-Correlation-Id, else the command id
+ *	causation_id    X-Causation-Id, else the command id
+ *	principal       {sub, iss, roles: [names]}: the verified caller
+ *	                (es_auth.h); no client header sets it
+ */
+#define ES_M_COMMAND_ID	    "command_id"
+#define ES_M_CORRELATION_ID "correlation_id"
+#define ES_M_CAUSATION_ID   "causation_id"
+#define ES_M_PRINCIPAL	    "principal"
+#define ES_M_SUB	    "sub"
+#define ES_M_ISS	    "iss"
+#define ES_M_ROLES	    "roles"
+
+/*
  * NOTIFY channels: the command service hints ES_CHANNEL_EVENTS after
  * appends commit; the leading projector announces each checkpoint on
  * ES_CHANNEL_CHECKPOINT. Both are hints: readers also poll.

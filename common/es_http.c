@@ -114,6 +114,7 @@ struct request {
 	unsigned long num; /* the number in its made-up id */
 	char id[72];
 	char correlation[129]; /* X-Correlation-Id sent back, for the log */
+	struct es_principal principal; /* pub.principal points here */
 };
 
 struct es_http {
@@ -121,6 +122,7 @@ struct es_http {
 	const struct es_route *routes;
 	size_t nroutes;
 	void *ctx;
+	struct es_auth *auth; /* borrowed; NULL: every token is refused */
 	size_t max_body;
 	long request_timeout_ms; /* 0: no deadline */
 	unsigned int port;
@@ -359,6 +361,13 @@ void es_http_send_json(struct es_request *req, unsigned int status,
 	}
 	set_response(r, status,
 		     response_from(text, strlen(text), "application/json"));
+}
+
+const char *es_request_auth_mode(const struct es_request *req)
+{
+	const struct es_http *h = request_of((struct es_request *)req)->h;
+
+	return h->auth && es_auth_off(h->auth) ? "off" : "jwt";
 }
 
 void es_http_send_problem(struct es_request *req, const struct es_error *err)
@@ -1038,6 +1047,79 @@ static int route(struct request *r, struct es_error *err)
 }
 
 /*
+ * Who is asking: a route that is not ES_ROUTE_PUBLIC needs a verified
+ * bearer token (401 otherwise, with WWW-Authenticate as RFC 6750 says)
+ * whose roles meet the route's (403 otherwise). A token in the query
+ * string is refused, never read: URLs end up in logs and histories.
+ * Sets r->pub.principal. Returns 0, else -1 with the answer stored.
+ */
+static int authenticate(struct request *r, struct MHD_Connection *conn)
+{
+	const struct es_route *route = r->match.route;
+	struct es_error err = ES_ERROR_INIT;
+	struct timespec now;
+	const char *s;
+
+	if (route->flags & ES_ROUTE_PUBLIC)
+		return 0;
+	if (r->h->auth && es_auth_off(r->h->auth)) {
+		snprintf(r->principal.sub, sizeof(r->principal.sub), "%s",
+			 ES_AUTH_ANONYMOUS);
+		r->principal.roles = ES_ROLE_ANY;
+		r->pub.principal = &r->principal;
+		return 0;
+	}
+	if (MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+					"access_token")) {
+		es_error_set(&err, ES_EUNAUTHORIZED,
+			     "a token in the URL is refused; send it in the "
+			     "Authorization header");
+		goto refuse;
+	}
+	s = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!s) {
+		es_error_set(
+			&err, ES_EUNAUTHORIZED,
+			"this route needs 'Authorization: Bearer <token>'");
+		goto refuse;
+	}
+	if (!r->h->auth) {
+		es_error_set(&err, ES_EUNAUTHORIZED,
+			     "no token can be verified here");
+		goto refuse;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (es_auth_verify(r->h->auth, s, (int64_t)now.tv_sec, &r->principal,
+			   &err) < 0)
+		goto refuse;
+	if (!(r->principal.roles & route->roles)) {
+		char need[96];
+
+		es_role_names(route->roles, need, sizeof(need));
+		es_error_set(&err, ES_EFORBIDDEN,
+			     "%s %s needs one of the roles: %s", route->method,
+			     route->pattern, need[0] ? need : "(none)");
+		es_http_send_problem(&r->pub, &err);
+		es_error_release(&err);
+		return -1;
+	}
+	r->pub.principal = &r->principal;
+	return 0;
+refuse:
+	if (err.code != ES_EUNAUTHORIZED) {
+		/* out of memory, say: still not verified */
+		es_error_release(&err);
+		es_error_set(&err, ES_EUNAUTHORIZED, "the token is not valid");
+	}
+	es_http_send_problem(&r->pub, &err);
+	es_http_add_header(&r->pub, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+			   "Bearer realm=\"tandem\", error=\"invalid_token\"");
+	es_error_release(&err);
+	return -1;
+}
+
+/*
  * After the headers: check the framing, route, then refuse what we will
  * not read. Returns 0 to read the body (an error answer may already be
  * stored: r->handled is then set and the body is dropped, so the
@@ -1091,6 +1173,10 @@ static int request_begin(struct request *r, struct MHD_Connection *conn,
 	}
 	if (route(r, &err) < 0) {
 		es_http_send_problem(&r->pub, &err);
+		r->handled = true;
+		return too_large ? -1 : 0;
+	}
+	if (authenticate(r, conn) < 0) {
 		r->handled = true;
 		return too_large ? -1 : 0;
 	}
@@ -1601,6 +1687,7 @@ struct es_http *es_http_start(const struct es_http_config *cfg,
 	h->routes = routes;
 	h->nroutes = nroutes;
 	h->ctx = ctx;
+	h->auth = cfg->auth;
 	h->max_body = (size_t)cfg->max_body;
 	h->request_timeout_ms = cfg->request_timeout * 1000;
 	pthread_mutex_init(&h->lock, NULL);

@@ -105,6 +105,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "es_auth.h"
 #include "es_config.h"
 #include "es_error.h"
 #include "es_router.h"
@@ -121,6 +122,14 @@ struct es_http_config {
 	long header_timeout; /* seconds for a request's headers, 0: no limit */
 	long max_body; /* bytes; larger bodies are 413 */
 	long request_timeout; /* seconds to receive a request, 0: no limit */
+	/*
+	 * Who is asking: set by the service (es_auth_new()), not a setting.
+	 * Every route but the ES_ROUTE_PUBLIC ones needs a principal:
+	 * es_auth_off() gives every request the anonymous one with every
+	 * role; NULL verifies nothing and refuses every such route (401).
+	 * Borrowed: it must outlive the server.
+	 */
+	struct es_auth *auth;
 };
 
 /*
@@ -181,6 +190,11 @@ struct es_request {
 	json_t *json; /* the parsed object for ES_ROUTE_JSON routes */
 	void *ctx; /* as given to es_http_start() */
 	const void *arg; /* the matched route's `arg` */
+	/*
+	 * Who is asking, verified before the handler runs (NULL only on
+	 * ES_ROUTE_PUBLIC routes). Its roles meet the route's.
+	 */
+	const struct es_principal *principal;
 };
 
 /*
@@ -237,6 +251,12 @@ const char *es_request_param(const struct es_request *req, const char *name);
  * the handler's return, after it until es_http_resume().
  */
 const char *es_request_header(const struct es_request *req, const char *name);
+
+/*
+ * "jwt", or "off" when the server was started with AUTH=off (every
+ * request is the anonymous principal): for /ready's body.
+ */
+const char *es_request_auth_mode(const struct es_request *req);
 const char *es_request_query(const struct es_request *req, const char *name);
 
 /* Add a header to the response (before or after es_http_send_*()). */

@@ -67,7 +67,8 @@ void es_probe_ready(struct es_probe *p, struct es_request *req)
 	}
 	if (ok)
 		es_http_send_json(req, 200,
-				  json_pack("{s:s}", "status", "ready"));
+				  json_pack("{s:s, s:s}", "status", "ready",
+					    "auth", es_request_auth_mode(req)));
 	else
 		es_http_send_problem(req, &err);
 	es_error_release(&err);

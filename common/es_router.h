@@ -19,6 +19,12 @@ enum es_route_flags {
 	 * es_json_parse_object() before the handler runs (400 on failure).
 	 */
 	ES_ROUTE_JSON = 1 << 0,
+	/*
+	 * Anyone may call it, without a token (/health, /ready). Every
+	 * other route needs a verified bearer token whose roles meet the
+	 * row's `roles` (es_http.h, "who is asking").
+	 */
+	ES_ROUTE_PUBLIC = 1 << 1,
 };
 
 /*
@@ -39,6 +45,13 @@ struct es_route {
 	 * (a view's descriptor, say); es_request's `arg`. May be NULL.
 	 */
 	const void *arg;
+	/*
+	 * The roles (enum es_role bits, es_auth.h) that may call it: a
+	 * token with none of them is 403. 0 on a route that is not
+	 * ES_ROUTE_PUBLIC: nobody may, so a row that forgets its roles is
+	 * closed, never open.
+	 */
+	unsigned int roles;
 };
 
 #define ES_ROUTER_MAX_PARAMS 4

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "es_auth.h"
 #include "es_log.h"
 
 #define ROUTES_HELP                                                    \
@@ -106,6 +107,56 @@ void es_service_block_signals(sigset_t *set)
 	sigemptyset(set);
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+struct es_auth *es_service_auth(const struct es_auth_config *cfg,
+				struct es_error *err)
+{
+	struct es_auth_stats st;
+	struct es_auth *a = es_auth_new(cfg, err);
+
+	if (!a)
+		return NULL;
+	if (es_auth_off(a)) {
+		es_log(ES_LOG_WARN, "auth_off", "{s:s}", "detail",
+		       "AUTH=off: no request is authenticated, every one is "
+		       "served with every role; for local experiments only");
+		return a;
+	}
+	es_auth_stats(a, &st);
+	es_log(ES_LOG_INFO, "auth", "{s:s, s:i, s:s, s:s}", "jwks_file",
+	       cfg->jwks_file, "keys", (int)st.keys, "issuer", cfg->issuer,
+	       "audience", cfg->audience);
+	return a;
+}
+
+int es_service_wait(const sigset_t *set, struct es_auth *auth)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct es_auth_stats st;
+	int sig = 0;
+
+	for (;;) {
+		if (sigwait(set, &sig) != 0)
+			continue;
+		if (sig != SIGHUP)
+			return sig;
+		if (!auth || es_auth_off(auth)) {
+			es_log(ES_LOG_INFO, "sighup", "{s:s}", "detail",
+			       "no key file to re-read");
+			continue;
+		}
+		if (es_auth_reload(auth, &err) < 0) {
+			es_log(ES_LOG_ERROR, "auth_reload_failed", "{s:s}",
+			       "error", err.detail);
+			es_error_release(&err);
+			continue;
+		}
+		es_auth_stats(auth, &st);
+		es_log(ES_LOG_INFO, "auth_reloaded", "{s:i}", "keys",
+		       (int)st.keys);
+	}
 }

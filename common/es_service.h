@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "es_config.h"
+#include "es_error.h"
 #include "es_router.h"
 
 /*
@@ -27,9 +28,28 @@ int es_service_configure(int argc, char **argv, const char *prog,
 			 const char *const *log_level, int *status);
 
 /*
- * Block SIGTERM and SIGINT in this thread and every thread it starts
- * (main takes them with sigwait(`set`)), and ignore SIGPIPE.
+ * Block SIGTERM, SIGINT and SIGHUP in this thread and every thread it
+ * starts (main takes them with es_service_wait(`set`)), and ignore SIGPIPE.
  */
 void es_service_block_signals(sigset_t *set);
+
+struct es_auth;
+struct es_auth_config;
+
+/*
+ * The token verifier of a service, from its AUTH_* settings: with
+ * AUTH=off a warning is logged (every request is served as the anonymous
+ * principal with every role). NULL with `err` set when the settings or
+ * the key file are wrong. ownership: caller frees with es_auth_free().
+ */
+struct es_auth *es_service_auth(const struct es_auth_config *cfg,
+				struct es_error *err);
+
+/*
+ * Wait for SIGTERM or SIGINT in the set es_service_block_signals() made
+ * (returned); on SIGHUP meanwhile, re-read the key file of `auth` (may be
+ * NULL): a bad file is logged and the keys in use stay.
+ */
+int es_service_wait(const sigset_t *set, struct es_auth *auth);
 
 #endif

@@ -52,6 +52,7 @@ struct qry_config {
 	long leader_retry_ms;
 	long read_pool_size;
 	struct es_http_config http;
+	struct es_auth_config auth;
 };
 
 /* READ_POOL_SIZE 0: as many as HTTP threads, at least POOL_MIN. */
@@ -129,6 +130,7 @@ int main(int argc, char **argv)
 		  0, 0,
 		  "PostgreSQL for views and checkpoints, empty: DATABASE_URL" },
 		ES_HTTP_CONFIG_VARS(&c.http, "8082"),
+		ES_AUTH_CONFIG_VARS(&c.auth),
 		{ "PROJECTOR_BATCH", ES_CONFIG_INT, &c.batch, "5000", 1, 100000,
 		  "events read and applied per projector batch" },
 		{ "POLL_INTERVAL_MS", ES_CONFIG_INT, &c.poll_ms, "100", 1,
@@ -212,6 +214,9 @@ int main(int argc, char **argv)
 		return parked(&tail_cfg, nparked, parked_args);
 
 	es_service_block_signals(&stop);
+	c.http.auth = es_service_auth(&c.auth, &err);
+	if (!c.http.auth)
+		goto out;
 	/* the projected views, then the in-memory one */
 	view_names = calloc(view_count + 2, sizeof(*view_names));
 	if (!view_names) {
@@ -256,7 +261,7 @@ int main(int argc, char **argv)
 	       c.http.bind_address, "port", (int)es_http_port(h), "version",
 	       TANDEM_VERSION, "read_pool_size", (int)pool_cfg.size);
 
-	sigwait(&stop, &sig);
+	sig = es_service_wait(&stop, c.http.auth);
 	es_log(ES_LOG_INFO, "stopping", "{s:s, s:i, s:i}", "signal",
 	       sig == SIGINT ? "SIGINT" : "SIGTERM", "in_flight",
 	       (int)es_http_in_flight(h), "waiting",
@@ -282,6 +287,7 @@ out:
 	if (state_up)
 		qry_state_release(&st);
 	free(view_names);
+	es_auth_free(c.http.auth);
 	es_error_release(&err);
 	if (!ret)
 		es_log(ES_LOG_INFO, "stopped", NULL);

@@ -86,6 +86,15 @@ int qry_currency_ok(const char *s)
 	       isupper((unsigned char)s[1]) && isupper((unsigned char)s[2]);
 }
 
+const char *qry_read_holder(const struct es_request *req)
+{
+	const struct es_principal *p = req->principal;
+
+	if (!p || p->roles & (ES_ROLE_MANAGER | ES_ROLE_AUDITOR))
+		return NULL;
+	return p->sub;
+}
+
 int qry_read_limit(struct qry_read *r, long *limit, struct es_error *err)
 {
 	const char *s = es_request_query(r->req, "limit");

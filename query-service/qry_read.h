@@ -131,6 +131,14 @@ int qry_read_parse_wait(struct es_request *req, const char **token, long *ms,
 /* ?limit=: default 100, an integer in [1, 1000], else -1 with a 422. */
 int qry_read_limit(struct qry_read *r, long *limit, struct es_error *err);
 
+/*
+ * The sub of a caller who reads only its own accounts (a holder that is
+ * neither manager nor auditor: SPEC section 11), else NULL (any). An
+ * account or owner list not its own is answered 404, as if it did not
+ * exist. ownership: points into the request.
+ */
+const char *qry_read_holder(const struct es_request *req);
+
 /* ---- answering, on the worker ---- */
 
 /*

@@ -44,11 +44,31 @@ static int parked(struct qry_ctx *ctx, const char *id, struct es_error *err)
 	return 1;
 }
 
+/*
+ * Whether the account body `body` (the view's JSON) is `holder`'s, or
+ * `holder` is NULL (the caller reads any account).
+ */
+static bool owned_by(const char *body, size_t len, const char *holder)
+{
+	json_t *j, *owner;
+	bool own;
+
+	if (!holder)
+		return true;
+	j = json_loadb(body, len, 0, NULL);
+	owner = json_object_get(j, ES_F_OWNER);
+	own = json_is_string(owner) &&
+	      strcmp(json_string_value(owner), holder) == 0;
+	json_decref(j);
+	return own;
+}
+
 /* Answer account `id` from the in-memory view. */
 static void serve_account(struct es_request *req, struct qry_ctx *ctx,
 			  const char *id)
 {
 	struct es_error err = ES_ERROR_INIT;
+	const char *holder = qry_read_holder(req);
 	struct qry_memory_read rd;
 	char etag[32];
 	int r;
@@ -61,7 +81,13 @@ static void serve_account(struct es_request *req, struct qry_ctx *ctx,
 		return;
 	}
 	qry_read_add_position(req, rd.position);
-	if (parked(ctx, id, &err)) {
+	/*
+	 * Another holder's account is answered as if it did not exist,
+	 * parked or not; so is one unknown to a holder.
+	 */
+	if (r == 1 && !owned_by(rd.body, rd.len, holder))
+		r = 0;
+	else if ((r == 1 || !holder) && parked(ctx, id, &err)) {
 		es_http_send_problem(req, &err);
 		es_error_release(&err);
 		free(rd.mem);
@@ -366,7 +392,9 @@ static void run_ready(struct qry_read *j, void *p, struct qry_worker *w)
 		es_http_send_problem(j->req, &err);
 	} else {
 		es_http_send_json(j->req, 200,
-				  json_pack("{s:s}", "status", "ready"));
+				  json_pack("{s:s, s:s}", "status", "ready",
+					    "auth",
+					    es_request_auth_mode(j->req)));
 	}
 	es_error_release(&err);
 }
@@ -419,15 +447,20 @@ static void get_operational(struct es_request *req)
 
 /* The routes before the views' own, then after them. */
 static const struct es_route head[] = {
-	{ "GET", "/health", get_health, 0, NULL },
-	{ "GET", "/ready", get_operational, 0, &read_ready },
-	{ "GET", "/metrics", get_operational, 0, &qry_metrics_read },
-	{ "GET", "/status", get_operational, 0, &qry_status_read },
-	{ "GET", "/accounts/{id}", get_account, 0, NULL },
+	{ "GET", "/health", get_health, ES_ROUTE_PUBLIC, NULL, 0 },
+	{ "GET", "/ready", get_operational, ES_ROUTE_PUBLIC, &read_ready, 0 },
+	{ "GET", "/metrics", get_operational, 0, &qry_metrics_read,
+	  ES_ROLE_OPERATOR },
+	{ "GET", "/status", get_operational, 0, &qry_status_read,
+	  ES_ROLE_OPERATOR },
+	{ "GET", "/accounts/{id}", get_account, 0, NULL,
+	  ES_ROLE_HOLDER | ES_ROLE_MANAGER | ES_ROLE_AUDITOR },
 };
 static const struct es_route tail[] = {
-	{ "GET", "/streams/{stream_id}", qry_read_route, 0, &read_stream },
-	{ "GET", "/events", qry_read_route, 0, &read_events },
+	{ "GET", "/streams/{stream_id}", qry_read_route, 0, &read_stream,
+	  ES_ROLE_AUDITOR | ES_ROLE_SERVICE },
+	{ "GET", "/events", qry_read_route, 0, &read_events,
+	  ES_ROLE_AUDITOR | ES_ROLE_SERVICE },
 };
 
 #define NROUTES (ARRAY_SIZE(head) + VIEW_ROUTES_MAX + ARRAY_SIZE(tail))
@@ -444,10 +477,13 @@ const struct es_route *qry_routes(size_t *n)
 		for (i = 0; i < ARRAY_SIZE(head); i++)
 			table[ntable++] = head[i];
 		for (i = 0; i < view_nroutes; i++)
-			table[ntable++] = (struct es_route){
-				"GET", view_routes[i].pattern, qry_read_route,
-				0, view_routes[i].read
-			};
+			table[ntable++] =
+				(struct es_route){ "GET",
+						   view_routes[i].pattern,
+						   qry_read_route,
+						   0,
+						   view_routes[i].read,
+						   view_routes[i].roles };
 		for (i = 0; i < ARRAY_SIZE(tail); i++)
 			table[ntable++] = tail[i];
 		for (i = 0; i < ntable; i++)

@@ -95,9 +95,15 @@ static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
 	struct read_params *p = arg;
 	const char *after = es_request_query(r->req, "after");
 
+	const char *holder = qry_read_holder(r->req);
+
 	p->owner = strdup(es_request_param(r->req, "owner"));
 	if (!p->owner)
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	/* a holder's own list only: another's is as if it did not exist */
+	if (holder && strcmp(p->owner, holder) != 0)
+		return es_error_set(err, ES_ENOTFOUND,
+				    "owner '%.60s' was not found", p->owner);
 	if (after) {
 		if (es_uuid_parse(after, p->after) < 0)
 			return es_error_set(err, ES_EMALFORMED,

@@ -315,7 +315,8 @@ const struct view_ops view_statement_ops = {
 
 #define SQL_READ                                                                        \
 	"SELECT cp.cp_position, EXISTS (SELECT 1 FROM view_accounts"                    \
-	" WHERE account_id = $1::uuid), (SELECT json_build_object('position',"          \
+	" WHERE account_id = $1::uuid AND ($4::text = '' OR owner = $4::text)),"        \
+	" (SELECT json_build_object('position',"                                        \
 	" position, 'error', error)::text FROM parked_streams WHERE view = 'statement'" \
 	" AND stream_id = '" ES_ACCOUNT_PREFIX                                          \
 	"' || $1), " VIEW_STATEMENT_COLUMNS QRY_READ_FROM_CHECKPOINT(                   \
@@ -327,6 +328,7 @@ struct read_params {
 	char id[37];
 	long long after; /* 0: from the start */
 	long limit;
+	char holder[ES_AUTH_SUB_MAX]; /* "": any account, else its owner */
 };
 
 static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
@@ -335,9 +337,12 @@ static int read_parse(struct qry_read *r, void *arg, struct es_error *err)
 	const char *after = es_request_query(r->req, "after");
 	const char *id = es_request_param(r->req, "id");
 
+	const char *holder = qry_read_holder(r->req);
+
 	if (es_uuid_parse(id, p->id) < 0)
 		return es_error_set(err, ES_ENOTFOUND,
 				    "account '%.60s' does not exist", id);
+	snprintf(p->holder, sizeof(p->holder), "%s", holder ? holder : "");
 	if (after && (qry_parse_ll(after, &p->after) < 0 || p->after < 0))
 		return es_error_set(err, ES_EMALFORMED,
 				    "malformed cursor '%.60s'", after);
@@ -380,18 +385,20 @@ static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 	struct read_params *p = arg;
 	struct es_error err = ES_ERROR_INIT;
 	char after[24], lim[24];
-	const char *params[3] = { p->id, after, lim };
+	const char *params[4] = { p->id, after, lim, p->holder };
 	PGresult *res;
 
 	snprintf(after, sizeof(after), "%lld", p->after);
 	snprintf(lim, sizeof(lim), "%ld", p->limit + 1);
-	res = qry_read_prepared(r, w, "qry_statement", 3, params);
+	res = qry_read_prepared(r, w, "qry_statement", 4, params);
 	if (!res)
 		return;
 	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0 ||
 	    !PQgetisnull(res, 0, 2)) {
 		qry_read_add_position(r->req, qry_read_checkpoint(res));
-		if (PQgetisnull(res, 0, 2))
+		/* a holder is told of its own accounts only, parked or not */
+		if (PQgetisnull(res, 0, 2) ||
+		    (p->holder[0] && strcmp(PQgetvalue(res, 0, 1), "t") != 0))
 			es_error_set(&err, ES_ENOTFOUND,
 				     "account '%s' does not exist", p->id);
 		else

@@ -8,6 +8,7 @@
 
 #include "daily.h"
 #include "es_array.h"
+#include "es_auth.h"
 #include "large.h"
 #include "owner.h"
 #include "statement.h"
@@ -23,10 +24,13 @@ const size_t view_count = ARRAY_SIZE(view_all);
 
 /* a literal segment before a capture: "/accounts/{id}/x" is not "{id}" */
 const struct view_route view_routes[] = {
-	{ "/accounts/{id}/transactions", &view_statement_read },
-	{ "/owners/{owner}/accounts", &view_owner_read },
-	{ "/stats/daily", &view_daily_read },
-	{ "/audit/large-transactions", &view_large_read },
+	/* a holder reads its own only: the view's read checks the owner */
+	{ "/accounts/{id}/transactions", &view_statement_read,
+	  ES_ROLE_HOLDER | ES_ROLE_MANAGER | ES_ROLE_AUDITOR },
+	{ "/owners/{owner}/accounts", &view_owner_read,
+	  ES_ROLE_HOLDER | ES_ROLE_MANAGER | ES_ROLE_AUDITOR },
+	{ "/stats/daily", &view_daily_read, ES_ROLE_MANAGER | ES_ROLE_AUDITOR },
+	{ "/audit/large-transactions", &view_large_read, ES_ROLE_AUDITOR },
 };
 
 const size_t view_nroutes = ARRAY_SIZE(view_routes);

@@ -100,6 +100,7 @@ struct qry_read_def;
 struct view_route {
 	const char *pattern; /* as es_route.pattern */
 	const struct qry_read_def *read;
+	unsigned int roles; /* who may read it: es_route.roles */
 };
 
 #define VIEW_ROUTES_MAX 8

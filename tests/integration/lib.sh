@@ -59,6 +59,18 @@
 #   expect_eq ACTUAL EXPECTED [MSG]
 #   wait_for SECONDS CMD...          retry CMD (in a subshell, quietly)
 #                                    every 0.1 s; fail after SECONDS
+#   mint SUB ROLES [ARGS...]         a token of the tests' key for SUB with
+#                                    ROLES (comma-separated, may be ""),
+#                                    printed; ARGS go to tandem-token mint
+#   AS=TOKEN http ...                send TOKEN instead of ADMIN_TOKEN;
+#                                    AS=none sends no Authorization
+#
+# Who the tests are: each test has a signing key of its own, a JWK Set
+# the services read (AUTH_JWKS_FILE, AUTH_ISSUER and AUTH_AUDIENCE are
+# exported, so every start_service gets them) and ADMIN_TOKEN, a token
+# with every role that curl sends on every request ($CURL_HOME/.curlrc),
+# so that a test of something else needs no token of its own.
+#
 #   pg_own_start [DIR [PORT]]        a separate cluster (default DIR:
 #   pg_own_stop [DIR]                $TEST_TMP/own-pg) for tests that stop
 #   pg_own_restart [DIR]             the database; sets OWN_DATABASE_URL,
@@ -92,6 +104,35 @@ mkdir -p "$_LIB"
 : >"$_LIB/clusters"
 : >"$_LIB/services"
 rm -f "$_LIB/failmsg"
+
+# The tests' identity (see above); AUTH_HEADER is for raw requests.
+AUTH_ISSUER=https://tandem.test
+AUTH_AUDIENCE=tandem
+AUTH_JWKS_FILE=$_LIB/auth/jwks.json
+AUTH_KEY=$_LIB/auth/key.pem
+export AUTH_ISSUER AUTH_AUDIENCE AUTH_JWKS_FILE
+mint()
+{
+	local sub=$1 roles=$2
+
+	shift 2
+	"$TANDEM_BIN/tandem-token" mint --key "$AUTH_KEY" --kid test-1 --sub "$sub" \
+		--roles "$roles" --iss "$AUTH_ISSUER" --aud "$AUTH_AUDIENCE" "$@"
+}
+if [ ! -s "$AUTH_JWKS_FILE" ] && [ -x "$TANDEM_BIN/tandem-token" ]; then
+	mkdir -p "$_LIB/auth"
+	"$TANDEM_BIN/tandem-token" keygen --alg ES256 --kid test-1 \
+		--private "$AUTH_KEY" --jwks "$AUTH_JWKS_FILE" >/dev/null
+	chmod 644 "$AUTH_JWKS_FILE"
+	mint tandem-test holder,manager,auditor,service,operator \
+		--ttl 86400 >"$_LIB/auth/admin"
+	printf 'header = "Authorization: Bearer %s"\n' \
+		"$(cat "$_LIB/auth/admin")" >"$_LIB/auth/.curlrc"
+fi
+ADMIN_TOKEN=$(cat "$_LIB/auth/admin" 2>/dev/null || true)
+AUTH_HEADER="Authorization: Bearer $ADMIN_TOKEN"
+CURL_HOME=$_LIB/auth
+export CURL_HOME
 
 _LIB_AT_EXIT=()
 _LIB_T0=${EPOCHREALTIME/[.,]/}
@@ -432,6 +473,11 @@ http()
 	fi
 	: >"$_LIB/http.body"
 	: >"$_LIB/http.headers"
+	if [ -n "${AS:-}" ]; then
+		# -q first: not the .curlrc, so not ADMIN_TOKEN
+		args=(-q "${args[@]}")
+		[ "$AS" = none ] || args+=(-H "Authorization: Bearer $AS")
+	fi
 	HTTP_STATUS=$(curl "${args[@]}" "$@" --url "$url") || rc=$?
 	HTTP_BODY=
 	# With --head curl writes the headers to -o as well.

@@ -168,20 +168,33 @@ static void buffer_handler(struct es_request *req)
 }
 
 static const struct es_route routes[] = {
-	{ "GET", "/fast", fast_handler, 0, NULL },
-	{ "GET", "/buffer", buffer_handler, 0, NULL },
-	{ "GET", "/slow", suspend_handler, 0, NULL },
-	{ "GET", "/take", take_handler, 0, NULL },
-	{ "GET", "/items/{id}", item_handler, 0, NULL },
-	{ "DELETE", "/items/{id}", fast_handler, 0, NULL },
-	{ "POST", "/echo", echo_handler, ES_ROUTE_JSON, NULL },
-	{ "POST", "/raw", raw_handler, 0, NULL },
-	{ "GET", "/mute", mute_handler, 0, NULL },
-	{ "POST", "/count", count_handler, 0, NULL },
-	{ "GET", "/count", count_handler, 0, NULL },
+	{ "GET", "/fast", fast_handler, 0, NULL, ES_ROLE_ANY },
+	{ "GET", "/buffer", buffer_handler, 0, NULL, ES_ROLE_ANY },
+	{ "GET", "/slow", suspend_handler, 0, NULL, ES_ROLE_ANY },
+	{ "GET", "/take", take_handler, 0, NULL, ES_ROLE_ANY },
+	{ "GET", "/items/{id}", item_handler, 0, NULL, ES_ROLE_ANY },
+	{ "DELETE", "/items/{id}", fast_handler, 0, NULL, ES_ROLE_ANY },
+	{ "POST", "/echo", echo_handler, ES_ROUTE_JSON, NULL, ES_ROLE_ANY },
+	{ "POST", "/raw", raw_handler, 0, NULL, ES_ROLE_ANY },
+	{ "GET", "/mute", mute_handler, 0, NULL, ES_ROLE_ANY },
+	{ "POST", "/count", count_handler, 0, NULL, ES_ROLE_ANY },
+	{ "GET", "/count", count_handler, 0, NULL, ES_ROLE_ANY },
 };
 
 static struct es_http *h;
+
+/* AUTH=off: every request is the anonymous principal, with every role */
+static struct es_auth *auth_off(void)
+{
+	static const struct es_auth_config off = { .mode = "off" };
+	static struct es_auth *a;
+	struct es_error err = ES_ERROR_INIT;
+
+	if (!a)
+		a = es_auth_new(&off, &err);
+	ck_assert_msg(a != NULL, "es_auth_new: %s", err.detail);
+	return a;
+}
 
 static struct es_http *start(long threads)
 {
@@ -195,6 +208,7 @@ static struct es_http *start(long threads)
 		.idle_timeout = 5,
 		.max_body = 1000,
 		.request_timeout = 2,
+		.auth = auth_off(),
 	};
 	struct es_error err = ES_ERROR_INIT;
 	struct es_http *s;

@@ -11,15 +11,15 @@ static void h_any(struct es_request *req)
 }
 
 static const struct es_route routes[] = {
-	{ "GET", "/health", h_any, 0, NULL },
-	{ "POST", "/accounts", h_any, ES_ROUTE_JSON, NULL },
-	{ "GET", "/accounts/stats", h_any, 0, NULL },
-	{ "GET", "/accounts/{id}", h_any, 0, NULL },
-	{ "POST", "/accounts/{id}/deposits", h_any, ES_ROUTE_JSON, NULL },
-	{ "GET", "/accounts/{id}/transactions", h_any, 0, NULL },
-	{ "DELETE", "/accounts/{id}", h_any, 0, NULL },
-	{ "POST", "/streams/{stream}/events/{event}", h_any, 0, NULL },
-	{ "GET", "/", h_any, 0, NULL },
+	{ "GET", "/health", h_any, 0, NULL, 0 },
+	{ "POST", "/accounts", h_any, ES_ROUTE_JSON, NULL, 0 },
+	{ "GET", "/accounts/stats", h_any, 0, NULL, 0 },
+	{ "GET", "/accounts/{id}", h_any, 0, NULL, 0 },
+	{ "POST", "/accounts/{id}/deposits", h_any, ES_ROUTE_JSON, NULL, 0 },
+	{ "GET", "/accounts/{id}/transactions", h_any, 0, NULL, 0 },
+	{ "DELETE", "/accounts/{id}", h_any, 0, NULL, 0 },
+	{ "POST", "/streams/{stream}/events/{event}", h_any, 0, NULL, 0 },
+	{ "GET", "/", h_any, 0, NULL, 0 },
 };
 
 #define N (sizeof(routes) / sizeof(*routes))
@@ -185,12 +185,12 @@ END_TEST
 START_TEST(allow_lists_many_methods_without_overflow)
 {
 	static const struct es_route many[] = {
-		{ "GET", "/x", h_any, 0, NULL },
-		{ "PUT", "/x", h_any, 0, NULL },
-		{ "PATCH", "/x", h_any, 0, NULL },
-		{ "DELETE", "/x", h_any, 0, NULL },
-		{ "OPTIONS", "/x", h_any, 0, NULL },
-		{ "GETX", "/x", h_any, 0, NULL },
+		{ "GET", "/x", h_any, 0, NULL, 0 },
+		{ "PUT", "/x", h_any, 0, NULL, 0 },
+		{ "PATCH", "/x", h_any, 0, NULL, 0 },
+		{ "DELETE", "/x", h_any, 0, NULL, 0 },
+		{ "OPTIONS", "/x", h_any, 0, NULL, 0 },
+		{ "GETX", "/x", h_any, 0, NULL, 0 },
 	};
 	struct es_error err = ES_ERROR_INIT;
 	struct es_match mm;

@@ -17,10 +17,11 @@ static void h_any(struct es_request *req)
 }
 
 static const struct es_route routes[] = {
-	{ "GET", "/health", h_any, 0, NULL },
-	{ "POST", "/accounts", h_any, ES_ROUTE_JSON, NULL },
-	{ "GET", "/accounts/{id}", h_any, 0, NULL },
-	{ "POST", "/streams/{stream_id}/events", h_any, ES_ROUTE_JSON, NULL },
+	{ "GET", "/health", h_any, 0, NULL, 0 },
+	{ "POST", "/accounts", h_any, ES_ROUTE_JSON, NULL, 0 },
+	{ "GET", "/accounts/{id}", h_any, 0, NULL, 0 },
+	{ "POST", "/streams/{stream_id}/events", h_any, ES_ROUTE_JSON, NULL,
+	  0 },
 };
 
 #define NROUTES (sizeof(routes) / sizeof(*routes))
@@ -70,14 +71,14 @@ END_TEST
 START_TEST(malformed_row_is_an_error)
 {
 	static const struct es_route no_slash[] = {
-		{ "GET", "/health", h_any, 0, NULL },
-		{ "GET", "health", h_any, 0, NULL },
+		{ "GET", "/health", h_any, 0, NULL, 0 },
+		{ "GET", "health", h_any, 0, NULL, 0 },
 	};
 	static const struct es_route no_method[] = {
-		{ "", "/health", h_any, 0, NULL },
+		{ "", "/health", h_any, 0, NULL, 0 },
 	};
 	static const struct es_route null_pattern[] = {
-		{ "GET", NULL, h_any, 0, NULL },
+		{ "GET", NULL, h_any, 0, NULL, 0 },
 	};
 	struct es_error err = ES_ERROR_INIT;
 	char *out = NULL;
