@@ -2,7 +2,15 @@
 # t0500-make-run.sh - scripts/run, what `make run` runs (issue 6), with its
 # state in $TEST_TMP (TANDEM_STATE) and free ports everywhere:
 #   - first run, two query replicas: the printed URLs are the ports asked
-#     for; the printed curl walkthrough works as printed; through the
+#     for; the development key is in the state folder (private key 0600)
+#     and the printed tokens are those of its tokens.env; the printed curl
+#     walkthrough works as printed, with the printed tokens and no other;
+#     the tokens work as their roles say (the holder deposits to her own
+#     account, not to another's: 404; the auditor reads but cannot POST:
+#     403; no token: 401 with WWW-Authenticate; the operator reads
+#     /status, the holder cannot); the printed mint command makes a token
+#     the services take (the test's own requests use one, with every
+#     role); through the
 #     gateway an account is opened, deposited to and read back with
 #     X-Min-Position (read-your-writes, five times in a row); GET goes to the
 #     query side and POST to the command side (each side's own answer to a
@@ -12,8 +20,9 @@
 #   - SIGINT to the run's process group (a terminal's Ctrl-C): it exits 130
 #     and every process it started (services, nginx master and workers,
 #     the postmaster and its children) is gone within a bounded time;
-#   - second run on the same ports, two command replicas: the account and
-#     its events from the first run are there, an idempotency key of the
+#   - second run on the same ports, two command replicas: the key is the
+#     same, the tokens are new and the first run's still work; the account
+#     and its events from the first run are there, an idempotency key of the
 #     first run replays, the gateway uses both command replicas; a third
 #     run on the same state folder is refused at once; SIGTERM to the run
 #     alone (143) again leaves no process;
@@ -331,7 +340,54 @@ bad_setting COMMAND_REPLICAS COMMAND_REPLICAS=-1
 bad_setting GATEWAY_PORT GATEWAY_PORT=65536
 bad_setting QUERY_PORT QUERY_PORT=80x
 bad_setting GATEWAY_PORT GATEWAY_PORT="$CMD_PORT"
+bad_setting TOKEN_TTL TOKEN_TTL=0
+bad_setting TOKEN_TTL TOKEN_TTL=1h
 [ ! -e "$STATE/pg" ] || fail "a bad setting created $STATE/pg"
+[ ! -e "$STATE/auth" ] || fail "a bad setting created $STATE/auth"
+
+# The test's own requests (http, curl) go with a token of make run's key
+# once it exists, not with lib.sh's ADMIN_TOKEN: CURL_HOME moves here.
+# The printed walkthrough runs with no .curlrc token at all.
+mkdir -p "$TEST_TMP/curl-run" "$TEST_TMP/curl-none"
+: >"$TEST_TMP/curl-none/.curlrc"
+
+# parse_tokens: T_HOLDER, T_MANAGER, T_AUDITOR, T_OPERATOR as the run
+# printed them, checked against its tokens.env; MINT: the printed mint
+# command, as words
+parse_tokens()
+{
+	local name printed filed cmd
+
+	for name in T_HOLDER T_MANAGER T_AUDITOR T_OPERATOR; do
+		printed=$(sed -n "s/^  $name=\([A-Za-z0-9_.-]*\)\$/\1/p" "$RUN_OUT")
+		[ "$(wc -l <<<"$printed")" -eq 1 ] && [ -n "$printed" ] ||
+			fail "the run printed no single $name line"
+		filed=$(sed -n "s/^$name=//p" "$STATE/auth/tokens.env")
+		expect_eq "$printed" "$filed" "$name printed and in auth/tokens.env"
+		declare -g "$name=$printed"
+	done
+	cmd=$(sed -n '/^  [^ ]*tandem-token mint /{N;s/\\\n */ /;s/^  //p}' "$RUN_OUT")
+	[ -n "$cmd" ] || fail "the run printed no tandem-token mint command"
+	read -ra MINT <<<"$cmd"
+	[ "${MINT[0]}" = "$BIN/tandem-token" ] || [ "${MINT[0]}" = bin/tandem-token ] ||
+		fail "the printed mint command runs '${MINT[0]}'"
+	MINT[0]=$BIN/tandem-token
+}
+
+# run_mint SUB ROLES: a token made by the printed mint command
+run_mint()
+{
+	local i args=()
+
+	for i in "${MINT[@]}"; do
+		case $i in
+		SUB) args+=("$1") ;;
+		ROLES) args+=("$2") ;;
+		*) args+=("$i") ;;
+		esac
+	done
+	(cd "$TANDEM_ROOT" && "${args[@]}")
+}
 
 say "first run: two query replicas"
 start_run first QUERY_REPLICAS=2
@@ -349,16 +405,84 @@ done
 PIDS=$TEST_TMP/pids.first
 record_pids "$PIDS" 1 2
 
-say "the printed walkthrough works as printed"
-sed -n '/^  G=/,/X-Min-Position: \$P/p' "$RUN_OUT" >"$TEST_TMP/walkthrough.sh"
+say "the development key and the printed tokens"
+for f in dev-key.pem jwks.json tokens.env; do
+	[ -s "$STATE/auth/$f" ] || fail "no $STATE/auth/$f"
+done
+expect_eq "$(stat -c %a "$STATE/auth/dev-key.pem")" 600 "mode of the private key"
+expect_eq "$(stat -c %a "$STATE/auth/tokens.env")" 600 "mode of tokens.env"
+grep -q PRIVATE "$STATE/auth/jwks.json" && fail "jwks.json holds a private key"
+jq -e '.keys | length == 1 and .[0].kid == "dev-1" and (.[0] | has("d") | not)' \
+	"$STATE/auth/jwks.json" >/dev/null || fail "jwks.json: $(cat "$STATE/auth/jwks.json")"
+JWKS_SUM=$(sha256sum <"$STATE/auth/jwks.json")
+parse_tokens
+expect_eq "$(jq -Rr 'split(".")[1] | @base64d | fromjson | .sub' <<<"$T_HOLDER")" Ann \
+	"sub of T_HOLDER"
+ADMIN_RUN=$(run_mint t0500-admin holder,manager,auditor,service,operator)
+printf 'header = "Authorization: Bearer %s"\n' "$ADMIN_RUN" >"$TEST_TMP/curl-run/.curlrc"
+export CURL_HOME=$TEST_TMP/curl-run
+http GET "$GW_URL/status"
+expect_status 200
+
+say "the printed walkthrough works as printed, with the printed tokens"
+{
+	sed -n 's/^  \(T_[A-Z]*=\)/\1/p' "$RUN_OUT"
+	sed -n '/^  G=/,/X-Min-Position: \$P/p' "$RUN_OUT"
+} >"$TEST_TMP/walkthrough.sh"
 expect_eq "$(grep -c curl "$TEST_TMP/walkthrough.sh")" 3 "curl lines in the walkthrough"
+expect_eq "$(grep -c 'Authorization: Bearer \$T_HOLDER' "$TEST_TMP/walkthrough.sh")" 3 \
+	"requests of the walkthrough with the holder's token"
 grep -qxF "  G=$GW_URL" "$TEST_TMP/walkthrough.sh" || fail "the walkthrough does not use the gateway"
-HTTP_BODY=$(cd "$TEST_TMP" && timeout 60 bash -eu -o pipefail walkthrough.sh) ||
+HTTP_BODY=$(cd "$TEST_TMP" && CURL_HOME=$TEST_TMP/curl-none \
+	timeout 60 bash -eu -o pipefail walkthrough.sh) ||
 	fail "the walkthrough failed: $HTTP_BODY"
-expect_json .owner "Ada Lovelace"
+expect_json .owner Ann
 expect_json .balance 2500
 expect_json .version 2
 expect_json .status open
+ANN=$(jq -r .id <<<"$HTTP_BODY")
+# without the tokens the same walkthrough gets nowhere
+out=$(cd "$TEST_TMP" && grep -v '^T_' walkthrough.sh |
+	CURL_HOME=$TEST_TMP/curl-none T_HOLDER= timeout 60 bash -u 2>&1) || true
+[[ $out == *'"status":401'* ]] || fail "the walkthrough without tokens said: $out"
+
+say "the printed tokens work as their roles say"
+AS=$T_HOLDER http POST "$GW_URL/accounts/$ANN/deposits" '{"amount":100}'
+expect_status 201
+expect_json .balance 2600
+AS=$T_MANAGER http POST "$GW_URL/accounts/$ANN/deposits" '{"amount":100}'
+expect_status 201
+expect_json .balance 2700
+POS=$(jq -r .position <<<"$HTTP_BODY")
+AS=$T_AUDITOR http POST "$GW_URL/accounts/$ANN/deposits" '{"amount":100}'
+expect_status 403
+expect_header Content-Type application/problem+json
+[[ $(jq -r .detail <<<"$HTTP_BODY") == *"needs one of the roles: holder, manager"* ]] ||
+	fail "the auditor's 403 says: $HTTP_BODY"
+AS=$T_AUDITOR http POST "$GW_URL/accounts" '{"owner":"Ann","currency":"EUR"}'
+expect_status 403
+AS=none http POST "$GW_URL/accounts/$ANN/deposits" '{"amount":100}'
+expect_status 401
+expect_header WWW-Authenticate 'Bearer realm="tandem", error="invalid_token"'
+AS=$T_AUDITOR http GET "$GW_URL/accounts/$ANN" "" -H "X-Min-Position: $POS"
+expect_status 200
+expect_json .balance 2700
+AS=$T_OPERATOR http GET "$GW_URL/status"
+expect_status 200
+AS=$T_HOLDER http GET "$GW_URL/status"
+expect_status 403
+AS=none http GET "$GW_URL/ready"
+expect_status 200
+expect_json .auth jwt
+# the printed mint command: another holder, who cannot touch Ann's account
+BOB_T=$(run_mint Bob holder)
+AS=$BOB_T http POST "$GW_URL/accounts/$ANN/deposits" '{"amount":100}'
+expect_status 404
+AS=$BOB_T http GET "$GW_URL/accounts/$ANN"
+expect_status 404
+AS=$BOB_T http POST "$GW_URL/accounts" '{"owner":"Bob","currency":"EUR"}'
+expect_status 201
+FIRST_T_HOLDER=$T_HOLDER
 
 say "through the gateway: open, deposit, read your writes"
 http POST "$GW_URL/accounts" '{"owner":"t0500 first run","currency":"EUR"}'
@@ -448,6 +572,14 @@ expect_eq "${#CMD_URLS[@]}" 2 "command URLs"
 expect_eq "${#QRY_URLS[@]}" 1 "query URLs"
 PIDS=$TEST_TMP/pids.second
 record_pids "$PIDS" 2 1
+expect_eq "$(sha256sum <"$STATE/auth/jwks.json")" "$JWKS_SUM" "jwks.json of the second run"
+parse_tokens
+[ "$T_HOLDER" != "$FIRST_T_HOLDER" ] || fail "the second run printed the first run's token"
+for t in "$T_HOLDER" "$FIRST_T_HOLDER"; do
+	AS=$t http GET "$GW_URL/accounts/$ANN"
+	expect_status 200
+	expect_json .owner Ann
+done
 http GET "$GW_URL/accounts/$ID" "" -H "X-Min-Position: $POS" -H 'X-Wait-Ms: 5000'
 expect_status 200
 expect_json .balance "$BAL"
