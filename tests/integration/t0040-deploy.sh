@@ -6,8 +6,12 @@
 #   compose     docker-compose (Debian's 1.29.2) accepts docker-compose.yml
 #               with .env.example, and its resolved form has the services,
 #               the volume, the healthcheck, the start order and ports that
-#               agree with the gateway's configuration; no password, no
-#               config; .env.example shows every variable the file reads.
+#               agree with the gateway's configuration; both services get
+#               the key folder TANDEM_JWKS_DIR mounted read-only, their
+#               AUTH_JWKS_FILE in it, and AUTH_ISSUER and AUTH_AUDIENCE
+#               from the env file; no password, no key folder, no issuer
+#               or no audience: no config, naming the variable;
+#               .env.example shows every variable the file reads.
 #   gateway     nginx -t passes deploy/gateway/nginx.conf as it is (its
 #               upstream host names, the compose services, mapped to
 #               127.0.0.1 in /etc/hosts of a private mount namespace), and
@@ -15,9 +19,11 @@
 #   live        that same file serves: in a private network namespace (where
 #               8080-8082 are free) nginx with it in front of a real command
 #               and query service on their default ports; routing,
-#               read-your-writes, 404, 405 (with Allow), 502; and
+#               read-your-writes, 404, 405 (with Allow), 502, with the
+#               tests' token passed on and none refused (401); and
 #               deploy/healthcheck, the images' HEALTHCHECK, finds each
-#               service's port.
+#               service's port (told apart by which one listens, as every
+#               route but /health and /ready needs a token).
 #   Dockerfile  Debian 12 stages, the compose targets, a non-root USER and
 #               a HEALTHCHECK in the shipped stages, the binaries and the
 #               migrations where bin/migrate finds them, the -dev packages
@@ -65,7 +71,7 @@ upstream_port()
 # is Tandem's topology.
 check_compose()
 {
-	local dir=$1 envf=$2 json s port pw want
+	local dir=$1 envf=$2 json s port pw want mounts
 
 	docker-compose -f "$dir/docker-compose.yml" --env-file "$envf" \
 		config -q || fail "docker-compose config -q rejects $dir/docker-compose.yml"
@@ -113,6 +119,35 @@ check_compose()
 	done
 	jqt '.services.migrate.environment.PGPASSWORD != null' \
 		"migrate does not get POSTGRES_PASSWORD"
+
+	# who may ask: the key folder, read-only, and the token settings
+	local jwks_dir iss aud
+	jwks_dir=$(sed -n 's/^TANDEM_JWKS_DIR=//p' "$envf")
+	[[ $jwks_dir == /* ]] || jwks_dir=$(realpath -m "$dir/$jwks_dir")
+	iss=$(sed -n 's/^AUTH_ISSUER=//p' "$envf")
+	aud=$(sed -n 's/^AUTH_AUDIENCE=//p' "$envf")
+	for s in command-service query-service; do
+		# the mounts of the key folder: {target, ro}
+		mounts=$(jq -c --arg s "$s" --arg src "$jwks_dir" '
+			[.services[$s].volumes // [] | .[]
+			 | if type == "string" then split(":")
+				| {source: .[0], target: .[1],
+				   ro: ((.[2] // "") | split(",") | index("ro") != null)}
+			   else {source, target, ro: (.read_only == true)} end
+			 | select(.source == $src)]' <<<"$json")
+		[ "$(jq length <<<"$mounts")" = 1 ] ||
+			fail "compose: $s does not mount TANDEM_JWKS_DIR ($jwks_dir) once: $mounts"
+		[ "$(jq '.[0].ro' <<<"$mounts")" = true ] ||
+			fail "compose: $s mounts the key folder read-write"
+		jqt ".services[\"$s\"].environment.AUTH_JWKS_FILE == (\"$(jq -r '.[0].target' <<<"$mounts")/jwks.json\")" \
+			"$s's AUTH_JWKS_FILE is not jwks.json of the mounted key folder"
+		jqt "(.services[\"$s\"].environment.AUTH // \"jwt\") == \"jwt\"" \
+			"$s does not check tokens"
+		jqt ".services[\"$s\"].environment.AUTH_ISSUER == \"$iss\"" \
+			"$s does not get AUTH_ISSUER"
+		jqt ".services[\"$s\"].environment.AUTH_AUDIENCE == \"$aud\"" \
+			"$s does not get AUTH_AUDIENCE"
+	done
 	for s in command-service query-service; do
 		jqt ".services.gateway.depends_on[\"$s\"].condition == \"service_healthy\"" \
 			"the gateway does not wait for a healthy $s"
@@ -149,6 +184,19 @@ fi
 grep -q POSTGRES_PASSWORD "$TEST_TMP/nopw.err" ||
 	fail "no word of POSTGRES_PASSWORD: $(cat "$TEST_TMP/nopw.err")"
 
+say "compose: without the key folder, the issuer or the audience it refuses"
+for v in POSTGRES_PASSWORD TANDEM_JWKS_DIR AUTH_ISSUER AUTH_AUDIENCE; do
+	grep -v "^$v=" "$R/.env.example" >"$TEST_TMP/no-$v.env"
+	cmp -s "$R/.env.example" "$TEST_TMP/no-$v.env" &&
+		fail ".env.example has no $v line"
+	if docker-compose -f "$R/docker-compose.yml" --env-file "$TEST_TMP/no-$v.env" \
+		config -q 2>"$TEST_TMP/no-$v.err"; then
+		fail "docker-compose config accepts the file without $v"
+	fi
+	grep -q "$v" "$TEST_TMP/no-$v.err" ||
+		fail "without $v: no word of it: $(cat "$TEST_TMP/no-$v.err")"
+done
+
 say "compose: broken copies fail"
 # compose_broken NAME SED_SCRIPT EXPECTED_MESSAGE
 compose_broken()
@@ -171,6 +219,10 @@ compose_broken key 's/condition: service_healthy/conditon: service_healthy/' \
 	"config -q rejects"
 compose_broken port '/^  command-service:/a\    ports: ["8081:8081"]' \
 	"command-service publishes a host port"
+compose_broken jwks-rw '/^      read_only: true$/d' "mounts the key folder read-write"
+compose_broken jwks-path 's#^  AUTH_JWKS_FILE: /etc/tandem/auth/#&x/#' \
+	"AUTH_JWKS_FILE is not jwks.json of the mounted key folder"
+compose_broken no-issuer '/^  AUTH_ISSUER: /d' "does not get AUTH_ISSUER"
 
 # ---------------------------------------------------------------------------
 # gateway configuration
@@ -252,8 +304,40 @@ probe()
 	bash "$R/deploy/healthcheck" "$@"
 }
 
-start_service cmd command-service PORT=8081
+# Every route but /health and /ready needs a token, which the HEALTHCHECK
+# has not: the ports are told apart by which one listens. First only the
+# query service, on 8082.
 start_service qry query-service PORT=8082
+
+say "live: the services' HEALTHCHECK finds each port"
+TANDEM_HEALTHCHECK_PID=$qry_PID probe ||
+	fail "healthcheck: query-service not found on 8082"
+# a main process that looks like a command service, with nothing on 8081
+bash -c 'sleep 30; :' command-service &
+fakecmd=$!
+track_pid "$fakecmd"
+if TANDEM_HEALTHCHECK_PID=$fakecmd probe 2>/dev/null; then
+	fail "healthcheck: command-service's port is not 8081"
+fi
+PORT=8082 TANDEM_HEALTHCHECK_PID=$fakecmd probe ||
+	fail "healthcheck: PORT does not win over the process's default"
+bash -c 'sleep 30; :' command-service --port 8082 &
+fake=$!
+track_pid "$fake"
+TANDEM_HEALTHCHECK_PID=$fake probe ||
+	fail "healthcheck: --port of the main process is not used"
+start_service cmd command-service PORT=8081
+TANDEM_HEALTHCHECK_PID=$cmd_PID probe || fail "healthcheck: command-service not found on 8081"
+if probe --port 9 2>/dev/null; then
+	fail "healthcheck: healthy with nothing listening"
+fi
+if probe --port 8081 /no-such-route 2>/dev/null; then
+	fail "healthcheck: healthy on a 404"
+fi
+if probe --port 8082 /status 2>/dev/null; then
+	fail "healthcheck: healthy on a 401 (/status without a token)"
+fi
+
 mkdir -p "$TEST_TMP/gw"
 nginx -p "$TEST_TMP/gw/" -c "$R/deploy/gateway/nginx.conf" \
 	-e "$TEST_TMP/gw/error.log" >"$TEST_TMP/gw/stderr" 2>&1 &
@@ -262,27 +346,6 @@ track_pid "$gw"
 
 say "live: the gateway's HEALTHCHECK passes through to a query replica"
 wait_for 10 probe --port 8080 /health
-
-say "live: the services' HEALTHCHECK finds each port"
-TANDEM_HEALTHCHECK_PID=$cmd_PID probe || fail "healthcheck: command-service not found on 8081"
-TANDEM_HEALTHCHECK_PID=$qry_PID probe /status ||
-	fail "healthcheck: query-service not found on 8082"
-if TANDEM_HEALTHCHECK_PID=$cmd_PID probe /status 2>/dev/null; then
-	fail "healthcheck: /status is healthy on command-service"
-fi
-PORT=8082 TANDEM_HEALTHCHECK_PID=$cmd_PID probe /status ||
-	fail "healthcheck: PORT does not win over the process's default"
-bash -c 'sleep 30; :' command-service --port 8082 &
-fake=$!
-track_pid "$fake"
-TANDEM_HEALTHCHECK_PID=$fake probe /status ||
-	fail "healthcheck: --port of the main process is not used"
-if probe --port 9 2>/dev/null; then
-	fail "healthcheck: healthy with nothing listening"
-fi
-if probe --port 8081 /no-such-route 2>/dev/null; then
-	fail "healthcheck: healthy on a 404"
-fi
 if TANDEM_HEALTHCHECK_PID=$$ probe 2>/dev/null; then
 	fail "healthcheck: healthy without knowing a port"
 fi
@@ -305,6 +368,16 @@ http HEAD "$G/accounts/$id"
 expect_status 200
 expect_header ETag '"2"'
 
+say "live: the gateway passes the token on, and a request without one is 401"
+AS=none http POST "$G/accounts" '{"owner":"Ann","currency":"EUR"}'
+expect_status 401
+expect_header WWW-Authenticate 'Bearer realm="tandem", error="invalid_token"'
+AS=none http GET "$G/accounts/$id"
+expect_status 401
+AS=none http GET "$G/ready"
+expect_status 200
+expect_json .auth jwt
+
 say "live: the gateway's own answers"
 http PUT "$G/accounts/$id" '{}'
 expect_status 405
@@ -324,8 +397,8 @@ expect_status 200
 
 stop_pid "$gw" >/dev/null
 [ "$STOP_STATUS" = 0 ] || fail "nginx exited with $STOP_STATUS on SIGTERM"
-kill "$fake"
-wait "$fake" 2>/dev/null || true
+kill "$fake" "$fakecmd"
+wait "$fake" "$fakecmd" 2>/dev/null || true
 LIVE
 
 say "live: deploy/gateway/nginx.conf in front of real services"
