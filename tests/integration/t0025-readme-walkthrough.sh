@@ -12,8 +12,14 @@
 # test's gateway and services; its stdout must match what the README shows,
 # line for line, and a step that shows nothing must print nothing.
 #
+# Identity as with make run: scripts/dev-auth makes the development key and
+# tokens in a state folder of the test's (the README's .tandem/ points
+# there), and the services check tokens of that key. curl sends only the
+# tokens the walkthrough gives it (no .curlrc token of lib.sh's).
+#
 # Then the checker is shown to fail: on copies of the README with a wrong
-# balance, a wrong status and no walkthrough at all.
+# balance, a wrong status, a request without its token and no walkthrough
+# at all.
 # shellcheck disable=SC2016 # $-strings written into the generated script
 set -eu -o pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -145,6 +151,7 @@ HEAD
 			text=${text//localhost:8080/127.0.0.1:$gw}
 			text=${text//localhost:8081/127.0.0.1:$cmdp}
 			text=${text//localhost:8082/127.0.0.1:$qp}
+			text=${text//.tandem\//$STATE/}
 			printf '%s\n' "$text" >>"$out"
 			;;
 		E*)
@@ -173,7 +180,8 @@ walkthrough()
 		echo "walkthrough: no steps in $1" >"$2/stderr"
 		return 1
 	}
-	timeout 300 bash -eu -o pipefail "$2/walkthrough.sh" 2>"$2/stderr" || st=$?
+	CURL_HOME=$TEST_TMP/curl-none \
+		timeout 300 bash -eu -o pipefail "$2/walkthrough.sh" 2>"$2/stderr" || st=$?
 	cat "$2/stderr" >&2
 	return "$st"
 }
@@ -198,9 +206,19 @@ for tool in curl jq nginx; do
 done
 
 # --- the stack: migrate, both services, the gateway in front of them ------
+# make run's identity, in this test's state folder
+STATE=$TEST_TMP/state
+auth=$("$TANDEM_ROOT/scripts/dev-auth" "$STATE/auth") || fail "scripts/dev-auth failed"
+eval "$auth"
+[ "$AUTH_JWKS_FILE" = "$STATE/auth/jwks.json" ] || fail "dev-auth's key file is $AUTH_JWKS_FILE"
+[ -s "$STATE/auth/tokens.env" ] || fail "dev-auth wrote no tokens.env"
+mkdir -p "$TEST_TMP/curl-none"
+: >"$TEST_TMP/curl-none/.curlrc"
 migrate_db
-start_service CMD command-service
-start_service QRY query-service
+start_service CMD command-service AUTH_JWKS_FILE="$AUTH_JWKS_FILE" \
+	AUTH_ISSUER="$AUTH_ISSUER" AUTH_AUDIENCE="$AUTH_AUDIENCE"
+start_service QRY query-service AUTH_JWKS_FILE="$AUTH_JWKS_FILE" \
+	AUTH_ISSUER="$AUTH_ISSUER" AUTH_AUDIENCE="$AUTH_AUDIENCE"
 GW_PORT=$(free_port)
 GW=$TEST_TMP/gw
 "$TANDEM_ROOT/scripts/gateway" conf "$GW" "$GW_PORT" \
@@ -227,8 +245,14 @@ for want in localhost:8080/accounts /deposits /withdrawals localhost:8080/transf
 	X-Min-Position Idempotency-Key /transactions localhost:8080/status; do
 	grep -qF -- "$want" <<<"$cmds" || fail "the walkthrough has no '$want'"
 done
+for want in .tandem/auth/tokens.env 'Authorization: Bearer $T_HOLDER' \
+	'Authorization: Bearer $T_MANAGER' 'Authorization: Bearer $T_AUDITOR' \
+	'Authorization: Bearer $T_OPERATOR'; do
+	grep -qF -- "$want" <<<"$cmds" || fail "the walkthrough has no '$want'"
+done
 for want in 'application/problem+json' 'Idempotent-Replayed: true' \
-	'"balance_after"' '"status":409'; do
+	'"balance_after"' '"status":409' '"status":403' \
+	'401 Bearer realm="tandem", error="invalid_token"'; do
 	grep -qF -- "$want" <<<"$exps" || fail "the walkthrough shows no '$want'"
 done
 if grep -qE 'localhost:808[12]' <<<"$cmds"; then
@@ -292,6 +316,15 @@ expect_walkthrough_fails wrong-status "$line"
 # A wrong field the "…" must not swallow: the transfer's from_version.
 line=$(mutate wrong-field '"from_version":' 's/"from_version":\([0-9]*\)/"from_version":9\1/')
 expect_walkthrough_fails wrong-field "$line"
+
+# A request without its token: the first one with Ann's.
+n=$(extract "$README" | awk '$1 == "C" && /Authorization: Bearer \$T_HOLDER/ { print $2; exit }')
+[ -n "$n" ] || fail "no command of the walkthrough carries T_HOLDER"
+sed "${n}s/ -H \"Authorization: Bearer \$T_HOLDER\"//" "$README" >"$TEST_TMP/no-token.md"
+cmp -s "$README" "$TEST_TMP/no-token.md" && fail "mutation no-token changed nothing"
+expect_walkthrough_fails no-token "$n"
+grep -q '"status":401' "$TEST_TMP/no-token/stderr" ||
+	fail "no-token: the services did not answer 401: $(cat "$TEST_TMP/no-token/stderr")"
 
 # No walkthrough markers: nothing to run is a failure, not a pass.
 sed '/^<!-- \/\{0,1\}walkthrough -->/d' "$README" >"$TEST_TMP/no-markers.md"
