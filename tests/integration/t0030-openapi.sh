@@ -13,10 +13,20 @@
 #    by the router (404 "no route for", 405): the documented paths and
 #    methods reach a handler. A made-up path and a wrong method must fail
 #    that probe.
-# 4. A session of real requests (successes and most error cases) gives
-#    answers whose status is listed for their operation and whose bodies
-#    match the described schemas (tools/openapi/check-answers.js); a
-#    tampered answer must not pass.
+# 4. Who may call what, as described and as served: the bearer scheme
+#    (http, bearer, JWT) is the global security; exactly GET /health and
+#    GET /ready say `security: []`; every other operation lists 401 (with
+#    the WWW-Authenticate header, problem+json) and 403, and its roles in
+#    `x-roles`. Live, on each service that serves it: without a token a
+#    public operation answers 200 and every other one 401 with
+#    `WWW-Authenticate: Bearer realm="tandem", error="invalid_token"`; a
+#    token of each single role gets past the check (neither 401 nor 403)
+#    if the role is in `x-roles`, else 403. Copies with a role added or
+#    taken away, an operation made public, or a 401 left out must fail.
+# 5. A session of real requests (successes and most error cases, no token
+#    and the wrong role included) gives answers whose status is listed for
+#    their operation and whose bodies match the described schemas
+#    (tools/openapi/check-answers.js); a tampered answer must not pass.
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -175,6 +185,18 @@ migrate_db
 start_service CMD command-service MAX_BODY_BYTES=4096
 start_service QRY query-service
 
+# fill PATH: the documented PATH with a value for each parameter
+fill()
+{
+	local path=$1
+
+	path=${path//\{id\}/0b5e1d7a-6c4f-4e2b-9a8d-3f1c2b4a5e6d}
+	path=${path//\{stream_id\}/t0030-probe}
+	path=${path//\{owner\}/t0030-probe}
+	[[ $path != *"{"* ]] || fail "no value for a parameter of $path"
+	echo "$path"
+}
+
 # probe URL METHOD PATH: whether the router (not a handler) answered:
 # 405, or 404 "no route for". POSTs go without a body or Content-Type,
 # so a command route answers 415 before doing anything. Prints the
@@ -183,10 +205,7 @@ probe()
 {
 	local url=$1 method=$2 path=$3 detail
 
-	path=${path//\{id\}/0b5e1d7a-6c4f-4e2b-9a8d-3f1c2b4a5e6d}
-	path=${path//\{stream_id\}/t0030-probe}
-	path=${path//\{owner\}/t0030-probe}
-	[[ $path != *"{"* ]] || fail "probe: no value for a parameter of $path"
+	path=$(fill "$path")
 	http "$method" "$url$path"
 	detail=$(jq -r '.detail? // empty' <<<"$HTTP_BODY" 2>/dev/null || true)
 	echo "$method $path: $HTTP_STATUS $detail"
@@ -228,6 +247,191 @@ fi
 if out=$(probe "$QRY_URL" POST '/accounts/{id}'); then
 	fail "the probe passed the query service's /accounts/{id} for POST: $out"
 fi
+
+# ---- who may call what ----
+
+ROLES=(holder manager auditor service operator)
+declare -A ROLE_TOKEN=()
+for r in "${ROLES[@]}"; do
+	ROLE_TOKEN[$r]=$(mint t0030-probe "$r")
+done
+CHALLENGE='Bearer realm="tandem", error="invalid_token"'
+
+# doc_security JSON: "METHOD PATH PUBLIC ROLES SERVICES" per operation;
+# PUBLIC is 1 when its security (else the global one) asks for nothing,
+# ROLES its x-roles ("-" for none), SERVICES its tags, comma-joined
+doc_security()
+{
+	jq -r '
+		(.security // []) as $global
+		| .paths | to_entries[] | .key as $path | .value | to_entries[]
+		| select(.key | IN("get", "put", "post", "delete", "options",
+			"head", "patch", "trace"))
+		| (.value.security // $global) as $sec
+		| [(.key | ascii_upcase), $path,
+		   (if ($sec | length) == 0 or ($sec | any(. == {})) then 1 else 0 end),
+		   ((.value["x-roles"] // []) | if length == 0 then "-" else join(",") end),
+		   (.value.tags // [] | join(","))]
+		| join(" ")' "$1"
+}
+
+# security_doc JSON: what the description says of security hangs
+# together; prints each problem, returns 1 if any
+security_doc()
+{
+	local json=$1 out
+
+	out=$(jq -r --argjson roles "$(printf '%s\n' "${ROLES[@]}" | jq -R . | jq -s .)" '
+		. as $root
+		| def deref: if type == "object" and has("$ref")
+			then (."$ref" | ltrimstr("#/") | split("/")) as $p
+				| $root | getpath($p)
+			else . end;
+		(.components.securitySchemes.bearer // {}) as $b
+		| (if $b.type == "http" and ($b.scheme | ascii_downcase) == "bearer"
+			and $b.bearerFormat == "JWT" then empty
+		   else "the bearer scheme is not http bearer JWT: \($b)" end),
+		  (if .security == [{bearer: []}] then empty
+		   else "the global security is not [{bearer: []}]: \(.security)" end),
+		  (.security as $global
+		   | .paths | to_entries[] | .key as $path | .value | to_entries[]
+		   | select(.key | IN("get", "put", "post", "delete", "options",
+			"head", "patch", "trace"))
+		   | "\(.key | ascii_upcase) \($path)" as $op | .value
+		   | (.security // $global) as $sec
+		   | if ($sec | length) == 0 or ($sec | any(. == {})) then
+			(if ["GET /health", "GET /ready"] | index($op) then empty
+			 else "\($op) needs no token" end),
+			(if .responses | has("401") or has("403")
+			 then "\($op) needs no token but lists 401 or 403" else empty end)
+		     else
+			(if ["GET /health", "GET /ready"] | index($op)
+			 then "\($op) needs a token" else empty end),
+			(.["x-roles"] // []) as $x
+			| (if ($x | length) > 0 and ($x - $roles) == [] and
+				($x | unique | length) == ($x | length) then empty
+			   else "\($op): x-roles \($x) is not a list of roles of \($roles)" end),
+			  (.responses["401"] | deref) as $u
+			  | (if $u == null then "\($op) does not list 401"
+			     elif ($u.headers // {} | has("WWW-Authenticate") | not)
+			     then "\($op): its 401 has no WWW-Authenticate header"
+			     elif ($u.content // {} | has("application/problem+json") | not)
+			     then "\($op): its 401 is not problem+json"
+			     else empty end),
+			  (.responses["403"] | deref) as $f
+			  | (if $f == null then "\($op) does not list 403"
+			     elif ($f.content // {} | has("application/problem+json") | not)
+			     then "\($op): its 403 is not problem+json"
+			     else empty end)
+		     end)' "$json") || fail "jq failed on $json"
+	[ -z "$out" ] || {
+		echo "$out"
+		return 1
+	}
+}
+
+# security_live JSON [OPERATION]: each operation (or only OPERATION,
+# "METHOD PATH") asked without a token and with a token of each role, on
+# each service it is tagged with; prints each answer that disagrees with
+# the description, returns 1 if any
+security_live()
+{
+	local json=$1 only=${2:-} method path public xroles svcs svc url r
+	local bad=0 n=0 want
+
+	while read -r method path public xroles svcs; do
+		[ -z "$only" ] || [ "$only" = "$method $path" ] || continue
+		for svc in ${svcs//,/ }; do
+			case $svc in
+			command-service) url=$CMD_URL$(fill "$path") ;;
+			query-service) url=$QRY_URL$(fill "$path") ;;
+			*) continue ;;
+			esac
+			n=$((n + 1))
+			AS=none http "$method" "$url"
+			if [ "$public" = 1 ]; then
+				[ "$HTTP_STATUS" = 200 ] || {
+					echo "$svc: $method $path is documented public;" \
+						"without a token it answered $HTTP_STATUS"
+					bad=1
+				}
+				continue
+			fi
+			if [ "$HTTP_STATUS" != 401 ] ||
+				[ "$(header WWW-Authenticate)" != "$CHALLENGE" ] ||
+				[ "$(header Content-Type)" != application/problem+json ]; then
+				echo "$svc: $method $path without a token: $HTTP_STATUS," \
+					"WWW-Authenticate '$(header WWW-Authenticate)'," \
+					"Content-Type '$(header Content-Type)'"
+				bad=1
+			fi
+			for r in "${ROLES[@]}"; do
+				AS=${ROLE_TOKEN[$r]} http "$method" "$url"
+				if [[ ,$xroles, == *",$r,"* ]]; then
+					want="neither 401 nor 403"
+					[ "$HTTP_STATUS" != 401 ] && [ "$HTTP_STATUS" != 403 ] &&
+						continue
+				else
+					want=403
+					[ "$HTTP_STATUS" = 403 ] && continue
+				fi
+				echo "$svc: $method $path with a token of $r (x-roles" \
+					"$xroles): $HTTP_STATUS, wanted $want"
+				bad=1
+			done
+		done
+	done < <(doc_security "$json")
+	[ "$n" -gt 0 ] || {
+		echo "no operation checked${only:+ (only $only)}"
+		return 1
+	}
+	return $bad
+}
+
+say "who may call what: the description"
+out=$(security_doc "$doc_json") || fail "$out"
+expect_eq "$(doc_security "$doc_json" | awk '$3 == 1 { print $1, $2 }' | tr '\n' ' ')" \
+	"GET /health GET /ready " "the operations that need no token"
+
+say "who may call what: every documented operation, no token and each role"
+out=$(security_live "$doc_json") || fail "$out"
+say "$(doc_security "$doc_json" | wc -l) operations x (no token + ${#ROLES[@]} roles) agree"
+
+say "who may call what: broken copies fail"
+# security_broken NAME JQ OPERATION MESSAGE: a copy of the description
+# edited by JQ fails the checks (the live one on OPERATION alone), saying
+# MESSAGE
+security_broken()
+{
+	local name=$1 edit=$2 op=$3 msg=$4 f=$TEST_TMP/sec-$1.json out
+
+	jq "$edit" "$doc_json" >"$f"
+	cmp -s "$f" "$doc_json" && fail "$name: the edit changed nothing"
+	if out=$(
+		st=0
+		security_doc "$f" || st=1
+		security_live "$f" "$op" || st=1
+		exit $st
+	); then
+		fail "$name: the checks passed a broken description"
+	fi
+	[[ $out == *"$msg"* ]] || fail "$name: the checks failed for another reason: $out"
+}
+security_broken role-taken '.paths["/stats/daily"].get["x-roles"] = ["auditor"]' \
+	"GET /stats/daily" "with a token of manager (x-roles auditor): 200, wanted 403"
+security_broken role-added '.paths["/events"].get["x-roles"] += ["holder"]' \
+	"GET /events" "with a token of holder (x-roles auditor,service,holder): 403"
+security_broken made-public '.paths["/transfers"].post.security = []' \
+	"POST /transfers" "POST /transfers needs no token"
+security_broken public-live '.paths["/transfers"].post.security = [{}]
+	| del(.paths["/transfers"].post.responses["401", "403"])' \
+	"POST /transfers" "POST /transfers is documented public; without a token it answered 401"
+security_broken no-401 'del(.paths["/accounts/{id}"].get.responses["401"])' \
+	"GET /accounts/{id}" "GET /accounts/{id} does not list 401"
+security_broken no-challenge 'del(.components.responses.Unauthorized.headers["WWW-Authenticate"])' \
+	"GET /events" "its 401 has no WWW-Authenticate header"
+security_broken health-secured '.paths["/health"].get |= del(.security)' \
+	"GET /health" "GET /health needs a token"
 
 # ---- real answers match the description ----
 
@@ -377,6 +581,31 @@ ans GET /events "$Q/events?limit=2"
 expect_status 200
 ans GET /events "$Q/events?after=junk"
 expect_status 400
+AS=none ans POST /accounts "$C/accounts" '{"owner":"x","currency":"EUR"}'
+expect_status 401
+AS=${ROLE_TOKEN[auditor]} ans POST /accounts "$C/accounts" '{"owner":"x","currency":"EUR"}'
+expect_status 403
+AS=$(mint Bob holder) ans POST /accounts "$C/accounts" '{"owner":"x","currency":"EUR"}'
+expect_status 403
+AS=$(mint Bob holder) ans POST "$D" "$C/accounts/$A/deposits" '{"amount":1}'
+expect_status 404
+AS=none ans GET '/accounts/{id}' "$Q/accounts/$A"
+expect_status 401
+AS=$(mint Bob holder) ans GET '/accounts/{id}' "$Q/accounts/$A"
+expect_status 404
+AS=$(mint "Ann Smith" holder) ans GET '/accounts/{id}' "$Q/accounts/$A"
+expect_status 200
+AS=$(mint Bob holder) ans GET '/owners/{owner}/accounts' "$Q/owners/Ann%20Smith/accounts"
+expect_status 404
+AS=${ROLE_TOKEN[holder]} ans GET /stats/daily "$Q/stats/daily"
+expect_status 403
+AS=$(mint t0030 holder --ttl -120) ans GET /events "$Q/events"
+expect_status 401
+AS=none ans GET /metrics "$C/metrics"
+expect_status 401
+AS=none ans GET /ready "$Q/ready"
+expect_status 200
+expect_json .auth jwt
 
 say "a malformed traceparent: ignored by the service, accepted by the schema"
 ans POST "$D" "$C/accounts/$A/deposits" '{"amount":1}' -H 'traceparent: 01-zz'
@@ -401,7 +630,7 @@ out=$(node "$CHECK" "$doc_json" "$ANSWERS") || fail "$out"
 say "$out"
 # every status the session met is one the description lists
 statuses=$(jq -r .status "$ANSWERS" | sort -u | tr '\n' ' ')
-expect_eq "$statuses" "200 201 304 400 404 409 412 413 415 422 503 " \
+expect_eq "$statuses" "200 201 304 400 401 403 404 409 412 413 415 422 503 " \
 	"statuses the session met"
 
 say "a tampered answer does not pass"
