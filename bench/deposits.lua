@@ -14,8 +14,12 @@ local headers = { ["Content-Type"] = "application/json" }
 local body = '{"amount":100}'
 
 setup = common.setup
-init = common.init
 done = common.done
+
+function init(args)
+	common.init(args)
+	common.authorize(headers)
+end
 
 function request()
 	return wrk.format("POST", "/accounts/" .. common.pick() .. "/deposits",

@@ -9,6 +9,9 @@
  *   tandem-bench feed --query URL [--limit L]
  *   tandem-bench --help
  *
+ * Every request carries "Authorization: Bearer $TANDEM_TOKEN" when that
+ * variable is set (a token with the roles the routes need).
+ *
  * lag: open loop. Deposit k is due at start + k / R, whatever the answers
  * do; a due deposit goes out on an idle one of N command connections
  * (default 8), or waits in line for one. The first second is a warm-up:
@@ -66,6 +69,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "es_auth.h"
 #include "es_buf.h"
 #include "es_error.h"
 
@@ -123,7 +127,24 @@ struct target {
 	struct sockaddr_in addr;
 	char host[80]; /* for the Host header: "127.0.0.1:8081" */
 	char prefix[256]; /* a path the routes sit under, or "" */
+	/* "Authorization: Bearer $TANDEM_TOKEN\r\n", or "" without one */
+	char auth[ES_AUTH_TOKEN_MAX + 32];
 };
+
+/* The Authorization line of $TANDEM_TOKEN, checked: one header line. */
+static int target_auth(struct target *t, struct es_error *err)
+{
+	const char *tok = getenv("TANDEM_TOKEN");
+
+	t->auth[0] = '\0';
+	if (!tok || !*tok)
+		return 0;
+	if (strlen(tok) > ES_AUTH_TOKEN_MAX || strpbrk(tok, " \t\r\n"))
+		return es_error_set(err, ES_EINVALID,
+				    "TANDEM_TOKEN is not a bearer token");
+	snprintf(t->auth, sizeof(t->auth), "Authorization: Bearer %s\r\n", tok);
+	return 0;
+}
 
 /* Parse "http://HOST:PORT[/PREFIX]". */
 static int target_parse(const char *url, struct target *t, struct es_error *err)
@@ -175,7 +196,7 @@ static int target_parse(const char *url, struct target *t, struct es_error *err)
 		memcpy(t->prefix, end, n);
 		t->prefix[n] = '\0';
 	}
-	return 0;
+	return target_auth(t, err);
 }
 
 /* ---- HTTP/1.1 answers ---- */
@@ -574,8 +595,8 @@ static int conn_request(struct conn *c, const char *method, const char *path,
 {
 	es_buf_reset(&c->out);
 	c->out_off = 0;
-	es_buf_addf(&c->out, "%s %s%s HTTP/1.1\r\nHost: %s\r\n", method,
-		    c->t->prefix, path, c->t->host);
+	es_buf_addf(&c->out, "%s %s%s HTTP/1.1\r\nHost: %s\r\n%s", method,
+		    c->t->prefix, path, c->t->host, c->t->auth);
 	if (headers)
 		es_buf_adds(&c->out, headers);
 	if (body)

@@ -24,7 +24,19 @@ function M.init(args)
 	end
 	f:close()
 	assert(#ids > 0, "no accounts in " .. path)
+	M.authorize(wrk.headers)
 	math.randomseed(os.time() * 1000 + (thread_no or 0))
+end
+
+-- authorize(headers): auth is on, so every request carries bench/run's
+-- token, $TANDEM_TOKEN (the nginx baseline gets it too, and ignores it).
+-- wrk.format() sends either wrk.headers or a table of its own: a script
+-- with its own table authorizes that one too.
+function M.authorize(headers)
+	local token = os.getenv("TANDEM_TOKEN")
+	if token and #token > 0 then
+		headers["Authorization"] = "Bearer " .. token
+	end
 end
 
 function M.pick()

@@ -64,6 +64,9 @@
 #                                    printed; ARGS go to tandem-token mint
 #   AS=TOKEN http ...                send TOKEN instead of ADMIN_TOKEN;
 #                                    AS=none sends no Authorization
+#   with_auth FILE                   a curl config of several requests
+#                                    ("next" resets the .curlrc's header):
+#                                    ADMIN_TOKEN after each url line
 #
 # Who the tests are: each test has a signing key of its own, a JWK Set
 # the services read (AUTH_JWKS_FILE, AUTH_ISSUER and AUTH_AUDIENCE are
@@ -130,7 +133,14 @@ if [ ! -s "$AUTH_JWKS_FILE" ] && [ -x "$TANDEM_BIN/tandem-token" ]; then
 		"$(cat "$_LIB/auth/admin")" >"$_LIB/auth/.curlrc"
 fi
 ADMIN_TOKEN=$(cat "$_LIB/auth/admin" 2>/dev/null || true)
+with_auth()
+{
+	sed -i -E "s/^([[:space:]]*)url = .*$/&\n\1header = \"Authorization: Bearer $ADMIN_TOKEN\"/" "$1"
+}
 AUTH_HEADER="Authorization: Bearer $ADMIN_TOKEN"
+# what tandem-bench and the tests' C clients send
+TANDEM_TOKEN=$ADMIN_TOKEN
+export TANDEM_TOKEN
 CURL_HOME=$_LIB/auth
 export CURL_HOME
 

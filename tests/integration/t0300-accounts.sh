@@ -213,7 +213,7 @@ expect_eq "$(nevents)" "$n" "invalid commands store nothing"
 post /nowhere '{}'
 expect_problem 404 ""
 
-say "metadata: correlation id echoed, causation, principal, traceparent"
+say "metadata: correlation id echoed, causation, principal (the token's, never X-Principal), traceparent"
 TP=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01
 post "/accounts/$C/deposits" '{"amount":5}' -H 'X-Correlation-Id: corr-42' \
 	-H 'X-Causation-Id: cause-7' -H 'X-Principal: alice' \
@@ -225,7 +225,9 @@ meta=$(psql_q "SELECT metadata::text FROM events
 	WHERE stream_id = 'account-$C' AND stream_version = $v")
 expect_eq "$(jq -r .correlation_id <<<"$meta")" corr-42 "correlation_id"
 expect_eq "$(jq -r .causation_id <<<"$meta")" cause-7 "causation_id"
-expect_eq "$(jq -r .principal <<<"$meta")" alice "principal"
+expect_eq "$(jq -c .principal <<<"$meta")" \
+	'{"iss":"https://tandem.test","sub":"tandem-test","roles":["holder","manager","auditor","service","operator"]}' \
+	"principal: the verified token's, not the X-Principal header's"
 expect_eq "$(jq -r .traceparent <<<"$meta")" "$TP" "traceparent"
 [[ $(jq -r .command_id <<<"$meta") =~ $UUID_RE ]] || fail "command_id: $meta"
 
@@ -246,7 +248,8 @@ for bad in 00-00000000000000000000000000000000-b7ad6b7169203331-01 \
 		"generated correlation id echoed"
 	expect_eq "$(jq -r .causation_id <<<"$meta")" \
 		"$(jq -r .command_id <<<"$meta")" "causation defaults to command"
-	expect_eq "$(jq -r 'has("principal")' <<<"$meta")" false "no principal"
+	expect_eq "$(jq -r .principal.sub <<<"$meta")" tandem-test \
+		"the principal without the headers"
 done
 # an unusable correlation id is replaced
 post "/accounts/$C/deposits" '{"amount":1}' -H "X-Correlation-Id: $(printf 'x%.0s' {1..129})"

@@ -98,6 +98,7 @@ slow_client()
 			PeerPort => $port) or die "connect: $!";
 		$s->autoflush(1);
 		print $s "POST /accounts HTTP/1.1\r\nHost: 127.0.0.1\r\n" .
+			"Authorization: Bearer $ENV{TANDEM_TOKEN}\r\n" .
 			"Content-Type: application/json\r\n" .
 			"Content-Length: " . length($body) . "\r\n" .
 			"Connection: close\r\n\r\n" . substr($body, 0, 9);

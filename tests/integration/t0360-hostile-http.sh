@@ -277,29 +277,29 @@ done
 after=$(events)
 expect_eq "$after" "$((before + 4))" "events after 4 accepted opens"
 body=$OPEN
-printf 'POST /accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %d\r\nContent-Length: %d\r\n\r\n%s' \
+printf 'POST /accounts HTTP/1.1\r\nHost: t\r\n%s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nContent-Length: %d\r\n\r\n%s' "$AUTH_HEADER" \
 	"${#body}" "${#body}" "$body" | raw "$P"
 expect_raw_problem 400 "duplicated Content-Length"
-printf 'POST /accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n' \
+printf 'POST /accounts HTTP/1.1\r\nHost: t\r\n%s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n' "$AUTH_HEADER" \
 	"${#body}" "${#body}" "$body" | raw "$P"
 expect_raw_problem 400 "Content-Length together with Transfer-Encoding"
-printf 'POST /accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nX-Correlation-Id: a\0b\r\nContent-Length: %d\r\n\r\n%s' \
+printf 'POST /accounts HTTP/1.1\r\nHost: t\r\n%s\r\nContent-Type: application/json\r\nX-Correlation-Id: a\0b\r\nContent-Length: %d\r\n\r\n%s' "$AUTH_HEADER" \
 	"${#body}" "$body" | raw "$P"
 expect_raw_problem 400 "contains a NUL byte"
-printf 'POST /accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\n%s' \
+printf 'POST /accounts HTTP/1.1\r\nHost: t\r\n%s\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\n%s' "$AUTH_HEADER" \
 	"$body" | raw "$P"
 expect_raw_problem 400 "is not supported"
-printf 'POST /accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n' |
+printf 'POST /accounts HTTP/1.1\r\nHost: t\r\n%s\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n' "$AUTH_HEADER" |
 	raw "$P"
 expect_raw_problem 413 "larger than 1024 bytes"
 {
-	printf 'POST /accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n'
+	printf 'POST /accounts HTTP/1.1\r\nHost: t\r\n%s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n' "$AUTH_HEADER"
 	chunked_body 12
 } | RAW_TIMEOUT=700 raw "$P"
 expect_raw_problem 413 "larger than 1024 bytes" keep
 expect_eq "$(events)" "$after" "events after the refused requests"
 # the handler's work is fine with chunked bodies under the cap
-printf 'POST /accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n' \
+printf 'POST /accounts HTTP/1.1\r\nHost: t\r\n%s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n' "$AUTH_HEADER" \
 	"${#body}" "$body" | raw "$P"
 expect_eq "$RAW_STATUS" 201 "chunked POST /accounts under the cap"
 expect_eq "$(events)" "$((after + 1))" "events after a chunked open"

@@ -72,7 +72,7 @@ head_of()
 printf 'GET /health HTTP/1.1\r\nHost: t\r\nX-Pad: %040d\r\n\r\n' 0 >"$TEST_TMP/padded.req"
 printf 'GET /health HTTP/1.1\r\nHost: t\r\n\r\n' >"$TEST_TMP/get.req"
 BODY='{"owner":"Slow Body","currency":"EUR"}'
-printf 'POST /accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+printf 'POST /accounts HTTP/1.1\r\nHost: t\r\n%s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' "$AUTH_HEADER" \
 	"${#BODY}" "$BODY" >"$TEST_TMP/body.req"
 
 # keepalive PORT FAST: on one connection, GET /health at once; then,

@@ -108,6 +108,7 @@ done
 # one curl per client, one connection each, its requests in turn
 pids=()
 for c in 1 2 3; do
+	with_auth "$TEST_TMP/traffic$c.cfg"
 	curl -sS --max-time 300 -K "$TEST_TMP/traffic$c.cfg" \
 		>"$TEST_TMP/traffic$c.st" &
 	pids+=("$!")

@@ -78,6 +78,7 @@ load()
 		fi >>"$conf"
 		printf 'header = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' >>"$conf"
 	done
+	with_auth "$conf"
 	curl -s --parallel --parallel-max 8 --max-time 120 --config "$conf" \
 		>"$TEST_TMP/$1.codes" 2>"$TEST_TMP/$1.err" &
 	LOAD_PID=$!

@@ -64,6 +64,7 @@ for n in $(seq 1 $((COMMANDS - NACC))); do
 	printf 'url = "%s%s"\ndata = "%s"\nheader = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
 		"$CMD_URL" "$path" "$body" >>"$conf"
 done
+with_auth "$conf"
 curl -s --parallel --parallel-immediate --parallel-max 16 --max-time 60 \
 	--config "$conf" >"$TEST_TMP/codes" 2>"$TEST_TMP/curl.err" ||
 	fail "curl: $(tail -3 "$TEST_TMP/curl.err")"

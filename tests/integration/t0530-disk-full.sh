@@ -85,6 +85,7 @@ batch()
 			write-out = "$a %{http_code} %header{retry-after}|%header{content-type}\\n"
 		EOC
 	done
+	with_auth "$cfg"
 	curl --no-progress-meter --parallel --parallel-max "$CLIENTS" -K "$cfg" |
 		awk '{ st = $2 }
 		     st == 503 && $3 !~ /^[1-9][0-9]*\|application\/problem\+json/ {

@@ -256,6 +256,10 @@ static void request(const char *method, const char *path, const char *body,
 
 	add(req, &len, "%s %s HTTP/1.0\r\nHost: 127.0.0.1:%u\r\n", method, path,
 	    port);
+	/* the tests' token (lib.sh's ADMIN_TOKEN), when there is one */
+	if (getenv("TANDEM_TOKEN"))
+		add(req, &len, "Authorization: Bearer %s\r\n",
+		    getenv("TANDEM_TOKEN"));
 	if (body)
 		add(req, &len,
 		    "Content-Type: application/json\r\nContent-Length: %zu\r\n",

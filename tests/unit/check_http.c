@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "es_auth_mint.h"
 #include "es_http.h"
 #include "es_log.h"
 
@@ -1240,6 +1241,185 @@ START_TEST(port_in_use_fails_to_start)
 }
 END_TEST
 
+/* ---- who is asking ---- */
+
+static char auth_dir[] = "/tmp/check_http_auth.XXXXXX";
+static char auth_jwks[64];
+static EVP_PKEY *auth_key;
+static struct es_auth *auth_jwt;
+
+/* Echo the principal: "sub roles" */
+static void whoami_handler(struct es_request *req)
+{
+	char buf[300];
+
+	snprintf(buf, sizeof(buf), "%s %u",
+		 req->principal ? req->principal->sub : "(none)",
+		 req->principal ? req->principal->roles : 0u);
+	es_http_send_text(req, 200, "text/plain", buf, strlen(buf));
+}
+
+static const struct es_route auth_routes[] = {
+	{ "GET", "/public", whoami_handler, ES_ROUTE_PUBLIC, NULL, 0 },
+	{ "GET", "/managers", whoami_handler, 0, NULL, ES_ROLE_MANAGER },
+	{ "GET", "/closed", whoami_handler, 0, NULL, 0 },
+};
+
+/* A token of auth_key for `sub` with `roles` (names), valid now. */
+static char *auth_token(const char *sub, const char *role)
+{
+	struct es_error err = ES_ERROR_INIT;
+	json_t *hd = json_pack("{s:s, s:s}", "alg", "ES256", "kid", "k1");
+	json_t *pl = json_pack("{s:s, s:s, s:s, s:I, s:I, s:[s]}", "iss",
+			       "https://iss.test", "aud", "tandem", "sub", sub,
+			       "iat", (json_int_t)time(NULL), "exp",
+			       (json_int_t)time(NULL) + 300, "roles", role);
+	char *t = es_mint_sign_json("ES256", auth_key, NULL, 0, hd, pl, &err);
+
+	ck_assert_msg(t != NULL, "mint: %s", err.detail);
+	json_decref(hd);
+	json_decref(pl);
+	return t;
+}
+
+static void auth_setup(void)
+{
+	struct es_http_config cfg = {
+		.bind_address = "127.0.0.1",
+		.threads = 1,
+		.max_connections = 16,
+		.connection_memory = 32768,
+		.idle_timeout = 5,
+		.max_body = 1000,
+	};
+	struct es_auth_config ac = {
+		.mode = "jwt",
+		.issuer = "https://iss.test",
+		.audience = "tandem",
+		.leeway_s = 30,
+		.roles_claim = "roles",
+		.cache_max = 10,
+	};
+	struct es_error err = ES_ERROR_INIT;
+	json_t *set;
+	FILE *f;
+
+	es_log_set_level("off");
+	ck_assert_ptr_nonnull(mkdtemp(auth_dir));
+	snprintf(auth_jwks, sizeof(auth_jwks), "%s/jwks.json", auth_dir);
+	auth_key = es_mint_keygen("ES256", 0, &err);
+	ck_assert_ptr_nonnull(auth_key);
+	set = json_pack("{s:[o]}", "keys", es_mint_jwk(auth_key, "k1", &err));
+	f = fopen(auth_jwks, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(json_dumpf(set, f, 0), 0);
+	ck_assert_int_eq(fclose(f), 0);
+	json_decref(set);
+	ac.jwks_file = auth_jwks;
+	auth_jwt = es_auth_new(&ac, &err);
+	ck_assert_msg(auth_jwt != NULL, "es_auth_new: %s", err.detail);
+	cfg.auth = auth_jwt;
+	h = es_http_start(&cfg, auth_routes,
+			  sizeof(auth_routes) / sizeof(*auth_routes), NULL,
+			  &err);
+	ck_assert_msg(h != NULL, "es_http_start: %s", err.detail);
+}
+
+static void auth_teardown(void)
+{
+	es_http_stop(h, 1000);
+	h = NULL;
+	es_auth_free(auth_jwt);
+	EVP_PKEY_free(auth_key);
+	unlink(auth_jwks);
+	rmdir(auth_dir);
+}
+
+/* GET `path` with `authorization` (NULL: none) into `rep`. */
+static void get_as(const char *path, const char *authorization,
+		   struct reply *rep)
+{
+	char raw[4096];
+
+	snprintf(
+		raw, sizeof(raw),
+		"GET %s HTTP/1.1\r\nHost: t\r\n%s%s%sConnection: close\r\n\r\n",
+		path, authorization ? "Authorization: " : "",
+		authorization ? authorization : "",
+		authorization ? "\r\n" : "");
+	request(raw, rep);
+}
+
+START_TEST(public_route_needs_no_token)
+{
+	struct reply rep = { 0 };
+
+	get_as("/public", NULL, &rep);
+	ck_assert_int_eq(rep.status, 200);
+	ck_assert_str_eq(rep.body, "(none) 0");
+}
+END_TEST
+
+START_TEST(no_or_bad_token_is_401_with_www_authenticate)
+{
+	static const char *const bad[] = {
+		NULL, "Basic YTpi", "Bearer", "Bearer x.y.z", "bearer",
+	};
+	struct reply rep;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		memset(&rep, 0, sizeof(rep));
+		get_as("/managers", bad[i], &rep);
+		ck_assert_int_eq(rep.status, 401);
+		ck_assert_str_eq(
+			header(&rep, "WWW-Authenticate"),
+			"Bearer realm=\"tandem\", error=\"invalid_token\"");
+		ck_assert_str_eq(header(&rep, "Content-Type"),
+				 "application/problem+json");
+	}
+}
+END_TEST
+
+START_TEST(role_decides_200_or_403)
+{
+	char *mgr = auth_token("mia", "manager");
+	char *hol = auth_token("alice", "holder");
+	char hdr[2048];
+	struct reply rep = { 0 };
+
+	snprintf(hdr, sizeof(hdr), "Bearer %s", mgr);
+	get_as("/managers", hdr, &rep);
+	ck_assert_int_eq(rep.status, 200);
+	ck_assert_str_eq(rep.body, "mia 2"); /* ES_ROLE_MANAGER */
+	memset(&rep, 0, sizeof(rep));
+	get_as("/closed", hdr, &rep);
+	ck_assert_int_eq(rep.status, 403); /* a row without roles */
+	snprintf(hdr, sizeof(hdr), "Bearer %s", hol);
+	memset(&rep, 0, sizeof(rep));
+	get_as("/managers", hdr, &rep);
+	ck_assert_int_eq(rep.status, 403);
+	ck_assert_ptr_nonnull(
+		strstr(rep.body, "needs one of the roles: manager"));
+	ck_assert_str_eq(header(&rep, "WWW-Authenticate"), "");
+	free(mgr);
+	free(hol);
+}
+END_TEST
+
+START_TEST(token_in_the_url_is_refused)
+{
+	char *mgr = auth_token("mia", "manager");
+	char path[2048];
+	struct reply rep = { 0 };
+
+	snprintf(path, sizeof(path), "/managers?access_token=%s", mgr);
+	get_as(path, NULL, &rep);
+	ck_assert_int_eq(rep.status, 401);
+	ck_assert_ptr_nonnull(strstr(rep.body, "URL"));
+	free(mgr);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -1286,6 +1466,14 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, body_dripping_past_the_deadline_is_408);
 	tcase_add_test(tc, headers_dripping_past_the_deadline_are_408);
 	tcase_add_test(tc, deadline_counts_per_request_not_per_connection);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("auth");
+	tcase_add_checked_fixture(tc, auth_setup, auth_teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, public_route_needs_no_token);
+	tcase_add_test(tc, no_or_bad_token_is_401_with_www_authenticate);
+	tcase_add_test(tc, role_decides_200_or_403);
+	tcase_add_test(tc, token_in_the_url_is_refused);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("pure");
 	tcase_add_test(tc, json_content_types);
