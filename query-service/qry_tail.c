@@ -27,8 +27,13 @@
  * views' batches and commits them while the reader goes on reading,
  * folding into fresh batches and publishing the in-memory view, so an
  * append becomes visible in memory without waiting for a table view's
- * flush. One transaction is in flight at a time; the next one starts
- * from where it left the checkpoints.
+ * flush. Its NOTIFY tandem_checkpoint, the followers' hint, goes after
+ * its COMMIT in a statement of its own, never inside it: PostgreSQL
+ * holds one cluster-wide lock from a NOTIFY transaction's commit until
+ * that commit is flushed (or a synchronous standby answers), and every
+ * other NOTIFY waits for it, the command service's tandem_events hint
+ * that wakes this reader among them. One transaction is in flight at a
+ * time; the next one starts from where it left the checkpoints.
  *
  * A view whose cursor is ahead of the read cursor (after a rebuild of that
  * view alone) collects its changes until a read's cursor covers its own,
@@ -865,9 +870,11 @@ enum commit_result { COMMIT_OK, COMMIT_FENCED, COMMIT_MOVED };
 /*
  * One transaction for `f`: fence, move the checkpoints of the views in
  * f->adv (compare-and-set), write the views' changes and the streams
- * they parked. COMMIT_FENCED: projection_leader has another epoch;
- * COMMIT_MOVED: a checkpoint is not where we read it. -1 with `err` on
- * database errors. Runs on the flusher thread.
+ * they parked; once it is committed, hint the followers (NOTIFY
+ * tandem_checkpoint, alone: see the top of this file). COMMIT_FENCED:
+ * projection_leader has another epoch; COMMIT_MOVED: a checkpoint is
+ * not where we read it. -1 with `err` on database errors. Runs on the
+ * flusher thread.
  */
 static int commit_batch(struct qry_tail *t, struct flush *f,
 			struct es_error *err)
@@ -957,7 +964,7 @@ static int commit_batch(struct qry_tail *t, struct flush *f,
 				     f->stored[i], err) < 0)
 			goto out;
 	}
-	res = PQexec(db, "NOTIFY " ES_CHANNEL_CHECKPOINT "; COMMIT");
+	res = PQexec(db, "COMMIT");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK ||
 	    strcmp(PQcmdStatus(res), "COMMIT") != 0) {
 		if (PQresultStatus(res) == PGRES_COMMAND_OK)
@@ -967,6 +974,16 @@ static int commit_batch(struct qry_tail *t, struct flush *f,
 		goto out;
 	}
 	ret = COMMIT_OK;
+	/*
+	 * A NOTIFY alone writes no WAL and waits for no flush: it holds the
+	 * cluster's NOTIFY lock only for as long as it takes. Lost (a broken
+	 * session, a crash just after the commit), the followers still poll.
+	 */
+	PQclear(res);
+	res = PQexec(db, "NOTIFY " ES_CHANNEL_CHECKPOINT);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		es_log(ES_LOG_DEBUG, "projector_hint_failed", "{s:s}", "error",
+		       PQerrorMessage(db));
 out:
 	if (ret != COMMIT_OK)
 		rollback(t);
