@@ -27,6 +27,8 @@ const struct es_route cmd_routes[] = {
 	  &cmd_kind_withdraw },
 	{ "POST", "/accounts/{id}/close", post_command, ES_ROUTE_JSON,
 	  &cmd_kind_close },
+	{ "POST", "/accounts/{id}/overdraft-limit", post_command, ES_ROUTE_JSON,
+	  &cmd_kind_overdraft_limit },
 	{ "POST", "/transfers", post_command, ES_ROUTE_JSON,
 	  &cmd_kind_transfer },
 	{ "POST", "/streams/{stream_id}/events", post_command, ES_ROUTE_JSON,
