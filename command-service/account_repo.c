@@ -17,9 +17,9 @@
 /*
  * The stream's first event and its last, each by one index lookup on
  * events_stream_id_stream_version_key, and its last OverdraftLimitChanged
- * by one on the partial index events_overdraft_limit_idx (0008), which
- * holds only those: the limit a later money event does not restate.
- * Rows come in no promised order; the last two may be one event.
+ * by one on the partial index events_overdraft_limit_idx (migration
+ * 0009), which holds only those: the limit a later money event does not
+ * restate. Rows come in no promised order; the last two may be one event.
  */
 #define SQL_LOAD                                                      \
 	"SELECT stream_version, event_type, data::text FROM events"   \

@@ -14,7 +14,7 @@
 #   4. a fresh command service (empty cache) loads the limit and the
 #      balance from the log, whether the last event is the limit change or
 #      a money event after it, and the load's third lookup can be served
-#      by the partial index of migration 0008;
+#      by the partial index of migration 0009;
 #   5. the query side: GET /accounts/{id} (read-your-writes) and the
 #      accounts table show the new limit, also after a restart and a
 #      rebuild; the statement has no row for a limit change; the daily

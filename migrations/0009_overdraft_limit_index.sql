@@ -1,4 +1,4 @@
--- 0008_overdraft_limit_index.sql - the last OverdraftLimitChanged of an
+-- 0009_overdraft_limit_index.sql - the last OverdraftLimitChanged of an
 -- account's stream in one index lookup.
 --
 -- Applied once by bin/migrate; never edit it after it has been applied
