@@ -71,7 +71,15 @@ MODE_STAMP := $(B)/.mode-$(MODE)
 $(shell mkdir -p $(B); [ -f $(MODE_STAMP) ] || { rm -f $(B)/.mode-*; \
 	touch $(MODE_STAMP); })
 
+# es_db.c has the newest migration's name built in (TANDEM_SCHEMA_LATEST,
+# for /ready): recompile it when that name changes, which no source does.
+SCHEMA_STAMP := $(O)/.schema-$(SCHEMA_LATEST)
+$(shell mkdir -p $(O); [ -f '$(SCHEMA_STAMP)' ] || { rm -f $(O)/.schema-*; \
+	touch '$(SCHEMA_STAMP)'; })
+
 all: $(BINS) $(UNIT_BIN) $(ITOOL_BIN) $(BENCH_BIN)
+
+$(O)/common/es_db.o: $(SCHEMA_STAMP)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)

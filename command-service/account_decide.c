@@ -100,13 +100,24 @@ static json_t *money_data(long long amount, long long after,
 			 ES_F_REFERENCE, reference);
 }
 
+/* An overdraft limit of an opening or a change: 0..ACCOUNT_AMOUNT_MAX. */
+static int check_limit(long long limit, struct es_error *err)
+{
+	if (limit < 0)
+		return es_error_field(err, "overdraft_limit",
+				      "must be at least 0");
+	if (limit > ACCOUNT_AMOUNT_MAX)
+		return es_error_field(err, "overdraft_limit",
+				      "must be at most %lld",
+				      ACCOUNT_AMOUNT_MAX);
+	return 0;
+}
+
 json_t *account_decide_open(const struct account *acc,
 			    const struct open_cmd *cmd, struct es_error *err)
 {
-	if (cmd->overdraft_limit < 0) {
-		es_error_field(err, "overdraft_limit", "must be at least 0");
+	if (check_limit(cmd->overdraft_limit, err) < 0)
 		return NULL;
-	}
 	if (acc->status != ACCOUNT_NONE) {
 		es_error_set(err, ES_ECONFLICT, "account '%s' already exists",
 			     cmd->account_id);
@@ -170,6 +181,34 @@ json_t *account_decide_close(const struct account *acc,
 	}
 	return one_event(event_new(ES_EV_ACCOUNT_CLOSED, json_object(), err),
 			 err);
+}
+
+json_t *account_decide_overdraft_limit(const struct account *acc,
+				       const struct overdraft_cmd *cmd,
+				       struct es_error *err)
+{
+	if (check_limit(cmd->overdraft_limit, err) < 0 ||
+	    check_open(acc, err) < 0)
+		return NULL;
+	/* the floor a lower limit sets must not be above the balance */
+	if (acc->balance < -cmd->overdraft_limit) {
+		es_error_set(
+			err, ES_ECONFLICT,
+			"overdraft limit of account '%s' cannot be %lld: balance %lld is below %lld",
+			acc->id, cmd->overdraft_limit, acc->balance,
+			-cmd->overdraft_limit);
+		return NULL;
+	}
+	return one_event(
+		event_new(ES_EV_OVERDRAFT_CHANGED,
+			  json_pack("{s:s, s:I, s:I, s:I}", ES_F_ACCOUNT_ID,
+				    acc->id, ES_F_OVERDRAFT_LIMIT,
+				    (json_int_t)cmd->overdraft_limit,
+				    ES_F_PREVIOUS_LIMIT,
+				    (json_int_t)acc->overdraft_limit,
+				    ES_F_BALANCE, (json_int_t)acc->balance),
+			  err),
+		err);
 }
 
 /* A state handed in for the wrong account would move the wrong money. */

@@ -42,6 +42,12 @@ struct close_cmd {
 	long long expected_version; /* -1: not given */
 };
 
+struct overdraft_cmd {
+	char account_id[37];
+	long long overdraft_limit; /* the new limit */
+	long long expected_version; /* -1: not given */
+};
+
 /*
  * Each returns the events to append to the account's stream as a new
  * array [{type, data}], or NULL with:
@@ -62,6 +68,18 @@ json_t *account_decide_withdraw(const struct account *acc,
 				struct es_error *err);
 json_t *account_decide_close(const struct account *acc,
 			     const struct close_cmd *cmd, struct es_error *err);
+
+/*
+ * A new overdraft limit: OverdraftLimitChanged {account_id,
+ * overdraft_limit, previous_overdraft_limit, balance}. The limit is
+ * checked as an opening's is (0..ACCOUNT_AMOUNT_MAX, ES_EINVALID), then
+ * existence (ES_ENOTFOUND), closed (ES_ECONFLICT), and a balance that
+ * the new limit would leave below its floor (balance < -limit,
+ * ES_ECONFLICT naming both): balance >= -overdraft_limit always holds.
+ */
+json_t *account_decide_overdraft_limit(const struct account *acc,
+				       const struct overdraft_cmd *cmd,
+				       struct es_error *err);
 
 /*
  * A transfer appends TransferSent to `from`, TransferReceived to `to`

@@ -16,7 +16,10 @@
 
 /*
  * The stream's first event and its last, each by one index lookup on
- * events_stream_id_stream_version_key. Rows come in no promised order.
+ * events_stream_id_stream_version_key, and its last OverdraftLimitChanged
+ * by one on the partial index events_overdraft_limit_idx (migration
+ * 0009), which holds only those: the limit a later money event does not
+ * restate. Rows come in no promised order; the last two may be one event.
  */
 #define SQL_LOAD                                                      \
 	"SELECT stream_version, event_type, data::text FROM events"   \
@@ -24,7 +27,13 @@
 	" UNION ALL"                                                  \
 	" (SELECT stream_version, event_type, data::text FROM events" \
 	"   WHERE stream_id = $1 AND stream_version > 1"              \
+	"   ORDER BY stream_version DESC LIMIT 1)"                    \
+	" UNION ALL"                                                  \
+	" (SELECT stream_version, event_type, data::text FROM events" \
+	"   WHERE stream_id = $1 AND stream_version > 1"              \
+	"   AND event_type = '" ES_EV_OVERDRAFT_CHANGED "'"           \
 	"   ORDER BY stream_version DESC LIMIT 1)"
+#define LOAD_ROWS_MAX 3
 
 /* What the cache keeps of an account: all that the rules need. */
 struct entry {
@@ -257,12 +266,45 @@ static int apply_row(struct account *acc, const PGresult *res, int i,
 	return ret;
 }
 
+static long long row_version(const PGresult *res, int i)
+{
+	return strtoll(PQgetvalue(res, i, 0), NULL, 10);
+}
+
+/*
+ * The rows of SQL_LOAD in version order, each event once, into
+ * order[0..*n): the first event, the last OverdraftLimitChanged when it
+ * is not the last event, the last event. -1 when there is no version 1.
+ */
+static int load_order(const PGresult *res, int order[LOAD_ROWS_MAX], int *n)
+{
+	int i, j, k, rows = PQntuples(res);
+
+	if (rows > LOAD_ROWS_MAX)
+		return -1;
+	*n = 0;
+	for (i = 0; i < rows; i++) {
+		for (j = 0; j < *n; j++)
+			if (row_version(res, order[j]) == row_version(res, i))
+				break;
+		if (j < *n)
+			continue; /* the last event is the last limit change */
+		for (k = *n; k > 0 && row_version(res, order[k - 1]) >
+					      row_version(res, i);
+		     k--)
+			order[k] = order[k - 1];
+		order[k] = i;
+		(*n)++;
+	}
+	return *n == 0 || row_version(res, order[0]) == 1 ? 0 : -1;
+}
+
 static int load_db(PGconn *db, const char *id, struct account *acc,
 		   struct es_error *err)
 {
 	const char *params[1];
 	PGresult *res;
-	int i, first = -1, last = -1, ret = -1;
+	int i, n = 0, order[LOAD_ROWS_MAX], ret = -1;
 
 	account_init(acc, id);
 	params[0] = acc->stream_id;
@@ -271,28 +313,22 @@ static int load_db(PGconn *db, const char *id, struct account *acc,
 		es_db_error(db, res, err);
 		goto out;
 	}
-	for (i = 0; i < PQntuples(res) && i < 2; i++) {
-		if (strcmp(PQgetvalue(res, i, 0), "1") == 0)
-			first = i;
-		else
-			last = i;
-	}
-	if (PQntuples(res) > 2 || (PQntuples(res) > 0 && first < 0)) {
+	if (load_order(res, order, &n) < 0) {
 		/* events without a first one: the log was tampered with */
 		es_error_set(err, ES_EINTERNAL, "stream '%s' has no version 1",
 			     acc->stream_id);
 		goto out;
 	}
-	if (first >= 0 && apply_row(acc, res, first, err) < 0)
-		goto out;
-	if (acc->version == 1 && acc->status != ACCOUNT_OPEN) {
-		es_error_set(err, ES_EINTERNAL,
-			     "stream '%s' does not begin with %s",
-			     acc->stream_id, ES_EV_ACCOUNT_OPENED);
-		goto out;
+	for (i = 0; i < n; i++) {
+		if (apply_row(acc, res, order[i], err) < 0)
+			goto out;
+		if (i == 0 && acc->status != ACCOUNT_OPEN) {
+			es_error_set(err, ES_EINTERNAL,
+				     "stream '%s' does not begin with %s",
+				     acc->stream_id, ES_EV_ACCOUNT_OPENED);
+			goto out;
+		}
 	}
-	if (last >= 0 && apply_row(acc, res, last, err) < 0)
-		goto out;
 	ret = 0;
 out:
 	if (ret < 0)

@@ -6,9 +6,10 @@
  * State comes from a process cache (checked by version: every append
  * states the version it builds on, so a stale entry only costs a
  * conflict and a fresh load), or from the database: the stream's first
- * event (the opening facts) and its last (version, balance_after,
- * closed), two index lookups on (stream_id, stream_version) in one
- * prepared statement. No replay of the stream.
+ * event (the opening facts), its last OverdraftLimitChanged (the limit
+ * now) and its last event (version, the balance, closed), three index
+ * lookups in one prepared statement. No replay of the stream: every
+ * event after the opening states the balance it leaves (es_event.h).
  */
 #ifndef ACCOUNT_REPO_H
 #define ACCOUNT_REPO_H

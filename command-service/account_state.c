@@ -71,6 +71,27 @@ static int apply_opened(struct account *acc, const json_t *data,
 	return 0;
 }
 
+/* The new limit, and the balance it was checked against. */
+static int apply_limit(struct account *acc, const json_t *data,
+		       long long version, struct es_error *err)
+{
+	long long limit = 0, balance = 0;
+
+	if (need_int(data, ES_F_OVERDRAFT_LIMIT, ES_EV_OVERDRAFT_CHANGED,
+		     version, &limit, err) < 0 ||
+	    need_int(data, ES_F_BALANCE, ES_EV_OVERDRAFT_CHANGED, version,
+		     &balance, err) < 0)
+		return -1;
+	if (limit < 0)
+		return es_error_set(
+			err, ES_EINTERNAL,
+			"event %lld (%s) has a negative overdraft_limit",
+			version, ES_EV_OVERDRAFT_CHANGED);
+	acc->overdraft_limit = limit;
+	acc->balance = balance;
+	return 0;
+}
+
 static int is_money_event(const char *type)
 {
 	return !strcmp(type, ES_EV_MONEY_DEPOSITED) ||
@@ -97,8 +118,17 @@ int account_apply(struct account *acc, const char *type, const json_t *data,
 			     err) < 0)
 			return -1;
 		acc->balance = balance;
+	} else if (!strcmp(type, ES_EV_OVERDRAFT_CHANGED)) {
+		if (apply_limit(acc, data, version, err) < 0)
+			return -1;
 	} else if (!strcmp(type, ES_EV_ACCOUNT_CLOSED)) {
+		/*
+		 * only a balance of 0 closes; said here, as a load that
+		 * folds an earlier OverdraftLimitChanged right before this
+		 * event did not see the money events between them
+		 */
 		acc->status = ACCOUNT_CLOSED;
+		acc->balance = 0;
 	}
 	acc->version = version;
 	return 0;

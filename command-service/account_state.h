@@ -35,8 +35,10 @@ void account_init(struct account *acc, const char *id);
 /*
  * Fold one event of the account's stream into `acc` (pure): AccountOpened
  * sets the opening facts, money events set the balance from their
- * "balance_after", AccountClosed closes. `version` is the event's
- * stream version. Unknown types only move the version.
+ * "balance_after", OverdraftLimitChanged sets the limit and the balance
+ * it states, AccountClosed closes (at balance 0, which closing needs).
+ * `version` is the event's stream version. Unknown types only move the
+ * version.
  * ES_EINTERNAL when a payload lacks what its type needs.
  */
 int account_apply(struct account *acc, const char *type, const json_t *data,

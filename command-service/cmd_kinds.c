@@ -1,6 +1,7 @@
 /*
  * cmd_kinds.c - the command descriptors: open, deposit, withdraw, close,
- * transfer (the account commands, decided by account_decide.h) and the
+ * overdraft limit, transfer (the account commands, decided by
+ * account_decide.h) and the
  * raw append to a stream outside the account category, which has no
  * aggregate to decide for: the store checks its expected version (409
  * with current_version, 412 when it came from If-Match) and makes a
@@ -297,6 +298,56 @@ const struct cmd_kind cmd_kind_close = {
 	.streams = close_streams,
 	.decide = close_decide,
 	.answer = close_answer,
+	.gave_up = ACCOUNT_GAVE_UP,
+};
+
+/* ---- overdraft limit ---- */
+
+static int overdraft_parse(const struct es_request *req, struct cmd *cmd,
+			   struct es_error *err)
+{
+	return cmd_parse_overdraft_limit(es_request_param(req, "id"), req->json,
+					 &cmd->u.overdraft, err);
+}
+
+static enum cmd_load overdraft_streams(const struct cmd *cmd,
+				       const char *ids[2])
+{
+	ids[0] = cmd->u.overdraft.account_id;
+	ids[1] = NULL;
+	return CMD_LOAD_ACCOUNTS;
+}
+
+static int overdraft_decide(const struct cmd *cmd, const struct account acc[2],
+			    struct cmd_decision *d, struct es_error *err)
+{
+	if (check_version(cmd, &acc[0], cmd->u.overdraft.expected_version,
+			  err) < 0)
+		return -1;
+	return add_stream(d, acc[0].stream_id, expected_of(&acc[0]),
+			  account_decide_overdraft_limit(
+				  &acc[0], &cmd->u.overdraft, err));
+}
+
+/* {account_id, version, position, overdraft_limit} */
+static json_t *overdraft_answer(const struct cmd *cmd,
+				const struct account acc[2],
+				const struct cmd_decision *d, const char *token,
+				json_t *headers)
+{
+	return answer_one(
+		&acc[0], d, token,
+		json_pack("{s:I}", "overdraft_limit",
+			  (json_int_t)cmd->u.overdraft.overdraft_limit),
+		headers);
+}
+
+const struct cmd_kind cmd_kind_overdraft_limit = {
+	.name = "overdraft_limit",
+	.parse = overdraft_parse,
+	.streams = overdraft_streams,
+	.decide = overdraft_decide,
+	.answer = overdraft_answer,
 	.gave_up = ACCOUNT_GAVE_UP,
 };
 

@@ -37,6 +37,7 @@ struct cmd {
 		struct open_cmd open;
 		struct money_cmd money;
 		struct close_cmd close;
+		struct overdraft_cmd overdraft;
 		struct transfer_cmd transfer;
 		struct raw_append_cmd raw;
 	} u;
@@ -117,6 +118,7 @@ extern const struct cmd_kind cmd_kind_open;
 extern const struct cmd_kind cmd_kind_deposit;
 extern const struct cmd_kind cmd_kind_withdraw;
 extern const struct cmd_kind cmd_kind_close;
+extern const struct cmd_kind cmd_kind_overdraft_limit;
 extern const struct cmd_kind cmd_kind_transfer;
 extern const struct cmd_kind cmd_kind_append;
 

@@ -16,14 +16,20 @@
 #include "es_http.h"
 
 static const char *const event_types[] = {
-	ES_EV_ACCOUNT_OPENED,	 ES_EV_MONEY_DEPOSITED,
-	ES_EV_MONEY_WITHDRAWN,	 ES_EV_TRANSFER_SENT,
-	ES_EV_TRANSFER_RECEIVED, ES_EV_ACCOUNT_CLOSED,
-	ES_EV_TRANSFER_MADE,	 "other", /* last: the catch-all */
+	ES_EV_ACCOUNT_OPENED,
+	ES_EV_MONEY_DEPOSITED,
+	ES_EV_MONEY_WITHDRAWN,
+	ES_EV_TRANSFER_SENT,
+	ES_EV_TRANSFER_RECEIVED,
+	ES_EV_ACCOUNT_CLOSED,
+	ES_EV_TRANSFER_MADE,
+	ES_EV_OVERDRAFT_CHANGED,
+	"other", /* last: the catch-all */
 };
 
 static const char *const commands[] = {
-	"open", "deposit", "withdraw", "transfer", "close", "append", "other",
+	"open",	 "deposit",	    "withdraw", "transfer",
+	"close", "overdraft_limit", "append",	"other",
 };
 
 enum outcome {

@@ -370,6 +370,26 @@ int cmd_parse_close(const char *path_id, const json_t *body,
 	return bad ? -1 : 0;
 }
 
+int cmd_parse_overdraft_limit(const char *path_id, const json_t *body,
+			      struct overdraft_cmd *cmd, struct es_error *err)
+{
+	static const char *const known[] = { "overdraft_limit",
+					     "expected_version", NULL };
+	int bad = 0;
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->expected_version = -1;
+	if (account_id_from_path(path_id, cmd->account_id, err) < 0 ||
+	    check_object(body, err) < 0)
+		return -1;
+	bad |= check_known(body, "", known, err) < 0;
+	bad |= get_int(body, "overdraft_limit", "overdraft_limit", true, 0,
+		       ACCOUNT_AMOUNT_MAX, &cmd->overdraft_limit, err) <= 0;
+	bad |= get_int(body, "expected_version", "expected_version", false, 0,
+		       LLONG_MAX, &cmd->expected_version, err) < 0;
+	return bad ? -1 : 0;
+}
+
 int cmd_parse_if_match(const char *header, long long *version,
 		       struct es_error *err)
 {

@@ -27,6 +27,9 @@ int cmd_parse_transfer(const json_t *body, struct transfer_cmd *cmd,
 		       struct es_error *err);
 int cmd_parse_close(const char *path_id, const json_t *body,
 		    struct close_cmd *cmd, struct es_error *err);
+/* overdraft_limit is required here, in the same range as an opening's. */
+int cmd_parse_overdraft_limit(const char *path_id, const json_t *body,
+			      struct overdraft_cmd *cmd, struct es_error *err);
 
 /*
  * If-Match: "<version>" (a strong entity tag holding a version >= 0).

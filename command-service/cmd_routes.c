@@ -32,6 +32,9 @@ const struct es_route cmd_routes[] = {
 	  &cmd_kind_withdraw, HOLDER_OR_MANAGER },
 	{ "POST", "/accounts/{id}/close", post_command, ES_ROUTE_JSON,
 	  &cmd_kind_close, HOLDER_OR_MANAGER },
+	/* overdraft limits are the bank's to set, never a holder's */
+	{ "POST", "/accounts/{id}/overdraft-limit", post_command, ES_ROUTE_JSON,
+	  &cmd_kind_overdraft_limit, ES_ROLE_MANAGER },
 	{ "POST", "/transfers", post_command, ES_ROUTE_JSON, &cmd_kind_transfer,
 	  HOLDER_OR_MANAGER },
 	{ "POST", "/streams/{stream_id}/events", post_command, ES_ROUTE_JSON,

@@ -14,6 +14,14 @@
  *	TransferReceived  {transfer_id, from_account_id, amount,
  *	                   balance_after, currency, reference?}
  *	AccountClosed     {}
+ *	OverdraftLimitChanged {account_id, overdraft_limit,
+ *	                   previous_overdraft_limit, balance}
+ *
+ * OverdraftLimitChanged moves no money: `balance` is the balance the new
+ * limit was checked against (balance >= -overdraft_limit), unchanged by
+ * the event, so that every event after the opening states the balance
+ * (the command side loads an account from its first event, its last
+ * OverdraftLimitChanged and its last event: account_repo.h).
  *
  * A transfer also appends TransferMade {transfer_id, from_account_id,
  * to_account_id, amount, currency, reference?} as the first and only
@@ -40,6 +48,7 @@
 #define ES_EV_TRANSFER_RECEIVED "TransferReceived"
 #define ES_EV_ACCOUNT_CLOSED	"AccountClosed"
 #define ES_EV_TRANSFER_MADE	"TransferMade"
+#define ES_EV_OVERDRAFT_CHANGED "OverdraftLimitChanged"
 
 /* Payload fields. */
 #define ES_F_ACCOUNT_ID	     "account_id"
@@ -52,6 +61,8 @@
 #define ES_F_TRANSFER_ID     "transfer_id"
 #define ES_F_TO_ACCOUNT	     "to_account_id"
 #define ES_F_FROM_ACCOUNT    "from_account_id"
+#define ES_F_PREVIOUS_LIMIT  "previous_overdraft_limit"
+#define ES_F_BALANCE	     "balance"
 
 /*
  * Metadata fields the command service writes on every event (a raw

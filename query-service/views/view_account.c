@@ -1,9 +1,11 @@
 /*
  * view_account.c - the account view: one row per account, folded from the
  * account streams ("account-<uuid>"): AccountOpened sets every column,
- * money events set the balance from their "balance_after", AccountClosed
- * closes; each moves version, updated_at and position. Unknown types and
- * other categories are skipped.
+ * money events set the balance from their "balance_after",
+ * OverdraftLimitChanged sets overdraft_limit (and nothing else: the
+ * balance it states is the one the row has), AccountClosed closes; each
+ * moves version, updated_at and position. Unknown types and other
+ * categories are skipped.
  *
  * The pure fold (view_account_fold) serves the in-memory view; the batch
  * (view_accounts_ops) keeps per account what its events said and writes
@@ -21,7 +23,7 @@
 #include "keymap.h"
 #include "payload.h"
 
-enum acc_kind { ACC_SKIP, ACC_OPENED, ACC_MONEY, ACC_CLOSED };
+enum acc_kind { ACC_SKIP, ACC_OPENED, ACC_MONEY, ACC_LIMIT, ACC_CLOSED };
 
 /* One event as the account view reads it. Strings borrow from the event. */
 struct acc_event {
@@ -56,6 +58,8 @@ static enum acc_kind kind_of(const char *type)
 	    !strcmp(type, ES_EV_TRANSFER_SENT) ||
 	    !strcmp(type, ES_EV_TRANSFER_RECEIVED))
 		return ACC_MONEY;
+	if (!strcmp(type, ES_EV_OVERDRAFT_CHANGED))
+		return ACC_LIMIT;
 	if (!strcmp(type, ES_EV_ACCOUNT_CLOSED))
 		return ACC_CLOSED;
 	return ACC_SKIP;
@@ -90,6 +94,14 @@ static int parse(const struct es_event *ev, struct acc_event *p,
 				     err) < 0)
 			return -1;
 		break;
+	case ACC_LIMIT:
+		if (view_payload_int(ev, ES_F_OVERDRAFT_LIMIT,
+				     &p->overdraft_limit, err) < 0)
+			return -1;
+		if (p->overdraft_limit < 0)
+			return view_payload_error(
+				ev, err, "'overdraft_limit' is negative");
+		break;
 	default:
 		break;
 	}
@@ -112,6 +124,9 @@ static void apply(struct view_account *acc, const struct es_event *ev,
 		break;
 	case ACC_MONEY:
 		acc->balance = p->balance_after;
+		break;
+	case ACC_LIMIT:
+		acc->overdraft_limit = p->overdraft_limit;
 		break;
 	case ACC_CLOSED:
 		acc->status = VIEW_ACCOUNT_CLOSED;
@@ -284,11 +299,14 @@ static int batch_apply(void *batch, const struct es_event *ev,
 	if (p.kind == ACC_OPENED) {
 		c->opened = 1;
 		c->has_balance = 0;
+		c->has_limit = 0;
 		c->has_status = 0;
 	}
 	apply(&c->row, ev, &p);
 	if (p.kind == ACC_MONEY)
 		c->has_balance = 1;
+	else if (p.kind == ACC_LIMIT)
+		c->has_limit = 1;
 	else if (p.kind == ACC_CLOSED)
 		c->has_status = 1;
 	c->position = ev->position;
@@ -317,13 +335,16 @@ static const char *status_name(enum view_account_status s)
 
 #define SQL_UPDATE                                                          \
 	"UPDATE %s AS v SET balance = coalesce(t.balance, v.balance),"      \
+	" overdraft_limit = coalesce(t.overdraft_limit,"                    \
+	" v.overdraft_limit),"                                              \
 	" status = coalesce(t.status, v.status), version = t.version,"      \
 	" updated_at = t.updated_at, position = t.position"                 \
 	" FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[],"  \
-	" $5::timestamptz[], $6::bigint[])"                                 \
-	" AS t(account_id, balance, status, version, updated_at, position)" \
+	" $5::timestamptz[], $6::bigint[], $7::bigint[])"                   \
+	" AS t(account_id, balance, status, version, updated_at, position," \
+	" overdraft_limit)"                                                 \
 	" WHERE v.account_id = t.account_id"
-#define UPDATE_NPARAMS 6
+#define UPDATE_NPARAMS 7
 
 #define SQL_MISSING                                                           \
 	"SELECT t.id::text FROM unnest($1::uuid[]) AS t(id) WHERE NOT EXISTS" \
@@ -426,6 +447,10 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 			view_arr_ll(&col[3], c->row.version);
 			view_arr_word(&col[4], c->row.updated_at);
 			view_arr_ll(&col[5], c->position);
+			if (c->has_limit)
+				view_arr_ll(&col[6], c->row.overdraft_limit);
+			else
+				view_arr_null(&col[6]);
 		}
 		for (k = 0; k < UPDATE_NPARAMS; k++) {
 			view_arr_close(&col[k]);

@@ -1,7 +1,7 @@
 /*
  * view_account.h - the account view: one row per account (id, owner, currency,
- * balance, status, version, opened_at, updated_at), folded from the
- * account streams. Used by the projector (table view_accounts) and by
+ * balance, overdraft_limit, status, version, opened_at, updated_at), folded
+ * from the account streams. Used by the projector (table view_accounts) and by
  * the in-memory view every replica keeps for GET /accounts/{id}.
  */
 #ifndef VIEW_ACCOUNT_H
@@ -51,15 +51,16 @@ extern const struct view_ops view_accounts_ops;
  * What a batch of view_accounts_ops knows of one account. An account
  * opened in the batch (`opened`) has every column of `row`; for one
  * opened earlier only the columns the batch's events set are known:
- * version and updated_at always, balance when `has_balance`, status when
- * `has_status`; owner, currency, overdraft_limit and opened_at stay with
- * the table's row.
+ * version and updated_at always, balance when `has_balance`,
+ * overdraft_limit when `has_limit`, status when `has_status`; owner,
+ * currency and opened_at stay with the table's row.
  */
 struct view_account_change {
 	struct view_account row;
 	long long position; /* global_position of the last event folded */
 	int opened;
 	int has_balance;
+	int has_limit;
 	int has_status;
 };
 

@@ -515,6 +515,20 @@ ans POST '/accounts/{id}/close' "$C/accounts/$B/close" '{"expected_version":3}'
 expect_status 201
 ans POST '/accounts/{id}/close' "$C/accounts/$B/close" '{}' -H 'If-Match: "3"'
 expect_status 412
+O='/accounts/{id}/overdraft-limit'
+ans POST "$O" "$C/accounts/$A/overdraft-limit" '{"overdraft_limit":500}'
+expect_status 201
+ans POST "$O" "$C/accounts/$A/overdraft-limit" '{"overdraft_limit":0}' \
+	-H 'If-Match: "1"'
+expect_status 412
+ans POST "$O" "$C/accounts/$B/overdraft-limit" '{"overdraft_limit":500}'
+expect_status 409
+ans POST "$O" "$C/accounts/$NOPE/overdraft-limit" '{"overdraft_limit":500}'
+expect_status 404
+ans POST "$O" "$C/accounts/$A/overdraft-limit" '{"overdraft_limit":-1}'
+expect_status 422
+ans POST "$O" "$C/accounts/$A/overdraft-limit" '[500]'
+expect_status 400
 S='/streams/{stream_id}/events'
 ans POST "$S" "$C/streams/orders-42/events" \
 	'{"expected_version":"no_stream","events":[{"type":"OrderPlaced","data":{"order_id":42},"event_id":"5c1f1d6e-0b7a-4c55-9a8e-2f4b6d8e0a11"}]}'

@@ -82,12 +82,15 @@ for dir in "$DATA"/*/*/; do
 	fi
 	case $cmd in
 	open) path=/accounts ;;
-	deposit | withdraw | close)
+	deposit | withdraw | close | overdraft-limit)
 		[ "$has_path_id" -eq 1 ] || path_id=$(open_account)
 		case $cmd in
 		deposit) path=/accounts/$(uri "$path_id")/deposits ;;
 		withdraw) path=/accounts/$(uri "$path_id")/withdrawals ;;
 		close) path=/accounts/$(uri "$path_id")/close ;;
+		overdraft-limit)
+			path=/accounts/$(uri "$path_id")/overdraft-limit
+			;;
 		esac
 		;;
 	transfer) path=/transfers ;;

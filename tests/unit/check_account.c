@@ -113,6 +113,107 @@ START_TEST(closed_closes_the_account)
 }
 END_TEST
 
+START_TEST(limit_change_sets_the_limit_and_states_the_balance)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct account acc;
+
+	ck_assert_int_eq(
+		fold(&acc,
+		     "[" OPENED ","
+		     "[\"MoneyWithdrawn\", {\"amount\": 400, \"balance_after\": -400}],"
+		     "[\"OverdraftLimitChanged\", {\"overdraft_limit\": 400, \"previous_overdraft_limit\": 500, \"balance\": -400}]]",
+		     &err),
+		0);
+	ck_assert_int_eq(acc.status, ACCOUNT_OPEN);
+	ck_assert_int_eq(acc.version, 3);
+	ck_assert_int_eq(acc.balance, -400);
+	ck_assert_int_eq(acc.overdraft_limit, 400);
+	ck_assert_str_eq(acc.currency, "EUR");
+	/* later money events keep it */
+	ck_assert_int_eq(
+		fold(&acc,
+		     "[" OPENED ","
+		     "[\"OverdraftLimitChanged\", {\"overdraft_limit\": 2000, \"previous_overdraft_limit\": 500, \"balance\": 0}],"
+		     "[\"MoneyWithdrawn\", {\"amount\": 1500, \"balance_after\": -1500}]]",
+		     &err),
+		0);
+	ck_assert_int_eq(acc.balance, -1500);
+	ck_assert_int_eq(acc.overdraft_limit, 2000);
+	ck_assert_int_eq(err.code, ES_OK);
+}
+END_TEST
+
+/*
+ * Fold `all` (a JSON array of events) whole, and only its events with the
+ * versions `pick` lists (as account_repo.c loads them: the first, the
+ * last OverdraftLimitChanged, the last); the two states must be equal.
+ */
+static void assert_load_equals_fold(const char *all_json, const int *pick,
+				    size_t npick)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct account all, some;
+	json_t *events = json_loads(all_json, 0, NULL), *ev;
+	size_t i;
+
+	ck_assert_ptr_nonnull(events);
+	ck_assert_int_eq(fold(&all, all_json, &err), 0);
+	account_init(&some, A_ID);
+	for (i = 0; i < npick; i++) {
+		ev = json_array_get(events, (size_t)pick[i] - 1);
+		ck_assert_int_eq(
+			account_apply(&some,
+				      json_string_value(json_array_get(ev, 0)),
+				      json_array_get(ev, 1), pick[i], &err),
+			0);
+	}
+	json_decref(events);
+	ck_assert_int_eq(some.status, all.status);
+	ck_assert_int_eq(some.version, all.version);
+	ck_assert_int_eq(some.balance, all.balance);
+	ck_assert_int_eq(some.overdraft_limit, all.overdraft_limit);
+	ck_assert_str_eq(some.currency, all.currency);
+	ck_assert_str_eq(some.owner, all.owner);
+}
+
+/* With limit changes: the first, the last change and the last event. */
+START_TEST(first_last_limit_change_and_last_give_the_same_state_as_all)
+{
+	static const int one_two_four[] = { 1, 2, 4 }, one_four[] = { 1, 4 },
+			 one_two[] = { 1, 2 }, one_three_six[] = { 1, 3, 6 };
+
+	/* a change, then money */
+	assert_load_equals_fold(
+		"[" OPENED ","
+		"[\"OverdraftLimitChanged\", {\"overdraft_limit\": 900, \"previous_overdraft_limit\": 500, \"balance\": 0}],"
+		"[\"MoneyWithdrawn\", {\"amount\": 800, \"balance_after\": -800}],"
+		"[\"MoneyDeposited\", {\"amount\": 100, \"balance_after\": -700}]]",
+		one_two_four, 3);
+	/* money, then changes: the last event is the last change */
+	assert_load_equals_fold(
+		"[" OPENED ","
+		"[\"MoneyDeposited\", {\"amount\": 30, \"balance_after\": 30}],"
+		"[\"OverdraftLimitChanged\", {\"overdraft_limit\": 10, \"previous_overdraft_limit\": 500, \"balance\": 30}],"
+		"[\"OverdraftLimitChanged\", {\"overdraft_limit\": 20, \"previous_overdraft_limit\": 10, \"balance\": 30}]]",
+		one_four, 2);
+	/* only a change */
+	assert_load_equals_fold(
+		"[" OPENED ","
+		"[\"OverdraftLimitChanged\", {\"overdraft_limit\": 0, \"previous_overdraft_limit\": 500, \"balance\": 0}]]",
+		one_two, 2);
+	/* a change, money back to 0, closed */
+	assert_load_equals_fold(
+		"[" OPENED ","
+		"[\"MoneyDeposited\", {\"amount\": 5, \"balance_after\": 5}],"
+		"[\"OverdraftLimitChanged\", {\"overdraft_limit\": 7, \"previous_overdraft_limit\": 500, \"balance\": 5}],"
+		"[\"MoneyWithdrawn\", {\"amount\": 9, \"balance_after\": -4}],"
+		"[\"MoneyDeposited\", {\"amount\": 4, \"balance_after\": 0}],"
+		"[\"AccountClosed\", {}]]",
+		one_three_six, 3);
+}
+END_TEST
+
 /* The load strategy: the first and the last event give the whole state. */
 START_TEST(first_and_last_event_give_the_same_state_as_all)
 {
@@ -161,12 +262,21 @@ START_TEST(unknown_type_moves_version_only)
 		fold(&acc,
 		     "[" OPENED ","
 		     "[\"MoneyDeposited\", {\"amount\": 10, \"balance_after\": 10}],"
+		     "[\"NoteAdded\", {\"balance_after\": 999, \"text\": \"hi\"}]]",
+		     &err),
+		0);
+	ck_assert_int_eq(acc.version, 3);
+	ck_assert_int_eq(acc.balance, 10);
+	ck_assert_int_eq(acc.status, ACCOUNT_OPEN);
+	ck_assert_int_eq(
+		fold(&acc,
+		     "[" OPENED ","
 		     "[\"NoteAdded\", {\"balance_after\": 999, \"text\": \"hi\"}],"
 		     "[\"AccountClosed\", null]]",
 		     &err),
 		0);
-	ck_assert_int_eq(acc.version, 4);
-	ck_assert_int_eq(acc.balance, 10);
+	ck_assert_int_eq(acc.version, 3);
+	ck_assert_int_eq(acc.balance, 0);
 	ck_assert_int_eq(acc.status, ACCOUNT_CLOSED);
 	ck_assert_int_eq(fold(&acc, "[[\"Whatever\", 7]]", &err), 0);
 	ck_assert_int_eq(acc.status, ACCOUNT_NONE);
@@ -191,6 +301,16 @@ START_TEST(malformed_payload_is_an_internal_error)
 		"[" OPENED ", [\"TransferSent\", {\"balance_after\": 3.0}]]",
 		"[" OPENED ", [\"TransferReceived\", null]]",
 		"[" OPENED ", [null, {}]]",
+		"[" OPENED ", [\"OverdraftLimitChanged\", {\"balance\": 0}]]",
+		"[" OPENED
+		", [\"OverdraftLimitChanged\", {\"overdraft_limit\": 5}]]",
+		"[" OPENED
+		", [\"OverdraftLimitChanged\", {\"overdraft_limit\": -1, \"balance\": 0}]]",
+		"[" OPENED
+		", [\"OverdraftLimitChanged\", {\"overdraft_limit\": 1.5, \"balance\": 0}]]",
+		"[" OPENED
+		", [\"OverdraftLimitChanged\", {\"overdraft_limit\": 5, \"balance\": \"0\"}]]",
+		"[" OPENED ", [\"OverdraftLimitChanged\", null]]",
 	};
 	struct es_error err = ES_ERROR_INIT;
 	struct account acc;
@@ -256,7 +376,11 @@ static Suite *account_suite(void)
 	tcase_add_test(tc, opened_sets_the_opening_facts);
 	tcase_add_test(tc, money_events_set_balance_from_balance_after);
 	tcase_add_test(tc, closed_closes_the_account);
+	tcase_add_test(tc, limit_change_sets_the_limit_and_states_the_balance);
 	tcase_add_test(tc, first_and_last_event_give_the_same_state_as_all);
+	tcase_add_test(
+		tc,
+		first_last_limit_change_and_last_give_the_same_state_as_all);
 	tcase_add_test(tc, unknown_type_moves_version_only);
 	tcase_add_test(tc, malformed_payload_is_an_internal_error);
 	tcase_add_test(tc, failed_apply_leaves_the_state_alone);

@@ -271,6 +271,17 @@ static int run_case(const struct data_case *c, struct es_error *err)
 
 		ret = cmd_parse_close(path_id ? path_id : DEFAULT_ACCOUNT, body,
 				      &cmd, err);
+	} else if (!strcmp(c->command, "overdraft-limit")) {
+		struct overdraft_cmd cmd;
+
+		ret = cmd_parse_overdraft_limit(
+			path_id ? path_id : DEFAULT_ACCOUNT, body, &cmd, err);
+		if (ret == 0) {
+			ck_assert_int_ge(cmd.overdraft_limit, 0);
+			ck_assert_int_le(cmd.overdraft_limit,
+					 ACCOUNT_AMOUNT_MAX);
+			ck_assert(is_lower_uuid(cmd.account_id));
+		}
 	} else if (!strcmp(c->command, "append")) {
 		struct raw_append_cmd cmd;
 

@@ -686,6 +686,134 @@ START_TEST(close_of_closed_or_missing_account_is_refused)
 }
 END_TEST
 
+/* ---- overdraft limit ---- */
+
+static struct overdraft_cmd limit_cmd(long long limit)
+{
+	struct overdraft_cmd cmd = { .overdraft_limit = limit,
+				     .expected_version = -1 };
+
+	strcpy(cmd.account_id, A_ID);
+	return cmd;
+}
+
+/* One OverdraftLimitChanged; frees `events`. */
+static void assert_limit_changed(json_t *events)
+{
+	only_event(events, ES_EV_OVERDRAFT_CHANGED);
+	json_decref(events);
+}
+
+START_TEST(limit_change_emits_new_and_previous_limit_and_balance)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct account acc;
+	struct overdraft_cmd cmd = limit_cmd(900);
+	json_t *events, *data;
+
+	open_state(&acc, A_ID, "EUR", -250, 300);
+	events = account_decide_overdraft_limit(&acc, &cmd, &err);
+	data = only_event(events, ES_EV_OVERDRAFT_CHANGED);
+	ck_assert_str_eq(str_of(data, "account_id"), A_ID);
+	ck_assert_int_eq(int_of(data, "overdraft_limit"), 900);
+	ck_assert_int_eq(int_of(data, "previous_overdraft_limit"), 300);
+	ck_assert_int_eq(int_of(data, "balance"), -250);
+	ck_assert_int_eq(json_object_size(data), 4);
+	ck_assert_int_eq(err.code, ES_OK);
+	json_decref(events);
+}
+END_TEST
+
+START_TEST(limit_can_be_lowered_to_exactly_the_debt)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct account acc;
+	struct overdraft_cmd cmd = limit_cmd(250);
+	json_t *events, *data;
+
+	/* balance == -new_limit: the floor is the balance itself */
+	open_state(&acc, A_ID, "EUR", -250, 1000);
+	events = account_decide_overdraft_limit(&acc, &cmd, &err);
+	data = only_event(events, ES_EV_OVERDRAFT_CHANGED);
+	ck_assert_int_eq(int_of(data, "overdraft_limit"), 250);
+	ck_assert_int_eq(int_of(data, "previous_overdraft_limit"), 1000);
+	json_decref(events);
+	/* and to 0 when the balance is 0 or more */
+	cmd = limit_cmd(0);
+	open_state(&acc, A_ID, "EUR", 0, 1000);
+	assert_limit_changed(account_decide_overdraft_limit(&acc, &cmd, &err));
+	open_state(&acc, A_ID, "EUR", 7, 1000);
+	assert_limit_changed(account_decide_overdraft_limit(&acc, &cmd, &err));
+	ck_assert_int_eq(err.code, ES_OK);
+}
+END_TEST
+
+START_TEST(limit_below_the_debt_conflicts_naming_balance_and_limit)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct account acc;
+	struct overdraft_cmd cmd = limit_cmd(249);
+
+	open_state(&acc, A_ID, "EUR", -250, 1000);
+	assert_refused(account_decide_overdraft_limit(&acc, &cmd, &err), &err,
+		       ES_ECONFLICT,
+		       "cannot be 249: balance -250 is below -249");
+	cmd = limit_cmd(0);
+	open_state(&acc, A_ID, "EUR", -1, 1);
+	assert_refused(account_decide_overdraft_limit(&acc, &cmd, &err), &err,
+		       ES_ECONFLICT, "balance -1 is below 0");
+}
+END_TEST
+
+START_TEST(limit_of_missing_or_closed_account_is_refused)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct account acc;
+	struct overdraft_cmd cmd = limit_cmd(100);
+
+	account_init(&acc, A_ID);
+	assert_refused(account_decide_overdraft_limit(&acc, &cmd, &err), &err,
+		       ES_ENOTFOUND, "does not exist");
+	closed_state(&acc, A_ID);
+	assert_refused(account_decide_overdraft_limit(&acc, &cmd, &err), &err,
+		       ES_ECONFLICT, "is closed");
+}
+END_TEST
+
+START_TEST(limit_outside_0_to_10e12_is_invalid_as_at_opening)
+{
+	static const long long bad[] = { -1, LLONG_MIN, ACCOUNT_AMOUNT_MAX + 1,
+					 LLONG_MAX };
+	struct es_error err = ES_ERROR_INIT;
+	struct account acc, none;
+	struct overdraft_cmd cmd;
+	struct open_cmd open = { .owner = "Ada" };
+	size_t i;
+
+	open_state(&acc, A_ID, "EUR", 0, 0);
+	account_init(&none, A_ID);
+	strcpy(open.account_id, A_ID);
+	strcpy(open.currency, "EUR");
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		cmd = limit_cmd(bad[i]);
+		assert_invalid_field(
+			account_decide_overdraft_limit(&acc, &cmd, &err), &err,
+			"overdraft_limit");
+		/* the command's own rule first: 422 before 404 */
+		assert_invalid_field(
+			account_decide_overdraft_limit(&none, &cmd, &err), &err,
+			"overdraft_limit");
+		/* the same rule as an opening's */
+		open.overdraft_limit = bad[i];
+		assert_invalid_field(account_decide_open(&none, &open, &err),
+				     &err, "overdraft_limit");
+	}
+	cmd = limit_cmd(ACCOUNT_AMOUNT_MAX);
+	assert_limit_changed(account_decide_overdraft_limit(&acc, &cmd, &err));
+	ck_assert_int_eq(err.code, ES_OK);
+}
+END_TEST
+
 static void assert_same_state(const struct account *a, const struct account *b)
 {
 	ck_assert_str_eq(a->id, b->id);
@@ -705,6 +833,7 @@ START_TEST(decide_leaves_the_state_untouched)
 	struct money_cmd m = money(70, "x");
 	struct transfer_cmd t = transfer(A_ID, B_ID, 30, NULL);
 	struct close_cmd c = { .account_id = A_ID, .expected_version = -1 };
+	struct overdraft_cmd o = limit_cmd(500);
 	json_t *e1, *e2;
 
 	open_state(&acc, A_ID, "EUR", 100, 0);
@@ -712,6 +841,7 @@ START_TEST(decide_leaves_the_state_untouched)
 	json_decref(account_decide_deposit(&acc, &m, &err));
 	json_decref(account_decide_withdraw(&acc, &m, &err));
 	json_decref(account_decide_close(&acc, &c, &err));
+	json_decref(account_decide_overdraft_limit(&acc, &o, &err));
 	es_error_release(&err);
 	assert_same_state(&acc, &copy);
 	from = acc;
@@ -768,6 +898,15 @@ static Suite *decide_suite(void)
 	tcase_add_test(tc, close_with_non_zero_balance_conflicts);
 	tcase_add_test(tc, close_of_closed_or_missing_account_is_refused);
 	tcase_add_test(tc, decide_leaves_the_state_untouched);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("overdraft_limit");
+	tcase_add_test(tc,
+		       limit_change_emits_new_and_previous_limit_and_balance);
+	tcase_add_test(tc, limit_can_be_lowered_to_exactly_the_debt);
+	tcase_add_test(tc,
+		       limit_below_the_debt_conflicts_naming_balance_and_limit);
+	tcase_add_test(tc, limit_of_missing_or_closed_account_is_refused);
+	tcase_add_test(tc, limit_outside_0_to_10e12_is_invalid_as_at_opening);
 	suite_add_tcase(s, tc);
 	return s;
 }

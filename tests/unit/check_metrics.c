@@ -47,6 +47,7 @@ START_TEST(counters_count)
 	cmd_metrics_appended("SomethingElse", 3);
 	cmd_metrics_appended(NULL, 1);
 	cmd_metrics_appended("MoneyDeposited", 0);
+	cmd_metrics_appended("OverdraftLimitChanged", 1);
 	cmd_metrics_append();
 	cmd_metrics_append();
 	cmd_metrics_conflict();
@@ -61,6 +62,9 @@ START_TEST(counters_count)
 	has_line(text, "tandem_events_appended_total{type=\"other\"} 4");
 	has_line(text,
 		 "tandem_events_appended_total{type=\"MoneyDeposited\"} 0");
+	has_line(
+		text,
+		"tandem_events_appended_total{type=\"OverdraftLimitChanged\"} 1");
 	has_line(text, "tandem_appends_total 2");
 	has_line(text, "tandem_version_conflicts_total 1");
 	has_line(text, "tandem_command_retries_total 3");
@@ -77,10 +81,13 @@ START_TEST(commands_by_outcome_from_status)
 		const char *command;
 		unsigned int status;
 	} calls[] = {
-		{ "deposit", 201 },  { "deposit", 200 },  { "deposit", 409 },
-		{ "deposit", 412 },  { "deposit", 404 },  { "withdraw", 422 },
-		{ "withdraw", 400 }, { "withdraw", 415 }, { "transfer", 503 },
-		{ "close", 500 },    { "nonsense", 201 }, { NULL, 201 },
+		{ "deposit", 201 },	    { "deposit", 200 },
+		{ "deposit", 409 },	    { "deposit", 412 },
+		{ "deposit", 404 },	    { "withdraw", 422 },
+		{ "withdraw", 400 },	    { "withdraw", 415 },
+		{ "transfer", 503 },	    { "close", 500 },
+		{ "nonsense", 201 },	    { NULL, 201 },
+		{ "overdraft_limit", 409 },
 	};
 	char *text;
 
@@ -105,6 +112,9 @@ START_TEST(commands_by_outcome_from_status)
 	has_line(
 		text,
 		"tandem_commands_total{command=\"other\",outcome=\"accepted\"} 2");
+	has_line(
+		text,
+		"tandem_commands_total{command=\"overdraft_limit\",outcome=\"rejected\"} 1");
 	has_line(
 		text,
 		"tandem_commands_total{command=\"open\",outcome=\"accepted\"} 0");

@@ -488,6 +488,130 @@ START_TEST(accounts_batch_holds_many_accounts)
 }
 END_TEST
 
+static const char *limit_changed(long long limit, long long previous,
+				 long long balance)
+{
+	static char buf[256];
+
+	snprintf(buf, sizeof(buf),
+		 "{\"account_id\":\"" A_ID "\",\"overdraft_limit\":%lld,"
+		 "\"previous_overdraft_limit\":%lld,\"balance\":%lld}",
+		 limit, previous, balance);
+	return buf;
+}
+
+START_TEST(account_fold_takes_limit_changes)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct view_account acc;
+	size_t i;
+
+	memset(&acc, 0, sizeof(acc));
+	account_a_story(); /* limit 500, balance 50 at version 5 */
+	push(A, 6, "OverdraftLimitChanged", limit_changed(2000, 500, 50), T5);
+	for (i = 0; i < log_.n; i++)
+		ck_assert_int_eq(view_account_fold(&acc, &log_.v[i], &err), 1);
+	ck_assert_int_eq(acc.overdraft_limit, 2000);
+	ck_assert_int_eq(acc.balance, 50);
+	ck_assert_int_eq(acc.status, VIEW_ACCOUNT_OPEN);
+	ck_assert_int_eq(acc.version, 6);
+	ck_assert_str_eq(acc.opened_at, T1);
+	ck_assert_str_eq(acc.updated_at, T5);
+	/* money after it keeps the limit */
+	push(A, 7, "MoneyWithdrawn", money(1050, -1000, "EUR"), T5);
+	ck_assert_int_eq(view_account_fold(&acc, &log_.v[6], &err), 1);
+	ck_assert_int_eq(acc.overdraft_limit, 2000);
+	ck_assert_int_eq(acc.balance, -1000);
+	ck_assert_int_eq(acc.version, 7);
+	ck_assert_int_eq(err.code, ES_OK);
+	log_reset();
+
+	push(A, 1, "AccountOpened", opened("Ann", "EUR", 0), T1);
+	push(A, 2, "OverdraftLimitChanged", "{\"balance\":0}", T2);
+	assert_fold_refuses("event 2 (OverdraftLimitChanged of '" A
+			    "'): 'overdraft_limit' is missing");
+	push(A, 1, "AccountOpened", opened("Ann", "EUR", 0), T1);
+	push(A, 2, "OverdraftLimitChanged", limit_changed(-1, 0, 0), T2);
+	assert_fold_refuses("'overdraft_limit' is negative");
+	push(A, 1, "AccountOpened", opened("Ann", "EUR", 0), T1);
+	push(A, 2, "OverdraftLimitChanged", "{\"overdraft_limit\":\"9\"}", T2);
+	assert_fold_refuses("'overdraft_limit' is not an integer");
+}
+END_TEST
+
+START_TEST(accounts_batch_knows_a_changed_limit)
+{
+	const struct view_account_change *a, *b;
+	void *batch;
+
+	/* A opened in this batch, B earlier */
+	push(A, 1, "AccountOpened", opened("Ann", "EUR", 0), T1);
+	push(A, 2, "OverdraftLimitChanged", limit_changed(300, 0, 0), T2);
+	push(B, 5, "OverdraftLimitChanged", limit_changed(0, 100, 10), T3);
+	batch = fold_all(&view_accounts_ops);
+	ck_assert_int_eq(view_accounts_ops.batch_size(batch), 3);
+
+	a = view_accounts_batch_get(batch, A_ID);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(a->opened, 1);
+	ck_assert_int_eq(a->row.overdraft_limit, 300);
+	ck_assert_int_eq(a->row.version, 2);
+
+	b = view_accounts_batch_get(batch, B_ID);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(b->opened, 0);
+	ck_assert_int_eq(b->has_limit, 1);
+	ck_assert_int_eq(b->has_balance, 0);
+	ck_assert_int_eq(b->has_status, 0);
+	ck_assert_int_eq(b->row.overdraft_limit, 0);
+	ck_assert_int_eq(b->row.version, 5);
+	ck_assert_int_eq(b->position, 3);
+	ck_assert_str_eq(b->row.updated_at, T3);
+	view_accounts_ops.batch_free(batch);
+	log_reset();
+}
+END_TEST
+
+/* A limit change moves no money: no statement row, no daily sum. */
+START_TEST(limit_changes_are_no_movements)
+{
+	const struct view_statement_row *r;
+	const struct view_daily_row *rows;
+	struct view_statement_row row;
+	struct es_error err = ES_ERROR_INIT;
+	void *batch;
+	size_t n;
+
+	push(A, 1, "AccountOpened", opened("Ann", "EUR", 0), T1);
+	push(A, 2, "MoneyDeposited", money(100, 100, "EUR"), T2);
+	push(A, 3, "OverdraftLimitChanged", limit_changed(5000, 0, 100), T2);
+	push(A, 4, "MoneyWithdrawn", money(600, -500, "EUR"), T2);
+	ck_assert_int_eq(view_statement_row_from_event(&row, &log_.v[2], &err),
+			 0);
+	ck_assert_int_eq(err.code, ES_OK);
+
+	batch = fold_all(&view_statement_ops);
+	r = view_statement_rows(batch, &n);
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(r[0].version, 2);
+	ck_assert_int_eq(r[1].version, 4);
+	ck_assert_int_eq(r[1].balance_after, -500);
+	view_statement_ops.batch_free(batch);
+
+	batch = fold_all(&view_daily_ops);
+	ck_assert_int_eq(view_daily_ops.batch_size(batch), 2);
+	rows = view_daily_rows(batch, &n);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(rows[0].deposits_sum, 100);
+	ck_assert_int_eq(rows[0].deposits_count, 1);
+	ck_assert_int_eq(rows[0].withdrawals_sum, 600);
+	ck_assert_int_eq(rows[0].withdrawals_count, 1);
+	ck_assert_int_eq(rows[0].transfers_count, 0);
+	view_daily_ops.batch_free(batch);
+	log_reset();
+}
+END_TEST
+
 /* ---- statement ---- */
 
 START_TEST(statement_has_one_row_per_movement_with_balance_after)
@@ -1172,6 +1296,9 @@ static Suite *views_suite(void)
 	tcase_add_test(tc, accounts_batch_keeps_latest_state_and_what_it_knows);
 	tcase_add_test(tc, accounts_batch_reopening_resets_the_row);
 	tcase_add_test(tc, accounts_batch_holds_many_accounts);
+	tcase_add_test(tc, account_fold_takes_limit_changes);
+	tcase_add_test(tc, accounts_batch_knows_a_changed_limit);
+	tcase_add_test(tc, limit_changes_are_no_movements);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("statement");
 	tcase_add_test(tc,

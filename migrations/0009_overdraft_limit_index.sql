@@ -1,0 +1,21 @@
+-- 0009_overdraft_limit_index.sql - the last OverdraftLimitChanged of an
+-- account's stream in one index lookup.
+--
+-- Applied once by bin/migrate; never edit it after it has been applied
+-- anywhere: add a new numbered migration instead.
+--
+-- The command service loads an account from its stream's first event
+-- (the opening facts), its last event (the balance) and its last
+-- OverdraftLimitChanged (the limit now; a money event does not restate
+-- it): command-service/account_repo.c, SQL_LOAD. Without this index the
+-- last of these would walk the stream back to its last limit change, or
+-- to its opening, so a deposit would get slower as the stream grows.
+-- The index is partial: it holds only OverdraftLimitChanged rows, so
+-- every other append costs no more than before (PostgreSQL only checks
+-- the predicate).
+--
+-- Built without CONCURRENTLY (migrations run in a transaction): on a
+-- large log the build reads the whole table once and holds off appends
+-- meanwhile.
+CREATE INDEX events_overdraft_limit_idx ON events (stream_id, stream_version)
+	WHERE event_type = 'OverdraftLimitChanged';
