@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "audit.h"
 #include "daily.h"
 #include "es_array.h"
 #include "large.h"
@@ -17,6 +18,7 @@ const struct view_ops *const view_all[] = {
 	&view_accounts_ops,
 	&view_statement_ops,
 	&view_daily_ops,
+	&view_audit_ops,
 };
 
 const size_t view_count = ARRAY_SIZE(view_all);
@@ -27,6 +29,7 @@ const struct view_route view_routes[] = {
 	{ "/owners/{owner}/accounts", &view_owner_read },
 	{ "/stats/daily", &view_daily_read },
 	{ "/audit/large-transactions", &view_large_read },
+	{ "/audit/principals/{sub}/actions", &view_audit_read },
 };
 
 const size_t view_nroutes = ARRAY_SIZE(view_routes);
