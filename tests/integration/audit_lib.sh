@@ -24,8 +24,11 @@
 #                                    audit_items_check derives)
 #   audit_fold_lines                 that fold, one line each, keys sorted,
 #                                    lines sorted
+#   audit_subs                       the subs the view lists, from the
+#                                    events table, one a line
 #   audit_view_lines SUBS...         the view's answer in the same shape,
-#                                    for the subs given
+#                                    for the subs given (default: all of
+#                                    audit_subs)
 #   audit_items_check                stdin: items; fails unless each item's
 #                                    streams are its events' streams, once
 #                                    each, in order
@@ -126,11 +129,21 @@ audit_fold_lines()
 	psql_q "$(audit_fold_sql)" | jq -cS . | LC_ALL=C sort
 }
 
+audit_subs()
+{
+	psql_q "SELECT DISTINCT metadata->'principal'->>'sub' FROM events
+		WHERE jsonb_typeof(metadata->'principal') = 'object'
+		AND jsonb_typeof(metadata->'principal'->'sub') = 'string'
+		AND octet_length(metadata->'principal'->>'sub') BETWEEN 1 AND 256
+		ORDER BY 1"
+}
+
 audit_view_lines()
 {
-	local sub
+	local sub subs=("$@")
 
-	for sub in "$@"; do
+	[ $# -gt 0 ] || mapfile -t subs < <(audit_subs)
+	for sub in "${subs[@]}"; do
 		audit_pages "$sub" 1000 |
 			jq -cS --arg s "$sub" '{sub: $s, item: del(.streams)}'
 	done | LC_ALL=C sort

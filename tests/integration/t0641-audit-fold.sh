@@ -154,10 +154,7 @@ expect_json '[.views[].stopped] | any' false
 expect_json '[.views[] | select(.name == "audit") | .parked[]] | length' 0
 
 say "every principal's actions equal the fold of the metadata"
-mapfile -t SUBS < <(psql_q "SELECT DISTINCT metadata->'principal'->>'sub'
-	FROM events WHERE jsonb_typeof(metadata->'principal'->'sub') = 'string'
-	AND octet_length(metadata->'principal'->>'sub') BETWEEN 1 AND 256
-	ORDER BY 1")
+mapfile -t SUBS < <(audit_subs)
 expect_eq "${#SUBS[@]}" 5 "principals in the log"
 expect_eq "$(psql_q "SELECT count(DISTINCT sub) FROM view_audit")" 5 \
 	"principals in the view"
