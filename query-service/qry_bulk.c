@@ -372,7 +372,7 @@ int qry_bulk_load(const char *write_url, const char *read_url, PGconn *rd,
 	char *snap = NULL;
 	double t0 = qry_bulk_seconds(), last_log = t0, t;
 	size_t k;
-	int ret = -1, r;
+	int ret = -1, r, metadata = 0;
 
 	memset(&b, 0, sizeof(b));
 	b.vs = vs;
@@ -414,7 +414,9 @@ int qry_bulk_load(const char *write_url, const char *read_url, PGconn *rd,
 		    copy_start(v, err) < 0)
 			goto out;
 	}
-	b.feed = qry_feed_start(write_url, ordered, err);
+	for (k = 0; k < nv; k++)
+		metadata |= vs[k].ops->metadata;
+	b.feed = qry_feed_start(write_url, ordered, metadata, err);
 	if (!b.feed)
 		goto out;
 	while ((c = qry_feed_next(b.feed))) {

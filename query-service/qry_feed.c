@@ -41,12 +41,15 @@
 	"SELECT pg_current_snapshot()::text, pg_is_in_recovery()"
 #define SQL_FEED_COLUMNS                                           \
 	"COPY (SELECT global_position, stream_id, stream_version," \
-	" event_type, data::text, recorded_at FROM events"
+	" event_type, data::text, recorded_at%s FROM events"
+#define SQL_FEED_METADATA ", metadata::text"
 #define SQL_FEED_ORDERED                                        \
 	SQL_FEED_COLUMNS " ORDER BY global_position) TO STDOUT" \
 			 " (FORMAT binary)"
 #define SQL_FEED_PHYSICAL SQL_FEED_COLUMNS ") TO STDOUT (FORMAT binary)"
-#define FEED_NFIELDS	  6
+/* the fields of a row, without and with the metadata */
+#define FEED_NFIELDS	 6
+#define FEED_NFIELDS_MAX 7
 
 struct arena_block {
 	struct arena_block *next;
@@ -203,18 +206,19 @@ static const char copy_signature[11] = "PGCOPY\n\377\r\n";
  * header, while `*header` is set) into the next event of `c`: 1, or 0 for
  * the trailer. The event's payload comes out as view_payload_decode()
  * makes it (qry_json_load() is json_loadb() made fast); its data text is
- * not kept.
+ * not kept. With `metadata` the row has the metadata text too, which is
+ * kept as it is.
  */
 static int take_row(struct chunk *c, const char *row, int len, int *header,
-		    struct es_error *err)
+		    int metadata, struct es_error *err)
 {
 	const unsigned char *p = (const unsigned char *)row, *end = p + len;
-	const unsigned char *v[FEED_NFIELDS];
-	size_t n[FEED_NFIELDS];
+	const unsigned char *v[FEED_NFIELDS_MAX];
+	size_t n[FEED_NFIELDS_MAX];
 	struct es_event *e;
 	char time[ES_PGBIN_TIME_LEN + 1];
 	json_error_t jerr;
-	int k;
+	int k, nfields = metadata ? FEED_NFIELDS_MAX : FEED_NFIELDS;
 
 	if (*header) {
 		if (len < 19 || memcmp(p, copy_signature, 11) != 0 ||
@@ -228,12 +232,12 @@ static int take_row(struct chunk *c, const char *row, int len, int *header,
 		return es_error_set(err, ES_EINTERNAL, "truncated COPY row");
 	if (es_pgbin_u16(p) == UINT16_MAX)
 		return 0;
-	if (es_pgbin_u16(p) != FEED_NFIELDS)
+	if (es_pgbin_u16(p) != nfields)
 		return es_error_set(err, ES_EINTERNAL,
 				    "unexpected COPY row of %d fields",
 				    es_pgbin_u16(p));
 	p += 2;
-	for (k = 0; k < FEED_NFIELDS; k++)
+	for (k = 0; k < nfields; k++)
 		if (es_pgbin_field(&p, end, &v[k], &n[k]) < 0)
 			return es_error_set(err, ES_EINTERNAL,
 					    "unexpected COPY row");
@@ -251,7 +255,12 @@ static int take_row(struct chunk *c, const char *row, int len, int *header,
 	e->stream_id = arena_strndup(&c->mem, (const char *)v[1], n[1]);
 	e->type = arena_strndup(&c->mem, (const char *)v[3], n[3]);
 	e->recorded_at = arena_strndup(&c->mem, time, ES_PGBIN_TIME_LEN);
-	if (!e->stream_id || !e->type || !e->recorded_at)
+	if (metadata) {
+		e->metadata = arena_strndup(&c->mem, (const char *)v[6], n[6]);
+		e->metadata_len = n[6];
+	}
+	if (!e->stream_id || !e->type || !e->recorded_at ||
+	    (metadata && !e->metadata))
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	/* as view_payload_decode() does, in the chunk's arena */
 	if (view_payload_wanted(e->stream_id)) {
@@ -275,6 +284,7 @@ static int take_row(struct chunk *c, const char *row, int len, int *header,
 struct qry_feed {
 	const char *url;
 	int ordered;
+	int metadata; /* read the metadata column too */
 	pthread_t thread;
 	int started;
 	json_malloc_t old_malloc; /* jansson's allocator before the feed */
@@ -351,7 +361,7 @@ static int feed_push(struct qry_feed *f, struct chunk *c)
 static int feed_begin(struct qry_feed *f, PGconn *db, struct es_error *err)
 {
 	PGresult *res;
-	char *snap;
+	char *snap, sql[512];
 
 	if (es_db_exec(db, SQL_FEED_BEGIN, err) < 0)
 		return -1;
@@ -373,7 +383,10 @@ static int feed_begin(struct qry_feed *f, PGconn *db, struct es_error *err)
 	pthread_mutex_lock(&f->lock);
 	f->snapshot = snap;
 	pthread_mutex_unlock(&f->lock);
-	res = PQexec(db, f->ordered ? SQL_FEED_ORDERED : SQL_FEED_PHYSICAL);
+	snprintf(sql, sizeof(sql),
+		 f->ordered ? SQL_FEED_ORDERED : SQL_FEED_PHYSICAL,
+		 f->metadata ? SQL_FEED_METADATA : "");
+	res = PQexec(db, sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT) {
 		es_db_error(db, res, err);
 		PQclear(res);
@@ -406,7 +419,7 @@ static void *feed_main(void *arg)
 		}
 		if (!c)
 			c = feed_chunk(f, &err);
-		r = c ? take_row(c, row, len, &header, &err) : -1;
+		r = c ? take_row(c, row, len, &header, f->metadata, &err) : -1;
 		PQfreemem(row);
 		if (r < 0)
 			goto fail;
@@ -449,7 +462,7 @@ out:
 	return NULL;
 }
 
-struct qry_feed *qry_feed_start(const char *url, int ordered,
+struct qry_feed *qry_feed_start(const char *url, int ordered, int metadata,
 				struct es_error *err)
 {
 	struct qry_feed *f = calloc(1, sizeof(*f));
@@ -463,6 +476,7 @@ struct qry_feed *qry_feed_start(const char *url, int ordered,
 	f->err = (struct es_error)ES_ERROR_INIT;
 	f->url = url;
 	f->ordered = ordered;
+	f->metadata = metadata;
 	json_get_alloc_funcs(&f->old_malloc, &f->old_free);
 	json_set_alloc_funcs(json_arena_malloc, json_arena_free);
 	if (pthread_create(&f->thread, NULL, feed_main, f) != 0) {
@@ -559,11 +573,15 @@ int qry_feed_event_copy(struct es_event *dst, const struct es_event *src)
 	dst->stream_id = strdup(src->stream_id);
 	dst->type = strdup(src->type);
 	dst->recorded_at = strdup(src->recorded_at);
+	dst->metadata = src->metadata
+				? strndup(src->metadata, src->metadata_len)
+				: NULL;
 	/* made with malloc(): only the reader thread parses into an arena */
 	dst->payload = src->payload ? json_deep_copy(src->payload) : NULL;
 	dst->payload_error =
 		src->payload_error ? strdup(src->payload_error) : NULL;
 	if (!dst->stream_id || !dst->type || !dst->recorded_at ||
+	    (src->metadata && !dst->metadata) ||
 	    (src->payload && !dst->payload) ||
 	    (src->payload_error && !dst->payload_error)) {
 		qry_feed_event_release(dst);
@@ -577,6 +595,7 @@ void qry_feed_event_release(struct es_event *e)
 	free(e->stream_id);
 	free(e->type);
 	free(e->recorded_at);
+	free(e->metadata);
 	json_decref(e->payload);
 	free(e->payload_error);
 	memset(e, 0, sizeof(*e));

@@ -5,10 +5,10 @@
  * a few chunks ahead of the caller, who folds them and gives them back
  * for reuse.
  *
- * Only what views read is read: an event's xid, event_id, data and
- * metadata stay 0, "", NULL and NULL (see view_ops.apply). Its payload
- * is what view_payload_decode() gives (only the streams the views fold
- * are decoded), parsed by qry_json_load().
+ * Only what views read is read: an event's xid, event_id and data stay
+ * 0, "" and NULL (see view_ops.apply), its metadata too unless asked
+ * for. Its payload is what view_payload_decode() gives (only the streams
+ * the views fold are decoded), parsed by qry_json_load().
  */
 #ifndef QRY_FEED_H
 #define QRY_FEED_H
@@ -38,11 +38,12 @@ struct qry_feed;
  * with `ordered`, in position order (an index scan); else in the table's
  * physical order (a sequential scan, through the small ring of buffers
  * PostgreSQL gives big scans: far cheaper, but the order of the rows as
- * they lie in the table). ownership: borrows `url` (must outlive the
- * feed); caller ends it with qry_feed_finish(). NULL with ES_EINTERNAL
- * when the thread cannot start.
+ * they lie in the table). With `metadata`, each event's metadata text
+ * is read too (for a view_ops with `metadata` set). ownership: borrows
+ * `url` (must outlive the feed); caller ends it with qry_feed_finish().
+ * NULL with ES_EINTERNAL when the thread cannot start.
  */
-struct qry_feed *qry_feed_start(const char *url, int ordered,
+struct qry_feed *qry_feed_start(const char *url, int ordered, int metadata,
 				struct es_error *err);
 
 /*

@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "audit.h"
 #include "daily.h"
 #include "es_array.h"
 #include "es_auth.h"
@@ -18,6 +19,7 @@ const struct view_ops *const view_all[] = {
 	&view_accounts_ops,
 	&view_statement_ops,
 	&view_daily_ops,
+	&view_audit_ops,
 };
 
 const size_t view_count = ARRAY_SIZE(view_all);
@@ -31,6 +33,8 @@ const struct view_route view_routes[] = {
 	  ES_ROLE_HOLDER | ES_ROLE_MANAGER | ES_ROLE_AUDITOR },
 	{ "/stats/daily", &view_daily_read, ES_ROLE_MANAGER | ES_ROLE_AUDITOR },
 	{ "/audit/large-transactions", &view_large_read, ES_ROLE_AUDITOR },
+	/* who-did-what: the auditor's alone */
+	{ "/audit/principals/{sub}/actions", &view_audit_read, ES_ROLE_AUDITOR },
 };
 
 const size_t view_nroutes = ARRAY_SIZE(view_routes);

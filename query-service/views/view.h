@@ -21,7 +21,13 @@
 struct es_buf; /* es_buf.h */
 
 struct view_ops {
-	const char *name; /* "accounts", "statement", "daily" */
+	const char *name; /* "accounts", "statement", "daily", "audit" */
+
+	/*
+	 * The fold reads the events' metadata (ev->metadata), of every
+	 * stream: a rebuild of this view reads that column too.
+	 */
+	int metadata;
 
 	/* A new, empty batch. ownership: caller frees with batch_free(). */
 	void *(*batch_new)(void);
@@ -34,8 +40,9 @@ struct view_ops {
 	 * batch is left as it was (the event is read whole before anything
 	 * changes), and the caller parks the event's stream for the view
 	 * (qry_parked.h) and goes on with the other streams. No view reads the
-	 * event's xid, event_id or metadata: a rebuild passes them as 0, ""
-	 * and NULL.
+	 * event's xid or event_id: a rebuild passes them as 0 and "". Its
+	 * metadata only a view with `metadata` set reads; a rebuild of
+	 * none of those passes NULL.
 	 * ownership: borrows `ev`; copies what it keeps.
 	 */
 	int (*apply)(void *batch, const struct es_event *ev,

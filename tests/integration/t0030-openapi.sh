@@ -193,6 +193,7 @@ fill()
 	path=${path//\{id\}/0b5e1d7a-6c4f-4e2b-9a8d-3f1c2b4a5e6d}
 	path=${path//\{stream_id\}/t0030-probe}
 	path=${path//\{owner\}/t0030-probe}
+	path=${path//\{sub\}/t0030-probe}
 	[[ $path != *"{"* ]] || fail "no value for a parameter of $path"
 	echo "$path"
 }
@@ -542,6 +543,12 @@ ans POST "$S" "$C/streams/orders-42/events" \
 expect_status 412
 ans POST "$S" "$C/streams/account-1/events" '{"expected_version":"any","events":[]}'
 expect_status 422
+# a principal object in metadata, for the audit view (a client's before
+# the services verify tokens, the token's after)
+ans POST "$S" "$C/streams/orders-43/events" \
+	'{"expected_version":"any","events":[{"type":"OrderNoted","data":{"amount":3},"metadata":{"principal":{"sub":"t0030-auditee","iss":"https://idp.test","roles":[]}}}]}'
+expect_status 201
+AUDIT_TOKEN=$(jq -r .position <<<"$HTTP_BODY")
 for p in /health /ready /metrics; do
 	ans GET "$p" "$C$p"
 	expect_status 200
@@ -585,6 +592,21 @@ ans GET /audit/large-transactions "$Q/audit/large-transactions?min_amount=2000"
 expect_status 200
 ans GET /audit/large-transactions "$Q/audit/large-transactions"
 expect_status 422
+P='/audit/principals/{sub}/actions'
+AUDITEE=$(psql_q "SELECT metadata->'principal'->>'sub' FROM events
+	WHERE jsonb_typeof(metadata->'principal') = 'object'
+	ORDER BY global_position DESC LIMIT 1")
+[ -n "$AUDITEE" ] || fail "no event with a principal object"
+ans GET "$P" "$Q/audit/principals/$AUDITEE/actions?limit=1" "" \
+	-H "X-Min-Position: $AUDIT_TOKEN"
+expect_status 200
+expect_json '.items | length' 1
+ans GET "$P" "$Q/audit/principals/$AUDITEE/actions?after=x"
+expect_status 400
+ans GET "$P" "$Q/audit/principals/$AUDITEE/actions?limit=0"
+expect_status 422
+ans GET "$P" "$Q/audit/principals/$(printf 'x%.0s' $(seq 1 257))/actions"
+expect_status 404
 ans GET '/streams/{stream_id}' "$Q/streams/orders-42?limit=1"
 expect_status 200
 ans GET '/streams/{stream_id}' "$Q/streams/nope"

@@ -196,7 +196,7 @@ expect_eq "$(psql_q "SELECT count(*) FROM parked_streams
 	OR error NOT LIKE '%amount%'")" 0 \
 	"each parked row names the stream, the event and the field"
 # every view passes the later command, the ones that parked it too
-for v in accounts statement daily; do
+for v in accounts statement daily audit; do
 	wait_for 5 eval "[ \"\$(\"$PROJ_COVERS\" \"\$(psql_q \"SELECT position
 		FROM projection_checkpoints WHERE view = '$v'\")\" '$later')\" = 1 ]"
 done

@@ -174,16 +174,17 @@ expect_eq "$(psql_q "SELECT count(*) FROM projection_checkpoints
 say "the tables keep their names, indexes and grants; no shadow is left"
 expect_eq "$(psql_q "SELECT string_agg(relname, ',' ORDER BY relname)
 	FROM pg_class WHERE relname LIKE 'view\\_%' AND relkind IN ('r', 'i')")" \
-	"view_accounts,view_accounts_owner_account_id_idx,view_accounts_pkey,view_daily,view_daily_pkey,view_statement,view_statement_amount_position_idx,view_statement_pkey" \
+	"view_accounts,view_accounts_owner_account_id_idx,view_accounts_pkey,view_audit,view_audit_pkey,view_audit_sub_command_id_key,view_daily,view_daily_pkey,view_statement,view_statement_amount_position_idx,view_statement_pkey" \
 	"tables and indexes"
 expect_eq "$(psql_q "SELECT string_agg(conname, ',' ORDER BY conname)
 	FROM pg_constraint WHERE conrelid IN ('view_accounts'::regclass,
-	'view_statement'::regclass, 'view_daily'::regclass)")" \
-	"view_accounts_pkey,view_accounts_status_check,view_daily_pkey,view_statement_kind_check,view_statement_pkey" \
+	'view_statement'::regclass, 'view_daily'::regclass,
+	'view_audit'::regclass)")" \
+	"view_accounts_pkey,view_accounts_status_check,view_audit_pkey,view_audit_sub_command_id_key,view_daily_pkey,view_statement_kind_check,view_statement_pkey" \
 	"constraints"
 expect_eq "$(psql_q "SELECT bool_and(has_table_privilege('tandem_reader',
 	c, 'SELECT')) FROM unnest(ARRAY['view_accounts', 'view_statement',
-	'view_daily']) c")" t "tandem_reader may read the views"
+	'view_daily', 'view_audit']) c")" t "tandem_reader may read the views"
 expect_eq "$(psql_q "SELECT count(*) FROM pg_class
 	WHERE relname LIKE '%\\_rebuild%'")" 0 "no shadow left"
 grep -q '"event":"projector_view_ahead","view":"statement"' \

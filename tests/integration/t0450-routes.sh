@@ -376,7 +376,7 @@ say "/status, /metrics, /health, /ready; wrong methods, unknown routes"
 http GET "$QRY_URL/status"
 expect_status 200
 expect_json .role leader
-expect_json '[.views[].name] | join(",")' accounts,statement,daily
+expect_json '[.views[].name] | join(",")' accounts,statement,daily,audit
 expect_json '.memory.name' accounts-memory
 expect_json '[.views[].stopped] | unique | join(",")' false
 wait_for 10 bash -c "curl -s $QRY_URL/status | jq -e '[.views[].lag_events, .memory.lag_events] | all(. == 0)'"
@@ -390,7 +390,7 @@ N=$(psql_q "SELECT count(*) FROM events")
 expect_json "[.views[].applied] | map(. == $N) | all" true
 http GET "$QRY_URL/metrics"
 expect_status 200
-for v in accounts statement daily; do
+for v in accounts statement daily audit; do
 	grep -q "^tandem_events_projected_total{view=\"$v\"} $N\$" <<<"$HTTP_BODY" ||
 		fail "projected $v: $(grep projected_total <<<"$HTTP_BODY")"
 done

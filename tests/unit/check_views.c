@@ -1120,10 +1120,11 @@ END_TEST
 
 START_TEST(views_are_listed_in_order)
 {
-	ck_assert_int_eq(view_count, 3);
+	ck_assert_int_eq(view_count, 4);
 	ck_assert_str_eq(view_all[0]->name, "accounts");
 	ck_assert_str_eq(view_all[1]->name, "statement");
 	ck_assert_str_eq(view_all[2]->name, "daily");
+	ck_assert_str_eq(view_all[3]->name, "audit");
 	ck_assert_ptr_eq(view_find("daily"), &view_daily_ops);
 	ck_assert_ptr_eq(view_find("accounts"), &view_accounts_ops);
 	ck_assert_ptr_null(view_find("owners"));
