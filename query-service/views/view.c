@@ -34,7 +34,8 @@ const struct view_route view_routes[] = {
 	{ "/stats/daily", &view_daily_read, ES_ROLE_MANAGER | ES_ROLE_AUDITOR },
 	{ "/audit/large-transactions", &view_large_read, ES_ROLE_AUDITOR },
 	/* who-did-what: the auditor's alone */
-	{ "/audit/principals/{sub}/actions", &view_audit_read, ES_ROLE_AUDITOR },
+	{ "/audit/principals/{sub}/actions", &view_audit_read,
+	  ES_ROLE_AUDITOR },
 };
 
 const size_t view_nroutes = ARRAY_SIZE(view_routes);
