@@ -50,7 +50,8 @@ struct cmd_request {
 
 /*
  * A request of `kind` for `req`: reads the metadata headers
- * (X-Correlation-Id, X-Causation-Id, X-Principal, traceparent),
+ * (X-Correlation-Id, X-Causation-Id, traceparent; the principal is the
+ * verified token's, req->principal),
  * Idempotency-Key (400 if not 1-255 printable ASCII) and If-Match (400
  * if malformed), sets X-Correlation-Id on the answer, then parses the
  * command with kind->parse(). On failure answers `req` itself and
