@@ -14,6 +14,7 @@
 #include "../../query-service/views/payload.h"
 #include "../../query-service/views/view.h"
 #include "es_buf.h"
+#include "view_log.h"
 
 #define A_ID "11111111-1111-4111-8111-111111111111"
 #define B_ID "22222222-2222-4222-8222-222222222222"
@@ -45,27 +46,8 @@ static struct es_event *push(long long position, const char *stream,
 			     long long version, const char *type,
 			     const char *data, const char *meta)
 {
-	struct es_event *e;
-
-	if (log_.n == log_.alloc) {
-		log_.alloc = log_.alloc ? log_.alloc * 2 : 16;
-		log_.v = realloc(log_.v, log_.alloc * sizeof(*log_.v));
-		ck_assert_ptr_nonnull(log_.v);
-	}
-	e = &log_.v[log_.n++];
-	memset(e, 0, sizeof(*e));
-	e->position = position;
-	e->xid = 1000;
-	e->stream_id = strdup(stream);
-	e->version = version;
-	e->type = strdup(type);
-	e->data = strdup(data);
-	e->data_len = strlen(data);
-	e->metadata = meta ? strdup(meta) : NULL;
-	e->metadata_len = meta ? strlen(meta) : 0;
-	ck_assert_int_eq(view_payload_decode(e), 0);
-	e->recorded_at = strdup(position % 2 ? T1 : T2);
-	return e;
+	return view_log_push(&log_, position, stream, version, type, data, meta,
+			     position % 2 ? T1 : T2);
 }
 
 /* Fold the log into a new batch; every apply must succeed. */

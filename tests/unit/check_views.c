@@ -18,6 +18,7 @@
 #include "../../query-service/views/statement.h"
 #include "../../query-service/views/view.h"
 #include "es_buf.h"
+#include "view_log.h"
 
 #define A_ID "11111111-1111-4111-8111-111111111111"
 #define B_ID "22222222-2222-4222-8222-222222222222"
@@ -46,28 +47,8 @@ static struct es_event *push_at(long long position, const char *stream,
 				long long version, const char *type,
 				const char *data, const char *time)
 {
-	struct es_event *e;
-
-	if (log_.n == log_.alloc) {
-		log_.alloc = log_.alloc ? log_.alloc * 2 : 16;
-		log_.v = realloc(log_.v, log_.alloc * sizeof(*log_.v));
-		ck_assert_ptr_nonnull(log_.v);
-	}
-	e = &log_.v[log_.n++];
-	memset(e, 0, sizeof(*e));
-	e->position = position;
-	e->xid = 1000;
-	e->stream_id = strdup(stream);
-	e->version = version;
-	e->type = strdup(type);
-	e->data = strdup(data);
-	e->data_len = strlen(data);
-	e->metadata = strdup("{}");
-	e->metadata_len = 2;
-	/* as the projector does before folding; a failure says so in folds */
-	ck_assert_int_eq(view_payload_decode(e), 0);
-	e->recorded_at = time ? strdup(time) : NULL;
-	return e;
+	return view_log_push(&log_, position, stream, version, type, data, "{}",
+			     time);
 }
 
 static struct es_event *push(const char *stream, long long version,
