@@ -23,11 +23,16 @@
  * with X-Min-Position: <position> and X-Wait-Ms: 10000 on a query
  * connection of its own (M opened beforehand, default 16; more are opened
  * when all are busy, up to 512). The lag of a deposit is the arrival of
- * that GET's 200 minus the arrival of the 201. Prints
- * {"sent","ok","errors","p50_ms","p90_ms","p99_ms","max_ms","rate"}:
+ * that GET's 200 minus the arrival of the 201; its read-your-writes round
+ * trip is the arrival of that 200 minus the moment the deposit's request
+ * began to be written (what a client that POSTs, then GETs with the
+ * token, waits in all). Prints
+ * {"sent","ok","errors","p50_ms","p90_ms","p99_ms","max_ms",
+ *  "ryw_p50_ms","ryw_p90_ms","ryw_p99_ms","ryw_max_ms","rate"}:
  * sent = counted deposits sent; ok = those answered 201 whose GET answered
  * 200; errors = the rest (another status, a broken connection, no answer
- * within 20 s); rate = sent / S. Exits 1 when none is ok.
+ * within 20 s); p*_ms are the lags, ryw_*_ms the round trips, of the ok
+ * ones; rate = sent / S. Exits 1 when none is ok.
  *
  * latency: 50 deposits of 1 to the account ID not counted, then N counted
  * ones, one after the other on one connection; each is timed from just
@@ -104,8 +109,10 @@ static const char usage_text[] =
 	"         (one id a line); for each 201, GET /accounts/{id} with\n"
 	"         X-Min-Position: <position> and X-Wait-Ms: 10000 over query\n"
 	"         connections (M opened first, default 16); lag = the GET's\n"
-	"         200 minus the 201, from arrival to arrival. Prints\n"
-	"         {sent, ok, errors, p50_ms, p90_ms, p99_ms, max_ms, rate}.\n"
+	"         200 minus the 201, from arrival to arrival; read-your-writes\n"
+	"         round trip = the GET's 200 minus the deposit's sending. Prints\n"
+	"         {sent, ok, errors, p50_ms, p90_ms, p99_ms, max_ms,\n"
+	"         ryw_p50_ms, ryw_p90_ms, ryw_p99_ms, ryw_max_ms, rate}.\n"
 	"latency  N sequential deposits on account ID over one connection,\n"
 	"         after 50 not counted. Prints {n, p50_us, mean_us, p99_us}.\n"
 	"feed     reads GET /events?limit=L (default 1000) page by page from\n"
@@ -508,6 +515,7 @@ out:
 struct lag_job {
 	int measured;
 	size_t account; /* index into the accounts */
+	uint64_t t_sent; /* the deposit's request began to be written */
 	uint64_t t_201; /* arrival of the deposit's 201 */
 	char *token; /* its position, for the GET */
 };
@@ -1365,7 +1373,8 @@ struct lag {
 	int ep;
 	struct pool cp, qp;
 	struct job_queue getq;
-	struct samples lags;
+	struct samples lags; /* 201 to the GET's 200 */
+	struct samples ryws; /* the deposit's sending to the GET's 200 */
 	uint64_t rng;
 	long long sent, ok, errors;
 	long long inflight; /* counted deposits not yet ok or failed */
@@ -1587,12 +1596,17 @@ static void deposit_start(struct lag *l, struct conn *c, int measured)
 	}
 	snprintf(path, sizeof(path), "/accounts/%s/deposits",
 		 l->acc->id[c->job.account]);
-	if (conn_request(c, "POST", path, NULL, DEPOSIT_BODY, &err) < 0 ||
-	    conn_start(l, c, &err) < 0) {
-		c->busy = 0;
-		l->cp.idle[l->cp.nidle++] = c;
-		lag_error(l, &c->job, "deposit: %s", err.detail);
-	}
+	if (conn_request(c, "POST", path, NULL, DEPOSIT_BODY, &err) < 0)
+		goto fail;
+	c->job.t_sent = now_ns();
+	if (conn_start(l, c, &err) < 0)
+		goto fail;
+	goto out;
+fail:
+	c->busy = 0;
+	l->cp.idle[l->cp.nidle++] = c;
+	lag_error(l, &c->job, "deposit: %s", err.detail);
+out:
 	es_error_release(&err);
 }
 
@@ -1633,7 +1647,8 @@ static int answered(struct lag *l, struct conn *c, uint64_t now,
 	} else if (j.measured) {
 		l->ok++;
 		l->inflight--;
-		if (samples_add(&l->lags, now - j.t_201) < 0) {
+		if (samples_add(&l->lags, now - j.t_201) < 0 ||
+		    samples_add(&l->ryws, now - j.t_sent) < 0) {
 			free(j.token);
 			return es_error_set(err, ES_EINTERNAL, "out of memory");
 		}
@@ -1704,7 +1719,7 @@ static void check_deadlines(struct lag *l, struct pool *p, uint64_t now)
 			failed(l, p->c[i], "no answer in 20 s");
 }
 
-/* Percentile `q` of sorted lags in ms, or null without any. */
+/* Percentile `q` of sorted samples (ns) in ms, or null without any. */
 static json_t *lag_ms(const struct samples *s, double q)
 {
 	if (!s->n)
@@ -1802,13 +1817,19 @@ static int cmd_lag(const struct target *cmd, const struct target *qry,
 			l.errors, l.first_error);
 	if (l.lags.n)
 		qsort(l.lags.v, l.lags.n, sizeof(*l.lags.v), cmp_u64);
+	if (l.ryws.n)
+		qsort(l.ryws.v, l.ryws.n, sizeof(*l.ryws.v), cmp_u64);
 	r = (double)l.sent / seconds;
 	if (print_json(json_pack(
-		    "{s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "sent",
-		    (json_int_t)l.sent, "ok", (json_int_t)l.ok, "errors",
-		    (json_int_t)l.errors, "p50_ms", lag_ms(&l.lags, 0.50),
-		    "p90_ms", lag_ms(&l.lags, 0.90), "p99_ms",
-		    lag_ms(&l.lags, 0.99), "max_ms", lag_ms(&l.lags, 1.0),
+		    "{s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
+		    "s:o}",
+		    "sent", (json_int_t)l.sent, "ok", (json_int_t)l.ok,
+		    "errors", (json_int_t)l.errors, "p50_ms",
+		    lag_ms(&l.lags, 0.50), "p90_ms", lag_ms(&l.lags, 0.90),
+		    "p99_ms", lag_ms(&l.lags, 0.99), "max_ms",
+		    lag_ms(&l.lags, 1.0), "ryw_p50_ms", lag_ms(&l.ryws, 0.50),
+		    "ryw_p90_ms", lag_ms(&l.ryws, 0.90), "ryw_p99_ms",
+		    lag_ms(&l.ryws, 0.99), "ryw_max_ms", lag_ms(&l.ryws, 1.0),
 		    "rate", real_rounded(r, 1))) < 0) {
 		es_error_set(err, ES_EINTERNAL, "cannot print the figures");
 		goto out;
@@ -1828,6 +1849,7 @@ out:
 		free(queue_pop(&l.getq).token);
 	free(l.getq.v);
 	free(l.lags.v);
+	free(l.ryws.v);
 	pool_release(&l.cp);
 	pool_release(&l.qp);
 	close(l.ep);

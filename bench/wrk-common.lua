@@ -1,4 +1,5 @@
--- bench/wrk-common.lua - what bench/deposits.lua and bench/get.lua share:
+-- bench/wrk-common.lua - what bench/deposits.lua, bench/get.lua and
+-- bench/transfers.lua share:
 -- setup and init (the account list), a random pick per request, and the
 -- WRK_RESULT line.
 local M = {}
@@ -41,6 +42,10 @@ end
 
 function M.pick()
 	return ids[math.random(#ids)]
+end
+
+function M.count()
+	return #ids
 end
 
 function M.done(summary, latency, requests)
