@@ -15,7 +15,8 @@
 
 #define SQL_APPEND_BATCH                                                   \
 	"SELECT cmd, transaction_id::text, last_position, versions::text," \
-	" error_code, error_message, current_version"                      \
+	" error_code, error_message, current_version, stream_id,"          \
+	" stream_version"                                                  \
 	" FROM tandem_append_batch_rows($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 /* Retries of an autocommit append that lost a race it may win next. */
@@ -343,9 +344,23 @@ static const uint32_t rows_elem[8] = {
 	OID_UUID, OID_TEXT, OID_JSONB, OID_JSONB
 };
 
+/* A stream of the arrays: its id, its request and its place there. */
+struct row_stream {
+	const char *sid;
+	size_t req, s;
+};
+
+/* Per request of the arrays: its events, and what came back of them. */
+struct tally {
+	size_t want, got;
+	struct es_append_token at;
+};
+
 struct rows {
 	struct arr a[8];
 	unsigned streams;
+	struct row_stream *ss; /* `streams` of them, sorted by sid at the end */
+	struct tally *t; /* per request of the call */
 	json_t *x; /* [{i, s}] of the requests naming event ids, or NULL */
 	char *xtext;
 };
@@ -356,22 +371,34 @@ static void rows_release(struct rows *w)
 
 	for (i = 0; i < 8; i++)
 		es_buf_release(&w->a[i].b);
+	free(w->ss);
+	free(w->t);
 	json_decref(w->x);
 	free(w->xtext);
 }
 
-/* Request `r`, number `k` in the call, into the arrays. */
-static void rows_add(struct rows *w, const struct es_append_req *r, long k)
+static int cmp_row_stream(const void *a, const void *b)
+{
+	return strcmp(((const struct row_stream *)a)->sid,
+		      ((const struct row_stream *)b)->sid);
+}
+
+/* Request reqs[k] into the arrays (its number in the call is k + 1). */
+static void rows_add(struct rows *w, struct es_append_req *reqs, size_t k)
 {
 	static const unsigned char no_meta[] = { JSONB_V1, '{', '}' };
+	const struct es_append_req *r = &reqs[k];
 	size_t i, j;
 
 	for (i = 0; i < r->n; i++) {
-		const struct es_stream_append *sa = &r->streams[i];
+		struct es_stream_append *sa = &r->streams[i];
 		const json_t *ev;
 
+		sa->version = 0; /* the greatest of its event rows */
+		w->ss[w->streams] = (struct row_stream){ sa->stream_id, k, i };
 		w->streams++;
-		arr_add_int(&w->a[S_CMD], k, 4);
+		w->t[k].want += json_array_size(sa->events);
+		arr_add_int(&w->a[S_CMD], (long long)k + 1, 4);
 		arr_add(&w->a[S_STREAM], sa->stream_id, strlen(sa->stream_id));
 		arr_add_int(&w->a[S_EXPECTED], sa->expected, 8);
 		json_array_foreach(sa->events, j, ev)
@@ -405,10 +432,16 @@ static int batch_request(struct es_append_req *reqs, size_t n, size_t *nsent,
 			 struct rows *w)
 {
 	json_t *one;
-	size_t i, nids, nevents;
+	size_t i, nids, nevents, maxss = 0;
 	const char *dup;
 
 	*nsent = 0;
+	for (i = 0; i < n; i++)
+		maxss += reqs[i].n;
+	w->ss = calloc(maxss + 1, sizeof(*w->ss));
+	w->t = calloc(n, sizeof(*w->t));
+	if (!w->ss || !w->t)
+		return -1;
 	for (i = 0; i < 8; i++)
 		arr_start(&w->a[i], rows_elem[i]);
 	for (i = 0; i < n; i++) {
@@ -428,7 +461,7 @@ static int batch_request(struct es_append_req *reqs, size_t n, size_t *nsent,
 		}
 		if (nids == 0) {
 			json_decref(one);
-			rows_add(w, r, (long)i + 1);
+			rows_add(w, reqs, i);
 		} else {
 			if (!w->x && !(w->x = json_array()))
 				return -1;
@@ -448,6 +481,7 @@ static int batch_request(struct es_append_req *reqs, size_t n, size_t *nsent,
 	}
 	if (w->x && !(w->xtext = json_dumps(w->x, JSON_COMPACT)))
 		return -1;
+	qsort(w->ss, w->streams, sizeof(*w->ss), cmp_row_stream);
 	return 0;
 }
 
@@ -552,6 +586,55 @@ static PGresult *exec_prepared(PGconn *db, const struct params *p)
 	}
 	return PQexecPrepared(db, STMT_NAME, ROWS_PARAMS, p->values, p->lengths,
 			      p->formats, 0);
+}
+
+/*
+ * An event row of tandem_append_batch_rows() (cmd NULL): its stream's
+ * version and its request's position and transaction. A row naming no
+ * stream of the arrays is ignored (its request then misses one).
+ */
+static void event_outcome(const PGresult *res, int row, const struct rows *w,
+			  struct es_append_req *reqs)
+{
+	struct row_stream key = { PQgetvalue(res, row, 7), 0, 0 }, *rs;
+	struct es_stream_append *sa;
+	struct tally *t;
+	long long pos, ver;
+	char *end;
+
+	rs = bsearch(&key, w->ss, w->streams, sizeof(*w->ss), cmp_row_stream);
+	if (!rs || PQgetisnull(res, row, 1) || PQgetisnull(res, row, 2) ||
+	    PQgetisnull(res, row, 8))
+		return;
+	sa = &reqs[rs->req].streams[rs->s];
+	t = &w->t[rs->req];
+	ver = strtoll(PQgetvalue(res, row, 8), NULL, 10);
+	pos = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+	t->at.xid = strtoull(PQgetvalue(res, row, 1), &end, 10);
+	if (*end)
+		return;
+	if (ver > sa->version)
+		sa->version = ver;
+	if (pos > t->at.pos)
+		t->at.pos = pos;
+	t->got++;
+}
+
+/*
+ * A request of the arrays without a row of its own (none failed it): ok
+ * when each of its events came back.
+ */
+static void rows_outcome(struct es_append_req *r, const struct tally *t)
+{
+	if (!r->sent_ || t->want == 0)
+		return;
+	r->sent_ = 0;
+	if (t->got != t->want) {
+		es_error_set(&r->err, ES_EINTERNAL, "unexpected append result");
+		return;
+	}
+	es_append_token_format(&t->at, r->token, sizeof(r->token));
+	r->ok = 1;
 }
 
 /*
@@ -700,11 +783,18 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		PQclear(res);
 	}
 	for (row = 0; row < PQntuples(res); row++) {
-		long k = strtol(PQgetvalue(res, row, 0), NULL, 10);
+		long k;
 
+		if (PQgetisnull(res, row, 0)) {
+			event_outcome(res, row, &w, reqs);
+			continue;
+		}
+		k = strtol(PQgetvalue(res, row, 0), NULL, 10);
 		if (k >= 1 && (size_t)k <= n && reqs[k - 1].sent_)
 			batch_outcome(res, row, &reqs[k - 1]);
 	}
+	for (i = 0; i < n; i++)
+		rows_outcome(&reqs[i], &w.t[i]);
 	ret = 0;
 	for (i = 0; i < n; i++) {
 		/* sent, yet no outcome row */

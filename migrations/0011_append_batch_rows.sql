@@ -24,41 +24,55 @@
 -- The C side has validated the shapes and made sure that no stream is
 -- named by two commands of one call, nor twice by one command.
 --
--- Returns one row per command, as tandem_append_batch() does: its number,
--- and either the transaction id, its greatest position and each stream's
--- version after it (in the order of its streams in the s_ arrays), or
--- error_code 'TDV01' / 'TDI01' with error_message and current_version. A
--- command that fails stores nothing; the others are appended all the
+-- Returns rows of two kinds, in no particular order:
+--   * cmd set: one per command of `x` (as tandem_append_batch() returns
+--     it: transaction_id, last_position and versions, in the order of its
+--     streams, or error_code 'TDV01' / 'TDI01' with error_message and
+--     current_version), and one per failing command of the arrays:
+--     error_code 'TDV01', error_message ("stream 'X' is at version N,
+--     expected M", or "... was appended to by a younger transaction;
+--     retry in a new transaction") and current_version, for its first
+--     failing stream in stream_id order;
+--   * cmd NULL: one per event stored from the arrays: its transaction_id,
+--     its global_position in last_position, its stream_id and
+--     stream_version. The caller adds them up per command (greatest
+--     position, each stream's greatest version): no join back in SQL.
+-- A command that fails stores nothing; the others are appended all the
 -- same, in the caller's transaction (or the statement's own, in
--- autocommit mode). Arrays of different lengths raise 22023, an event
--- naming no stream 23502 (stream_id NULL); nothing is stored then.
+-- autocommit mode). Arrays of different lengths, or an event naming no
+-- stream, raise 22023 and nothing is stored.
 --
 -- How (0005's rules, kept):
 --   1. Commands of `x` through tandem_append() one by one, each in a
 --      subtransaction of its own: its idempotent-retry rules (replay of
 --      the original outcome, TDI01) need it.
---   2. The others in one statement: every stream's head (version and
---      transaction id) read first by one index probe, then one INSERT of
---      the events of every command whose streams are all where it expects
---      them, versions head + 1, + 2, ... per stream, in stream_id order
---      (COLLATE "C"), so that two batches cannot deadlock. The head is
---      read even when the expected version is exact: the unique
---      constraint alone would let an expectation ahead of the stream
---      leave a version gap, and proving there is none costs the same
---      probe. When a concurrent writer takes one of our versions between
---      the read and the INSERT, events_stream_id_stream_version_key fails
---      the whole statement (SQLSTATE 23505, nothing stored) and the caller
---      runs the batch again, where that command gets its TDV01.
+--   2. Every stream's head (version and transaction id), by one index
+--      probe each, in one statement, before anything of the arrays is
+--      written. The head is read even when the expected version is exact:
+--      the unique constraint alone would let an expectation ahead of the
+--      stream leave a version gap, and proving there is none costs the
+--      same probe.
+--   3. The checks, per stream, in PL/pgSQL over the arrays (a statement
+--      of CTEs, sorts and joins cost more to start than to run at a dozen
+--      rows): a failing command is dropped whole.
+--   4. Versions head + 1, + 2, ... for each stream's events, in their
+--      order, so no gap whatever the caller sends.
+--   5. One INSERT of the events of every command left, in stream_id order
+--      (COLLATE "C"), so that two batches cannot deadlock. When a
+--      concurrent writer takes one of our versions between step 2 and the
+--      INSERT, events_stream_id_stream_version_key fails the whole
+--      statement (SQLSTATE 23505, nothing stored) and the caller runs the
+--      batch again, where that command gets its TDV01.
 --
 -- Order: a transaction without an id before step 2 gets one at the
 -- INSERT, after reading heads that committed before it. If it had one
 -- (the caller wrote before, or step 1 did), a stream whose last writer is
--- younger gets TDV01 with "... younger transaction; retry in a new
--- transaction", as tandem_append() raises it.
+-- younger fails its command with TDV01, as tandem_append() refuses it.
 --
--- Plans: the statement of step 2 is planned once per session and kept
--- (plan_cache_mode is left alone: its generic plan wins, the arrays'
--- lengths being unknown to either plan).
+-- Plans: PL/pgSQL keeps each statement's plan for the session; their
+-- generic plans win (the arrays' lengths are unknown to either plan), so
+-- nothing is planned per call. The caller prepares its SELECT once per
+-- session too.
 
 CREATE FUNCTION tandem_append_batch_rows(s_cmd integer[], s_stream text[],
 					 s_expected bigint[],
@@ -67,7 +81,7 @@ CREATE FUNCTION tandem_append_batch_rows(s_cmd integer[], s_stream text[],
 					 e_meta jsonb[], x jsonb)
 RETURNS TABLE (cmd integer, transaction_id xid8, last_position bigint,
 	       versions bigint[], error_code text, error_message text,
-	       current_version bigint)
+	       current_version bigint, stream_id text, stream_version bigint)
 LANGUAGE plpgsql
 ROWS 64
 AS $$
@@ -81,6 +95,16 @@ DECLARE
 	mine xid8;
 	ns integer := coalesce(cardinality(s_cmd), 0);
 	ne integer := coalesce(cardinality(e_stream), 0);
+	at bigint[];
+	at_xid xid8[];
+	bad integer[]; -- per command number: its first failing stream
+	head bigint[]; -- per stream: its version as the events are counted
+	sid text[]; -- per event: its stream, NULL when its command fails
+	ver bigint[]; -- per event: its version
+	i integer;
+	k integer;
+	v bigint;
+	nins integer := 0;
 BEGIN
 	IF coalesce(cardinality(s_stream), 0) <> ns
 	   OR coalesce(cardinality(s_expected), 0) <> ns
@@ -104,6 +128,7 @@ BEGIN
 				RETURN QUERY SELECT c.i, r.transaction_id,
 						    r.last_position, r.versions,
 						    NULL::text, NULL::text,
+						    NULL::bigint, NULL::text,
 						    NULL::bigint;
 			EXCEPTION WHEN SQLSTATE 'TDV01' OR SQLSTATE 'TDI01' THEN
 				GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE,
@@ -112,7 +137,8 @@ BEGIN
 				RETURN QUERY SELECT c.i, NULL::xid8, NULL::bigint,
 						    NULL::bigint[], st, msg,
 						    CASE WHEN det ~ '^-?[0-9]+$'
-							 THEN det::bigint END;
+							 THEN det::bigint END,
+						    NULL::text, NULL::bigint;
 			END;
 		END LOOP;
 	END IF;
@@ -120,65 +146,98 @@ BEGIN
 		RETURN;
 	END IF;
 
-	-- 2. The others, in one statement.
+	-- 2. Every stream's head, by one index probe each.
 	mine := pg_current_xact_id_if_assigned();
-	RETURN QUERY
-	WITH s AS MATERIALIZED (
-		SELECT s.cmd, s.ord, s.sid, s.expected,
-		       coalesce(h.stream_version, 0) AS at,
-		       h.transaction_id AS at_xid
-		  FROM unnest(s_cmd, s_stream, s_expected)
-			WITH ORDINALITY s(cmd, sid, expected, ord)
-		  LEFT JOIN LATERAL (
-			SELECT e.stream_version, e.transaction_id
-			  FROM events e
-			 WHERE e.stream_id = s.sid
-			 ORDER BY e.stream_version DESC
-			 LIMIT 1) h ON true
-	), bad AS MATERIALIZED (
-		-- per failing command, its first failing stream
-		SELECT DISTINCT ON (s.cmd) s.cmd, s.sid, s.at, s.expected,
-		       (mine IS NOT NULL AND s.at_xid > mine) AS late
-		  FROM s
-		 WHERE (s.expected >= -1 AND s.at <> greatest(s.expected, 0))
-		    OR (mine IS NOT NULL AND s.at_xid > mine)
-		 ORDER BY s.cmd, s.sid COLLATE "C"
-	), ins AS (
-		INSERT INTO events AS e (stream_id, stream_version, event_id,
-					 event_type, data, metadata)
-		SELECT s.sid,
-		       s.at + row_number() OVER (PARTITION BY s.sid COLLATE "C"
-						ORDER BY ev.ord),
-		       ev.id, ev.type, ev.data, coalesce(ev.meta, '{}'::jsonb)
-		  FROM unnest(e_stream, e_id, e_type, e_data, e_meta)
-			WITH ORDINALITY ev(si, id, type, data, meta, ord)
-		  -- an event naming no stream gets a NULL stream_id: 23502
-		  LEFT JOIN s ON s.ord = ev.si
-		 WHERE NOT EXISTS (SELECT 1 FROM bad WHERE bad.cmd = s.cmd)
-		 ORDER BY s.sid COLLATE "C", ev.ord
-		RETURNING e.stream_id, e.stream_version, e.global_position
-	), done AS (
-		SELECT s.cmd, s.ord, max(ins.stream_version) AS ver,
-		       max(ins.global_position) AS pos
-		  FROM ins
-		  JOIN s ON s.sid = ins.stream_id
-		 GROUP BY s.cmd, s.ord
-	)
-	SELECT done.cmd, pg_current_xact_id(), max(done.pos),
-	       array_agg(done.ver ORDER BY done.ord), NULL::text, NULL::text,
-	       NULL::bigint
-	  FROM done
-	 GROUP BY done.cmd
-	UNION ALL
-	SELECT bad.cmd, NULL::xid8, NULL::bigint, NULL::bigint[], 'TDV01',
-	       CASE WHEN bad.late
-		    THEN format('stream ''%s'' was appended to by a younger transaction; retry in a new transaction',
-				bad.sid)
-		    ELSE format('stream ''%s'' is at version %s, expected %s',
-				bad.sid, bad.at, greatest(bad.expected, 0))
-	       END,
-	       bad.at
-	  FROM bad;
+	SELECT array_agg(coalesce(h.v, 0) ORDER BY s.ord),
+	       array_agg(h.x ORDER BY s.ord)
+	  INTO at, at_xid
+	  FROM unnest(s_stream) WITH ORDINALITY s(sid, ord)
+	  LEFT JOIN LATERAL (
+		SELECT e.stream_version AS v, e.transaction_id AS x
+		  FROM events e
+		 WHERE e.stream_id = s.sid
+		 ORDER BY e.stream_version DESC
+		 LIMIT 1) h ON true;
+
+	-- 3. Each failing command's first failing stream, in stream_id order.
+	FOR i IN 1 .. ns LOOP
+		IF (s_expected[i] >= -1 AND at[i] <> greatest(s_expected[i], 0))
+		   OR (mine IS NOT NULL AND at_xid[i] > mine) THEN
+			k := bad[s_cmd[i]];
+			IF k IS NULL
+			   OR s_stream[i] COLLATE "C" < s_stream[k] COLLATE "C" THEN
+				bad[s_cmd[i]] := i;
+			END IF;
+		END IF;
+	END LOOP;
+
+	-- 4. Versions: each stream's events after its head, in their order.
+	-- sid and ver are as long as the e_ arrays, from 1 (unnest() below
+	-- pairs elements by place, whatever the subscripts).
+	head := at;
+	sid := array_fill(NULL::text, ARRAY[ne]);
+	ver := array_fill(NULL::bigint, ARRAY[ne]);
+	FOR k IN 1 .. ne LOOP
+		i := e_stream[k];
+		IF i IS NULL OR i < 1 OR i > ns THEN
+			RAISE EXCEPTION 'tandem_append_batch_rows: event % names no stream', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF bad[s_cmd[i]] IS NULL THEN
+			v := head[i] + 1;
+			head[i] := v;
+			ver[k] := v;
+			sid[k] := s_stream[i];
+			nins := nins + 1;
+		END IF;
+	END LOOP;
+
+	-- 5. One INSERT, in stream_id order; a row per event stored.
+	IF nins > 0 THEN
+		RETURN QUERY
+		WITH ins AS (
+			INSERT INTO events AS e (stream_id, stream_version,
+						 event_id, event_type, data,
+						 metadata)
+			SELECT ev.sid, ev.ver, ev.id, ev.type, ev.data,
+			       coalesce(ev.meta, '{}'::jsonb)
+			  FROM unnest(sid, ver, e_id, e_type, e_data, e_meta)
+				WITH ORDINALITY ev(sid, ver, id, type, data,
+						   meta, ord)
+			 WHERE ev.ver IS NOT NULL
+			 ORDER BY ev.sid COLLATE "C", ev.ord
+			RETURNING e.transaction_id, e.global_position,
+				  e.stream_id, e.stream_version)
+		SELECT NULL::integer, ins.transaction_id, ins.global_position,
+		       NULL::bigint[], NULL::text, NULL::text, NULL::bigint,
+		       ins.stream_id, ins.stream_version
+		  FROM ins;
+	END IF;
+
+	-- 6. A row per failing command.
+	IF bad IS NOT NULL THEN
+		FOR k IN array_lower(bad, 1) .. array_upper(bad, 1) LOOP
+			i := bad[k];
+			CONTINUE WHEN i IS NULL;
+			cmd := k;
+			transaction_id := NULL;
+			last_position := NULL;
+			versions := NULL;
+			error_code := 'TDV01';
+			error_message := CASE
+				WHEN mine IS NOT NULL AND at_xid[i] > mine
+				THEN format('stream ''%s'' was appended to by a younger transaction; retry in a new transaction',
+					    s_stream[i])
+				ELSE format('stream ''%s'' is at version %s, expected %s',
+					    s_stream[i], at[i],
+					    greatest(s_expected[i], 0))
+				END;
+			current_version := at[i];
+			stream_id := NULL;
+			stream_version := NULL;
+			RETURN NEXT;
+		END LOOP;
+	END IF;
 END;
 $$;
 

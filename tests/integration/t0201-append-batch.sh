@@ -87,6 +87,19 @@ expect_eq "$(psql_q "SELECT metadata::text FROM events
 	"no metadata is {}"
 no_gaps
 
+say "each event stored with its own stream, whoever failed before it"
+out=$(sc batch al-1 5 '[{"type":"A1","data":{"n":1}}]' \
+	-- al-2 any '[{"type":"B1","data":{"n":2}},{"type":"B2","data":{"n":3}}]' \
+	-- al-3 7 '[{"type":"C1","data":{"n":4}}]' \
+	-- al-4 no_stream '[{"type":"D1","data":{"n":5}}]')
+[[ $out =~ ^1\ error\ ECONFLICT.*$'\n'2\ ok\ 2\ .*$'\n'3\ error\ ECONFLICT.*$'\n'4\ ok\ 1\  ]] ||
+	fail "al: '$out'"
+expect_eq "$(psql_q "SELECT string_agg(stream_id || ':' || stream_version || ':'
+	|| event_type || ':' || data::text, ',' ORDER BY global_position)
+	FROM events WHERE stream_id LIKE 'al-%'")" \
+	'al-2:1:B1:{"n": 2},al-2:2:B2:{"n": 3},al-4:1:D1:{"n": 5}' \
+	"events and their streams"
+
 say "inside a transaction, events go in stream_id order"
 out=$(sc batch --tx o-zz any "$TWO" -- o-aa any "$ONE" o-Mm any "$ONE" \
 	-- o-mm any "$TWO")
@@ -160,7 +173,7 @@ err=$(psql_q "SELECT * FROM tandem_append_batch_rows(ARRAY[1], ARRAY['f-1'],
 	ARRAY[-2]::bigint[], ARRAY[1, 2], ARRAY[gen_random_uuid(), gen_random_uuid()],
 	ARRAY['T', 'T'], ARRAY['{}', '{}']::jsonb[], ARRAY['{}', '{}']::jsonb[],
 	NULL)" 2>&1) && fail "an event naming no stream: '$err'"
-[[ $err == *'null value in column "stream_id"'* ]] || fail "23502: '$err'"
+[[ $err == *"event 2 names no stream"* ]] || fail "22023: '$err'"
 expect_eq "$(count f-1)" 0 "refused calls stored nothing"
 
 say "tandem_writer may call it"
