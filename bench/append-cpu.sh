@@ -28,16 +28,7 @@ dir=$(mktemp -d /tmp/tandem-append-cpu.XXXXXX)
 trap '"$ROOT/scripts/pg" destroy "$dir/pg" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 eval "$("$ROOT/scripts/pg" start "$dir/pg")"
 MIGRATIONS_DIR=$ROOT/migrations "$BIN/migrate" 2>/dev/null
-psql -qX -v ON_ERROR_STOP=1 -v n="$PRELOAD" <<'SQL'
-INSERT INTO events (stream_id, stream_version, event_id, event_type, data,
-		    metadata)
-SELECT 'account-preload-' || lpad((g % 12000)::text, 24, '0'), g / 12000 + 1,
-       gen_random_uuid(), 'MoneyDeposited',
-       '{"amount": 100, "currency": "EUR", "balance_after": 12345}',
-       '{"command_id": "2f1d7f64-4a0e-4c1b-9a53-0b6f7e3c9d21", "causation_id": "2f1d7f64-4a0e-4c1b-9a53-0b6f7e3c9d21", "correlation_id": "2f1d7f64-4a0e-4c1b-9a53-0b6f7e3c9d21"}'
-  FROM generate_series(0, :n - 1) g;
-VACUUM ANALYZE events;
-SQL
+psql -qX -v ON_ERROR_STOP=1 -v n="$PRELOAD" -f "$ROOT/bench/append-preload.sql"
 echo "# $(psql -qXAtc 'SELECT version()' | cut -d' ' -f1-2), preload $PRELOAD events, $ROUNDS rounds of $BATCHES batches of 12 per mode"
 echo "# columns: mode, backend us/event from utime+stime, from schedstat"
 "$BUILD/bench/append-cpu" "$ROUNDS" "$BATCHES" 1200 2>/dev/null
