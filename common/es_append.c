@@ -1,18 +1,23 @@
 /* es_append.c - appending to the events table. */
 #include "es_append.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-events.h>
+
+#include "es_buf.h"
 #include "es_db.h"
 #include "es_utf8.h"
 #include "es_uuid.h"
 
 #define SQL_APPEND_BATCH                                                   \
 	"SELECT cmd, transaction_id::text, last_position, versions::text," \
-	" error_code, error_message, current_version"                      \
-	" FROM tandem_append_batch($1::jsonb)"
+	" error_code, error_message, current_version, stream_id,"          \
+	" stream_version"                                                  \
+	" FROM tandem_append_batch_rows($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 /* Retries of an autocommit append that lost a race it may win next. */
 #define APPEND_RETRIES 3
@@ -233,17 +238,212 @@ static const char *named_before(const struct es_append_req *reqs, size_t i,
 	return NULL;
 }
 
-/* Build the argument of tandem_append_batch(); NULL when out of memory. */
-static char *batch_request(struct es_append_req *reqs, size_t n, size_t *nsent)
+/*
+ * The arguments of tandem_append_batch_rows() (0011_append_batch_rows.sql)
+ * in PostgreSQL's binary array form: one 1-D array per parameter, its
+ * header written by arr_start() and its length by arr_end().
+ */
+#define OID_INT4    23
+#define OID_INT8    20
+#define OID_TEXT    25
+#define OID_UUID    2950
+#define OID_JSONB   3802
+#define OID_INT4A   1007
+#define OID_INT8A   1016
+#define OID_TEXTA   1009
+#define OID_UUIDA   2951
+#define OID_JSONBA  3807
+#define JSONB_V1    1 /* jsonb's binary form: this byte, then the text */
+#define ROWS_PARAMS 9
+
+struct arr {
+	struct es_buf b;
+	unsigned n;
+};
+
+static void put32(struct es_buf *b, uint32_t v)
 {
-	json_t *all = json_array(), *one;
-	size_t i, nids, nevents;
+	unsigned char q[4] = { (unsigned char)(v >> 24),
+			       (unsigned char)(v >> 16),
+			       (unsigned char)(v >> 8), (unsigned char)v };
+
+	es_buf_add(b, q, sizeof(q));
+}
+
+static void patch32(struct es_buf *b, size_t at, uint32_t v)
+{
+	unsigned char *q = (unsigned char *)b->s + at;
+
+	if (b->failed || !b->s)
+		return;
+	q[0] = (unsigned char)(v >> 24);
+	q[1] = (unsigned char)(v >> 16);
+	q[2] = (unsigned char)(v >> 8);
+	q[3] = (unsigned char)v;
+}
+
+/* ndim, has-nulls, element type, length (set by arr_end()), lower bound */
+static void arr_start(struct arr *a, uint32_t elem)
+{
+	es_buf_reset(&a->b);
+	a->n = 0;
+	put32(&a->b, 1);
+	put32(&a->b, 0);
+	put32(&a->b, elem);
+	put32(&a->b, 0);
+	put32(&a->b, 1);
+}
+
+static void arr_end(struct arr *a)
+{
+	patch32(&a->b, 12, a->n);
+}
+
+static void arr_add(struct arr *a, const void *p, size_t len)
+{
+	put32(&a->b, (uint32_t)len);
+	es_buf_add(&a->b, p, len);
+	a->n++;
+}
+
+static void arr_add_int(struct arr *a, long long v, size_t width)
+{
+	unsigned char q[8];
+	size_t i;
+
+	for (i = 0; i < width; i++)
+		q[i] = (unsigned char)((unsigned long long)v >>
+				       (8 * (width - 1 - i)));
+	arr_add(a, q, width);
+}
+
+static int dump_to_buf(const char *p, size_t len, void *b)
+{
+	es_buf_add(b, p, len);
+	return 0;
+}
+
+/* `v` as a jsonb element: its length, the version byte, its text. */
+static void arr_add_json(struct arr *a, const json_t *v)
+{
+	static const unsigned char v1 = JSONB_V1;
+	size_t at = a->b.len;
+
+	put32(&a->b, 0);
+	es_buf_add(&a->b, &v1, 1);
+	json_dump_callback(v, dump_to_buf, &a->b, JSON_COMPACT);
+	patch32(&a->b, at, (uint32_t)(a->b.len - at - 4));
+	a->n++;
+}
+
+/* The statement's arguments: s_ arrays per stream, e_ per event, x. */
+enum { S_CMD, S_STREAM, S_EXPECTED, E_STREAM, E_ID, E_TYPE, E_DATA, E_META };
+
+static const uint32_t rows_elem[8] = {
+	OID_INT4, OID_TEXT, OID_INT8,  OID_INT4,
+	OID_UUID, OID_TEXT, OID_JSONB, OID_JSONB
+};
+
+/* A stream of the arrays: its id, its request and its place there. */
+struct row_stream {
+	const char *sid;
+	size_t req, s;
+};
+
+/* Per request of the arrays: its events, and what came back of them. */
+struct tally {
+	size_t want, got;
+	struct es_append_token at;
+};
+
+struct rows {
+	struct arr a[8];
+	unsigned streams;
+	struct row_stream *ss; /* `streams` of them, sorted by sid at the end */
+	struct tally *t; /* per request of the call */
+	json_t *x; /* [{i, s}] of the requests naming event ids, or NULL */
+	char *xtext;
+};
+
+static void rows_release(struct rows *w)
+{
+	size_t i;
+
+	for (i = 0; i < 8; i++)
+		es_buf_release(&w->a[i].b);
+	free(w->ss);
+	free(w->t);
+	json_decref(w->x);
+	free(w->xtext);
+}
+
+static int cmp_row_stream(const void *a, const void *b)
+{
+	return strcmp(((const struct row_stream *)a)->sid,
+		      ((const struct row_stream *)b)->sid);
+}
+
+/* Request reqs[k] into the arrays (its number in the call is k + 1). */
+static void rows_add(struct rows *w, struct es_append_req *reqs, size_t k)
+{
+	static const unsigned char no_meta[] = { JSONB_V1, '{', '}' };
+	const struct es_append_req *r = &reqs[k];
+	size_t i, j;
+
+	for (i = 0; i < r->n; i++) {
+		struct es_stream_append *sa = &r->streams[i];
+		const json_t *ev;
+
+		sa->version = 0; /* the greatest of its event rows */
+		w->ss[w->streams] = (struct row_stream){ sa->stream_id, k, i };
+		w->streams++;
+		w->t[k].want += json_array_size(sa->events);
+		arr_add_int(&w->a[S_CMD], (long long)k + 1, 4);
+		arr_add(&w->a[S_STREAM], sa->stream_id, strlen(sa->stream_id));
+		arr_add_int(&w->a[S_EXPECTED], sa->expected, 8);
+		json_array_foreach(sa->events, j, ev)
+		{
+			const json_t *meta = json_object_get(ev, "metadata");
+			const char *type =
+				json_string_value(json_object_get(ev, "type"));
+			unsigned char id[16];
+
+			es_uuid_v7(id);
+			arr_add_int(&w->a[E_STREAM], w->streams, 4);
+			arr_add(&w->a[E_ID], id, sizeof(id));
+			arr_add(&w->a[E_TYPE], type, strlen(type));
+			arr_add_json(&w->a[E_DATA],
+				     json_object_get(ev, "data"));
+			if (meta)
+				arr_add_json(&w->a[E_META], meta);
+			else
+				arr_add(&w->a[E_META], no_meta,
+					sizeof(no_meta));
+		}
+	}
+}
+
+/*
+ * Validate every request and build the statement's arguments into `w`:
+ * requests whose events name no event id into the arrays, the others
+ * into `x`. 0, or -1 when out of memory.
+ */
+static int batch_request(struct es_append_req *reqs, size_t n, size_t *nsent,
+			 struct rows *w)
+{
+	json_t *one;
+	size_t i, nids, nevents, maxss = 0;
 	const char *dup;
-	char *body = NULL;
 
 	*nsent = 0;
-	if (!all)
-		return NULL;
+	for (i = 0; i < n; i++)
+		maxss += reqs[i].n;
+	w->ss = calloc(maxss + 1, sizeof(*w->ss));
+	w->t = calloc(n, sizeof(*w->t));
+	if (!w->ss || !w->t)
+		return -1;
+	for (i = 0; i < 8; i++)
+		arr_start(&w->a[i], rows_elem[i]);
 	for (i = 0; i < n; i++) {
 		struct es_append_req *r = &reqs[i];
 
@@ -259,18 +459,57 @@ static char *batch_request(struct es_append_req *reqs, size_t n, size_t *nsent)
 			json_decref(one);
 			continue;
 		}
-		if (json_array_append_new(all,
-					  json_pack("{s:I, s:o, s:b}", "i",
-						    (json_int_t)(i + 1), "s",
-						    one, "x", nids > 0)) < 0)
-			goto out;
+		if (nids == 0) {
+			json_decref(one);
+			rows_add(w, reqs, i);
+		} else {
+			if (!w->x && !(w->x = json_array()))
+				return -1;
+			if (json_array_append_new(w->x,
+						  json_pack("{s:I, s:o}", "i",
+							    (json_int_t)(i + 1),
+							    "s", one)) < 0)
+				return -1;
+		}
 		r->sent_ = 1;
 		++*nsent;
 	}
-	body = json_dumps(all, JSON_COMPACT);
-out:
-	json_decref(all);
-	return body;
+	for (i = 0; i < 8; i++) {
+		arr_end(&w->a[i]);
+		if (w->a[i].b.failed)
+			return -1;
+	}
+	if (w->x && !(w->xtext = json_dumps(w->x, JSON_COMPACT)))
+		return -1;
+	qsort(w->ss, w->streams, sizeof(*w->ss), cmp_row_stream);
+	return 0;
+}
+
+/* The statement's parameters, pointing into `w`. */
+struct params {
+	Oid types[ROWS_PARAMS];
+	const char *values[ROWS_PARAMS];
+	int lengths[ROWS_PARAMS];
+	int formats[ROWS_PARAMS];
+};
+
+static void rows_params(const struct rows *w, struct params *p)
+{
+	static const Oid array_types[8] = { OID_INT4A,	OID_TEXTA, OID_INT8A,
+					    OID_INT4A,	OID_UUIDA, OID_TEXTA,
+					    OID_JSONBA, OID_JSONBA };
+	size_t i;
+
+	for (i = 0; i < 8; i++) {
+		p->types[i] = array_types[i];
+		p->values[i] = w->a[i].b.s;
+		p->lengths[i] = (int)w->a[i].b.len;
+		p->formats[i] = 1;
+	}
+	p->types[8] = OID_JSONB;
+	p->values[8] = w->xtext; /* text form; NULL when no request names ids */
+	p->lengths[8] = 0;
+	p->formats[8] = 0;
 }
 
 /* Row `row` of a tandem_append_batch() result into its request. */
@@ -299,6 +538,103 @@ static void batch_outcome(const PGresult *res, int row, struct es_append_req *r)
 			  PQgetisnull(res, row, 6) ? NULL
 						   : PQgetvalue(res, row, 6),
 			  &r->err);
+}
+
+/*
+ * The batch statement is prepared once per session, as STMT_NAME: a
+ * connection's instance data (libpq-events.h) says whether it is, and a
+ * reset (a new session) forgets it. Not a cache of anything else: the
+ * plan of the statement inside tandem_append_batch_rows() is PL/pgSQL's.
+ */
+#define STMT_NAME "tandem_append_batch_rows"
+
+static int prepared_mark;
+
+static int stmt_events(PGEventId id, void *info, void *pass)
+{
+	(void)pass;
+	if (id == PGEVT_CONNRESET)
+		PQsetInstanceData(((PGEventConnReset *)info)->conn, stmt_events,
+				  NULL);
+	return 1;
+}
+
+static int is_prepared(const PGconn *db)
+{
+	return PQinstanceData(db, stmt_events) == &prepared_mark;
+}
+
+static void set_prepared(PGconn *db)
+{
+	/* registering twice fails harmlessly: the proc is there already */
+	PQregisterEventProc(db, stmt_events, STMT_NAME, NULL);
+	PQsetInstanceData(db, stmt_events, &prepared_mark);
+}
+
+/* Outside pipeline mode: prepare if need be, then run. */
+static PGresult *exec_prepared(PGconn *db, const struct params *p)
+{
+	PGresult *res;
+
+	if (!is_prepared(db)) {
+		res = PQprepare(db, STMT_NAME, SQL_APPEND_BATCH, ROWS_PARAMS,
+				p->types);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			return res;
+		PQclear(res);
+		set_prepared(db);
+	}
+	return PQexecPrepared(db, STMT_NAME, ROWS_PARAMS, p->values, p->lengths,
+			      p->formats, 0);
+}
+
+/*
+ * An event row of tandem_append_batch_rows() (cmd NULL): its stream's
+ * version and its request's position and transaction. A row naming no
+ * stream of the arrays is ignored (its request then misses one).
+ */
+static void event_outcome(const PGresult *res, int row, const struct rows *w,
+			  struct es_append_req *reqs)
+{
+	struct row_stream key = { PQgetvalue(res, row, 7), 0, 0 }, *rs;
+	struct es_stream_append *sa;
+	struct tally *t;
+	long long pos, ver;
+	char *end;
+
+	rs = bsearch(&key, w->ss, w->streams, sizeof(*w->ss), cmp_row_stream);
+	if (!rs || PQgetisnull(res, row, 1) || PQgetisnull(res, row, 2) ||
+	    PQgetisnull(res, row, 8))
+		return;
+	sa = &reqs[rs->req].streams[rs->s];
+	t = &w->t[rs->req];
+	ver = strtoll(PQgetvalue(res, row, 8), NULL, 10);
+	pos = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+	t->at.xid = strtoull(PQgetvalue(res, row, 1), &end, 10);
+	if (*end)
+		return;
+	if (ver > sa->version)
+		sa->version = ver;
+	if (pos > t->at.pos)
+		t->at.pos = pos;
+	t->got++;
+}
+
+/*
+ * A request of the arrays without a row of its own (none failed it): ok
+ * when each of its events came back.
+ */
+static void rows_outcome(struct es_append_req *r, const struct tally *t)
+{
+	if (!r->sent_ || t->want == 0)
+		return;
+	r->sent_ = 0;
+	if (t->got != t->want) {
+		es_error_set(&r->err, ES_EINTERNAL, "unexpected append result");
+		return;
+	}
+	es_append_token_format(&t->at, r->token, sizeof(r->token));
+	r->ok = 1;
 }
 
 /*
@@ -348,17 +684,19 @@ static PGresult *drain(PGconn *db, int *synced)
  * error followed by the break counts as that too: pg_xact_status() will
  * tell).
  */
-static PGresult *exec_flushed(PGconn *db, const char *const *params, int *lost)
+static PGresult *exec_flushed(PGconn *db, const struct params *p, int *lost)
 {
 	PGresult *res, *cres;
-	int synced;
+	int synced, prepare;
 
 	*lost = 0;
+	prepare = !is_prepared(db);
 	if (!PQenterPipelineMode(db))
-		return PQexecParams(db, SQL_APPEND_BATCH, 1, NULL, params, NULL,
-				    NULL, 0);
-	if (!PQsendQueryParams(db, SQL_APPEND_BATCH, 1, NULL, params, NULL,
-			       NULL, 0) ||
+		return exec_prepared(db, p);
+	if ((prepare && !PQsendPrepare(db, STMT_NAME, SQL_APPEND_BATCH,
+				       ROWS_PARAMS, p->types)) ||
+	    !PQsendQueryPrepared(db, STMT_NAME, ROWS_PARAMS, p->values,
+				 p->lengths, p->formats, 0) ||
 	    !PQsendFlushRequest(db) || !PQpipelineSync(db)) {
 		/*
 		 * No Sync went out, so nothing commits. A connection still up
@@ -368,6 +706,18 @@ static PGresult *exec_flushed(PGconn *db, const char *const *params, int *lost)
 		if (es_db_broken(db))
 			PQclear(drain(db, &synced));
 		return NULL;
+	}
+	if (prepare) {
+		/* the Parse's answer, then the NULL that ends it */
+		res = PQgetResult(db);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			/* the statement was not run: its error is this one */
+			PQclear(drain(db, &synced));
+			return res;
+		}
+		PQclear(res);
+		PQclear(PQgetResult(db));
+		set_prepared(db);
 	}
 	res = PQgetResult(db);
 	cres = drain(db, &synced);
@@ -390,9 +740,9 @@ static PGresult *exec_flushed(PGconn *db, const char *const *params, int *lost)
 int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		    struct es_error *err)
 {
-	const char *params[1];
+	struct rows w = { 0 };
+	struct params p;
 	PGresult *res = NULL;
-	char *body = NULL;
 	size_t i, nsent;
 	int autocommit, attempt, row, lost = 0, ret = -1;
 
@@ -403,8 +753,7 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		reqs[i].sent_ = 0;
 		reqs[i].token[0] = '\0';
 	}
-	body = batch_request(reqs, n, &nsent);
-	if (!body) {
+	if (batch_request(reqs, n, &nsent, &w) < 0) {
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto out;
 	}
@@ -412,12 +761,11 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		ret = 0;
 		goto out;
 	}
-	params[0] = body;
+	rows_params(&w, &p);
 	autocommit = PQtransactionStatus(db) == PQTRANS_IDLE;
 	for (attempt = 0;; attempt++) {
-		res = autocommit ? exec_flushed(db, params, &lost)
-				 : PQexecParams(db, SQL_APPEND_BATCH, 1, NULL,
-						params, NULL, NULL, 0);
+		res = autocommit ? exec_flushed(db, &p, &lost)
+				 : exec_prepared(db, &p);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
 			break;
 		/*
@@ -435,11 +783,18 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		PQclear(res);
 	}
 	for (row = 0; row < PQntuples(res); row++) {
-		long k = strtol(PQgetvalue(res, row, 0), NULL, 10);
+		long k;
 
+		if (PQgetisnull(res, row, 0)) {
+			event_outcome(res, row, &w, reqs);
+			continue;
+		}
+		k = strtol(PQgetvalue(res, row, 0), NULL, 10);
 		if (k >= 1 && (size_t)k <= n && reqs[k - 1].sent_)
 			batch_outcome(res, row, &reqs[k - 1]);
 	}
+	for (i = 0; i < n; i++)
+		rows_outcome(&reqs[i], &w.t[i]);
 	ret = 0;
 	for (i = 0; i < n; i++) {
 		/* sent, yet no outcome row */
@@ -456,6 +811,6 @@ out:
 	for (i = 0; i < n; i++)
 		reqs[i].sent_ = 0;
 	PQclear(res);
-	free(body);
+	rows_release(&w);
 	return ret;
 }

@@ -32,15 +32,21 @@ struct es_append_req {
  * the others alone.
  *
  * One append is atomic over its `n` streams: each stream's events get
- * versions previous + 1, + 2, ... and positions in the order given. Events
- * without "event_id" get a random one. If every event of a request
- * carries an event_id and all of them are already stored, in these
- * streams and in this order, by one earlier append, that append is its
- * outcome (versions and token of the original) and nothing is stored; an
- * event_id stored otherwise is ES_ECONFLICT with current_version -1. Such
- * requests run each in a subtransaction of its own; the others are
- * written by one INSERT. No stream may be named by two requests of one
- * call: the later request gets ES_EINTERNAL without being sent.
+ * versions previous + 1, + 2, ... and positions in the order given. If
+ * every event of a request carries an event_id and all of them are
+ * already stored, in these streams and in this order, by one earlier
+ * append, that append is its outcome (versions and token of the original)
+ * and nothing is stored; an event_id stored otherwise is ES_ECONFLICT with
+ * current_version -1. Such requests (any event with an "event_id") run
+ * each in a subtransaction of its own through tandem_append(), events
+ * without one there getting a random id. The others are written by one
+ * INSERT, their event ids made here (time-ordered, es_uuid_v7()); the
+ * whole call is one prepared statement, tandem_append_batch_rows()
+ * (migrations/0011_append_batch_rows.sql), its arguments arrays in
+ * binary form, prepared once per session (a libpq event procedure on
+ * `db` remembers it; PQreset() forgets it). No stream may be named by two
+ * requests of one call: the later request gets ES_EINTERNAL without being
+ * sent.
  *
  * Every request gets `ok`, and then its streams' versions and its append
  * token "<xid>.<position>", or `err`: ES_EINVALID with field problems for

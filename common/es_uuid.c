@@ -1,5 +1,6 @@
 /*
- * es_uuid.c - random (version 4) UUIDs from the kernel's generator, and
+ * es_uuid.c - random (version 4) and time-ordered (version 7) UUIDs from
+ * the kernel's generator, and
  * the text form's parser: table-driven, since folds check every id of
  * every event (a rebuild spent a fifth of its time here when the check
  * went character class by character class).
@@ -9,7 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "es_log.h"
@@ -149,12 +152,10 @@ void es_uuid_format(const unsigned char b[16], char out[37])
 	out[36] = '\0';
 }
 
-void es_uuid_v4(char out[37])
+/* `len` random bytes into `buf`, or abort. */
+static void random_bytes(unsigned char *buf, size_t len)
 {
-	unsigned char b[16];
-
-	if (from_getrandom(b, sizeof(b)) < 0 &&
-	    from_urandom(b, sizeof(b)) < 0) {
+	if (from_getrandom(buf, len) < 0 && from_urandom(buf, len) < 0) {
 		/*
 		 * Ids that are not random would collide and silently merge
 		 * streams or events; nothing sensible is left to do.
@@ -163,7 +164,46 @@ void es_uuid_v4(char out[37])
 		       "neither getrandom(2) nor /dev/urandom gave random bytes");
 		abort();
 	}
+}
+
+void es_uuid_v4(char out[37])
+{
+	unsigned char b[16];
+
+	random_bytes(b, sizeof(b));
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	es_uuid_format(b, out);
+}
+
+/* Random bytes per version 7 id: 12 + 62 bits, rounded up. */
+#define V7_RANDOM 10
+
+void es_uuid_v7(unsigned char out[16])
+{
+	/* per thread: no lock, and no two threads share bytes */
+	static _Thread_local unsigned char pool[25 * V7_RANDOM];
+	static _Thread_local size_t used = sizeof(pool);
+	static _Thread_local pid_t owner;
+	struct timespec ts;
+	unsigned long long ms;
+	int i;
+
+	/* a forked child must not draw the bytes its parent will draw */
+	if (used + V7_RANDOM > sizeof(pool) || owner != getpid()) {
+		random_bytes(pool, sizeof(pool));
+		used = 0;
+		owner = getpid();
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (unsigned long long)ts.tv_sec * 1000 +
+	     (unsigned long long)ts.tv_nsec / 1000000;
+	for (i = 0; i < 6; i++)
+		out[i] = (unsigned char)(ms >> (8 * (5 - i)));
+	memcpy(out + 6, pool + used, V7_RANDOM);
+	/* the bytes used are forgotten: no id is ever made from them again */
+	memset(pool + used, 0, V7_RANDOM);
+	used += V7_RANDOM;
+	out[6] = (unsigned char)((out[6] & 0x0f) | 0x70); /* version 7 */
+	out[8] = (unsigned char)((out[8] & 0x3f) | 0x80); /* RFC 9562 variant */
 }

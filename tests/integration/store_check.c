@@ -17,6 +17,17 @@
  *   store_check race-ids                two identical appends race
  *   store_check younger                 the out-of-order append check
  *   store_check commit-error            an append whose commit fails
+ *   store_check batch [--tx] REQ [-- REQ]...
+ *       one es_append_batch() call of several requests, each REQ
+ *       STREAM EXPECTED EVENTS triples as for append (--tx: inside
+ *       BEGIN ... COMMIT); one line per request, "N ok V1 ... TOKEN" or
+ *       "N error CODE CURRENT_VERSION DETAIL"
+ *   store_check batch-race              two batches race on the same
+ *       streams: the loser's requests get their conflicts
+ *   store_check batch-deadlock N        two connections append N batches
+ *       each to the same streams, named in opposite orders, each in a
+ *       transaction: no deadlock; prints "batches A B"
+ *   store_check batch-younger           the out-of-order check per request
  *
  * DATABASE_URL names the database. Exit 0 on success, 1 when a check
  * fails, 2 when an es_ call fails as printed.
@@ -465,6 +476,313 @@ static int cmd_commit_error(void)
 	return 0;
 }
 
+/* Print one request's outcome as "N ok ..." or "N error ...". */
+static void print_req(size_t k, const struct es_append_req *r)
+{
+	size_t i;
+
+	if (!r->ok) {
+		printf("%zu error %s %lld %s\n", k + 1, code_names[r->err.code],
+		       r->err.current_version, r->err.detail);
+		return;
+	}
+	printf("%zu ok", k + 1);
+	for (i = 0; i < r->n; i++)
+		printf(" %lld", r->streams[i].version);
+	printf(" %s\n", r->token);
+}
+
+static int cmd_batch(PGconn *db, int argc, char **argv)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct es_append_req *reqs = calloc((size_t)argc + 1, sizeof(*reqs));
+	struct es_stream_append *sa = calloc((size_t)argc + 1, sizeof(*sa));
+	size_t nreq = 0, ns = 0, i;
+	int a = 0, tx = 0, ret = 0;
+
+	CHECK(reqs && sa, "out of memory");
+	if (argc > 0 && strcmp(argv[0], "--tx") == 0) {
+		tx = 1;
+		a = 1;
+	}
+	while (a < argc) {
+		reqs[nreq].streams = &sa[ns];
+		reqs[nreq].err = (struct es_error)ES_ERROR_INIT;
+		while (a < argc && strcmp(argv[a], "--") != 0) {
+			json_error_t jerr;
+
+			CHECK(a + 2 < argc, "a request wants triples");
+			sa[ns].stream_id = argv[a];
+			sa[ns].expected = parse_expected(argv[a + 1]);
+			sa[ns].events =
+				json_loads(argv[a + 2], JSON_DECODE_ANY, &jerr);
+			CHECK(sa[ns].events, "events: %s", jerr.text);
+			ns++;
+			reqs[nreq].n++;
+			a += 3;
+		}
+		nreq++;
+		a++; /* the "--" */
+	}
+	if (tx)
+		exec_ok(db, "BEGIN");
+	if (es_append_batch(db, reqs, nreq, &err) < 0) {
+		ret = print_error(&err);
+	} else {
+		for (i = 0; i < nreq; i++)
+			print_req(i, &reqs[i]);
+	}
+	if (tx)
+		exec_ok(db, ret ? "ROLLBACK" : "COMMIT");
+	for (i = 0; i < nreq; i++)
+		es_error_release(&reqs[i].err);
+	for (i = 0; i < ns; i++)
+		json_decref((json_t *)sa[i].events);
+	free(reqs);
+	free(sa);
+	es_error_release(&err);
+	return ret;
+}
+
+/* A batch of requests, one stream each, run by a thread. */
+struct batcher {
+	PGconn *db;
+	struct es_append_req reqs[8];
+	struct es_stream_append sa[8];
+	size_t n;
+	struct es_error err;
+	int ret;
+};
+
+static void batcher_set(struct batcher *b, const char *const *streams,
+			const long long *expected, size_t n, const json_t *evs)
+{
+	size_t i;
+
+	b->n = n;
+	for (i = 0; i < n; i++) {
+		b->sa[i] = (struct es_stream_append){ streams[i], expected[i],
+						      evs, 0 };
+		b->reqs[i] = (struct es_append_req){ .streams = &b->sa[i],
+						     .n = 1,
+						     .err = ES_ERROR_INIT };
+	}
+}
+
+static void batcher_release(struct batcher *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		es_error_release(&b->reqs[i].err);
+	es_error_release(&b->err);
+}
+
+static void *batch_run(void *arg)
+{
+	struct batcher *b = arg;
+
+	b->ret = es_append_batch(b->db, b->reqs, b->n, &b->err);
+	return NULL;
+}
+
+static long long version_of(PGconn *db, const char *stream)
+{
+	struct es_error err = ES_ERROR_INIT;
+	long long v;
+
+	CHECK(es_stream_version(db, stream, &v, &err) == 0, "%s", err.detail);
+	return v;
+}
+
+/*
+ * A holds a batch to rb-d, rb-c, rb-b (named in that order) in an open
+ * transaction; B's autocommit batch to rb-a, rb-b, rb-c, rb-d (any) and
+ * rb-new waits on it; A commits. B's statement failed as a whole on the
+ * unique constraint and ran again: its requests to rb-b and rb-c lose
+ * with current_version 2, the others get through, rb-d at any after A's.
+ */
+static int cmd_batch_race(void)
+{
+	static const char *const four[] = { "rb-a", "rb-b", "rb-c", "rb-d" };
+	static const char *const a_streams[] = { "rb-d", "rb-c", "rb-b" };
+	static const char *const b_streams[] = { "rb-a", "rb-b", "rb-c", "rb-d",
+						 "rb-new" };
+	static const long long ones[] = { 1, 1, 1 };
+	static const long long none[] = { ES_NO_STREAM, ES_NO_STREAM,
+					  ES_NO_STREAM, ES_NO_STREAM };
+	static const long long b_expected[] = { 1, 1, 1, ES_ANY, ES_NO_STREAM };
+	PGconn *a = connect_db(), *b = connect_db(), *watch = connect_db();
+	struct batcher ba = { .db = a }, bb = { .db = b };
+	json_t *evs = json_loads("[{\"type\":\"Raced\",\"data\":{}}]", 0, NULL);
+	pthread_t t;
+	size_t i;
+
+	batcher_set(&ba, four, none, 4, evs);
+	batch_run(&ba);
+	CHECK(ba.ret == 0, "setup: %s", ba.err.detail);
+	for (i = 0; i < 4; i++)
+		CHECK(ba.reqs[i].ok, "setup %zu: %s", i, ba.reqs[i].err.detail);
+	batcher_release(&ba);
+
+	batcher_set(&ba, a_streams, ones, 3, evs);
+	batcher_set(&bb, b_streams, b_expected, 5, evs);
+	exec_ok(a, "BEGIN");
+	batch_run(&ba);
+	CHECK(ba.ret == 0, "A: %s", ba.err.detail);
+	for (i = 0; i < 3; i++)
+		CHECK(ba.reqs[i].ok && ba.sa[i].version == 2, "A %zu: %s", i,
+		      ba.reqs[i].err.detail);
+	CHECK(pthread_create(&t, NULL, batch_run, &bb) == 0, "thread");
+	wait_blocked(watch, b);
+	exec_ok(a, "COMMIT");
+	pthread_join(t, NULL);
+	CHECK(bb.ret == 0, "B failed as a whole: %s", bb.err.detail);
+	for (i = 0; i < 5; i++)
+		print_req(i, &bb.reqs[i]);
+	CHECK(bb.reqs[0].ok && bb.sa[0].version == 2, "rb-a: %s",
+	      bb.reqs[0].err.detail);
+	for (i = 1; i <= 2; i++)
+		CHECK(!bb.reqs[i].ok && bb.reqs[i].err.code == ES_ECONFLICT &&
+			      bb.reqs[i].err.current_version == 2,
+		      "%s: %s %lld", b_streams[i], bb.reqs[i].err.detail,
+		      bb.reqs[i].err.current_version);
+	CHECK(bb.reqs[3].ok && bb.sa[3].version == 3, "rb-d: %s",
+	      bb.reqs[3].err.detail);
+	CHECK(bb.reqs[4].ok && bb.sa[4].version == 1, "rb-new: %s",
+	      bb.reqs[4].err.detail);
+	CHECK(strcmp(bb.reqs[0].token, ba.reqs[0].token) != 0,
+	      "one token for two transactions");
+	CHECK(version_of(watch, "rb-b") == 2 && version_of(watch, "rb-c") == 2,
+	      "the losers stored something");
+	batcher_release(&ba);
+	batcher_release(&bb);
+	json_decref(evs);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(watch);
+	return 0;
+}
+
+struct looper {
+	PGconn *db;
+	const char *const *streams;
+	int rounds, ok, lost;
+	char why[400];
+};
+
+static void *batch_loop(void *arg)
+{
+	static const long long any[] = { ES_ANY, ES_ANY, ES_ANY,
+					 ES_ANY, ES_ANY, ES_ANY };
+	struct looper *l = arg;
+	json_t *evs =
+		json_loads("[{\"type\":\"Looped\",\"data\":{}}]", 0, NULL);
+	struct batcher b = { .db = l->db };
+	int i;
+	size_t j;
+
+	for (i = 0; i < l->rounds && !l->why[0]; i++) {
+		batcher_set(&b, l->streams, any, 6, evs);
+		exec_ok(l->db, "BEGIN");
+		batch_run(&b);
+		if (b.ret == 0) {
+			for (j = 0; j < 6; j++)
+				if (!b.reqs[j].ok)
+					snprintf(l->why, sizeof(l->why),
+						 "request %zu: %s", j,
+						 b.reqs[j].err.detail);
+			exec_ok(l->db, "COMMIT");
+			l->ok++;
+		} else {
+			/* only a lost race on a version may end it */
+			if (strcmp(b.err.detail,
+				   "another writer appended to the stream first") !=
+			    0)
+				snprintf(l->why, sizeof(l->why), "%s %s",
+					 code_names[b.err.code], b.err.detail);
+			exec_ok(l->db, "ROLLBACK");
+			l->lost++;
+		}
+		batcher_release(&b);
+	}
+	json_decref(evs);
+	return NULL;
+}
+
+/*
+ * Two connections append `rounds` batches each, in transactions, to the
+ * same six streams, one naming them in ascending order, the other in
+ * descending: inserts in stream_id order mean that neither ever waits for
+ * a lock the other waits for. A deadlock (40P01) fails the check.
+ */
+static int cmd_batch_deadlock(int rounds)
+{
+	static const char *const up[] = { "dl-1", "dl-2", "dl-3",
+					  "dl-4", "dl-5", "dl-6" };
+	static const char *const down[] = { "dl-6", "dl-5", "dl-4",
+					    "dl-3", "dl-2", "dl-1" };
+	struct looper la = { .db = connect_db(),
+			     .streams = up,
+			     .rounds = rounds };
+	struct looper lb = { .db = connect_db(),
+			     .streams = down,
+			     .rounds = rounds };
+	pthread_t ta, tb;
+
+	CHECK(pthread_create(&ta, NULL, batch_loop, &la) == 0, "thread");
+	CHECK(pthread_create(&tb, NULL, batch_loop, &lb) == 0, "thread");
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	CHECK(!la.why[0], "A: %s", la.why);
+	CHECK(!lb.why[0], "B: %s", lb.why);
+	printf("batches %d %d lost %d\n", la.ok, lb.ok, la.lost + lb.lost);
+	PQfinish(la.db);
+	PQfinish(lb.db);
+	return 0;
+}
+
+/*
+ * The younger-transaction rule per request: A takes its id, B appends to
+ * by-1 and commits, A's batch to by-1 and by-2 refuses by-1 alone.
+ */
+static int cmd_batch_younger(void)
+{
+	static const char *const one[] = { "by-1" };
+	static const char *const both[] = { "by-1", "by-2" };
+	static const long long any[] = { ES_ANY, ES_ANY };
+	PGconn *a = connect_db(), *b = connect_db();
+	struct batcher ba = { .db = a }, bb = { .db = b };
+	json_t *evs = json_loads("[{\"type\":\"Aged\",\"data\":{}}]", 0, NULL);
+	size_t i;
+
+	exec_ok(a, "BEGIN");
+	exec_ok(a, "SELECT pg_current_xact_id()");
+	batcher_set(&bb, one, any, 1, evs);
+	batch_run(&bb);
+	CHECK(bb.ret == 0 && bb.reqs[0].ok, "B: %s", bb.reqs[0].err.detail);
+	batcher_set(&ba, both, any, 2, evs);
+	batch_run(&ba);
+	CHECK(ba.ret == 0, "A: %s", ba.err.detail);
+	for (i = 0; i < 2; i++)
+		print_req(i, &ba.reqs[i]);
+	CHECK(!ba.reqs[0].ok && ba.reqs[0].err.code == ES_ECONFLICT &&
+		      ba.reqs[0].err.current_version == 1,
+	      "by-1: %s", ba.reqs[0].err.detail);
+	CHECK(ba.reqs[1].ok && ba.sa[1].version == 1, "by-2: %s",
+	      ba.reqs[1].err.detail);
+	exec_ok(a, "COMMIT");
+	CHECK(version_of(b, "by-1") == 1 && version_of(b, "by-2") == 1,
+	      "by-1 %lld by-2 %lld", version_of(b, "by-1"),
+	      version_of(b, "by-2"));
+	batcher_release(&ba);
+	batcher_release(&bb);
+	json_decref(evs);
+	PQfinish(a);
+	PQfinish(b);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	PGconn *db = NULL;
@@ -483,9 +801,17 @@ int main(int argc, char **argv)
 		return cmd_younger();
 	if (strcmp(argv[1], "commit-error") == 0)
 		return cmd_commit_error();
+	if (strcmp(argv[1], "batch-race") == 0)
+		return cmd_batch_race();
+	if (strcmp(argv[1], "batch-deadlock") == 0 && argc == 3)
+		return cmd_batch_deadlock(atoi(argv[2]));
+	if (strcmp(argv[1], "batch-younger") == 0)
+		return cmd_batch_younger();
 	db = connect_db();
 	if (strcmp(argv[1], "append") == 0)
 		ret = cmd_append(db, argc - 2, argv + 2);
+	else if (strcmp(argv[1], "batch") == 0)
+		ret = cmd_batch(db, argc - 2, argv + 2);
 	else if (strcmp(argv[1], "version") == 0 && argc == 3)
 		ret = cmd_version(db, argv[2]);
 	else if (strcmp(argv[1], "read") == 0 && argc == 5)

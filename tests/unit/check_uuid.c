@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "es_array.h"
 #include "es_uuid.h"
@@ -155,6 +156,48 @@ START_TEST(v4_is_version_4_lower_case)
 }
 END_TEST
 
+START_TEST(v7_is_version_7_in_time_order)
+{
+	unsigned char a[16], b[16];
+	char text[37];
+	unsigned long long ms_a = 0, ms_b = 0;
+	struct timespec ts;
+	long long now;
+	int i;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	es_uuid_v7(a);
+	es_uuid_v7(b);
+	for (i = 0; i < 6; i++) {
+		ms_a = ms_a << 8 | a[i];
+		ms_b = ms_b << 8 | b[i];
+	}
+	ck_assert_int_le(llabs((long long)ms_a - now), 1000);
+	ck_assert_uint_le(ms_a, ms_b);
+	es_uuid_format(a, text);
+	ck_assert_int_eq(text[14], '7');
+	ck_assert(strchr("89ab", text[19]) != NULL);
+	ck_assert(memcmp(a, b, sizeof(a)) != 0);
+}
+END_TEST
+
+/* Many ids from the per-thread pool, across its refills: all different. */
+START_TEST(v7_ids_do_not_repeat)
+{
+	enum { N = 1000 };
+	static unsigned char ids[N][16];
+	int i, j;
+
+	for (i = 0; i < N; i++)
+		es_uuid_v7(ids[i]);
+	for (i = 0; i < N; i++)
+		for (j = i + 1; j < N; j++)
+			ck_assert_msg(memcmp(ids[i], ids[j], 16) != 0,
+				      "ids %d and %d are equal", i, j);
+}
+END_TEST
+
 static Suite *uuid_suite(void)
 {
 	Suite *s = suite_create("uuid");
@@ -170,6 +213,8 @@ static Suite *uuid_suite(void)
 	tcase_add_test(tc, bytes_and_format_round_trip);
 	tcase_add_test(tc, format_every_byte);
 	tcase_add_test(tc, v4_is_version_4_lower_case);
+	tcase_add_test(tc, v7_is_version_7_in_time_order);
+	tcase_add_test(tc, v7_ids_do_not_repeat);
 	suite_add_tcase(s, tc);
 	return s;
 }
