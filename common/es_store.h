@@ -55,6 +55,11 @@ struct es_event {
 	json_t *payload; /* `data` decoded, NULL when not (yet) */
 	char *payload_error; /* why decoding `data` failed, or NULL */
 	char *recorded_at; /* ISO 8601 in UTC, "2024-05-01T12:00:00.123456Z" */
+	/*
+	 * What the query side's views learned of the event once for all of
+	 * them (VIEW_EV_* of query-service/views/payload.h); 0: nothing yet.
+	 */
+	unsigned char view_flags;
 };
 
 struct es_events {

@@ -263,6 +263,7 @@ static int take_row(struct chunk *c, const char *row, int len, int *header,
 	    (metadata && !e->metadata))
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	/* as view_payload_decode() does, in the chunk's arena */
+	view_event_check(e);
 	if (view_payload_wanted(e->stream_id)) {
 		json_arena = &c->mem;
 		e->payload = qry_json_load((const char *)v[4], n[4], &jerr);

@@ -32,10 +32,46 @@ int view_payload_wanted(const char *stream_id)
 				    ES_ACCOUNT_PREFIX_LEN) == 0;
 }
 
+int view_stream_account(const char *stream_id, char id[37])
+{
+	size_t n = ES_ACCOUNT_PREFIX_LEN;
+
+	if (!stream_id || strncmp(stream_id, ES_ACCOUNT_PREFIX, n) != 0 ||
+	    !es_uuid_is_lower(stream_id + n))
+		return 0;
+	memcpy(id, stream_id + n, 37);
+	return 1;
+}
+
+/* Whether `t` has the form view_event_time() accepts. */
+static int utc_time(const char *t);
+
+void view_event_check(struct es_event *ev)
+{
+	char id[37];
+
+	ev->view_flags = VIEW_EV_KNOWN;
+	if (view_stream_account(ev->stream_id, id))
+		ev->view_flags |= VIEW_EV_ACCOUNT;
+	if (utc_time(ev->recorded_at))
+		ev->view_flags |= VIEW_EV_TIME;
+}
+
+int view_event_account(const struct es_event *ev, char id[37])
+{
+	if (!(ev->view_flags & VIEW_EV_KNOWN))
+		return view_stream_account(ev->stream_id, id);
+	if (!(ev->view_flags & VIEW_EV_ACCOUNT))
+		return 0;
+	memcpy(id, ev->stream_id + ES_ACCOUNT_PREFIX_LEN, 37);
+	return 1;
+}
+
 int view_payload_decode(struct es_event *ev)
 {
 	json_error_t jerr;
 
+	view_event_check(ev);
 	if (ev->payload || ev->payload_error ||
 	    !view_payload_wanted(ev->stream_id))
 		return 0;
@@ -163,10 +199,8 @@ static int digits(const char *s, size_t n)
 	return 1;
 }
 
-int view_event_time(const struct es_event *ev, char out[VIEW_TIME_MAX],
-		    struct es_error *err)
+static int utc_time(const char *t)
 {
-	const char *t = ev->recorded_at;
 	size_t len = t ? strlen(t) : 0, i;
 	int ok;
 
@@ -181,10 +215,19 @@ int view_event_time(const struct es_event *ev, char out[VIEW_TIME_MAX],
 		for (i = 20; ok && i < len - 1; i++)
 			ok = t[i] >= '0' && t[i] <= '9';
 	}
-	if (!ok)
+	return ok;
+}
+
+int view_event_time(const struct es_event *ev, char out[VIEW_TIME_MAX],
+		    struct es_error *err)
+{
+	const char *t = ev->recorded_at;
+
+	if ((ev->view_flags & VIEW_EV_KNOWN) ? !(ev->view_flags & VIEW_EV_TIME)
+					     : !utc_time(t))
 		return view_payload_error(
 			ev, err, "recorded_at '%.40s' is not a UTC time",
 			t ? t : "");
-	memcpy(out, t, len + 1);
+	memcpy(out, t, strlen(t) + 1);
 	return 0;
 }
