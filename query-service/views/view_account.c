@@ -172,15 +172,26 @@ static void render_str(struct es_buf *out, const char *key, const char *v)
 	es_buf_add_jstr(out, v, strlen(v));
 }
 
+/* Whether `s` is UTF-8: ASCII at a glance, the rest by es_utf8_chars(). */
+static int utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned char high = 0;
+	size_t n;
+
+	for (n = 0; p[n]; n++)
+		high |= p[n];
+	return high < 0x80 || es_utf8_chars(s, n, NULL) >= 0;
+}
+
 int view_account_render(const struct view_account *acc, struct es_buf *out)
 {
 	/* json_pack() refuses such strings; let its path say so */
-	if (es_utf8_chars(acc->id, strlen(acc->id), NULL) < 0 ||
-	    es_utf8_chars(acc->owner, strlen(acc->owner), NULL) < 0 ||
-	    es_utf8_chars(acc->currency, strlen(acc->currency), NULL) < 0 ||
-	    es_utf8_chars(acc->opened_at, strlen(acc->opened_at), NULL) < 0 ||
-	    es_utf8_chars(acc->updated_at, strlen(acc->updated_at), NULL) < 0)
+	if (!utf8(acc->id) || !utf8(acc->owner) || !utf8(acc->currency) ||
+	    !utf8(acc->opened_at) || !utf8(acc->updated_at))
 		return -1;
+	/* the usual account in one allocation */
+	es_buf_reserve(out, 320 + 6 * strlen(acc->owner));
 	/* the members in view_account_json()'s order, as jansson keeps it */
 	render_str(out, "{\"id\":", acc->id);
 	render_str(out, ",\"owner\":", acc->owner);
