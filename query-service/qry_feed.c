@@ -266,9 +266,13 @@ static int take_row(struct chunk *c, const char *row, int len, int *header,
 	view_event_check(e);
 	if (view_payload_wanted(e->stream_id)) {
 		json_arena = &c->mem;
-		e->payload = qry_json_load((const char *)v[4], n[4], &jerr);
+		e->payload_flat = qry_json_flat((const char *)v[4], n[4],
+						json_arena_malloc);
+		if (!e->payload_flat)
+			e->payload =
+				qry_json_load((const char *)v[4], n[4], &jerr);
 		json_arena = NULL;
-		if (!e->payload) {
+		if (!e->payload && !e->payload_flat) {
 			e->payload_error = arena_strndup(&c->mem, jerr.text,
 							 strlen(jerr.text));
 			if (!e->payload_error)
@@ -579,11 +583,21 @@ int qry_feed_event_copy(struct es_event *dst, const struct es_event *src)
 				: NULL;
 	/* made with malloc(): only the reader thread parses into an arena */
 	dst->payload = src->payload ? json_deep_copy(src->payload) : NULL;
+	dst->payload_flat = NULL;
+	if (src->payload_flat) {
+		const struct qry_flat *f = src->payload_flat;
+
+		/* offsets, not pointers: a copy of the bytes is whole */
+		dst->payload_flat = malloc(f->size);
+		if (dst->payload_flat)
+			memcpy(dst->payload_flat, f, f->size);
+	}
 	dst->payload_error =
 		src->payload_error ? strdup(src->payload_error) : NULL;
 	if (!dst->stream_id || !dst->type || !dst->recorded_at ||
 	    (src->metadata && !dst->metadata) ||
 	    (src->payload && !dst->payload) ||
+	    (src->payload_flat && !dst->payload_flat) ||
 	    (src->payload_error && !dst->payload_error)) {
 		qry_feed_event_release(dst);
 		return -1;
@@ -598,6 +612,7 @@ void qry_feed_event_release(struct es_event *e)
 	free(e->recorded_at);
 	free(e->metadata);
 	json_decref(e->payload);
+	free(e->payload_flat);
 	free(e->payload_error);
 	memset(e, 0, sizeof(*e));
 }

@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../qry_json.h"
@@ -72,13 +73,19 @@ int view_payload_decode(struct es_event *ev)
 	json_error_t jerr;
 
 	view_event_check(ev);
-	if (ev->payload || ev->payload_error ||
+	if (ev->payload || ev->payload_flat || ev->payload_error ||
 	    !view_payload_wanted(ev->stream_id))
 		return 0;
-	if (ev->data)
+	if (ev->data) {
+		/* most payloads: flat, read without building values */
+		ev->payload_flat =
+			qry_json_flat(ev->data, ev->data_len, malloc);
+		if (ev->payload_flat)
+			return 0;
 		ev->payload = qry_json_load(ev->data, ev->data_len, &jerr);
-	else
+	} else {
 		snprintf(jerr.text, sizeof(jerr.text), "no data");
+	}
 	if (ev->payload)
 		return 0;
 	ev->payload_error = strdup(jerr.text);
@@ -95,64 +102,123 @@ int view_payload_decode_all(struct es_events *evs, struct es_error *err)
 	return 0;
 }
 
+/* A member's value, from either form of the payload. */
+enum value_kind { V_MISSING, V_NULL, V_INT, V_STR, V_OTHER };
+
+struct value {
+	enum value_kind kind;
+	long long i;
+	const char *s;
+	size_t len;
+};
+
 /*
- * The value of `key` in the event's payload into *v (NULL when missing or
- * the payload is not an object); -1 with `err` when the payload could not
- * be decoded.
+ * The value of `key` in the event's payload into *v (V_MISSING when
+ * missing or the payload is not an object); -1 with `err` when the
+ * payload could not be decoded.
  */
-static int field(const struct es_event *ev, const char *key, const json_t **v,
+static int field(const struct es_event *ev, const char *key, struct value *v,
 		 struct es_error *err)
 {
-	*v = NULL;
+	const struct qry_flat *f = ev->payload_flat;
+	const json_t *j;
+
+	memset(v, 0, sizeof(*v));
+	if (f) {
+		const struct qry_flat_member *m = qry_flat_get(f, key);
+
+		if (!m)
+			return 0;
+		switch (m->type) {
+		case QRY_FLAT_NULL:
+			v->kind = V_NULL;
+			break;
+		case QRY_FLAT_INT:
+			v->kind = V_INT;
+			v->i = m->i;
+			break;
+		case QRY_FLAT_STR:
+			v->kind = V_STR;
+			v->s = qry_flat_text(f, m->str);
+			v->len = m->str_len;
+			break;
+		default:
+			v->kind = V_OTHER;
+		}
+		return 0;
+	}
 	if (!ev->payload)
 		return view_payload_error(
 			ev, err, "the payload cannot be read: %s",
 			ev->payload_error ? ev->payload_error : "not decoded");
-	if (json_is_object(ev->payload))
-		*v = json_object_get(ev->payload, key);
+	j = json_is_object(ev->payload) ? json_object_get(ev->payload, key)
+					: NULL;
+	if (!j) {
+		v->kind = V_MISSING;
+	} else if (json_is_null(j)) {
+		v->kind = V_NULL;
+	} else if (json_is_integer(j)) {
+		v->kind = V_INT;
+		v->i = json_integer_value(j);
+	} else if (json_is_string(j)) {
+		v->kind = V_STR;
+		v->s = json_string_value(j);
+		v->len = json_string_length(j);
+	} else {
+		v->kind = V_OTHER;
+	}
 	return 0;
 }
 
 int view_payload_int(const struct es_event *ev, const char *key, long long *out,
 		     struct es_error *err)
 {
-	const json_t *v;
+	struct value v;
 
 	if (field(ev, key, &v, err) < 0)
 		return -1;
-	if (!v || json_is_null(v))
+	if (v.kind == V_MISSING || v.kind == V_NULL)
 		return view_payload_error(ev, err, "'%s' is missing", key);
-	if (!json_is_integer(v))
+	if (v.kind != V_INT)
 		return view_payload_error(ev, err, "'%s' is not an integer",
 					  key);
-	*out = json_integer_value(v);
+	*out = v.i;
 	return 0;
+}
+
+int view_payload_int_if(const struct es_event *ev, const char *key,
+			long long *out)
+{
+	struct value v;
+
+	if (field(ev, key, &v, NULL) < 0 || v.kind != V_INT)
+		return 0;
+	*out = v.i;
+	return 1;
 }
 
 int view_payload_str(const struct es_event *ev, const char *key, int required,
 		     size_t max, const char **out, struct es_error *err)
 {
-	const json_t *v;
-	const char *s;
+	struct value v;
 
 	*out = NULL;
 	if (field(ev, key, &v, err) < 0)
 		return -1;
-	if (!v || json_is_null(v)) {
+	if (v.kind == V_MISSING || v.kind == V_NULL) {
 		if (!required)
 			return 0;
 		return view_payload_error(ev, err, "'%s' is missing", key);
 	}
-	if (!json_is_string(v))
+	if (v.kind != V_STR)
 		return view_payload_error(ev, err, "'%s' is not a string", key);
-	s = json_string_value(v);
-	if (strlen(s) != json_string_length(v))
+	if (strlen(v.s) != v.len)
 		return view_payload_error(ev, err, "'%s' holds a NUL byte",
 					  key);
-	if (json_string_length(v) >= max)
+	if (v.len >= max)
 		return view_payload_error(
 			ev, err, "'%s' is longer than %zu bytes", key, max - 1);
-	*out = s;
+	*out = v.s;
 	return 1;
 }
 

@@ -73,6 +73,13 @@ int view_payload_int(const struct es_event *ev, const char *key, long long *out,
 		     struct es_error *err);
 
 /*
+ * The integer `key` of the event's data into `*out`: 1; 0 when it is
+ * missing, not an integer, or the payload is not decoded (no error).
+ */
+int view_payload_int_if(const struct es_event *ev, const char *key,
+			long long *out);
+
+/*
  * The string `key` of the event's data: 1 and `*out` (borrowed from `ev`)
  * when present, 0 and NULL when missing or null and !required; -1 when
  * required and missing, not a string, holding a NUL byte or `max` bytes

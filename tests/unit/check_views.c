@@ -294,6 +294,7 @@ START_TEST(payloads_of_other_streams_are_not_decoded)
 	push("misc-2", 2, "MoneyDeposited", big, T1);
 	for (i = 0; i < log_.n; i++) {
 		ck_assert_ptr_null(log_.v[i].payload);
+		ck_assert_ptr_null(log_.v[i].payload_flat);
 		ck_assert_ptr_null(log_.v[i].payload_error);
 	}
 	batch = fold_all(&view_accounts_ops);
