@@ -361,6 +361,8 @@ static const char *const tables[] = { "view_audit", NULL };
 const struct view_ops view_audit_ops = {
 	.name = "audit",
 	.metadata = 1,
+	/* view_audit_meta_read() finds nothing without it */
+	.metadata_key = ES_M_PRINCIPAL,
 	.batch_new = batch_new,
 	.batch_free = batch_free,
 	.apply = batch_apply,

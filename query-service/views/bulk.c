@@ -318,48 +318,69 @@ int view_shadow_create(PGconn *db, const char *table, const char *suffix,
 /*
  * The statements that give the shadow $2 the indexes of table $1, each
  * named as LIKE names them: $2 in place of the leading $1, else the
- * index's name followed by the suffix $3. Constraints (the primary key)
- * through ALTER TABLE, so that they are constraints again.
+ * index's name followed by the suffix $3. Column 0 builds an index;
+ * column 1, when not NULL, then makes it the constraint it is on $1
+ * (ADD CONSTRAINT ... USING INDEX: primary keys and unique constraints
+ * that are not deferrable), so that builds can run side by side. Other
+ * constraints are built by ALTER TABLE in column 0.
  */
-#define SQL_SHADOW_INDEXES                                                  \
-	"SELECT CASE WHEN c.oid IS NOT NULL THEN"                           \
-	"  format('ALTER TABLE %I ADD CONSTRAINT %I %s', $2::text, n.name," \
-	"   pg_get_constraintdef(c.oid))"                                   \
-	" ELSE format('CREATE %sINDEX %I ON %I%s',"                         \
-	"  CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END, n.name,"     \
-	"  $2::text, substring(pg_get_indexdef(x.indexrelid)"               \
-	"   FROM ' USING .*$')) END"                                        \
-	" FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"          \
-	" LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid"           \
-	"  AND c.conrelid = x.indrelid"                                     \
-	" CROSS JOIN LATERAL (SELECT CASE"                                  \
-	"  WHEN left(i.relname, length($1::text)) = $1::text"               \
-	"  THEN $2::text || substr(i.relname, length($1::text) + 1)"        \
-	"  ELSE i.relname || $3::text END AS name) n"                       \
+#define SQL_SHADOW_INDEXES                                                    \
+	"SELECT CASE WHEN c.oid IS NOT NULL AND NOT (c.contype IN ('p', 'u')" \
+	"  AND NOT c.condeferrable) THEN"                                     \
+	"  format('ALTER TABLE %I ADD CONSTRAINT %I %s', $2::text, n.name,"   \
+	"   pg_get_constraintdef(c.oid))"                                     \
+	" ELSE format('CREATE %sINDEX %I ON %I%s',"                           \
+	"  CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END, n.name,"       \
+	"  $2::text, substring(pg_get_indexdef(x.indexrelid)"                 \
+	"   FROM ' USING .*$')) END,"                                         \
+	" CASE WHEN c.contype IN ('p', 'u') AND NOT c.condeferrable THEN"     \
+	"  format('ALTER TABLE %I ADD CONSTRAINT %I %s USING INDEX %I',"      \
+	"   $2::text, n.name, CASE c.contype WHEN 'p' THEN 'PRIMARY KEY'"     \
+	"   ELSE 'UNIQUE' END, n.name) END"                                   \
+	" FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"            \
+	" LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid"             \
+	"  AND c.conrelid = x.indrelid"                                       \
+	" CROSS JOIN LATERAL (SELECT CASE"                                    \
+	"  WHEN left(i.relname, length($1::text)) = $1::text"                 \
+	"  THEN $2::text || substr(i.relname, length($1::text) + 1)"          \
+	"  ELSE i.relname || $3::text END AS name) n"                         \
 	" WHERE x.indrelid = $1::regclass ORDER BY c.oid IS NULL, i.relname"
 
-int view_shadow_index(PGconn *db, const char *table, const char *suffix,
-		      struct es_error *err)
+PGresult *view_shadow_index_plan(PGconn *db, const char *table,
+				 const char *suffix, struct es_error *err)
 {
 	char name[64];
 	const char *params[3];
 	PGresult *res;
-	int i, ret = 0;
 
 	if (view_table_name(name, sizeof(name), table, suffix, err) < 0)
-		return -1;
+		return NULL;
 	params[0] = table;
 	params[1] = name;
 	params[2] = suffix;
 	res = PQexecParams(db, SQL_SHADOW_INDEXES, 3, NULL, params, NULL, NULL,
 			   0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 2) {
 		es_db_error(db, res, err);
 		PQclear(res);
-		return -1;
+		return NULL;
 	}
+	return res;
+}
+
+int view_shadow_index(PGconn *db, const char *table, const char *suffix,
+		      struct es_error *err)
+{
+	PGresult *res = view_shadow_index_plan(db, table, suffix, err);
+	int i, ret = 0;
+
+	if (!res)
+		return -1;
 	for (i = 0; i < PQntuples(res) && ret == 0; i++)
 		ret = es_db_exec(db, PQgetvalue(res, i, 0), err);
+	for (i = 0; i < PQntuples(res) && ret == 0; i++)
+		if (!PQgetisnull(res, i, 1))
+			ret = es_db_exec(db, PQgetvalue(res, i, 1), err);
 	PQclear(res);
 	return ret;
 }
