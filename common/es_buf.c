@@ -91,6 +91,36 @@ void es_buf_add_int(struct es_buf *b, long long v)
 	}
 }
 
+/*
+ * es_buf_add_json_compact() reads eight bytes at a time: a word without a
+ * byte that matters (a quote, a backslash inside a string; a quote or
+ * whitespace outside) is copied whole. The bit tricks flag every such
+ * byte; bytes above the lowest flagged one may be flagged wrongly (a
+ * borrow), so only the lowest is trusted, as the scan goes in order.
+ */
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* The high bit of each byte of `w` that is `c` (exact up to the first). */
+static inline uint64_t bytes_eq(uint64_t w, unsigned char c)
+{
+	uint64_t x = w ^ (ONES * c);
+
+	return (x - ONES) & ~x & HIGHS;
+}
+
+/* The same for the bytes of `w` below `n` (at most 0x80). */
+static inline uint64_t bytes_lt(uint64_t w, unsigned char n)
+{
+	return (w - ONES * n) & ~w & HIGHS;
+}
+
+/* The bytes below 0x21 (space and controls). */
+static inline uint64_t bytes_le_space(uint64_t w)
+{
+	return bytes_lt(w, 0x21);
+}
+
 void es_buf_add_jstr(struct es_buf *b, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789ABCDEF"; /* as jansson */
@@ -106,7 +136,21 @@ void es_buf_add_jstr(struct es_buf *b, const char *s, size_t len)
 		return;
 	o = b->s + b->len;
 	*o++ = '"';
-	for (i = 0; i < len; i++) {
+	i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	/* words without a byte to escape go as they are */
+	while (i + 8 <= len) {
+		uint64_t w;
+
+		memcpy(&w, s + i, 8);
+		if (bytes_eq(w, '"') | bytes_eq(w, '\\') | bytes_lt(w, 0x20))
+			break;
+		memcpy(o, &w, 8);
+		o += 8;
+		i += 8;
+	}
+#endif
+	for (; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c >= 0x20 && c != '"' && c != '\\') {
@@ -145,30 +189,6 @@ void es_buf_add_jstr(struct es_buf *b, const char *s, size_t len)
 	*o++ = '"';
 	*o = '\0';
 	b->len = (size_t)(o - b->s);
-}
-
-/*
- * es_buf_add_json_compact() reads eight bytes at a time: a word without a
- * byte that matters (a quote, a backslash inside a string; a quote or
- * whitespace outside) is copied whole. The bit tricks flag every such
- * byte; bytes above the lowest flagged one may be flagged wrongly (a
- * borrow), so only the lowest is trusted, as the scan goes in order.
- */
-#define ONES  0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-
-/* The high bit of each byte of `w` that is `c` (exact up to the first). */
-static inline uint64_t bytes_eq(uint64_t w, unsigned char c)
-{
-	uint64_t x = w ^ (ONES * c);
-
-	return (x - ONES) & ~x & HIGHS;
-}
-
-/* The same for the bytes of `w` below 0x21 (space and controls). */
-static inline uint64_t bytes_le_space(uint64_t w)
-{
-	return (w - ONES * 0x21) & ~w & HIGHS;
 }
 
 void es_buf_add_json_compact(struct es_buf *b, const char *s, size_t len)

@@ -57,6 +57,28 @@ static int string_in(struct in *in, const char **s, size_t *len)
 	const char *p = in->p + 1;
 
 	*s = p;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	/*
+	 * Eight bytes at a time while none is a quote, a backslash, a
+	 * control byte, DEL or above (the test flags each such byte, maybe
+	 * more: the byte loop below then decides).
+	 */
+	while (in->end - p >= 8) {
+		const uint64_t ones = 0x0101010101010101ULL,
+			       highs = 0x8080808080808080ULL;
+		uint64_t w, q, b;
+
+		memcpy(&w, p, 8);
+		q = w ^ (ones * '"');
+		b = w ^ (ones * '\\');
+		/* '"', '\\', below 0x20, 0x7f and up (w + 1 carries there) */
+		if ((((q - ones) & ~q) | ((b - ones) & ~b) |
+		     ((w - ones * 0x20) & ~w) | (w + ones) | w) &
+		    highs)
+			break;
+		p += 8;
+	}
+#endif
 	while (p < in->end && *p != '"') {
 		unsigned char c = (unsigned char)*p;
 

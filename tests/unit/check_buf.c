@@ -38,6 +38,39 @@ START_TEST(buf_jstr_escapes_as_jansson_does)
 }
 END_TEST
 
+START_TEST(buf_jstr_finds_an_escape_at_every_offset)
+{
+	/* plain words, UTF-8 and DEL, then one byte to escape moved along */
+	static const char special[] = { 1, '\n', 0x1f, '"', '\\' };
+	char s[40];
+	size_t at, k, len;
+
+	for (len = 0; len < sizeof(s); len++)
+		s[len] = (char)("abc\xc3\xa9\x7f~ 0123456789xyz/"[len % 20]);
+	for (k = 0; k < sizeof(special); k++) {
+		for (at = 0; at < sizeof(s); at++) {
+			struct es_buf b = ES_BUF_INIT;
+			char t[sizeof(s)], *want;
+			json_t *j;
+
+			/* not inside the two bytes of the é */
+			if (at % 20 == 3 || at % 20 == 4)
+				continue;
+			memcpy(t, s, sizeof(s));
+			t[at] = special[k];
+			j = json_stringn(t, sizeof(t));
+			ck_assert_ptr_nonnull(j);
+			want = json_dumps(j, JSON_ENCODE_ANY);
+			es_buf_add_jstr(&b, t, sizeof(t));
+			ck_assert_str_eq(b.s, want);
+			free(want);
+			json_decref(j);
+			es_buf_release(&b);
+		}
+	}
+}
+END_TEST
+
 START_TEST(buf_compact_drops_whitespace_outside_strings_only)
 {
 	static const char *const in[][2] = {
@@ -236,6 +269,7 @@ static Suite *buf_suite(void)
 	TCase *tc = tcase_create("buf");
 
 	tcase_add_test(tc, buf_jstr_escapes_as_jansson_does);
+	tcase_add_test(tc, buf_jstr_finds_an_escape_at_every_offset);
 	tcase_add_test(tc, buf_compact_drops_whitespace_outside_strings_only);
 	tcase_add_test(tc,
 		       buf_compact_matches_the_byte_loop_at_every_alignment);

@@ -227,6 +227,42 @@ START_TEST(flat_takes_the_payloads_and_leaves_the_rest)
 }
 END_TEST
 
+/* A byte the fast path must not take, at every offset of a string. */
+START_TEST(string_bytes_are_judged_at_every_offset)
+{
+	static const unsigned char odd[] = { 0x7f, 0x1f, 0x01, '\\', 0x80,
+					     0xc3, 0xff, '~',  ' ' };
+	char t[80];
+	json_error_t jerr;
+	size_t at, k;
+
+	for (k = 0; k < sizeof(odd); k++) {
+		for (at = 0; at < 40; at++) {
+			char *want, *got;
+			struct qry_flat *f;
+
+			memcpy(t, "{\"k\": \"", 7);
+			memset(t + 7, 'a', 40);
+			t[7 + at] = (char)odd[k];
+			memcpy(t + 47, "\", \"n\": 1}", 10);
+			want = dump(json_loadb(t, 57, JSON_DECODE_ANY, &jerr));
+			got = dump(qry_json_load(t, 57, &jerr));
+			ck_assert_msg(strcmp(want, got) == 0,
+				      "byte %02x at %zu: jansson %s, fast %s",
+				      odd[k], at, want, got);
+			f = qry_json_flat(t, 57, malloc);
+			/* printable ASCII only, and no backslash */
+			ck_assert_int_eq(f != NULL, odd[k] >= 0x20 &&
+							    odd[k] < 0x7f &&
+							    odd[k] != '\\');
+			free(f);
+			free(want);
+			free(got);
+		}
+	}
+}
+END_TEST
+
 START_TEST(types_are_janssons)
 {
 	json_error_t jerr;
@@ -286,6 +322,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, flat_is_janssons_object_or_nothing, 0,
 			    (int)(sizeof(texts) / sizeof(*texts)));
 	tcase_add_test(tc, flat_takes_the_payloads_and_leaves_the_rest);
+	tcase_add_test(tc, string_bytes_are_judged_at_every_offset);
 	tcase_add_test(tc, types_are_janssons);
 	tcase_add_test(tc, reads_only_len_bytes);
 	tcase_add_test(tc, error_is_janssons);
