@@ -91,6 +91,36 @@ void es_buf_add_int(struct es_buf *b, long long v)
 	}
 }
 
+/*
+ * es_buf_add_json_compact() reads eight bytes at a time: a word without a
+ * byte that matters (a quote, a backslash inside a string; a quote or
+ * whitespace outside) is copied whole. The bit tricks flag every such
+ * byte; bytes above the lowest flagged one may be flagged wrongly (a
+ * borrow), so only the lowest is trusted, as the scan goes in order.
+ */
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* The high bit of each byte of `w` that is `c` (exact up to the first). */
+static inline uint64_t bytes_eq(uint64_t w, unsigned char c)
+{
+	uint64_t x = w ^ (ONES * c);
+
+	return (x - ONES) & ~x & HIGHS;
+}
+
+/* The same for the bytes of `w` below `n` (at most 0x80). */
+static inline uint64_t bytes_lt(uint64_t w, unsigned char n)
+{
+	return (w - ONES * n) & ~w & HIGHS;
+}
+
+/* The bytes below 0x21 (space and controls). */
+static inline uint64_t bytes_le_space(uint64_t w)
+{
+	return bytes_lt(w, 0x21);
+}
+
 void es_buf_add_jstr(struct es_buf *b, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789ABCDEF"; /* as jansson */
@@ -106,7 +136,21 @@ void es_buf_add_jstr(struct es_buf *b, const char *s, size_t len)
 		return;
 	o = b->s + b->len;
 	*o++ = '"';
-	for (i = 0; i < len; i++) {
+	i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	/* words without a byte to escape go as they are */
+	while (i + 8 <= len) {
+		uint64_t w;
+
+		memcpy(&w, s + i, 8);
+		if (bytes_eq(w, '"') | bytes_eq(w, '\\') | bytes_lt(w, 0x20))
+			break;
+		memcpy(o, &w, 8);
+		o += 8;
+		i += 8;
+	}
+#endif
+	for (; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c >= 0x20 && c != '"' && c != '\\') {
@@ -151,12 +195,50 @@ void es_buf_add_json_compact(struct es_buf *b, const char *s, size_t len)
 {
 	bool in_string = false;
 	char *o;
-	size_t i;
+	size_t i = 0;
 
 	if (!es_buf_reserve(b, len))
 		return;
 	o = b->s + b->len;
-	for (i = 0; i < len; i++) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	/* the output never outruns the input, so a whole word fits */
+	while (i + 8 <= len) {
+		uint64_t w, m;
+		unsigned k;
+
+		memcpy(&w, s + i, 8);
+		m = in_string ? bytes_eq(w, '"') | bytes_eq(w, '\\')
+			      : bytes_eq(w, '"') | bytes_le_space(w);
+		memcpy(o, &w, 8);
+		if (!m) {
+			o += 8;
+			i += 8;
+			continue;
+		}
+		k = (unsigned)__builtin_ctzll(m) / 8;
+		o += k;
+		i += k;
+		/* s[i] is the byte that matters, already at *o */
+		if (s[i] == '"') {
+			in_string = !in_string;
+			o++;
+			i++;
+		} else if (in_string) {
+			/* a backslash and the byte it escapes */
+			o++;
+			i++;
+			if (i < len)
+				*o++ = s[i++];
+		} else if (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' ||
+			   s[i] == '\r') {
+			i++; /* whitespace: dropped */
+		} else {
+			o++; /* not JSON; kept as the byte loop keeps it */
+			i++;
+		}
+	}
+#endif
+	for (; i < len; i++) {
 		char c = s[i];
 
 		if (in_string) {

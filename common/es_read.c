@@ -123,7 +123,27 @@ static uint64_t be64(const char *p)
 	return es_pgbin_u64((const unsigned char *)p);
 }
 
-/* Decode row `row` of `res`, EVENT_COLS in binary from column `col`. */
+/* Whether the EVENT_COLS from column `col` of `res` came in binary. */
+static int event_cols_binary(const PGresult *res, int col, struct es_error *err)
+{
+	int i;
+
+	if (PQnfields(res) < col + EVENT_NCOLS)
+		return es_error_set(err, ES_EINTERNAL,
+				    "unexpected read result");
+	for (i = 0; i < EVENT_NCOLS; i++)
+		if (PQfformat(res, col + i) != 1)
+			return es_error_set(err, ES_EINTERNAL,
+					    "unexpected read result");
+	return 0;
+}
+
+/*
+ * Decode row `row` of `res`, EVENT_COLS in binary from column `col`
+ * (event_cols_binary() checked). A NULL has length 0 in libpq: the
+ * fixed-size and jsonb columns refuse it by their length, the two text
+ * columns ask.
+ */
 static int raw_event_get(const PGresult *res, int row, int col,
 			 struct raw_event *e, struct es_error *err)
 {
@@ -132,16 +152,15 @@ static int raw_event_get(const PGresult *res, int row, int col,
 	int len[EVENT_NCOLS], i;
 
 	for (i = 0; i < EVENT_NCOLS; i++) {
-		if (PQgetisnull(res, row, col + i) ||
-		    PQfformat(res, col + i) != 1)
-			return es_error_set(err, ES_EINTERNAL,
-					    "unexpected read result");
 		v[i] = PQgetvalue(res, row, col + i);
 		len[i] = PQgetlength(res, row, col + i);
 		if (size[i] >= 0 && len[i] != size[i])
 			return es_error_set(err, ES_EINTERNAL,
 					    "unexpected read result");
 	}
+	if (PQgetisnull(res, row, col + 2) || PQgetisnull(res, row, col + 5))
+		return es_error_set(err, ES_EINTERNAL,
+				    "unexpected read result");
 	e->position = (int64_t)be64(v[0]);
 	e->xid = be64(v[1]);
 	e->stream_id = v[2];
@@ -173,9 +192,8 @@ static int take_rows(const PGresult *res, int col, const int *rows, size_t n,
 {
 	size_t old = out->n, i;
 
-	if (PQnfields(res) < col + EVENT_NCOLS)
-		return es_error_set(err, ES_EINTERNAL,
-				    "unexpected read result");
+	if (event_cols_binary(res, col, err) < 0)
+		return -1;
 	if (out->n + n > out->alloc) {
 		size_t alloc = out->alloc ? out->alloc : 16;
 		struct es_event *v;
@@ -220,28 +238,73 @@ fail:
 	return -1;
 }
 
+/*
+ * Bytes into room render_event() reserved: the fixed parts of an event
+ * go in without a reserve or strlen() each (they were a third of a page).
+ */
+#define PUT_LIT(b, lit) put_raw((b), (lit), sizeof(lit) - 1)
+
+static void put_raw(struct es_buf *b, const char *s, size_t n)
+{
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+}
+
+static void put_uint(struct es_buf *b, uint64_t v)
+{
+	char tmp[24];
+	size_t i = sizeof(tmp);
+
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	put_raw(b, tmp + i, sizeof(tmp) - i);
+}
+
+static void put_int(struct es_buf *b, int64_t v)
+{
+	if (v < 0) {
+		put_raw(b, "-", 1);
+		/* -(v + 1) + 1 cannot overflow, even for INT64_MIN */
+		put_uint(b, (uint64_t) - (v + 1) + 1);
+	} else {
+		put_uint(b, (uint64_t)v);
+	}
+}
+
 /* One event as JSON text, the shape es_read.h gives. */
 static void render_event(struct es_buf *b, const struct raw_event *e)
 {
-	es_buf_adds(b, "{\"position\":");
-	es_buf_add_int(b, e->position);
-	es_buf_adds(b, ",\"transaction_id\":");
-	es_buf_add_uint(b, e->xid);
-	es_buf_adds(b, ",\"stream_id\":");
+	/* the literals, three numbers, the event id and the time */
+	if (!es_buf_reserve(b, 256 + sizeof(e->recorded_at)))
+		return;
+	PUT_LIT(b, "{\"position\":");
+	put_int(b, e->position);
+	PUT_LIT(b, ",\"transaction_id\":");
+	put_uint(b, e->xid);
+	PUT_LIT(b, ",\"stream_id\":");
+	b->s[b->len] = '\0';
 	es_buf_add_jstr(b, e->stream_id, e->stream_id_len);
-	es_buf_adds(b, ",\"version\":");
-	es_buf_add_int(b, e->version);
-	es_buf_adds(b, ",\"event_id\":\"");
-	es_buf_adds(b, e->event_id);
-	es_buf_adds(b, "\",\"type\":");
+	if (!es_buf_reserve(b, 160))
+		return;
+	PUT_LIT(b, ",\"version\":");
+	put_int(b, e->version);
+	PUT_LIT(b, ",\"event_id\":\"");
+	put_raw(b, e->event_id, strlen(e->event_id));
+	PUT_LIT(b, "\",\"type\":");
+	b->s[b->len] = '\0';
 	es_buf_add_jstr(b, e->type, e->type_len);
-	es_buf_adds(b, ",\"data\":");
+	es_buf_add(b, ",\"data\":", sizeof(",\"data\":") - 1);
 	es_buf_add_json_compact(b, e->data, e->data_len);
-	es_buf_adds(b, ",\"metadata\":");
+	es_buf_add(b, ",\"metadata\":", sizeof(",\"metadata\":") - 1);
 	es_buf_add_json_compact(b, e->metadata, e->metadata_len);
-	es_buf_adds(b, ",\"recorded_at\":\"");
-	es_buf_adds(b, e->recorded_at);
-	es_buf_adds(b, "\"}");
+	if (!es_buf_reserve(b, 32 + sizeof(e->recorded_at)))
+		return;
+	PUT_LIT(b, ",\"recorded_at\":\"");
+	put_raw(b, e->recorded_at, strlen(e->recorded_at));
+	PUT_LIT(b, "\"}");
+	b->s[b->len] = '\0';
 }
 
 /*
@@ -256,9 +319,8 @@ static int render_rows(const PGresult *res, int col, const int *rows, size_t n,
 	size_t old = out->len, i;
 	struct raw_event r;
 
-	if (PQnfields(res) < col + EVENT_NCOLS)
-		return es_error_set(err, ES_EINTERNAL,
-				    "unexpected read result");
+	if (event_cols_binary(res, col, err) < 0)
+		return -1;
 	/* about what the events take, to grow the buffer once */
 	if (n) {
 		int first = rows ? rows[0] : 0;

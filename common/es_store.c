@@ -12,6 +12,7 @@ static void event_release(struct es_event *e)
 	free(e->data);
 	free(e->metadata);
 	json_decref(e->payload);
+	free(e->payload_flat);
 	free(e->payload_error);
 }
 

@@ -53,8 +53,19 @@ struct es_event {
 	char *metadata; /* the same, for metadata */
 	size_t metadata_len;
 	json_t *payload; /* `data` decoded, NULL when not (yet) */
+	/*
+	 * Or `data` decoded as a flat object (struct qry_flat of
+	 * query-service/qry_json.h, one allocation freed with free()),
+	 * the query side's lighter form of most payloads; NULL when not.
+	 */
+	void *payload_flat;
 	char *payload_error; /* why decoding `data` failed, or NULL */
 	char *recorded_at; /* ISO 8601 in UTC, "2024-05-01T12:00:00.123456Z" */
+	/*
+	 * What the query side's views learned of the event once for all of
+	 * them (VIEW_EV_* of query-service/views/payload.h); 0: nothing yet.
+	 */
+	unsigned char view_flags;
 };
 
 struct es_events {

@@ -101,11 +101,43 @@ static int copy_start(struct qry_bulk_view *v, struct es_error *err)
 	return copy_send(v->load, &v->rows, err);
 }
 
-/* End the COPY of copy_start(); index the shadow; commit. */
-static int copy_finish(struct qry_bulk_view *v, struct es_error *err)
+/* Send `sql` (NULL or "": nothing) on `db` without waiting for it. */
+static int send_async(PGconn *db, const char *sql, struct es_error *err)
+{
+	if (!sql || !*sql)
+		return 0;
+	if (!PQsendQuery(db, sql))
+		return es_db_error(db, NULL, err);
+	return 0;
+}
+
+/* Every result of what send_async() sent on `db`: 0, or the first error. */
+static int wait_async(PGconn *db, struct es_error *err)
 {
 	PGresult *res;
 	int ret = 0;
+
+	while ((res = PQgetResult(db))) {
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && ret == 0)
+			ret = es_db_error(db, res, err);
+		PQclear(res);
+	}
+	return ret;
+}
+
+/*
+ * End the COPY of copy_start() and commit the shadow, its rows frozen;
+ * then start building its indexes without waiting, every other one on a
+ * second session of `url` (v->aux), so that the server sorts for two
+ * indexes at once while this thread writes the kept views:
+ * copy_index_wait() collects them.
+ */
+static int copy_end(struct qry_bulk_view *v, const char *url,
+		    struct es_error *err)
+{
+	struct es_buf on[2] = { ES_BUF_INIT, ES_BUF_INIT };
+	PGresult *res;
+	int i, n, ret = 0;
 
 	es_buf_reset(&v->rows);
 	view_bin_end(&v->rows);
@@ -119,12 +151,55 @@ static int copy_finish(struct qry_bulk_view *v, struct es_error *err)
 			ret = es_db_error(v->load, res, err);
 		PQclear(res);
 	}
-	if (ret < 0 ||
-	    view_shadow_index(v->load, v->ops->tables[0], QRY_SHADOW_SUFFIX,
-			      err) < 0 ||
-	    es_db_exec(v->load, "COMMIT", err) < 0)
+	if (ret < 0 || es_db_exec(v->load, "COMMIT", err) < 0)
 		return -1;
-	return 0;
+	v->plan = view_shadow_index_plan(v->load, v->ops->tables[0],
+					 QRY_SHADOW_SUFFIX, err);
+	if (!v->plan)
+		return -1;
+	n = PQntuples(v->plan);
+	if (n > 1) {
+		v->aux = es_db_connect(url, err);
+		if (!v->aux || es_db_exec(v->aux,
+					  "SET synchronous_commit = off;"
+					  " SET maintenance_work_mem = '16MB'",
+					  err) < 0)
+			return -1;
+	}
+	/* the plan puts the primary key first: the biggest sort */
+	for (i = 0; i < n; i++) {
+		struct es_buf *b = &on[i % 2];
+
+		if (b->len)
+			es_buf_adds(b, "; ");
+		es_buf_adds(b, PQgetvalue(v->plan, i, 0));
+	}
+	if (es_buf_check(&on[0], err) < 0 || es_buf_check(&on[1], err) < 0 ||
+	    send_async(v->load, on[0].s, err) < 0 ||
+	    (v->aux && send_async(v->aux, on[1].s, err) < 0))
+		ret = -1;
+	es_buf_release(&on[0]);
+	es_buf_release(&on[1]);
+	return ret;
+}
+
+/* The indexes copy_end() started: wait, then make them constraints. */
+static int copy_index_wait(struct qry_bulk_view *v, struct es_error *err)
+{
+	int i, ret = wait_async(v->load, err);
+
+	if (v->aux && wait_async(v->aux, err) < 0)
+		ret = -1;
+	for (i = 0; ret == 0 && i < PQntuples(v->plan); i++)
+		if (!PQgetisnull(v->plan, i, 1))
+			ret = es_db_exec(v->load, PQgetvalue(v->plan, i, 1),
+					 err);
+	PQclear(v->plan);
+	v->plan = NULL;
+	if (v->aux)
+		PQfinish(v->aux);
+	v->aux = NULL;
+	return ret;
 }
 
 /* Write a kept batch in its own transaction on `db`; start a new one. */
@@ -370,8 +445,9 @@ int qry_bulk_load(const char *write_url, const char *read_url, PGconn *rd,
 	struct bulk b;
 	struct qry_feed_chunk *c;
 	char *snap = NULL;
-	double t0 = qry_bulk_seconds(), last_log = t0, t;
+	double t0 = qry_bulk_seconds(), last_log = t0, t, ti;
 	size_t k;
+	const char *metadata_key = NULL;
 	int ret = -1, r, metadata = 0;
 
 	memset(&b, 0, sizeof(b));
@@ -414,9 +490,20 @@ int qry_bulk_load(const char *write_url, const char *read_url, PGconn *rd,
 		    copy_start(v, err) < 0)
 			goto out;
 	}
-	for (k = 0; k < nv; k++)
-		metadata |= vs[k].ops->metadata;
-	b.feed = qry_feed_start(write_url, ordered, metadata, err);
+	for (k = 0; k < nv; k++) {
+		const char *key = vs[k].ops->metadata_key;
+
+		if (!vs[k].ops->metadata)
+			continue;
+		/* one member for every view that reads metadata, or all */
+		if (!metadata)
+			metadata_key = key;
+		else if (!key || !metadata_key || strcmp(key, metadata_key))
+			metadata_key = NULL;
+		metadata = 1;
+	}
+	b.feed =
+		qry_feed_start(write_url, ordered, metadata, metadata_key, err);
 	if (!b.feed)
 		goto out;
 	while ((c = qry_feed_next(b.feed))) {
@@ -453,16 +540,20 @@ int qry_bulk_load(const char *write_url, const char *read_url, PGconn *rd,
 	es_cursor_release(s);
 	if (es_cursor_parse(snap, s, err) < 0)
 		goto out;
+	/* the copied shadows index while the kept batches are written */
+	ti = qry_bulk_seconds();
+	for (k = 0; k < nv; k++)
+		if (vs[k].load && copy_end(&vs[k], read_url, err) < 0)
+			goto out;
 	t = qry_bulk_seconds();
 	for (k = 0; k < nv; k++)
 		if (!vs[k].load && write_kept(&vs[k], rd, err) < 0)
 			goto out;
 	b.bt.write += qry_bulk_seconds() - t;
-	t = qry_bulk_seconds();
 	for (k = 0; k < nv; k++)
-		if (vs[k].load && copy_finish(&vs[k], err) < 0)
+		if (vs[k].load && copy_index_wait(&vs[k], err) < 0)
 			goto out;
-	b.bt.index = qry_bulk_seconds() - t;
+	b.bt.index = qry_bulk_seconds() - ti;
 	*events += b.folded;
 	es_log(ES_LOG_INFO, "rebuild_loaded",
 	       "{s:I, s:b, s:I, s:I, s:f, s:f, s:f, s:f}", "events",
@@ -484,6 +575,11 @@ out:
 		if (vs[k].load)
 			PQfinish(vs[k].load);
 		vs[k].load = NULL;
+		if (vs[k].aux)
+			PQfinish(vs[k].aux);
+		vs[k].aux = NULL;
+		PQclear(vs[k].plan);
+		vs[k].plan = NULL;
 		es_buf_release(&vs[k].rows);
 	}
 	return ret;

@@ -11,8 +11,11 @@
  * - a view with copy_rows() (rows only ever appended: the statement) gets
  *   a new batch per chunk, streamed through one COPY into a shadow that
  *   its own session created, without indexes, in the one transaction
- *   that loads it all (COPY FREEZE) and then indexes it: sorted index
- *   builds cost a fraction of row-by-row index inserts;
+ *   that loads it all (COPY FREEZE); committed, it is then indexed by
+ *   that session and a second one side by side (one index each, the
+ *   primary key attached afterwards) while the kept batches below are
+ *   written: sorted index builds cost a fraction of row-by-row index
+ *   inserts;
  * - any other view (rows keyed and updated: accounts, daily) keeps one
  *   batch across the chunks, as big as the view itself rather than as the
  *   log, written when it grows big and at the end.
@@ -44,6 +47,9 @@ struct qry_bulk_view {
 	/* with ops->copy_rows: the session streaming rows into its shadow */
 	PGconn *load;
 	struct es_buf rows;
+	/* while its indexes build: a second session, and what they are */
+	PGconn *aux;
+	PGresult *plan;
 	struct qry_parked parked; /* streams parked; caller releases */
 };
 
@@ -52,10 +58,10 @@ struct qry_bulk_view {
  * the log of `write_url`, read in position order with `ordered`, else in
  * the table's physical order; the kept batches written on `rd` (a session
  * of `read_url`), the copied shadows indexed and committed by sessions of
- * their own. `s` becomes that snapshot as a read cursor; `events` grows
- * by the events read. 0; 1 when the physical order was too far from
- * position order (nothing done: call again, ordered); -1 with `err` set.
- * ownership: borrows everything; `s` is released and replaced; the
+ * their own (two each while indexing). `s` becomes that snapshot as a read
+ * cursor; `events` grows by the events read. 0; 1 when the physical order was
+ * too far from position order (nothing done: call again, ordered); -1 with
+ * `err` set. ownership: borrows everything; `s` is released and replaced; the
  * caller frees each vs[i].batch with vs[i].ops->batch_free().
  */
 int qry_bulk_load(const char *write_url, const char *read_url, PGconn *rd,

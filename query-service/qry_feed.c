@@ -43,6 +43,9 @@
 	"COPY (SELECT global_position, stream_id, stream_version," \
 	" event_type, data::text, recorded_at%s FROM events"
 #define SQL_FEED_METADATA ", metadata::text"
+/* the metadata of the events that have member %s (jsonb's ?, no text) */
+#define SQL_FEED_METADATA_OF \
+	", CASE WHEN metadata ? '%s' THEN metadata::text END"
 #define SQL_FEED_ORDERED                                        \
 	SQL_FEED_COLUMNS " ORDER BY global_position) TO STDOUT" \
 			 " (FORMAT binary)"
@@ -237,10 +240,18 @@ static int take_row(struct chunk *c, const char *row, int len, int *header,
 				    "unexpected COPY row of %d fields",
 				    es_pgbin_u16(p));
 	p += 2;
-	for (k = 0; k < nfields; k++)
+	for (k = 0; k < nfields; k++) {
+		/* the metadata may be NULL (SQL_FEED_METADATA_OF) */
+		if (k == 6 && end - p >= 4 && es_pgbin_u32(p) == UINT32_MAX) {
+			v[k] = NULL;
+			n[k] = 0;
+			p += 4;
+			continue;
+		}
 		if (es_pgbin_field(&p, end, &v[k], &n[k]) < 0)
 			return es_error_set(err, ES_EINTERNAL,
 					    "unexpected COPY row");
+	}
 	if (n[0] != 8 || n[2] != 8 || n[5] != 8)
 		return es_error_set(err, ES_EINTERNAL,
 				    "unexpected COPY field sizes");
@@ -255,19 +266,24 @@ static int take_row(struct chunk *c, const char *row, int len, int *header,
 	e->stream_id = arena_strndup(&c->mem, (const char *)v[1], n[1]);
 	e->type = arena_strndup(&c->mem, (const char *)v[3], n[3]);
 	e->recorded_at = arena_strndup(&c->mem, time, ES_PGBIN_TIME_LEN);
-	if (metadata) {
+	if (metadata && v[6]) {
 		e->metadata = arena_strndup(&c->mem, (const char *)v[6], n[6]);
 		e->metadata_len = n[6];
 	}
 	if (!e->stream_id || !e->type || !e->recorded_at ||
-	    (metadata && !e->metadata))
+	    (metadata && v[6] && !e->metadata))
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
 	/* as view_payload_decode() does, in the chunk's arena */
+	view_event_check(e);
 	if (view_payload_wanted(e->stream_id)) {
 		json_arena = &c->mem;
-		e->payload = qry_json_load((const char *)v[4], n[4], &jerr);
+		e->payload_flat = qry_json_flat((const char *)v[4], n[4],
+						json_arena_malloc);
+		if (!e->payload_flat)
+			e->payload =
+				qry_json_load((const char *)v[4], n[4], &jerr);
 		json_arena = NULL;
-		if (!e->payload) {
+		if (!e->payload && !e->payload_flat) {
 			e->payload_error = arena_strndup(&c->mem, jerr.text,
 							 strlen(jerr.text));
 			if (!e->payload_error)
@@ -285,6 +301,7 @@ struct qry_feed {
 	const char *url;
 	int ordered;
 	int metadata; /* read the metadata column too */
+	const char *metadata_key; /* only where it has this member */
 	pthread_t thread;
 	int started;
 	json_malloc_t old_malloc; /* jansson's allocator before the feed */
@@ -361,7 +378,7 @@ static int feed_push(struct qry_feed *f, struct chunk *c)
 static int feed_begin(struct qry_feed *f, PGconn *db, struct es_error *err)
 {
 	PGresult *res;
-	char *snap, sql[512];
+	char *snap, sql[512], meta[128];
 
 	if (es_db_exec(db, SQL_FEED_BEGIN, err) < 0)
 		return -1;
@@ -383,9 +400,14 @@ static int feed_begin(struct qry_feed *f, PGconn *db, struct es_error *err)
 	pthread_mutex_lock(&f->lock);
 	f->snapshot = snap;
 	pthread_mutex_unlock(&f->lock);
+	meta[0] = '\0';
+	if (f->metadata && f->metadata_key)
+		snprintf(meta, sizeof(meta), SQL_FEED_METADATA_OF,
+			 f->metadata_key);
+	else if (f->metadata)
+		snprintf(meta, sizeof(meta), "%s", SQL_FEED_METADATA);
 	snprintf(sql, sizeof(sql),
-		 f->ordered ? SQL_FEED_ORDERED : SQL_FEED_PHYSICAL,
-		 f->metadata ? SQL_FEED_METADATA : "");
+		 f->ordered ? SQL_FEED_ORDERED : SQL_FEED_PHYSICAL, meta);
 	res = PQexec(db, sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT) {
 		es_db_error(db, res, err);
@@ -463,7 +485,7 @@ out:
 }
 
 struct qry_feed *qry_feed_start(const char *url, int ordered, int metadata,
-				struct es_error *err)
+				const char *metadata_key, struct es_error *err)
 {
 	struct qry_feed *f = calloc(1, sizeof(*f));
 
@@ -477,6 +499,15 @@ struct qry_feed *qry_feed_start(const char *url, int ordered, int metadata,
 	f->url = url;
 	f->ordered = ordered;
 	f->metadata = metadata;
+	/* a name that needs no quoting in the statement, or every event's */
+	f->metadata_key =
+		metadata_key && *metadata_key &&
+				strspn(metadata_key,
+				       "abcdefghijklmnopqrstuvwxyz_") ==
+					strlen(metadata_key) &&
+				strlen(metadata_key) < 64
+			? metadata_key
+			: NULL;
 	json_get_alloc_funcs(&f->old_malloc, &f->old_free);
 	json_set_alloc_funcs(json_arena_malloc, json_arena_free);
 	if (pthread_create(&f->thread, NULL, feed_main, f) != 0) {
@@ -578,11 +609,21 @@ int qry_feed_event_copy(struct es_event *dst, const struct es_event *src)
 				: NULL;
 	/* made with malloc(): only the reader thread parses into an arena */
 	dst->payload = src->payload ? json_deep_copy(src->payload) : NULL;
+	dst->payload_flat = NULL;
+	if (src->payload_flat) {
+		const struct qry_flat *f = src->payload_flat;
+
+		/* offsets, not pointers: a copy of the bytes is whole */
+		dst->payload_flat = malloc(f->size);
+		if (dst->payload_flat)
+			memcpy(dst->payload_flat, f, f->size);
+	}
 	dst->payload_error =
 		src->payload_error ? strdup(src->payload_error) : NULL;
 	if (!dst->stream_id || !dst->type || !dst->recorded_at ||
 	    (src->metadata && !dst->metadata) ||
 	    (src->payload && !dst->payload) ||
+	    (src->payload_flat && !dst->payload_flat) ||
 	    (src->payload_error && !dst->payload_error)) {
 		qry_feed_event_release(dst);
 		return -1;
@@ -597,6 +638,7 @@ void qry_feed_event_release(struct es_event *e)
 	free(e->recorded_at);
 	free(e->metadata);
 	json_decref(e->payload);
+	free(e->payload_flat);
 	free(e->payload_error);
 	memset(e, 0, sizeof(*e));
 }

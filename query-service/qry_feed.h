@@ -39,12 +39,15 @@ struct qry_feed;
  * physical order (a sequential scan, through the small ring of buffers
  * PostgreSQL gives big scans: far cheaper, but the order of the rows as
  * they lie in the table). With `metadata`, each event's metadata text
- * is read too (for a view_ops with `metadata` set). ownership: borrows
- * `url` (must outlive the feed); caller ends it with qry_feed_finish().
+ * is read too (for a view_ops with `metadata` set); with `metadata_key`
+ * too (a plain lower-case name), only of the events whose metadata has
+ * that member at its top level, the others' being NULL. ownership: borrows
+ * `url` and `metadata_key` (must outlive the feed); caller ends it with
+ * qry_feed_finish().
  * NULL with ES_EINTERNAL when the thread cannot start.
  */
 struct qry_feed *qry_feed_start(const char *url, int ordered, int metadata,
-				struct es_error *err);
+				const char *metadata_key, struct es_error *err);
 
 /*
  * The next chunk, in the order read, or NULL at the end and when the

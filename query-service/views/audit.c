@@ -173,7 +173,6 @@ static int action_add(struct view_audit_action *a, const struct es_event *ev,
 		      const struct view_audit_meta *m, const char *time)
 {
 	struct view_audit_event e = { 0 }, *v;
-	const json_t *amount = json_object_get(ev->payload, ES_F_AMOUNT);
 	/* the first event names the command's position, time, correlation */
 	int first = !a->nev || ev->position < a->position;
 	char *corr = NULL;
@@ -189,8 +188,9 @@ static int action_add(struct view_audit_action *a, const struct es_event *ev,
 	}
 	e.position = ev->position;
 	e.version = ev->version;
-	e.has_amount = json_is_integer(amount);
-	e.amount = e.has_amount ? (long long)json_integer_value(amount) : 0;
+	e.has_amount = view_payload_int_if(ev, ES_F_AMOUNT, &e.amount);
+	if (!e.has_amount)
+		e.amount = 0;
 	e.stream_id = strdup(ev->stream_id);
 	e.type = strdup(ev->type);
 	if (first && a->nev && m->correlation_id[0])
@@ -361,6 +361,8 @@ static const char *const tables[] = { "view_audit", NULL };
 const struct view_ops view_audit_ops = {
 	.name = "audit",
 	.metadata = 1,
+	/* view_audit_meta_read() finds nothing without it */
+	.metadata_key = ES_M_PRINCIPAL,
 	.batch_new = batch_new,
 	.batch_free = batch_free,
 	.apply = batch_apply,

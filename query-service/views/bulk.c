@@ -14,25 +14,59 @@
 /* Bytes handed to PQputCopyData() at once. */
 #define COPY_CHUNK (256 * 1024)
 
+/*
+ * Room for `n` more bytes at the end of `b`, or NULL (b->failed). Every
+ * value of a COPY row is a few bytes: one reserve and plain stores cost a
+ * fraction of an es_buf_add() per byte group.
+ */
+static unsigned char *room(struct es_buf *b, size_t n)
+{
+	unsigned char *p;
+
+	if (!es_buf_reserve(b, n))
+		return NULL;
+	p = (unsigned char *)b->s + b->len;
+	b->len += n;
+	b->s[b->len] = '\0';
+	return p;
+}
+
+static void store_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
 static void put_u16(struct es_buf *b, uint16_t v)
 {
-	char c[2] = { (char)(v >> 8), (char)v };
+	unsigned char *p = room(b, 2);
 
-	es_buf_add(b, c, 2);
+	if (p) {
+		p[0] = (unsigned char)(v >> 8);
+		p[1] = (unsigned char)v;
+	}
 }
 
 static void put_u32(struct es_buf *b, uint32_t v)
 {
-	char c[4] = { (char)(v >> 24), (char)(v >> 16), (char)(v >> 8),
-		      (char)v };
+	unsigned char *p = room(b, 4);
 
-	es_buf_add(b, c, 4);
+	if (p)
+		store_u32(p, v);
 }
 
-static void put_u64(struct es_buf *b, uint64_t v)
+/* A field of 8 bytes: its length, then `v` big-endian. */
+static void put_field_u64(struct es_buf *b, uint64_t v)
 {
-	put_u32(b, (uint32_t)(v >> 32));
-	put_u32(b, (uint32_t)v);
+	unsigned char *p = room(b, 12);
+
+	if (p) {
+		store_u32(p, 8);
+		store_u32(p + 4, (uint32_t)(v >> 32));
+		store_u32(p + 8, (uint32_t)v);
+	}
 }
 
 void view_bin_begin(struct es_buf *b)
@@ -50,25 +84,28 @@ void view_bin_row(struct es_buf *b, int nfields)
 
 void view_bin_ll(struct es_buf *b, long long v)
 {
-	put_u32(b, 8);
-	put_u64(b, (uint64_t)v);
+	put_field_u64(b, (uint64_t)v);
 }
 
 void view_bin_text(struct es_buf *b, const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
+	unsigned char *p;
 
 	if (!s) {
 		put_u32(b, UINT32_MAX); /* -1: NULL */
 		return;
 	}
-	put_u32(b, (uint32_t)n);
-	es_buf_add(b, s, n);
+	p = room(b, 4 + n);
+	if (p) {
+		store_u32(p, (uint32_t)n);
+		memcpy(p + 4, s, n);
+	}
 }
 
 int view_bin_uuid(struct es_buf *b, const char *s)
 {
-	unsigned char out[16];
+	unsigned char out[16], *p;
 
 	if (!s || !*s) {
 		put_u32(b, UINT32_MAX);
@@ -76,8 +113,11 @@ int view_bin_uuid(struct es_buf *b, const char *s)
 	}
 	if (es_uuid_bytes(s, out) < 0)
 		return -1;
-	put_u32(b, 16);
-	es_buf_add(b, (const char *)out, 16);
+	p = room(b, 20);
+	if (p) {
+		store_u32(p, 16);
+		memcpy(p + 4, out, 16);
+	}
 	return 0;
 }
 
@@ -143,8 +183,7 @@ int view_bin_time(struct es_buf *b, const char *s)
 	      mi * 60 + se) *
 		     1000000LL +
 	     frac;
-	put_u32(b, 8);
-	put_u64(b, (uint64_t)us);
+	put_field_u64(b, (uint64_t)us);
 	return 0;
 }
 
@@ -279,48 +318,69 @@ int view_shadow_create(PGconn *db, const char *table, const char *suffix,
 /*
  * The statements that give the shadow $2 the indexes of table $1, each
  * named as LIKE names them: $2 in place of the leading $1, else the
- * index's name followed by the suffix $3. Constraints (the primary key)
- * through ALTER TABLE, so that they are constraints again.
+ * index's name followed by the suffix $3. Column 0 builds an index;
+ * column 1, when not NULL, then makes it the constraint it is on $1
+ * (ADD CONSTRAINT ... USING INDEX: primary keys and unique constraints
+ * that are not deferrable), so that builds can run side by side. Other
+ * constraints are built by ALTER TABLE in column 0.
  */
-#define SQL_SHADOW_INDEXES                                                  \
-	"SELECT CASE WHEN c.oid IS NOT NULL THEN"                           \
-	"  format('ALTER TABLE %I ADD CONSTRAINT %I %s', $2::text, n.name," \
-	"   pg_get_constraintdef(c.oid))"                                   \
-	" ELSE format('CREATE %sINDEX %I ON %I%s',"                         \
-	"  CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END, n.name,"     \
-	"  $2::text, substring(pg_get_indexdef(x.indexrelid)"               \
-	"   FROM ' USING .*$')) END"                                        \
-	" FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"          \
-	" LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid"           \
-	"  AND c.conrelid = x.indrelid"                                     \
-	" CROSS JOIN LATERAL (SELECT CASE"                                  \
-	"  WHEN left(i.relname, length($1::text)) = $1::text"               \
-	"  THEN $2::text || substr(i.relname, length($1::text) + 1)"        \
-	"  ELSE i.relname || $3::text END AS name) n"                       \
+#define SQL_SHADOW_INDEXES                                                    \
+	"SELECT CASE WHEN c.oid IS NOT NULL AND NOT (c.contype IN ('p', 'u')" \
+	"  AND NOT c.condeferrable) THEN"                                     \
+	"  format('ALTER TABLE %I ADD CONSTRAINT %I %s', $2::text, n.name,"   \
+	"   pg_get_constraintdef(c.oid))"                                     \
+	" ELSE format('CREATE %sINDEX %I ON %I%s',"                           \
+	"  CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END, n.name,"       \
+	"  $2::text, substring(pg_get_indexdef(x.indexrelid)"                 \
+	"   FROM ' USING .*$')) END,"                                         \
+	" CASE WHEN c.contype IN ('p', 'u') AND NOT c.condeferrable THEN"     \
+	"  format('ALTER TABLE %I ADD CONSTRAINT %I %s USING INDEX %I',"      \
+	"   $2::text, n.name, CASE c.contype WHEN 'p' THEN 'PRIMARY KEY'"     \
+	"   ELSE 'UNIQUE' END, n.name) END"                                   \
+	" FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"            \
+	" LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid"             \
+	"  AND c.conrelid = x.indrelid"                                       \
+	" CROSS JOIN LATERAL (SELECT CASE"                                    \
+	"  WHEN left(i.relname, length($1::text)) = $1::text"                 \
+	"  THEN $2::text || substr(i.relname, length($1::text) + 1)"          \
+	"  ELSE i.relname || $3::text END AS name) n"                         \
 	" WHERE x.indrelid = $1::regclass ORDER BY c.oid IS NULL, i.relname"
 
-int view_shadow_index(PGconn *db, const char *table, const char *suffix,
-		      struct es_error *err)
+PGresult *view_shadow_index_plan(PGconn *db, const char *table,
+				 const char *suffix, struct es_error *err)
 {
 	char name[64];
 	const char *params[3];
 	PGresult *res;
-	int i, ret = 0;
 
 	if (view_table_name(name, sizeof(name), table, suffix, err) < 0)
-		return -1;
+		return NULL;
 	params[0] = table;
 	params[1] = name;
 	params[2] = suffix;
 	res = PQexecParams(db, SQL_SHADOW_INDEXES, 3, NULL, params, NULL, NULL,
 			   0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 2) {
 		es_db_error(db, res, err);
 		PQclear(res);
-		return -1;
+		return NULL;
 	}
+	return res;
+}
+
+int view_shadow_index(PGconn *db, const char *table, const char *suffix,
+		      struct es_error *err)
+{
+	PGresult *res = view_shadow_index_plan(db, table, suffix, err);
+	int i, ret = 0;
+
+	if (!res)
+		return -1;
 	for (i = 0; i < PQntuples(res) && ret == 0; i++)
 		ret = es_db_exec(db, PQgetvalue(res, i, 0), err);
+	for (i = 0; i < PQntuples(res) && ret == 0; i++)
+		if (!PQgetisnull(res, i, 1))
+			ret = es_db_exec(db, PQgetvalue(res, i, 1), err);
 	PQclear(res);
 	return ret;
 }

@@ -78,6 +78,17 @@ int view_shadow_index(PGconn *db, const char *table, const char *suffix,
 		      struct es_error *err);
 
 /*
+ * view_shadow_index() as a plan, for building the indexes side by side
+ * once the shadow is committed: one row per index, column 0 the
+ * statement that builds it (each independent of the others), column 1
+ * NULL or the statement to run after every build, which makes the index
+ * the constraint it is on <table> (primary key, unique). NULL with
+ * `err` on failure. ownership: caller PQclear()s.
+ */
+PGresult *view_shadow_index_plan(PGconn *db, const char *table,
+				 const char *suffix, struct es_error *err);
+
+/*
  * Send `rows` on `db` in the middle of a COPY ... FROM STDIN, in pieces
  * of a size libpq takes at once: 0, or -1 when a send failed (the COPY's
  * result, or the connection's state, says why).

@@ -151,7 +151,7 @@ static int batch_apply(void *batch, const struct es_event *ev,
 	long long amount = 0, *count;
 	view_sum *sum;
 
-	if (!ev->type || !view_account_stream(ev->stream_id, id))
+	if (!ev->type || !view_event_account(ev, id))
 		return 0;
 	/* a transfer counts once, on its TransferSent */
 	if (strcmp(ev->type, ES_EV_MONEY_DEPOSITED) != 0 &&

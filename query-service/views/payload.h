@@ -22,12 +22,37 @@
 int view_payload_wanted(const char *stream_id);
 
 /*
+ * ev->view_flags: what view_event_check() found, so that each view need
+ * not check the stream id and the time of every event again.
+ */
+#define VIEW_EV_KNOWN	1 /* the other bits are set */
+#define VIEW_EV_ACCOUNT 2 /* stream_id is "account-<lower-case uuid>" */
+#define VIEW_EV_TIME	4 /* recorded_at has view_event_time()'s form */
+
+/* Fill ev->view_flags from its stream_id and recorded_at. */
+void view_event_check(struct es_event *ev);
+
+/*
+ * The account id of a stream "account-<uuid>" (the UUID in lower case)
+ * into `id`: 1, else 0.
+ */
+int view_stream_account(const char *stream_id, char id[37]);
+
+/*
+ * view_stream_account() of the event's stream, answered from
+ * ev->view_flags when they are known.
+ */
+int view_event_account(const struct es_event *ev, char id[37]);
+
+/*
  * Decode the event's data into ev->payload if the views fold its stream
  * and it is not decoded yet. A payload that cannot be decoded (a valid
  * JSON number beyond what jansson holds, say) leaves payload NULL and
  * says why in ev->payload_error: the getters below then answer
  * ES_EINVALID, so that a view that reads it parks the stream. -1 only
  * when out of memory.
+ * Fills ev->view_flags (view_event_check()) first, for every event:
+ * call it once the event's stream_id and recorded_at are set.
  * ownership: what it sets belongs to `ev` (es_events_release()).
  */
 int view_payload_decode(struct es_event *ev);
@@ -46,6 +71,13 @@ int view_payload_error(const struct es_event *ev, struct es_error *err,
 /* The integer `key` of the event's data into `*out`; else -1. */
 int view_payload_int(const struct es_event *ev, const char *key, long long *out,
 		     struct es_error *err);
+
+/*
+ * The integer `key` of the event's data into `*out`: 1; 0 when it is
+ * missing, not an integer, or the payload is not decoded (no error).
+ */
+int view_payload_int_if(const struct es_event *ev, const char *key,
+			long long *out);
 
 /*
  * The string `key` of the event's data: 1 and `*out` (borrowed from `ev`)

@@ -65,7 +65,7 @@ int view_statement_row_from_event(struct view_statement_row *row,
 	enum view_statement_kind kind = kind_of(ev->type);
 
 	memset(row, 0, sizeof(*row));
-	if (!kind || !view_account_stream(ev->stream_id, row->account_id))
+	if (!kind || !view_event_account(ev, row->account_id))
 		return 0;
 	row->kind = kind;
 	row->version = ev->version;

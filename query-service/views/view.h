@@ -28,6 +28,13 @@ struct view_ops {
 	 * stream: a rebuild of this view reads that column too.
 	 */
 	int metadata;
+	/*
+	 * With `metadata`, optionally: a member of the metadata's top level
+	 * (a plain lower-case name) without which the fold finds nothing in
+	 * it, so that a rebuild reads the metadata of the events that have
+	 * it only (NULL: of every event).
+	 */
+	const char *metadata_key;
 
 	/* A new, empty batch. ownership: caller frees with batch_free(). */
 	void *(*batch_new)(void);

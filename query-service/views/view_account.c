@@ -19,7 +19,7 @@
 
 #include "bulk.h"
 #include "es_event.h"
-#include "es_uuid.h"
+#include "es_utf8.h"
 #include "keymap.h"
 #include "payload.h"
 
@@ -38,13 +38,7 @@ struct acc_event {
 
 int view_account_stream(const char *stream_id, char id[37])
 {
-	size_t n = ES_ACCOUNT_PREFIX_LEN;
-
-	if (!stream_id || strncmp(stream_id, ES_ACCOUNT_PREFIX, n) != 0 ||
-	    !es_uuid_is_lower(stream_id + n))
-		return 0;
-	memcpy(id, stream_id + n, 37);
-	return 1;
+	return view_stream_account(stream_id, id);
 }
 
 static enum acc_kind kind_of(const char *type)
@@ -71,7 +65,7 @@ static int parse(const struct es_event *ev, struct acc_event *p,
 {
 	memset(p, 0, sizeof(*p));
 	p->kind = kind_of(ev->type);
-	if (p->kind == ACC_SKIP || !view_account_stream(ev->stream_id, p->id))
+	if (p->kind == ACC_SKIP || !view_event_account(ev, p->id))
 		return 0;
 	if (view_event_time(ev, p->time, err) < 0)
 		return -1;
@@ -169,6 +163,52 @@ json_t *view_account_json(const struct view_account *acc)
 			 acc->status == VIEW_ACCOUNT_CLOSED ? "closed" : "open",
 			 "version", (json_int_t)acc->version, "opened_at",
 			 acc->opened_at, "updated_at", acc->updated_at);
+}
+
+/* `key` and its string value, each as es_buf_add_jstr() writes it. */
+static void render_str(struct es_buf *out, const char *key, const char *v)
+{
+	es_buf_adds(out, key);
+	es_buf_add_jstr(out, v, strlen(v));
+}
+
+/* Whether `s` is UTF-8: ASCII at a glance, the rest by es_utf8_chars(). */
+static int utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned char high = 0;
+	size_t n;
+
+	for (n = 0; p[n]; n++)
+		high |= p[n];
+	return high < 0x80 || es_utf8_chars(s, n, NULL) >= 0;
+}
+
+int view_account_render(const struct view_account *acc, struct es_buf *out)
+{
+	/* json_pack() refuses such strings; let its path say so */
+	if (!utf8(acc->id) || !utf8(acc->owner) || !utf8(acc->currency) ||
+	    !utf8(acc->opened_at) || !utf8(acc->updated_at))
+		return -1;
+	/* the usual account in one allocation */
+	es_buf_reserve(out, 320 + 6 * strlen(acc->owner));
+	/* the members in view_account_json()'s order, as jansson keeps it */
+	render_str(out, "{\"id\":", acc->id);
+	render_str(out, ",\"owner\":", acc->owner);
+	render_str(out, ",\"currency\":", acc->currency);
+	es_buf_adds(out, ",\"balance\":");
+	es_buf_add_int(out, acc->balance);
+	es_buf_adds(out, ",\"overdraft_limit\":");
+	es_buf_add_int(out, acc->overdraft_limit);
+	es_buf_adds(out, acc->status == VIEW_ACCOUNT_CLOSED
+				 ? ",\"status\":\"closed\""
+				 : ",\"status\":\"open\"");
+	es_buf_adds(out, ",\"version\":");
+	es_buf_add_int(out, acc->version);
+	render_str(out, ",\"opened_at\":", acc->opened_at);
+	render_str(out, ",\"updated_at\":", acc->updated_at);
+	es_buf_adds(out, "}");
+	return 0;
 }
 
 /* A text value of `res` into `out` of `size` bytes, else -1. */

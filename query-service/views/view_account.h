@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "es_buf.h"
 #include "es_error.h"
 #include "es_store.h"
 #include "view.h"
@@ -44,6 +45,14 @@ int view_account_fold(struct view_account *acc, const struct es_event *ev,
 
 /* The JSON of GET /accounts/{id}. ownership: caller frees (json_decref). */
 json_t *view_account_json(const struct view_account *acc);
+
+/*
+ * The same JSON as text, byte for byte what json_dumps(view_account_json(
+ * acc), JSON_COMPACT) writes, appended to `out` without building it:
+ * 0, or -1 (nothing appended) when a string is not UTF-8, which only
+ * jansson's own path may judge. Out of memory shows in out->failed.
+ */
+int view_account_render(const struct view_account *acc, struct es_buf *out);
 
 extern const struct view_ops view_accounts_ops;
 

@@ -38,6 +38,39 @@ START_TEST(buf_jstr_escapes_as_jansson_does)
 }
 END_TEST
 
+START_TEST(buf_jstr_finds_an_escape_at_every_offset)
+{
+	/* plain words, UTF-8 and DEL, then one byte to escape moved along */
+	static const char special[] = { 1, '\n', 0x1f, '"', '\\' };
+	char s[40];
+	size_t at, k, len;
+
+	for (len = 0; len < sizeof(s); len++)
+		s[len] = (char)("abc\xc3\xa9\x7f~ 0123456789xyz/"[len % 20]);
+	for (k = 0; k < sizeof(special); k++) {
+		for (at = 0; at < sizeof(s); at++) {
+			struct es_buf b = ES_BUF_INIT;
+			char t[sizeof(s)], *want;
+			json_t *j;
+
+			/* not inside the two bytes of the é */
+			if (at % 20 == 3 || at % 20 == 4)
+				continue;
+			memcpy(t, s, sizeof(s));
+			t[at] = special[k];
+			j = json_stringn(t, sizeof(t));
+			ck_assert_ptr_nonnull(j);
+			want = json_dumps(j, JSON_ENCODE_ANY);
+			es_buf_add_jstr(&b, t, sizeof(t));
+			ck_assert_str_eq(b.s, want);
+			free(want);
+			json_decref(j);
+			es_buf_release(&b);
+		}
+	}
+}
+END_TEST
+
 START_TEST(buf_compact_drops_whitespace_outside_strings_only)
 {
 	static const char *const in[][2] = {
@@ -59,6 +92,81 @@ START_TEST(buf_compact_drops_whitespace_outside_strings_only)
 		ck_assert(!b.failed);
 		ck_assert_uint_eq(b.len, strlen(in[i][1]) + 2);
 		ck_assert_int_eq(strncmp(b.s + 1, in[i][1], b.len - 2), 0);
+		es_buf_release(&b);
+	}
+}
+END_TEST
+
+/* The byte-at-a-time compaction, the reference for the word-wise one. */
+static size_t compact_ref(const char *s, size_t len, char *o)
+{
+	size_t i, n = 0;
+	int in_string = 0;
+
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (in_string) {
+			o[n++] = c;
+			if (c == '\\' && i + 1 < len)
+				o[n++] = s[++i];
+			else if (c == '"')
+				in_string = 0;
+			continue;
+		}
+		if (c == ' ' || c == '\n' || c == '\t' || c == '\r')
+			continue;
+		if (c == '"')
+			in_string = 1;
+		o[n++] = c;
+	}
+	return n;
+}
+
+START_TEST(buf_compact_matches_the_byte_loop_at_every_alignment)
+{
+	/* pieces that put quotes, escapes and spaces at every offset */
+	static const char *const piece[] = {
+		"{\"amount\": 2500, ",
+		"\"currency\": \"EUR\"",
+		", ",
+		"\"a\\\"b\"",
+		"\"\\\\\"",
+		"[1, 2, 3]",
+		"  \t\r\n",
+		"\"with spaces inside it\"",
+		"\"Zo\xc3\xab \\u0020\"",
+		"null",
+		"\"0123456789abcdef0123456789\"",
+		": ",
+		"\x01",
+		"}",
+	};
+	char in[512], want[512];
+	unsigned seed = 12345;
+	int round;
+
+	for (round = 0; round < 20000; round++) {
+		struct es_buf b = ES_BUF_INIT;
+		size_t len = 0, n, pre = (size_t)round % 9;
+
+		while (len < 200) {
+			const char *p;
+
+			seed = seed * 1103515245u + 12345u;
+			p = piece[(seed >> 16) %
+				  (sizeof(piece) / sizeof(*piece))];
+			memcpy(in + len, p, strlen(p));
+			len += strlen(p);
+		}
+		/* a prefix moves the output's alignment too */
+		es_buf_add(&b, "<<<<<<<<", pre);
+		n = compact_ref(in, len - (size_t)round % 13, want);
+		es_buf_add_json_compact(&b, in, len - (size_t)round % 13);
+		ck_assert(!b.failed);
+		ck_assert_uint_eq(b.len, pre + n);
+		ck_assert_int_eq(memcmp(b.s + pre, want, n), 0);
+		ck_assert_int_eq(b.s[b.len], '\0');
 		es_buf_release(&b);
 	}
 }
@@ -161,7 +269,10 @@ static Suite *buf_suite(void)
 	TCase *tc = tcase_create("buf");
 
 	tcase_add_test(tc, buf_jstr_escapes_as_jansson_does);
+	tcase_add_test(tc, buf_jstr_finds_an_escape_at_every_offset);
 	tcase_add_test(tc, buf_compact_drops_whitespace_outside_strings_only);
+	tcase_add_test(tc,
+		       buf_compact_matches_the_byte_loop_at_every_alignment);
 	tcase_add_test(tc, buf_integers_and_growth);
 	tcase_add_test(tc, buf_failure_sticks);
 	tcase_add_test(tc, buf_printf_reset_and_consume);

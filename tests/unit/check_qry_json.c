@@ -5,6 +5,7 @@
  * leaves to jansson; and it fails where jansson fails.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +95,174 @@ START_TEST(fast_path_equals_jansson)
 }
 END_TEST
 
+/*
+ * Rebuild jansson's object from a flat one: what the views read of a
+ * flat payload is what they would read of jansson's.
+ */
+static json_t *flat_as_json(const struct qry_flat *f)
+{
+	json_t *o = json_object();
+	size_t k;
+
+	for (k = 0; k < f->n; k++) {
+		const struct qry_flat_member *m = &f->m[k];
+		json_t *v = NULL;
+
+		ck_assert_uint_eq(strlen(qry_flat_text(f, m->key)), m->key_len);
+		switch (m->type) {
+		case QRY_FLAT_NULL:
+			v = json_null();
+			break;
+		case QRY_FLAT_TRUE:
+			v = json_true();
+			break;
+		case QRY_FLAT_FALSE:
+			v = json_false();
+			break;
+		case QRY_FLAT_INT:
+			v = json_integer(m->i);
+			break;
+		case QRY_FLAT_STR:
+			ck_assert_uint_eq(strlen(qry_flat_text(f, m->str)),
+					  m->str_len);
+			v = json_stringn(qry_flat_text(f, m->str), m->str_len);
+			break;
+		}
+		ck_assert_ptr_nonnull(v);
+		json_object_set_new(o, qry_flat_text(f, m->key), v);
+		/* the name finds this member or a later one of that name */
+		ck_assert_ptr_nonnull(
+			qry_flat_get(f, qry_flat_text(f, m->key)));
+	}
+	return o;
+}
+
+START_TEST(flat_is_janssons_object_or_nothing)
+{
+	const char *t = texts[_i];
+	json_error_t jerr;
+	struct qry_flat *f = qry_json_flat(t, strlen(t), malloc);
+	json_t *j = json_loadb(t, strlen(t), JSON_DECODE_ANY, &jerr);
+	char *want, *got;
+
+	if (!f) {
+		json_decref(j);
+		return;
+	}
+	/* a flat text is an object for jansson, with the same members */
+	ck_assert_msg(json_is_object(j), "'%s' flat, not an object", t);
+	want = dump(j);
+	got = dump(flat_as_json(f));
+	ck_assert_msg(strcmp(want, got) == 0, "'%s': jansson %s, flat %s", t,
+		      want, got);
+	/* its bytes are the whole of it */
+	{
+		struct qry_flat *c = malloc(f->size);
+
+		memcpy(c, f, f->size);
+		free(f);
+		free(got);
+		got = dump(flat_as_json(c));
+		ck_assert_str_eq(want, got);
+		free(c);
+	}
+	free(want);
+	free(got);
+}
+END_TEST
+
+START_TEST(flat_takes_the_payloads_and_leaves_the_rest)
+{
+	static const char *const flat[] = {
+		"{}",
+		" {\"a\" :1 ,\"b\":\"x\",\"d\":true,\"e\":false,\"n\":null}\r\n",
+		"{\"a\": 1, \"a\": \"two\"}",
+		"{\"amount\": -0}",
+	};
+	static const char *const not_flat[] = {
+		"[]",
+		"{\"b\": [1]}",
+		"{\"b\": {}}",
+		"{\"amount\": 1.5}",
+		"{\"s\": \"esc\\\"aped\"}",
+		"{\"s\": \"Zo\xc3\xab\"}",
+		"{\"amount\": 1000000000000000000}",
+		"{\"a\": 1,}",
+		"{\"a\": 1} x",
+		"\"top\"",
+		"",
+	};
+	char many[64 * 12] = "{";
+	struct qry_flat *f;
+	const struct qry_flat_member *m;
+	size_t i, at = 1;
+
+	for (i = 0; i < sizeof(flat) / sizeof(*flat); i++) {
+		f = qry_json_flat(flat[i], strlen(flat[i]), malloc);
+		ck_assert_msg(f != NULL, "'%s' not flat", flat[i]);
+		free(f);
+	}
+	for (i = 0; i < sizeof(not_flat) / sizeof(*not_flat); i++)
+		ck_assert_msg(qry_json_flat(not_flat[i], strlen(not_flat[i]),
+					    malloc) == NULL,
+			      "'%s' flat", not_flat[i]);
+	f = qry_json_flat(flat[2], strlen(flat[2]), malloc);
+	m = qry_flat_get(f, "a");
+	ck_assert_int_eq(m->type, QRY_FLAT_STR);
+	ck_assert_str_eq(qry_flat_text(f, m->str), "two");
+	ck_assert_ptr_null(qry_flat_get(f, "b"));
+	free(f);
+	/* QRY_FLAT_MAX members, then one more */
+	for (i = 0; i < QRY_FLAT_MAX; i++)
+		at += (size_t)sprintf(many + at, "%s\"k%zu\": %zu",
+				      i ? ", " : "", i, i);
+	strcpy(many + at, "}");
+	f = qry_json_flat(many, strlen(many), malloc);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(f->n, QRY_FLAT_MAX);
+	ck_assert_int_eq(qry_flat_get(f, "k31")->i, 31);
+	free(f);
+	sprintf(many + at, ", \"k%d\": 0}", QRY_FLAT_MAX);
+	ck_assert_ptr_null(qry_json_flat(many, strlen(many), malloc));
+}
+END_TEST
+
+/* A byte the fast path must not take, at every offset of a string. */
+START_TEST(string_bytes_are_judged_at_every_offset)
+{
+	static const unsigned char odd[] = { 0x7f, 0x1f, 0x01, '\\', 0x80,
+					     0xc3, 0xff, '~',  ' ' };
+	char t[80];
+	json_error_t jerr;
+	size_t at, k;
+
+	for (k = 0; k < sizeof(odd); k++) {
+		for (at = 0; at < 40; at++) {
+			char *want, *got;
+			struct qry_flat *f;
+
+			memcpy(t, "{\"k\": \"", 7);
+			memset(t + 7, 'a', 40);
+			t[7 + at] = (char)odd[k];
+			memcpy(t + 47, "\", \"n\": 1}", 10);
+			want = dump(json_loadb(t, 57, JSON_DECODE_ANY, &jerr));
+			got = dump(qry_json_load(t, 57, &jerr));
+			ck_assert_msg(strcmp(want, got) == 0,
+				      "byte %02x at %zu: jansson %s, fast %s",
+				      odd[k], at, want, got);
+			f = qry_json_flat(t, 57, malloc);
+			/* printable ASCII only, and no backslash */
+			ck_assert_int_eq(f != NULL, odd[k] >= 0x20 &&
+							    odd[k] < 0x7f &&
+							    odd[k] != '\\');
+			free(f);
+			free(want);
+			free(got);
+		}
+	}
+}
+END_TEST
+
 START_TEST(types_are_janssons)
 {
 	json_error_t jerr;
@@ -150,6 +319,10 @@ static Suite *suite(void)
 
 	tcase_add_loop_test(tc, fast_path_equals_jansson, 0,
 			    (int)(sizeof(texts) / sizeof(texts[0])));
+	tcase_add_loop_test(tc, flat_is_janssons_object_or_nothing, 0,
+			    (int)(sizeof(texts) / sizeof(*texts)));
+	tcase_add_test(tc, flat_takes_the_payloads_and_leaves_the_rest);
+	tcase_add_test(tc, string_bytes_are_judged_at_every_offset);
 	tcase_add_test(tc, types_are_janssons);
 	tcase_add_test(tc, reads_only_len_bytes);
 	tcase_add_test(tc, error_is_janssons);

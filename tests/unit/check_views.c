@@ -294,6 +294,7 @@ START_TEST(payloads_of_other_streams_are_not_decoded)
 	push("misc-2", 2, "MoneyDeposited", big, T1);
 	for (i = 0; i < log_.n; i++) {
 		ck_assert_ptr_null(log_.v[i].payload);
+		ck_assert_ptr_null(log_.v[i].payload_flat);
 		ck_assert_ptr_null(log_.v[i].payload_error);
 	}
 	batch = fold_all(&view_accounts_ops);
@@ -368,6 +369,143 @@ START_TEST(account_json_has_every_field)
 			 "closed");
 	json_decref(j);
 	log_reset();
+}
+END_TEST
+
+/*
+ * view_event_check() learns once what view_event_account() and
+ * view_event_time() would find out each time: with the flags and
+ * without them (an event nobody checked), the answers are the same.
+ */
+START_TEST(event_check_answers_as_the_full_checks_do)
+{
+	static const char *const streams[] = {
+		"account-" A_ID,
+		"account-6F9619FF-8B86-D011-B42D-00C04FC964FF",
+		"account-6f9619ff-8b86-d011-b42d-00c04fc964f",
+		"account-6f9619ff-8b86-d011-b42d-00c04fc964ff0",
+		"account-6f9619ff8b86-d011-b42d-00c04fc964ff0",
+		"account-",
+		"accounts-" A_ID,
+		"misc-1",
+		NULL,
+	};
+	static const char *const times[] = {
+		T1,
+		"2024-05-01T12:00:00Z",
+		"2024-05-01T12:00:00.1Z",
+		"2024-05-01T12:00:00.1234567Z",
+		"2024-05-01 12:00:00Z",
+		"2024-05-01T12:00:00+00",
+		"",
+		NULL,
+	};
+	struct es_error e1 = ES_ERROR_INIT, e2 = ES_ERROR_INIT;
+	char id1[37], id2[37], t1[VIEW_TIME_MAX], t2[VIEW_TIME_MAX];
+	size_t i, k;
+	int accounts = 0, good_times = 0;
+
+	for (i = 0; i < sizeof(streams) / sizeof(*streams); i++) {
+		for (k = 0; k < sizeof(times) / sizeof(*times); k++) {
+			struct es_event ev;
+			int a1, a2, r1, r2;
+
+			memset(&ev, 0, sizeof(ev));
+			ev.stream_id = (char *)streams[i];
+			ev.recorded_at = (char *)times[k];
+			ev.type = (char *)"MoneyDeposited";
+			memset(id1, 0, sizeof(id1));
+			memset(id2, 0, sizeof(id2));
+			a1 = view_event_account(&ev, id1);
+			r1 = view_event_time(&ev, t1, &e1);
+			view_event_check(&ev);
+			ck_assert(ev.view_flags & VIEW_EV_KNOWN);
+			a2 = view_event_account(&ev, id2);
+			r2 = view_event_time(&ev, t2, &e2);
+			ck_assert_int_eq(a1, a2);
+			ck_assert_int_eq(r1, r2);
+			if (a1) {
+				ck_assert_str_eq(id1, id2);
+				accounts++;
+			}
+			if (r1 == 0) {
+				ck_assert_str_eq(t1, t2);
+				good_times++;
+			} else {
+				ck_assert_str_eq(e1.detail, e2.detail);
+			}
+			es_error_release(&e1);
+			es_error_release(&e2);
+			e1 = (struct es_error)ES_ERROR_INIT;
+			e2 = (struct es_error)ES_ERROR_INIT;
+		}
+	}
+	/* the account stream, with each of the three good times */
+	ck_assert_int_eq(accounts, 8);
+	ck_assert_int_eq(good_times, 3 * 9);
+}
+END_TEST
+
+/* view_account_render() against jansson's own dump of the same account. */
+static void render_matches_jansson(const struct view_account *acc)
+{
+	struct es_buf b = ES_BUF_INIT;
+	json_t *j = view_account_json(acc);
+	char *want = json_dumps(j, JSON_COMPACT);
+
+	ck_assert_ptr_nonnull(want);
+	ck_assert_int_eq(view_account_render(acc, &b), 0);
+	ck_assert(!b.failed);
+	ck_assert_str_eq(b.s, want);
+	free(want);
+	json_decref(j);
+	es_buf_release(&b);
+}
+
+START_TEST(account_render_is_jansson_byte_for_byte)
+{
+	static const char *const owners[] = {
+		"Zoë Ørsted",
+		"plain",
+		"quote \" back \\ slash",
+		"tab\tnl\ncr\r",
+		"\x01\x1f\x7f ctl",
+		"/slash/ 𝄞 \u2028",
+		"",
+	};
+	static const long long nums[] = {
+		0, -1, 1, LLONG_MIN, LLONG_MAX, 1000000000000LL
+	};
+	struct view_account acc;
+	size_t i;
+
+	for (i = 0; i < sizeof(owners) / sizeof(*owners); i++) {
+		memset(&acc, 0, sizeof(acc));
+		memcpy(acc.id, A_ID, sizeof(acc.id));
+		snprintf(acc.owner, sizeof(acc.owner), "%s", owners[i]);
+		memcpy(acc.currency, "EUR", 4);
+		acc.balance = nums[i % 6];
+		acc.overdraft_limit = nums[(i + 3) % 6];
+		acc.version = nums[(i + 1) % 6];
+		acc.status = i % 2 ? VIEW_ACCOUNT_CLOSED : VIEW_ACCOUNT_OPEN;
+		snprintf(acc.opened_at, sizeof(acc.opened_at), "%s", T1);
+		snprintf(acc.updated_at, sizeof(acc.updated_at), "%s", T4);
+		render_matches_jansson(&acc);
+	}
+}
+END_TEST
+
+START_TEST(account_render_leaves_bad_utf8_to_jansson)
+{
+	struct es_buf b = ES_BUF_INIT;
+	struct view_account acc;
+
+	memset(&acc, 0, sizeof(acc));
+	memcpy(acc.id, A_ID, sizeof(acc.id));
+	memcpy(acc.owner, "bad \xc3\x28", 7);
+	ck_assert_int_eq(view_account_render(&acc, &b), -1);
+	ck_assert_uint_eq(b.len, 0);
+	es_buf_release(&b);
 }
 END_TEST
 
@@ -1272,6 +1410,9 @@ static Suite *views_suite(void)
 	tcase_add_test(tc,
 		       account_fold_skips_other_categories_and_unknown_types);
 	tcase_add_test(tc, account_fold_refuses_malformed_payloads);
+	tcase_add_test(tc, event_check_answers_as_the_full_checks_do);
+	tcase_add_test(tc, account_render_is_jansson_byte_for_byte);
+	tcase_add_test(tc, account_render_leaves_bad_utf8_to_jansson);
 	tcase_add_test(tc, payloads_of_other_streams_are_not_decoded);
 	tcase_add_test(tc, account_fold_refuses_money_before_opening);
 	tcase_add_test(tc, account_json_has_every_field);
