@@ -8,7 +8,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -149,12 +151,50 @@ void es_uuid_format(const unsigned char b[16], char out[37])
 	out[36] = '\0';
 }
 
+/*
+ * Random bytes are drawn POOL_BYTES at a time, per thread: one
+ * getrandom(2) every POOL_BYTES / 16 ids rather than one per id (a
+ * command makes at least one). Bytes are used once and wiped; a child
+ * of fork() starts with an empty pool, so that it never repeats its
+ * parent's ids.
+ */
+#define POOL_BYTES 512
+
+static _Thread_local unsigned char pool[POOL_BYTES];
+static _Thread_local size_t pool_left;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void pool_forget(void)
+{
+	pool_left = 0;
+}
+
+static void atfork_register(void)
+{
+	pthread_atfork(NULL, NULL, pool_forget);
+}
+
+/* 16 fresh random bytes into `b`; -1 if no source gives any. */
+static int random16(unsigned char b[16])
+{
+	pthread_once(&atfork_once, atfork_register);
+	if (pool_left < 16) {
+		if (from_getrandom(pool, sizeof(pool)) < 0 &&
+		    from_urandom(pool, sizeof(pool)) < 0)
+			return -1;
+		pool_left = sizeof(pool);
+	}
+	pool_left -= 16;
+	memcpy(b, pool + pool_left, 16);
+	memset(pool + pool_left, 0, 16);
+	return 0;
+}
+
 void es_uuid_v4(char out[37])
 {
 	unsigned char b[16];
 
-	if (from_getrandom(b, sizeof(b)) < 0 &&
-	    from_urandom(b, sizeof(b)) < 0) {
+	if (random16(b) < 0) {
 		/*
 		 * Ids that are not random would collide and silently merge
 		 * streams or events; nothing sensible is left to do.
