@@ -13,8 +13,12 @@
  *
  * Suspended requests: es_http_suspend() gives the handler's ownership of
  * the request to another thread (the "owner"); from then on the
- * request's response, state and references change under h->lock, since
- * es_http_drain() and es_http_stop() may race with the owner. The owner's
+ * request's response, state and references change under its own lock,
+ * r->lock, since es_http_drain() and es_http_stop() may race with the
+ * owner. h->lock guards the list of suspended requests and the count of
+ * owners' references; it is taken before r->lock, and only twice per
+ * request (suspend, resume): one lock for every request in flight was
+ * contended enough to cost several futex calls per request. The owner's
  * es_http_resume() makes libmicrohttpd call on_request() again, which
  * queues the stored response. es_http_suspend() also copies the request
  * headers and query arguments into memory of the request's own: once
@@ -88,7 +92,7 @@ struct request {
 	struct timespec start;
 	bool started; /* headers seen: routed and checked */
 	bool handled; /* the handler has run */
-	bool suspended; /* es_http_suspend() was called: lock h->lock */
+	bool suspended; /* es_http_suspend() was called: lock r->lock */
 	bool mhd_suspended; /* MHD_suspend_connection() was called */
 	bool taken; /* es_http_take(): its owner answers it, not a 503 */
 	bool copied; /* values[] holds the headers and query arguments */
@@ -115,6 +119,7 @@ struct request {
 	char id[72];
 	char correlation[129]; /* X-Correlation-Id sent back, for the log */
 	struct es_principal principal; /* pub.principal points here */
+	pthread_mutex_t lock; /* once suspended: see the file's comment */
 };
 
 struct es_http {
@@ -168,6 +173,7 @@ static struct request *request_new(struct es_http *h)
 	if (!r)
 		return NULL;
 	r->h = h;
+	pthread_mutex_init(&r->lock, NULL);
 	r->refs = 1;
 	r->state = REQ_ACTIVE;
 	r->route_index = h->nroutes;
@@ -198,6 +204,7 @@ static void request_free(struct request *r)
 	free(r->body);
 	free(r->strings);
 	free(r->values);
+	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
 
@@ -208,7 +215,7 @@ static void http_free(struct es_http *h)
 	free(h);
 }
 
-/* Drop one reference; h->lock is held if r->suspended. Whether to free. */
+/* Drop one reference; r->lock is held if r->suspended. Whether to free. */
 static bool request_unref(struct request *r)
 {
 	return --r->refs == 0;
@@ -217,13 +224,13 @@ static bool request_unref(struct request *r)
 static void lock_if(struct request *r)
 {
 	if (r->suspended)
-		pthread_mutex_lock(&r->h->lock);
+		pthread_mutex_lock(&r->lock);
 }
 
 static void unlock_if(struct request *r)
 {
 	if (r->suspended)
-		pthread_mutex_unlock(&r->h->lock);
+		pthread_mutex_unlock(&r->lock);
 }
 
 static struct request *request_of(struct es_request *req)
@@ -395,6 +402,20 @@ void es_http_send_buffer(struct es_request *req, unsigned int status,
 {
 	set_response(request_of(req), status,
 		     buf ? response_from(buf, len, content_type) : NULL);
+}
+
+void es_http_send_buffer_with(struct es_request *req, unsigned int status,
+			      const char *content_type, char *buf, size_t len,
+			      const char *const *headers, size_t n)
+{
+	struct MHD_Response *resp =
+		buf ? response_from(buf, len, content_type) : NULL;
+
+	/* the response is ours alone until set_response() stores it */
+	for (size_t i = 0; resp && i < n; i++)
+		MHD_add_response_header(resp, headers[2 * i],
+					headers[2 * i + 1]);
+	set_response(request_of(req), status, resp);
 }
 
 void es_http_add_header(struct es_request *req, const char *name,
@@ -1529,6 +1550,7 @@ void es_http_suspend(struct es_request *req)
 	/* before the owner sees it: this thread still owns the connection */
 	copy_values(r);
 	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&r->lock);
 	r->suspended = true;
 	r->refs++;
 	h->held++;
@@ -1552,6 +1574,7 @@ void es_http_suspend(struct es_request *req)
 			h->suspended->prev = r;
 		h->suspended = r;
 	}
+	pthread_mutex_unlock(&r->lock);
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -1560,15 +1583,15 @@ bool es_http_take(struct es_request *req)
 	struct request *r = request_of(req);
 	bool ok;
 
-	pthread_mutex_lock(&r->h->lock);
+	pthread_mutex_lock(&r->lock);
 	ok = r->state == REQ_SUSPENDED;
 	if (ok)
 		r->taken = true;
-	pthread_mutex_unlock(&r->h->lock);
+	pthread_mutex_unlock(&r->lock);
 	return ok;
 }
 
-/* h->lock held. Take `r` off the suspended list and wake it up. */
+/* h->lock and r->lock held. Take `r` off the suspended list, wake it up. */
 static void wake(struct es_http *h, struct request *r)
 {
 	if (r->prev)
@@ -1589,9 +1612,11 @@ void es_http_resume(struct es_request *req)
 	bool dead, free_h;
 
 	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&r->lock);
 	if (r->state == REQ_SUSPENDED)
 		wake(h, r); /* queue() answers 500 if nothing was sent */
 	dead = request_unref(r);
+	pthread_mutex_unlock(&r->lock);
 	h->held--;
 	free_h = h->stopped && h->held == 0;
 	pthread_mutex_unlock(&h->lock);
@@ -1783,13 +1808,17 @@ static int answer_suspended(struct es_http *h, const struct es_error *err,
 
 	for (r = h->suspended; r; r = next) {
 		next = r->next;
-		if (r->taken && !all)
+		pthread_mutex_lock(&r->lock);
+		if (r->taken && !all) {
+			pthread_mutex_unlock(&r->lock);
 			continue;
+		}
 		if (!r->response) {
 			r->response = problem_response(err, NULL);
 			r->status = es_error_status(err->code);
 		}
 		wake(h, r);
+		pthread_mutex_unlock(&r->lock);
 		n++;
 	}
 	return n;
