@@ -138,6 +138,7 @@ struct es_http {
 	pthread_mutex_t lock;
 	struct request *suspended; /* waiting for their owners */
 	unsigned int held; /* owners' references not yet resumed */
+	atomic_uint resuming; /* owners between unlinking and waking theirs */
 	bool closing; /* drained: new suspends are answered 503 at once,
 			 es_http_take() refuses */
 	bool stopped; /* the daemon is gone; free h when held reaches 0 */
@@ -1564,18 +1565,25 @@ void es_http_suspend(struct es_request *req)
 			r->status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		}
 		r->state = REQ_RESUMED;
-	} else {
-		r->state = REQ_SUSPENDED;
-		r->mhd_suspended = true;
-		MHD_suspend_connection(r->conn);
-		r->prev = NULL;
-		r->next = h->suspended;
-		if (h->suspended)
-			h->suspended->prev = r;
-		h->suspended = r;
+		pthread_mutex_unlock(&r->lock);
+		pthread_mutex_unlock(&h->lock);
+		return;
 	}
-	pthread_mutex_unlock(&r->lock);
+	r->state = REQ_SUSPENDED;
+	r->prev = NULL;
+	r->next = h->suspended;
+	if (h->suspended)
+		h->suspended->prev = r;
+	h->suspended = r;
+	/*
+	 * The suspension (a system call) under r->lock alone: a wake-up
+	 * needs that lock too, so none comes before it, and the server's
+	 * lock is not held up meanwhile.
+	 */
 	pthread_mutex_unlock(&h->lock);
+	r->mhd_suspended = true;
+	MHD_suspend_connection(r->conn);
+	pthread_mutex_unlock(&r->lock);
 }
 
 bool es_http_take(struct es_request *req)
@@ -1591,8 +1599,8 @@ bool es_http_take(struct es_request *req)
 	return ok;
 }
 
-/* h->lock and r->lock held. Take `r` off the suspended list, wake it up. */
-static void wake(struct es_http *h, struct request *r)
+/* h->lock and r->lock held. Take `r` off the suspended list. */
+static void unlink_suspended(struct es_http *h, struct request *r)
 {
 	if (r->prev)
 		r->prev->next = r->next;
@@ -1602,6 +1610,12 @@ static void wake(struct es_http *h, struct request *r)
 		r->next->prev = r->prev;
 	r->prev = r->next = NULL;
 	r->state = REQ_RESUMED;
+}
+
+/* h->lock and r->lock held. Take `r` off the suspended list, wake it up. */
+static void wake(struct es_http *h, struct request *r)
+{
+	unlink_suspended(h, r);
 	MHD_resume_connection(r->conn);
 }
 
@@ -1609,17 +1623,31 @@ void es_http_resume(struct es_request *req)
 {
 	struct request *r = request_of(req);
 	struct es_http *h = r->h;
-	bool dead, free_h;
+	bool dead, free_h, resume;
 
 	pthread_mutex_lock(&h->lock);
 	pthread_mutex_lock(&r->lock);
-	if (r->state == REQ_SUSPENDED)
-		wake(h, r); /* queue() answers 500 if nothing was sent */
-	dead = request_unref(r);
-	pthread_mutex_unlock(&r->lock);
+	resume = r->state == REQ_SUSPENDED;
+	if (resume) {
+		/* queue() answers 500 if nothing was sent */
+		unlink_suspended(h, r);
+		atomic_fetch_add(&h->resuming, 1);
+	}
 	h->held--;
+	/* never with `resume`: the stop woke every request first */
 	free_h = h->stopped && h->held == 0;
 	pthread_mutex_unlock(&h->lock);
+	/*
+	 * The wake-up (a write to libmicrohttpd's event fd) under r->lock
+	 * alone; es_http_stop() waits for `resuming` to drop to 0 before
+	 * it stops the daemon.
+	 */
+	if (resume) {
+		MHD_resume_connection(r->conn);
+		atomic_fetch_sub(&h->resuming, 1);
+	}
+	dead = request_unref(r);
+	pthread_mutex_unlock(&r->lock);
 	if (dead)
 		request_free(r);
 	if (free_h)
@@ -1779,6 +1807,18 @@ static void wait_idle(struct es_http *h, int ms)
 		nanosleep(&tick, NULL);
 }
 
+/*
+ * Wait for the owners that took their request off the suspended list to
+ * wake it (a moment: no I/O but libmicrohttpd's event fd lies between).
+ */
+static void wait_resumed(struct es_http *h)
+{
+	struct timespec tick = { 0, 100 * 1000 };
+
+	while (atomic_load(&h->resuming) > 0)
+		nanosleep(&tick, NULL);
+}
+
 /* Wait up to `ms` for no request to be suspended. */
 static void wait_unsuspended(struct es_http *h, int ms)
 {
@@ -1876,6 +1916,7 @@ int es_http_stop(struct es_http *h, int wait_ms)
 	cut = h->cut + unknown + (int)atomic_load(&h->in_flight);
 	if (cut)
 		es_log(ES_LOG_WARN, "http_stop_cut", "{s:i}", "requests", cut);
+	wait_resumed(h);
 	MHD_stop_daemon(h->daemon);
 	watchdog_stop(h);
 	if (h->listen_fd != MHD_INVALID_SOCKET)
