@@ -55,6 +55,15 @@ static int valid_traceparent(const char *s)
 	       lower_hex(s + 53, 2) >= 0;
 }
 
+/* snprintf(dst, size, "%s", src) without printf's machinery. */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static void request_free(struct cmd_request *cr)
 {
 	if (!cr)
@@ -85,7 +94,7 @@ struct cmd_request *cmd_request_new(struct es_request *req,
 	cr->cmd.if_match = -1;
 	es_uuid_v4(cr->command_id);
 	s = es_request_header(req, "X-Correlation-Id");
-	snprintf(cr->correlation_id, sizeof(cr->correlation_id), "%s",
+	copy_str(cr->correlation_id, sizeof(cr->correlation_id),
 		 printable_id(s, CMD_ID_MAX) ? s : cr->command_id);
 	es_http_add_header(req, "X-Correlation-Id", cr->correlation_id);
 	s = es_request_header(req, "X-Causation-Id");
@@ -118,10 +127,10 @@ struct cmd_request *cmd_request_new(struct es_request *req,
 		es_error_set(&err, ES_EINTERNAL, "out of memory");
 		goto fail;
 	}
-	snprintf(cr->iss, sizeof(cr->iss), "%s", req->principal->iss);
-	snprintf(cr->sub, sizeof(cr->sub), "%s", req->principal->sub);
+	copy_str(cr->iss, sizeof(cr->iss), req->principal->iss);
+	copy_str(cr->sub, sizeof(cr->sub), req->principal->sub);
 	if (!(req->principal->roles & ES_ROLE_MANAGER))
-		snprintf(cr->cmd.holder, sizeof(cr->cmd.holder), "%s",
+		copy_str(cr->cmd.holder, sizeof(cr->cmd.holder),
 			 req->principal->sub);
 	s = es_request_header(req, "traceparent");
 	if (valid_traceparent(s))
@@ -136,7 +145,7 @@ struct cmd_request *cmd_request_new(struct es_request *req,
 				CMD_KEY_MAX);
 			goto fail;
 		}
-		snprintf(cr->key, sizeof(cr->key), "%s", s);
+		copy_str(cr->key, sizeof(cr->key), s);
 	}
 	if (cmd_parse_if_match(es_request_header(req, "If-Match"),
 			       &cr->cmd.if_match, &err) < 0 ||

@@ -167,6 +167,24 @@ static double elapsed_s(const struct timespec *start)
 	       (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
+/* "<prefix>-<num in hex>" into `id` (72 bytes): "%s-%lx" without printf. */
+static void format_id(char id[72], const char *prefix, unsigned long num)
+{
+	static const char hex[] = "0123456789abcdef";
+	char digits[2 * sizeof(num)];
+	size_t n = strlen(prefix), k = 0;
+
+	do {
+		digits[k++] = hex[num & 15];
+		num >>= 4;
+	} while (num);
+	memcpy(id, prefix, n);
+	id[n++] = '-';
+	while (k)
+		id[n++] = digits[--k];
+	id[n] = '\0';
+}
+
 static struct request *request_new(struct es_http *h)
 {
 	struct request *r = calloc(1, sizeof(*r));
@@ -183,7 +201,7 @@ static struct request *request_new(struct es_http *h)
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	r->num =
 		atomic_fetch_add_explicit(&h->next_id, 1, memory_order_relaxed);
-	snprintf(r->id, sizeof(r->id), "%s-%lx", h->id_prefix, r->num);
+	format_id(r->id, h->id_prefix, r->num);
 	r->pub.id = r->id;
 	atomic_fetch_add(&h->in_flight, 1);
 	return r;
