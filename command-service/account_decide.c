@@ -17,7 +17,16 @@ static json_t *event_new(const char *type, json_t *data, struct es_error *err)
 	json_t *ev;
 
 	/* a NULL or non-UTF-8 string, or no memory: a bug of the caller */
-	ev = data ? json_pack("{s:s, s:o}", "type", type, "data", data) : NULL;
+	ev = data ? json_object() : NULL;
+	if (!ev || json_object_set_new_nocheck(ev, "type",
+					       json_string_nocheck(type)) < 0) {
+		json_decref(ev);
+		json_decref(data);
+		ev = NULL;
+	} else if (json_object_set_new_nocheck(ev, "data", data) < 0) {
+		json_decref(ev); /* `data` went with the failed call */
+		ev = NULL;
+	}
 	if (!ev)
 		es_error_set(err, ES_EINTERNAL, "cannot build the %s event",
 			     type);
@@ -94,10 +103,23 @@ static int credit(const struct account *acc, long long amount, long long *after,
 static json_t *money_data(long long amount, long long after,
 			  const char *currency, const char *reference)
 {
-	return json_pack("{s:I, s:I, s:s, s:s*}", ES_F_AMOUNT,
-			 (json_int_t)amount, ES_F_BALANCE_AFTER,
-			 (json_int_t)after, ES_F_CURRENCY, currency,
-			 ES_F_REFERENCE, reference);
+	/* built by hand: json_pack() parses its format on every call */
+	json_t *d = json_object();
+
+	if (!d ||
+	    json_object_set_new_nocheck(d, ES_F_AMOUNT,
+					json_integer((json_int_t)amount)) < 0 ||
+	    json_object_set_new_nocheck(d, ES_F_BALANCE_AFTER,
+					json_integer((json_int_t)after)) < 0 ||
+	    json_object_set_new_nocheck(d, ES_F_CURRENCY,
+					json_string(currency)) < 0 ||
+	    (reference &&
+	     json_object_set_new_nocheck(d, ES_F_REFERENCE,
+					 json_string(reference)) < 0)) {
+		json_decref(d);
+		return NULL;
+	}
+	return d;
 }
 
 /* An overdraft limit of an opening or a change: 0..ACCOUNT_AMOUNT_MAX. */

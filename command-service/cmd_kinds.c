@@ -98,24 +98,38 @@ static void set_etag(json_t *headers, long long version)
 	char etag[32];
 
 	snprintf(etag, sizeof(etag), "\"%lld\"", version);
-	json_object_set_new(headers, "ETag", json_string(etag));
+	json_object_set_new_nocheck(headers, "ETag", json_string_nocheck(etag));
 }
 
 /*
  * The 201 of a one-account command: {account_id, version, position,
- * ...extra} with ETag. ownership: takes `extra` (may be NULL).
+ * `key`: `extra`} with ETag (no extra member when `key` is NULL). The id
+ * (a UUID) and the token are ASCII: no UTF-8 check.
+ * ownership: takes `extra` (may be NULL).
  */
 static json_t *answer_one(const struct account *acc,
 			  const struct cmd_decision *d, const char *token,
-			  json_t *extra, json_t *headers)
+			  const char *key, json_t *extra, json_t *headers)
 {
-	json_t *body;
+	json_t *body = json_object();
+	int bad =
+		!body ||
+		json_object_set_new_nocheck(body, "account_id",
+					    json_string_nocheck(acc->id)) < 0 ||
+		json_object_set_new_nocheck(
+			body, "version",
+			json_integer((json_int_t)d->streams[0].version)) < 0 ||
+		json_object_set_new_nocheck(body, "position",
+					    json_string_nocheck(token)) < 0;
 
-	body = json_pack("{s:s, s:I, s:s}", "account_id", acc->id, "version",
-			 (json_int_t)d->streams[0].version, "position", token);
-	if (body && extra)
-		json_object_update(body, extra);
-	json_decref(extra);
+	if (key && !bad)
+		bad = json_object_set_new_nocheck(body, key, extra) < 0;
+	else
+		json_decref(extra);
+	if (bad) {
+		json_decref(body);
+		body = NULL;
+	}
 	set_etag(headers, d->streams[0].version);
 	return body;
 }
@@ -178,7 +192,7 @@ static json_t *open_answer(const struct cmd *cmd, const struct account acc[2],
 	(void)cmd;
 	snprintf(location, sizeof(location), "/accounts/%s", acc[0].id);
 	json_object_set_new(headers, "Location", json_string(location));
-	return answer_one(&acc[0], d, token, NULL, headers);
+	return answer_one(&acc[0], d, token, NULL, NULL, headers);
 }
 
 const struct cmd_kind cmd_kind_open = {
@@ -234,10 +248,10 @@ static json_t *money_answer(const struct cmd *cmd, const struct account acc[2],
 		json_object_get(json_array_get(d->events[0], 0), "data");
 
 	(void)cmd;
-	return answer_one(&acc[0], d, token,
-			  json_pack("{s:O}", "balance",
-				    json_object_get(data, ES_F_BALANCE_AFTER)),
-			  headers);
+	return answer_one(
+		&acc[0], d, token, "balance",
+		json_incref(json_object_get(data, ES_F_BALANCE_AFTER)),
+		headers);
 }
 
 const struct cmd_kind cmd_kind_deposit = {
@@ -289,7 +303,7 @@ static json_t *close_answer(const struct cmd *cmd, const struct account acc[2],
 			    json_t *headers)
 {
 	(void)cmd;
-	return answer_one(&acc[0], d, token, NULL, headers);
+	return answer_one(&acc[0], d, token, NULL, NULL, headers);
 }
 
 const struct cmd_kind cmd_kind_close = {
@@ -336,9 +350,8 @@ static json_t *overdraft_answer(const struct cmd *cmd,
 				json_t *headers)
 {
 	return answer_one(
-		&acc[0], d, token,
-		json_pack("{s:I}", "overdraft_limit",
-			  (json_int_t)cmd->u.overdraft.overdraft_limit),
+		&acc[0], d, token, "overdraft_limit",
+		json_integer((json_int_t)cmd->u.overdraft.overdraft_limit),
 		headers);
 }
 

@@ -55,6 +55,15 @@ static int valid_traceparent(const char *s)
 	       lower_hex(s + 53, 2) >= 0;
 }
 
+/* snprintf(dst, size, "%s", src) without printf's machinery. */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static void request_free(struct cmd_request *cr)
 {
 	if (!cr)
@@ -85,14 +94,27 @@ struct cmd_request *cmd_request_new(struct es_request *req,
 	cr->cmd.if_match = -1;
 	es_uuid_v4(cr->command_id);
 	s = es_request_header(req, "X-Correlation-Id");
-	snprintf(cr->correlation_id, sizeof(cr->correlation_id), "%s",
+	copy_str(cr->correlation_id, sizeof(cr->correlation_id),
 		 printable_id(s, CMD_ID_MAX) ? s : cr->command_id);
 	es_http_add_header(req, "X-Correlation-Id", cr->correlation_id);
 	s = es_request_header(req, "X-Causation-Id");
-	cr->metadata = json_pack(
-		"{s:s, s:s, s:s}", ES_M_COMMAND_ID, cr->command_id,
-		ES_M_CORRELATION_ID, cr->correlation_id, ES_M_CAUSATION_ID,
-		printable_id(s, CMD_ID_MAX) ? s : cr->command_id);
+	/* printable ASCII all three: no UTF-8 check needed */
+	cr->metadata = json_object();
+	if (cr->metadata &&
+	    (json_object_set_new_nocheck(cr->metadata, ES_M_COMMAND_ID,
+					 json_string_nocheck(cr->command_id)) <
+		     0 ||
+	     json_object_set_new_nocheck(
+		     cr->metadata, ES_M_CORRELATION_ID,
+		     json_string_nocheck(cr->correlation_id)) < 0 ||
+	     json_object_set_new_nocheck(
+		     cr->metadata, ES_M_CAUSATION_ID,
+		     json_string_nocheck(printable_id(s, CMD_ID_MAX)
+						 ? s
+						 : cr->command_id)) < 0)) {
+		json_decref(cr->metadata);
+		cr->metadata = NULL;
+	}
 	cr->headers = json_object();
 	if (!cr->metadata || !cr->headers) {
 		es_error_set(&err, ES_EINTERNAL, "out of memory");
@@ -105,10 +127,10 @@ struct cmd_request *cmd_request_new(struct es_request *req,
 		es_error_set(&err, ES_EINTERNAL, "out of memory");
 		goto fail;
 	}
-	snprintf(cr->iss, sizeof(cr->iss), "%s", req->principal->iss);
-	snprintf(cr->sub, sizeof(cr->sub), "%s", req->principal->sub);
+	copy_str(cr->iss, sizeof(cr->iss), req->principal->iss);
+	copy_str(cr->sub, sizeof(cr->sub), req->principal->sub);
 	if (!(req->principal->roles & ES_ROLE_MANAGER))
-		snprintf(cr->cmd.holder, sizeof(cr->cmd.holder), "%s",
+		copy_str(cr->cmd.holder, sizeof(cr->cmd.holder),
 			 req->principal->sub);
 	s = es_request_header(req, "traceparent");
 	if (valid_traceparent(s))
@@ -123,7 +145,7 @@ struct cmd_request *cmd_request_new(struct es_request *req,
 				CMD_KEY_MAX);
 			goto fail;
 		}
-		snprintf(cr->key, sizeof(cr->key), "%s", s);
+		copy_str(cr->key, sizeof(cr->key), s);
 	}
 	if (cmd_parse_if_match(es_request_header(req, "If-Match"),
 			       &cr->cmd.if_match, &err) < 0 ||
@@ -206,21 +228,26 @@ void cmd_reply_error(struct cmd_request *cr, const struct es_error *err)
  * The answer's body as sent (and stored, as jsonb): compact with sorted
  * keys, so that a replay from the jsonb column is byte for byte the same.
  */
-static char *body_text(const struct cmd_request *cr)
+static char *body_text(const struct cmd_request *cr, size_t *len)
 {
-	return json_dumps(cr->body, JSON_COMPACT | JSON_SORT_KEYS);
+	return es_json_dump_sorted(cr->body, len);
 }
+
+/* Headers an answer carries at most: its own (ETag, Location) and ours. */
+#define SEND_HEADERS_MAX 8
 
 void cmd_request_send(struct cmd_request *cr)
 {
 	struct es_request *req = cr->req;
+	const char *hv[2 * SEND_HEADERS_MAX];
 	const char *name;
 	json_t *value;
 	char *text = NULL;
 	char retry[16];
+	size_t len = 0, n = 0;
 
 	if (cr->body)
-		text = body_text(cr);
+		text = body_text(cr, &len);
 	if (!text) {
 		struct es_error err = ES_ERROR_INIT;
 
@@ -230,18 +257,33 @@ void cmd_request_send(struct cmd_request *cr)
 		goto out;
 	}
 	json_object_foreach(cr->headers, name, value)
-		es_http_add_header(req, name, json_string_value(value));
-	if (cr->replayed)
-		es_http_add_header(req, "Idempotent-Replayed", "true");
+	{
+		if (n == SEND_HEADERS_MAX - 2) {
+			es_http_add_header(req, name, json_string_value(value));
+			continue;
+		}
+		hv[2 * n] = name;
+		hv[2 * n + 1] = json_string_value(value);
+		n++;
+	}
+	if (cr->replayed) {
+		hv[2 * n] = "Idempotent-Replayed";
+		hv[2 * n + 1] = "true";
+		n++;
+	}
 	if (cr->status == 503) {
 		snprintf(retry, sizeof(retry), "%d",
 			 cr->retry_after > 0 ? cr->retry_after : 1);
-		es_http_add_header(req, "Retry-After", retry);
+		hv[2 * n] = "Retry-After";
+		hv[2 * n + 1] = retry;
+		n++;
 	}
-	es_http_send_text(req, cr->status,
-			  cr->status >= 400 ? "application/problem+json"
-					    : "application/json",
-			  text, strlen(text));
+	/* the text goes out as it is, not copied */
+	es_http_send_buffer_with(req, cr->status,
+				 cr->status >= 400 ? "application/problem+json"
+						   : "application/json",
+				 text, len, hv, n);
+	text = NULL;
 	cmd_metrics_command(cr->kind->name, cr->status);
 	if (cr->replayed)
 		cmd_metrics_replay();

@@ -372,12 +372,10 @@ static void settle_one(struct round *r, struct cmd_request *cr, int committed)
 /* The append of `cr` was written at `token`: its 201. */
 static enum cmd_step answer(struct cmd_request *cr, const char *token)
 {
-	json_t *headers = json_object();
-	json_t *body = cr->kind->answer(&cr->cmd, cr->acc, &cr->decision, token,
-					headers);
-
-	cmd_reply(cr, 201, body, headers);
-	json_decref(headers);
+	/* the answer's headers go straight into those of the reply */
+	cmd_reply(cr, 201, NULL, NULL);
+	cr->body = cr->kind->answer(&cr->cmd, cr->acc, &cr->decision, token,
+				    cr->headers);
 	return CMD_DONE;
 }
 

@@ -30,6 +30,9 @@
 
 enum alg { ALG_UNSET = 0, ALG_RS256, ALG_ES256 };
 
+/* Numbers for the verifiers (struct es_auth's id), never reused. */
+static atomic_uint_fast64_t next_id = 1;
+
 struct key {
 	char *kid; /* NULL: the key has none */
 	enum alg alg;
@@ -68,6 +71,8 @@ struct es_auth {
 
 	struct cache_entry *cache; /* nsets * ways entries, or NULL */
 	size_t nsets, ways;
+	uint64_t id; /* this verifier's number, for the threads' memos */
+	EVP_MD *sha256; /* fetched once: an implicit fetch per hash costs */
 	pthread_mutex_t stripes[CACHE_STRIPES];
 
 	atomic_uint_fast64_t hits, misses, verified, refused, reloads;
@@ -115,20 +120,32 @@ void es_role_names(unsigned int roles, char *buf, size_t size)
 
 json_t *es_principal_json(const struct es_principal *p)
 {
-	json_t *o, *roles = json_array();
+	json_t *o = json_object(), *roles = json_array();
 
-	if (!roles)
-		return NULL;
+	/*
+	 * sub and iss come from a verified token's JSON (or are ours with
+	 * AUTH=off): UTF-8 already, so the _nocheck calls; one per command.
+	 */
+	if (!o || !roles)
+		goto fail;
 	for (size_t i = 0; i < sizeof(role_names) / sizeof(*role_names); i++)
 		if (p->roles & 1u << i &&
-		    json_array_append_new(roles, json_string(role_names[i])) <
-			    0) {
-			json_decref(roles);
-			return NULL;
-		}
-	o = json_pack("{s:s, s:s, s:o}", "sub", p->sub, "iss", p->iss, "roles",
-		      roles);
+		    json_array_append_new(
+			    roles, json_string_nocheck(role_names[i])) < 0)
+			goto fail;
+	if (json_object_set_new_nocheck(o, "sub", json_string_nocheck(p->sub)) <
+		    0 ||
+	    json_object_set_new_nocheck(o, "iss", json_string_nocheck(p->iss)) <
+		    0 ||
+	    json_object_set_new_nocheck(o, "roles", roles) < 0) {
+		roles = NULL; /* taken, even on failure */
+		goto fail;
+	}
 	return o;
+fail:
+	json_decref(roles);
+	json_decref(o);
+	return NULL;
 }
 
 /* ---- base64url (RFC 4648 section 5, no padding, canonical) ---- */
@@ -664,6 +681,7 @@ struct es_auth *es_auth_new(const struct es_auth_config *cfg,
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		return NULL;
 	}
+	a->id = atomic_fetch_add(&next_id, 1);
 	pthread_mutex_init(&a->keys_lock, NULL);
 	pthread_mutex_init(&a->reload_lock, NULL);
 	for (size_t i = 0; i < CACHE_STRIPES; i++)
@@ -709,7 +727,8 @@ struct es_auth *es_auth_new(const struct es_auth_config *cfg,
 	a->jwks_file = strdup(cfg->jwks_file);
 	a->issuer = strdup(cfg->issuer);
 	a->audience = strdup(cfg->audience);
-	if (!a->jwks_file || !a->issuer || !a->audience) {
+	a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (!a->jwks_file || !a->issuer || !a->audience || !a->sha256) {
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto fail;
 	}
@@ -748,6 +767,7 @@ void es_auth_free(struct es_auth *a)
 	if (!a)
 		return;
 	keyset_put(a->keys);
+	EVP_MD_free(a->sha256);
 	free(a->cache);
 	free(a->jwks_file);
 	free(a->issuer);
@@ -766,6 +786,84 @@ bool es_auth_off(const struct es_auth *a)
 
 /* ---- the cache ---- */
 
+/* Where a verified token holds: keys of `gen`, now in [not_before, exp_limit).
+ */
+struct window {
+	uint64_t gen;
+	int64_t not_before;
+	int64_t exp_limit;
+};
+
+/*
+ * Each thread's memo: the last token it verified or found in the cache,
+ * whole, with its principal. A client sends the same token request
+ * after request, and a comparison of its bytes costs far less than its
+ * SHA-256 and the cache's lock. The memo follows the cache's rules (the
+ * key set's generation, the time window, AUTH_CACHE_MAX 0 turns it
+ * off); it is bounded by the number of threads, freed (wiped) when the
+ * thread ends.
+ */
+struct memo {
+	uint64_t auth_id; /* the es_auth it belongs to, 0: empty */
+	struct window w;
+	struct es_principal p;
+	size_t len;
+	char tok[ES_AUTH_TOKEN_MAX];
+};
+
+static pthread_key_t memo_key;
+static pthread_once_t memo_once = PTHREAD_ONCE_INIT;
+static bool memo_ok; /* the key exists */
+static _Thread_local struct memo *memo;
+
+static void memo_free(void *m)
+{
+	if (!m)
+		return;
+	memset(m, 0, sizeof(struct memo));
+	free(m);
+}
+
+static void memo_init(void)
+{
+	memo_ok = pthread_key_create(&memo_key, memo_free) == 0;
+}
+
+/* The memo of `a` for `tok`, or NULL. */
+static const struct memo *memo_find(const struct es_auth *a, const char *tok,
+				    size_t len)
+{
+	const struct memo *m = memo;
+
+	if (!m || m->auth_id != a->id || m->len != len ||
+	    m->w.gen != atomic_load(&a->gen) || memcmp(m->tok, tok, len) != 0)
+		return NULL;
+	return m;
+}
+
+/* Remember `tok` for this thread (out of memory: not at all). */
+static void memo_store(const struct es_auth *a, const char *tok, size_t len,
+		       const struct window *w, const struct es_principal *p)
+{
+	struct memo *m = memo;
+
+	if (!m) {
+		pthread_once(&memo_once, memo_init);
+		if (!memo_ok || !(m = malloc(sizeof(*m))))
+			return;
+		if (pthread_setspecific(memo_key, m) != 0) {
+			free(m);
+			return;
+		}
+		memo = m;
+	}
+	m->auth_id = a->id;
+	m->w = *w;
+	m->p = *p;
+	m->len = len;
+	memcpy(m->tok, tok, len);
+}
+
 static size_t cache_set(const struct es_auth *a, const unsigned char *hash)
 {
 	uint64_t h;
@@ -779,7 +877,8 @@ static size_t cache_set(const struct es_auth *a, const unsigned char *hash)
  * at `now`; -1 when it is cached but expired; 0 otherwise.
  */
 static int cache_lookup(struct es_auth *a, const unsigned char *hash,
-			int64_t now, struct es_principal *out)
+			int64_t now, struct es_principal *out,
+			struct window *win)
 {
 	uint64_t gen = atomic_load(&a->gen);
 	size_t set, stripe;
@@ -799,6 +898,9 @@ static int cache_lookup(struct es_auth *a, const unsigned char *hash,
 			r = -1;
 		} else if (now >= e->not_before) {
 			*out = e->p;
+			win->gen = gen;
+			win->not_before = e->not_before;
+			win->exp_limit = e->exp_limit;
 			r = 1;
 		}
 		break;
@@ -1049,8 +1151,8 @@ static bool printable_sub(const char *s)
  */
 static int verify_token(struct es_auth *a, const char *tok, size_t len,
 			const unsigned char *hash, int64_t now,
-			struct es_principal *out, const char **why,
-			struct es_error *err)
+			struct es_principal *out, struct window *win,
+			const char **why, struct es_error *err)
 {
 	const char *d1, *d2, *alg_name, *kid = NULL, *sub, *iss;
 	unsigned char *buf = NULL, *sig;
@@ -1202,6 +1304,9 @@ static int verify_token(struct es_auth *a, const char *tok, size_t len,
 	if (iat >= 0 && iat - a->leeway > not_before)
 		not_before = iat - a->leeway;
 	cache_insert(a, hash, ks->gen, now, not_before, exp + a->leeway, out);
+	win->gen = ks->gen;
+	win->not_before = not_before;
+	win->exp_limit = exp + a->leeway;
 	ret = 0;
 out:
 	keyset_put(ks);
@@ -1217,6 +1322,8 @@ int es_auth_verify(struct es_auth *a, const char *authorization, int64_t now,
 	unsigned char hash[HASH_LEN];
 	unsigned int hash_len = 0;
 	const char *tok, *why = NULL;
+	const struct memo *m;
+	struct window win;
 	size_t len;
 	int r;
 
@@ -1231,21 +1338,31 @@ int es_auth_verify(struct es_auth *a, const char *authorization, int64_t now,
 		return refuse(a, err, "missing bearer token");
 	if (len > ES_AUTH_TOKEN_MAX)
 		return refuse(a, err, "token is too long");
-	if (EVP_Digest(tok, len, hash, &hash_len, EVP_sha256(), NULL) != 1 ||
+	/* this thread's last token: the cache without its hash and lock */
+	m = a->cache ? memo_find(a, tok, len) : NULL;
+	if (m && now >= m->w.not_before && now < m->w.exp_limit) {
+		*out = m->p;
+		atomic_fetch_add(&a->hits, 1);
+		return 0;
+	}
+	if (EVP_Digest(tok, len, hash, &hash_len, a->sha256, NULL) != 1 ||
 	    hash_len != HASH_LEN) {
 		ERR_clear_error();
 		return es_error_set(err, ES_EINTERNAL, "cannot hash the token");
 	}
-	r = cache_lookup(a, hash, now, out);
+	r = cache_lookup(a, hash, now, out, &win);
 	if (r > 0) {
 		atomic_fetch_add(&a->hits, 1);
+		memo_store(a, tok, len, &win, out);
 		return 0;
 	}
 	if (r < 0)
 		return refuse(a, err, "token has expired");
 	atomic_fetch_add(&a->misses, 1);
-	if (verify_token(a, tok, len, hash, now, out, &why, err) == 0) {
+	if (verify_token(a, tok, len, hash, now, out, &win, &why, err) == 0) {
 		atomic_fetch_add(&a->verified, 1);
+		if (a->cache)
+			memo_store(a, tok, len, &win, out);
 		return 0;
 	}
 	if (why)

@@ -26,7 +26,10 @@
  *  2. the cache: a token verified before (same SHA-256 of the whole
  *     token, same key set) is answered from memory while its exp, nbf and
  *     iat still pass (step 8's time checks again, with the leeway; past
- *     exp it is refused at once); see below;
+ *     exp it is refused at once); see below. Before the hash, each
+ *     thread's memo: the last token that thread verified or found in the
+ *     cache, compared byte for byte, under the same rules (same verifier,
+ *     same key set, the time window);
  *  3. the token is three base64url segments (RFC 7515: alphabet A-Z a-z
  *     0-9 - _, no padding, no whitespace, zero unused bits, so that a
  *     token has one spelling), none of them empty: an `alg: none` token,

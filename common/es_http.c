@@ -13,8 +13,12 @@
  *
  * Suspended requests: es_http_suspend() gives the handler's ownership of
  * the request to another thread (the "owner"); from then on the
- * request's response, state and references change under h->lock, since
- * es_http_drain() and es_http_stop() may race with the owner. The owner's
+ * request's response, state and references change under its own lock,
+ * r->lock, since es_http_drain() and es_http_stop() may race with the
+ * owner. h->lock guards the list of suspended requests and the count of
+ * owners' references; it is taken before r->lock, and only twice per
+ * request (suspend, resume): one lock for every request in flight was
+ * contended enough to cost several futex calls per request. The owner's
  * es_http_resume() makes libmicrohttpd call on_request() again, which
  * queues the stored response. es_http_suspend() also copies the request
  * headers and query arguments into memory of the request's own: once
@@ -88,7 +92,7 @@ struct request {
 	struct timespec start;
 	bool started; /* headers seen: routed and checked */
 	bool handled; /* the handler has run */
-	bool suspended; /* es_http_suspend() was called: lock h->lock */
+	bool suspended; /* es_http_suspend() was called: lock r->lock */
 	bool mhd_suspended; /* MHD_suspend_connection() was called */
 	bool taken; /* es_http_take(): its owner answers it, not a 503 */
 	bool copied; /* values[] holds the headers and query arguments */
@@ -115,6 +119,7 @@ struct request {
 	char id[72];
 	char correlation[129]; /* X-Correlation-Id sent back, for the log */
 	struct es_principal principal; /* pub.principal points here */
+	pthread_mutex_t lock; /* once suspended: see the file's comment */
 };
 
 struct es_http {
@@ -133,6 +138,7 @@ struct es_http {
 	pthread_mutex_t lock;
 	struct request *suspended; /* waiting for their owners */
 	unsigned int held; /* owners' references not yet resumed */
+	atomic_uint resuming; /* owners between unlinking and waking theirs */
 	bool closing; /* drained: new suspends are answered 503 at once,
 			 es_http_take() refuses */
 	bool stopped; /* the daemon is gone; free h when held reaches 0 */
@@ -161,6 +167,24 @@ static double elapsed_s(const struct timespec *start)
 	       (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
+/* "<prefix>-<num in hex>" into `id` (72 bytes): "%s-%lx" without printf. */
+static void format_id(char id[72], const char *prefix, unsigned long num)
+{
+	static const char hex[] = "0123456789abcdef";
+	char digits[2 * sizeof(num)];
+	size_t n = strlen(prefix), k = 0;
+
+	do {
+		digits[k++] = hex[num & 15];
+		num >>= 4;
+	} while (num);
+	memcpy(id, prefix, n);
+	id[n++] = '-';
+	while (k)
+		id[n++] = digits[--k];
+	id[n] = '\0';
+}
+
 static struct request *request_new(struct es_http *h)
 {
 	struct request *r = calloc(1, sizeof(*r));
@@ -168,6 +192,7 @@ static struct request *request_new(struct es_http *h)
 	if (!r)
 		return NULL;
 	r->h = h;
+	pthread_mutex_init(&r->lock, NULL);
 	r->refs = 1;
 	r->state = REQ_ACTIVE;
 	r->route_index = h->nroutes;
@@ -176,7 +201,7 @@ static struct request *request_new(struct es_http *h)
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	r->num =
 		atomic_fetch_add_explicit(&h->next_id, 1, memory_order_relaxed);
-	snprintf(r->id, sizeof(r->id), "%s-%lx", h->id_prefix, r->num);
+	format_id(r->id, h->id_prefix, r->num);
 	r->pub.id = r->id;
 	atomic_fetch_add(&h->in_flight, 1);
 	return r;
@@ -198,6 +223,7 @@ static void request_free(struct request *r)
 	free(r->body);
 	free(r->strings);
 	free(r->values);
+	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
 
@@ -208,7 +234,7 @@ static void http_free(struct es_http *h)
 	free(h);
 }
 
-/* Drop one reference; h->lock is held if r->suspended. Whether to free. */
+/* Drop one reference; r->lock is held if r->suspended. Whether to free. */
 static bool request_unref(struct request *r)
 {
 	return --r->refs == 0;
@@ -217,13 +243,13 @@ static bool request_unref(struct request *r)
 static void lock_if(struct request *r)
 {
 	if (r->suspended)
-		pthread_mutex_lock(&r->h->lock);
+		pthread_mutex_lock(&r->lock);
 }
 
 static void unlock_if(struct request *r)
 {
 	if (r->suspended)
-		pthread_mutex_unlock(&r->h->lock);
+		pthread_mutex_unlock(&r->lock);
 }
 
 static struct request *request_of(struct es_request *req)
@@ -395,6 +421,20 @@ void es_http_send_buffer(struct es_request *req, unsigned int status,
 {
 	set_response(request_of(req), status,
 		     buf ? response_from(buf, len, content_type) : NULL);
+}
+
+void es_http_send_buffer_with(struct es_request *req, unsigned int status,
+			      const char *content_type, char *buf, size_t len,
+			      const char *const *headers, size_t n)
+{
+	struct MHD_Response *resp =
+		buf ? response_from(buf, len, content_type) : NULL;
+
+	/* the response is ours alone until set_response() stores it */
+	for (size_t i = 0; resp && i < n; i++)
+		MHD_add_response_header(resp, headers[2 * i],
+					headers[2 * i + 1]);
+	set_response(request_of(req), status, resp);
 }
 
 void es_http_add_header(struct es_request *req, const char *name,
@@ -1529,6 +1569,7 @@ void es_http_suspend(struct es_request *req)
 	/* before the owner sees it: this thread still owns the connection */
 	copy_values(r);
 	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&r->lock);
 	r->suspended = true;
 	r->refs++;
 	h->held++;
@@ -1542,17 +1583,25 @@ void es_http_suspend(struct es_request *req)
 			r->status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		}
 		r->state = REQ_RESUMED;
-	} else {
-		r->state = REQ_SUSPENDED;
-		r->mhd_suspended = true;
-		MHD_suspend_connection(r->conn);
-		r->prev = NULL;
-		r->next = h->suspended;
-		if (h->suspended)
-			h->suspended->prev = r;
-		h->suspended = r;
+		pthread_mutex_unlock(&r->lock);
+		pthread_mutex_unlock(&h->lock);
+		return;
 	}
+	r->state = REQ_SUSPENDED;
+	r->prev = NULL;
+	r->next = h->suspended;
+	if (h->suspended)
+		h->suspended->prev = r;
+	h->suspended = r;
+	/*
+	 * The suspension (a system call) under r->lock alone: a wake-up
+	 * needs that lock too, so none comes before it, and the server's
+	 * lock is not held up meanwhile.
+	 */
 	pthread_mutex_unlock(&h->lock);
+	r->mhd_suspended = true;
+	MHD_suspend_connection(r->conn);
+	pthread_mutex_unlock(&r->lock);
 }
 
 bool es_http_take(struct es_request *req)
@@ -1560,16 +1609,16 @@ bool es_http_take(struct es_request *req)
 	struct request *r = request_of(req);
 	bool ok;
 
-	pthread_mutex_lock(&r->h->lock);
+	pthread_mutex_lock(&r->lock);
 	ok = r->state == REQ_SUSPENDED;
 	if (ok)
 		r->taken = true;
-	pthread_mutex_unlock(&r->h->lock);
+	pthread_mutex_unlock(&r->lock);
 	return ok;
 }
 
-/* h->lock held. Take `r` off the suspended list and wake it up. */
-static void wake(struct es_http *h, struct request *r)
+/* h->lock and r->lock held. Take `r` off the suspended list. */
+static void unlink_suspended(struct es_http *h, struct request *r)
 {
 	if (r->prev)
 		r->prev->next = r->next;
@@ -1579,6 +1628,12 @@ static void wake(struct es_http *h, struct request *r)
 		r->next->prev = r->prev;
 	r->prev = r->next = NULL;
 	r->state = REQ_RESUMED;
+}
+
+/* h->lock and r->lock held. Take `r` off the suspended list, wake it up. */
+static void wake(struct es_http *h, struct request *r)
+{
+	unlink_suspended(h, r);
 	MHD_resume_connection(r->conn);
 }
 
@@ -1586,15 +1641,31 @@ void es_http_resume(struct es_request *req)
 {
 	struct request *r = request_of(req);
 	struct es_http *h = r->h;
-	bool dead, free_h;
+	bool dead, free_h, resume;
 
 	pthread_mutex_lock(&h->lock);
-	if (r->state == REQ_SUSPENDED)
-		wake(h, r); /* queue() answers 500 if nothing was sent */
-	dead = request_unref(r);
+	pthread_mutex_lock(&r->lock);
+	resume = r->state == REQ_SUSPENDED;
+	if (resume) {
+		/* queue() answers 500 if nothing was sent */
+		unlink_suspended(h, r);
+		atomic_fetch_add(&h->resuming, 1);
+	}
 	h->held--;
+	/* never with `resume`: the stop woke every request first */
 	free_h = h->stopped && h->held == 0;
 	pthread_mutex_unlock(&h->lock);
+	/*
+	 * The wake-up (a write to libmicrohttpd's event fd) under r->lock
+	 * alone; es_http_stop() waits for `resuming` to drop to 0 before
+	 * it stops the daemon.
+	 */
+	if (resume) {
+		MHD_resume_connection(r->conn);
+		atomic_fetch_sub(&h->resuming, 1);
+	}
+	dead = request_unref(r);
+	pthread_mutex_unlock(&r->lock);
 	if (dead)
 		request_free(r);
 	if (free_h)
@@ -1754,6 +1825,18 @@ static void wait_idle(struct es_http *h, int ms)
 		nanosleep(&tick, NULL);
 }
 
+/*
+ * Wait for the owners that took their request off the suspended list to
+ * wake it (a moment: no I/O but libmicrohttpd's event fd lies between).
+ */
+static void wait_resumed(struct es_http *h)
+{
+	struct timespec tick = { 0, 100 * 1000 };
+
+	while (atomic_load(&h->resuming) > 0)
+		nanosleep(&tick, NULL);
+}
+
 /* Wait up to `ms` for no request to be suspended. */
 static void wait_unsuspended(struct es_http *h, int ms)
 {
@@ -1783,13 +1866,17 @@ static int answer_suspended(struct es_http *h, const struct es_error *err,
 
 	for (r = h->suspended; r; r = next) {
 		next = r->next;
-		if (r->taken && !all)
+		pthread_mutex_lock(&r->lock);
+		if (r->taken && !all) {
+			pthread_mutex_unlock(&r->lock);
 			continue;
+		}
 		if (!r->response) {
 			r->response = problem_response(err, NULL);
 			r->status = es_error_status(err->code);
 		}
 		wake(h, r);
+		pthread_mutex_unlock(&r->lock);
 		n++;
 	}
 	return n;
@@ -1847,6 +1934,7 @@ int es_http_stop(struct es_http *h, int wait_ms)
 	cut = h->cut + unknown + (int)atomic_load(&h->in_flight);
 	if (cut)
 		es_log(ES_LOG_WARN, "http_stop_cut", "{s:i}", "requests", cut);
+	wait_resumed(h);
 	MHD_stop_daemon(h->daemon);
 	watchdog_stop(h);
 	if (h->listen_fd != MHD_INVALID_SOCKET)

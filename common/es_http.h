@@ -297,6 +297,17 @@ void es_http_send_buffer(struct es_request *req, unsigned int status,
  */
 int es_http_is_json_type(const char *content_type);
 
+/*
+ * es_http_send_buffer() with `n` more headers, headers[2i] the name and
+ * headers[2i + 1] the value of each, on the answer: for the owner of a
+ * suspended request, one lock for the answer and all of its headers
+ * rather than one per es_http_add_header() call.
+ * ownership: takes `buf` as es_http_send_buffer() does; borrows the rest.
+ */
+void es_http_send_buffer_with(struct es_request *req, unsigned int status,
+			      const char *content_type, char *buf, size_t len,
+			      const char *const *headers, size_t n);
+
 struct es_http;
 
 /*

@@ -31,6 +31,17 @@ json_t *es_json_parse_object(const char *buf, size_t len, struct es_error *err);
 int es_json_depth(const char *buf, size_t len);
 
 /*
+ * The text json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+ * gives, byte for byte, written without jansson's encoder (which costs
+ * several times as much on the small objects of an answer), and its
+ * length in *len (may be NULL). NULL when out of memory, or when a
+ * string is not valid UTF-8 or nesting is deeper than
+ * ES_JSON_MAX_DEPTH (where jansson fails too).
+ * ownership: borrows `v`; caller frees with free().
+ */
+char *es_json_dump_sorted(const json_t *v, size_t *len);
+
+/*
  * Make `s` safe to put in a JSON string and a log line: every byte that
  * is not printable ASCII becomes '?'. Used on text that may echo client
  * bytes (jansson's error text, libmicrohttpd's messages).

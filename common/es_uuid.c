@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -179,18 +180,50 @@ void es_uuid_format(const unsigned char b[16], char out[37])
 	out[36] = '\0';
 }
 
-/* `len` random bytes into `buf`, or abort. */
-static void random_bytes(unsigned char *buf, size_t len)
+/*
+ * Random bytes are drawn POOL_BYTES at a time, per thread (no lock, and
+ * no two threads share bytes): one getrandom(2) every few dozen ids
+ * rather than one per id. Bytes are used once and wiped; a child of
+ * fork() starts with an empty pool, so that it never repeats its
+ * parent's ids.
+ */
+#define POOL_BYTES 512
+
+static _Thread_local unsigned char pool[POOL_BYTES];
+static _Thread_local size_t pool_left;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void pool_forget(void)
 {
-	if (from_getrandom(buf, len) < 0 && from_urandom(buf, len) < 0) {
-		/*
-		 * Ids that are not random would collide and silently merge
-		 * streams or events; nothing sensible is left to do.
-		 */
-		es_log(ES_LOG_ERROR, "uuid_failed", "{s:s}", "reason",
-		       "neither getrandom(2) nor /dev/urandom gave random bytes");
-		abort();
+	pool_left = 0;
+}
+
+static void atfork_register(void)
+{
+	pthread_atfork(NULL, NULL, pool_forget);
+}
+
+/* `len` (at most POOL_BYTES) fresh random bytes into `b`, or abort. */
+static void random_bytes(unsigned char *b, size_t len)
+{
+	pthread_once(&atfork_once, atfork_register);
+	if (pool_left < len) {
+		if (from_getrandom(pool, sizeof(pool)) < 0 &&
+		    from_urandom(pool, sizeof(pool)) < 0) {
+			/*
+			 * Ids that are not random would collide and silently
+			 * merge streams or events; nothing sensible is left
+			 * to do.
+			 */
+			es_log(ES_LOG_ERROR, "uuid_failed", "{s:s}", "reason",
+			       "neither getrandom(2) nor /dev/urandom gave random bytes");
+			abort();
+		}
+		pool_left = sizeof(pool);
 	}
+	pool_left -= len;
+	memcpy(b, pool + pool_left, len);
+	memset(pool + pool_left, 0, len);
 }
 
 void es_uuid_v4(char out[37])
@@ -208,29 +241,16 @@ void es_uuid_v4(char out[37])
 
 void es_uuid_v7(unsigned char out[16])
 {
-	/* per thread: no lock, and no two threads share bytes */
-	static _Thread_local unsigned char pool[25 * V7_RANDOM];
-	static _Thread_local size_t used = sizeof(pool);
-	static _Thread_local pid_t owner;
 	struct timespec ts;
 	unsigned long long ms;
 	int i;
 
-	/* a forked child must not draw the bytes its parent will draw */
-	if (used + V7_RANDOM > sizeof(pool) || owner != getpid()) {
-		random_bytes(pool, sizeof(pool));
-		used = 0;
-		owner = getpid();
-	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ms = (unsigned long long)ts.tv_sec * 1000 +
 	     (unsigned long long)ts.tv_nsec / 1000000;
 	for (i = 0; i < 6; i++)
 		out[i] = (unsigned char)(ms >> (8 * (5 - i)));
-	memcpy(out + 6, pool + used, V7_RANDOM);
-	/* the bytes used are forgotten: no id is ever made from them again */
-	memset(pool + used, 0, V7_RANDOM);
-	used += V7_RANDOM;
+	random_bytes(out + 6, V7_RANDOM);
 	out[6] = (unsigned char)((out[6] & 0x0f) | 0x70); /* version 7 */
 	out[8] = (unsigned char)((out[8] & 0x3f) | 0x80); /* RFC 9562 variant */
 }

@@ -988,6 +988,35 @@ START_TEST(a_verified_token_is_served_from_the_cache)
 }
 END_TEST
 
+START_TEST(a_threads_last_token_belongs_to_its_verifier_and_keys)
+{
+	struct es_auth_config c;
+	struct es_auth *a = auth(), *other;
+	char *tok = mint_with(claims());
+	struct es_auth_stats st;
+
+	/* the memo of `a` never answers for a verifier of another issuer */
+	c = config("set.json");
+	c.issuer = "https://elsewhere.test";
+	other = auth_cfg(&c);
+	accepted(a, tok, NOW);
+	refused(other, tok, NOW, "token issuer is not accepted");
+	accepted(a, tok, NOW + 1);
+	es_auth_stats(a, &st);
+	ck_assert_uint_eq(st.cache_hits, 1);
+	ck_assert_uint_eq(st.verified, 1);
+	/* nor past the token's exp, nor after a reload */
+	refused(a, tok, NOW + 300 + LEEWAY, "token has expired");
+	ck_assert_int_eq(es_auth_reload(a, NULL), 0);
+	accepted(a, tok, NOW + 2);
+	es_auth_stats(a, &st);
+	ck_assert_uint_eq(st.verified, 2);
+	free(tok);
+	es_auth_free(other);
+	es_auth_free(a);
+}
+END_TEST
+
 START_TEST(the_cache_is_bounded)
 {
 	struct es_auth_config c = config("set.json");
@@ -1218,6 +1247,8 @@ static Suite *auth_suite(void)
 	suite_add_tcase(s, keys);
 
 	tcase_add_test(cache, a_verified_token_is_served_from_the_cache);
+	tcase_add_test(cache,
+		       a_threads_last_token_belongs_to_its_verifier_and_keys);
 	tcase_add_test(cache, the_cache_is_bounded);
 	tcase_add_test(cache, a_reload_replaces_the_keys_and_the_cache);
 	tcase_add_test(cache, verifies_and_reloads_run_together);

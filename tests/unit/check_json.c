@@ -196,6 +196,55 @@ START_TEST(syntax_error_gives_line_and_column)
 }
 END_TEST
 
+/* The bytes jansson writes, for every kind of value. */
+static void same_as_jansson(const char *text)
+{
+	json_error_t jerr;
+	json_t *v = json_loads(text, JSON_DECODE_ANY, &jerr);
+	char *want, *got;
+	size_t len = 0;
+
+	ck_assert_msg(v != NULL, "%s: %s", text, jerr.text);
+	want = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	got = es_json_dump_sorted(v, &len);
+	ck_assert_ptr_nonnull(want);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_str_eq(got, want);
+	ck_assert_uint_eq(len, strlen(want));
+	free(want);
+	free(got);
+	json_decref(v);
+}
+
+START_TEST(dump_sorted_writes_what_jansson_writes)
+{
+	json_t *v;
+	char *got;
+
+	same_as_jansson("{}");
+	same_as_jansson("[]");
+	same_as_jansson("{\"version\":3,\"position\":\"12.34\",\"balance\":"
+			"-9223372036854775807,\"account_id\":\"a-b\"}");
+	same_as_jansson("{\"b\":[1,true,false,null,{\"z\":1,\"a\":[]}],"
+			"\"a\":{\"y\":\"\\u0001\\t\\n\\r\\b\\f\\\"\\\\/\"}}");
+	same_as_jansson(
+		"{\"\\u00e9t\u00e9\":\"\\u2028 \\ud83d\\ude00 \\u007f\"}");
+	same_as_jansson("{\"ab\":1,\"a\":2,\"b\":3,\"aa\":4,\"\":5}");
+	same_as_jansson("{\"r\":1.5,\"e\":1e300,\"n\":-0.0}");
+	same_as_jansson("\"text\"");
+	same_as_jansson(
+		"{\"k0\":0,\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,"
+		"\"k6\":6,\"k7\":7,\"k8\":8,\"k9\":9,\"ka\":10,\"kb\":11,"
+		"\"kc\":12,\"kd\":13,\"ke\":14,\"kf\":15,\"kg\":16,\"kh\":17}");
+	/* a string that is not UTF-8 fails, as in jansson */
+	v = json_pack("{s:o}", "k", json_string_nocheck("\xff"));
+	got = es_json_dump_sorted(v, NULL);
+	ck_assert_ptr_null(got);
+	ck_assert_ptr_null(json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS));
+	json_decref(v);
+}
+END_TEST
+
 START_TEST(printable_replaces_control_and_non_ascii_bytes)
 {
 	char s[] = "a\x01\xff\tb~";
@@ -226,6 +275,7 @@ static Suite *json_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("printable");
 	tcase_add_test(tc, printable_replaces_control_and_non_ascii_bytes);
+	tcase_add_test(tc, dump_sorted_writes_what_jansson_writes);
 	suite_add_tcase(s, tc);
 	return s;
 }
