@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "es_db.h"
 #include "es_hash.h"
@@ -441,6 +442,14 @@ fail:
 
 /* ---- database helpers for the workers ---- */
 
+/*
+ * Reads a deadlock or a serialization failure may end (the reader's lock
+ * on a view table against a rebuild's swap of it): a read changes
+ * nothing, so it runs again, after a pause that grows, before the client
+ * hears of it.
+ */
+#define READ_RETRIES 4
+
 /* Run prepared `name`; NULL and the error answered on failure. */
 PGresult *qry_read_prepared(struct qry_read *j, struct qry_worker *w,
 			    const char *name, int n, const char *const *params)
@@ -448,12 +457,21 @@ PGresult *qry_read_prepared(struct qry_read *j, struct qry_worker *w,
 	struct es_error err = ES_ERROR_INIT;
 	PGconn *db = qry_worker_db(w, QRY_DB_READ, &err);
 	PGresult *res;
+	int attempt;
 
 	if (!db)
 		goto fail;
-	res = PQexecPrepared(db, name, n, params, NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK)
-		return res;
+	for (attempt = 0;; attempt++) {
+		res = PQexecPrepared(db, name, n, params, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			return res;
+		if (attempt >= READ_RETRIES ||
+		    es_db_fail_of(res) != ES_DB_FAIL_RACE ||
+		    PQtransactionStatus(db) != PQTRANS_IDLE)
+			break;
+		PQclear(res);
+		usleep((useconds_t)(5000 << attempt));
+	}
 	es_db_error(db, res, &err);
 	PQclear(res);
 fail:
