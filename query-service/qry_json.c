@@ -95,7 +95,11 @@ static int string_in(struct in *in, const char **s, size_t *len)
 
 static json_t *value_in(struct in *in);
 
-static json_t *integer_in(struct in *in)
+/*
+ * An integer as jansson takes it into *out; -1 for anything else (a
+ * leading zero, more than DIGITS_MAX digits, a real).
+ */
+static int integer_scan(struct in *in, long long *out)
 {
 	const char *p = in->p;
 	int neg = 0, n = 0;
@@ -106,30 +110,44 @@ static json_t *integer_in(struct in *in)
 		p++;
 	}
 	if (p == in->end || *p < '0' || *p > '9')
-		return NULL;
+		return -1;
 	/* a leading zero is an error (or a real) for jansson */
 	if (*p == '0' && p + 1 < in->end && p[1] >= '0' && p[1] <= '9')
-		return NULL;
+		return -1;
 	while (p < in->end && *p >= '0' && *p <= '9') {
 		if (++n > DIGITS_MAX)
-			return NULL;
+			return -1;
 		v = v * 10 + (*p - '0');
 		p++;
 	}
 	in->p = p;
 	/* '.', 'e' and 'E' make a real: jansson's */
 	if (!at_boundary(in))
-		return NULL;
-	return json_integer(neg ? -v : v);
+		return -1;
+	*out = neg ? -v : v;
+	return 0;
+}
+
+static json_t *integer_in(struct in *in)
+{
+	long long v;
+
+	return integer_scan(in, &v) < 0 ? NULL : json_integer(v);
+}
+
+/* The literal `word` (n bytes) standing alone; -1 if not. */
+static int literal_scan(struct in *in, const char *word, size_t n)
+{
+	if ((size_t)(in->end - in->p) < n || memcmp(in->p, word, n) != 0)
+		return -1;
+	in->p += n;
+	return at_boundary(in) ? 0 : -1;
 }
 
 static json_t *literal_in(struct in *in, const char *word, size_t n,
 			  json_t *value)
 {
-	if ((size_t)(in->end - in->p) < n || memcmp(in->p, word, n) != 0)
-		return NULL;
-	in->p += n;
-	return at_boundary(in) ? value : NULL;
+	return literal_scan(in, word, n) < 0 ? NULL : value;
 }
 
 static json_t *object_in(struct in *in)
@@ -272,42 +290,6 @@ struct flat_span {
 	long long i;
 };
 
-/* An integer as integer_in() takes it, without making a value. */
-static int flat_integer(struct in *in, long long *out)
-{
-	const char *p = in->p;
-	int neg = 0, n = 0;
-	long long v = 0;
-
-	if (*p == '-') {
-		neg = 1;
-		p++;
-	}
-	if (p == in->end || *p < '0' || *p > '9')
-		return -1;
-	if (*p == '0' && p + 1 < in->end && p[1] >= '0' && p[1] <= '9')
-		return -1;
-	while (p < in->end && *p >= '0' && *p <= '9') {
-		if (++n > DIGITS_MAX)
-			return -1;
-		v = v * 10 + (*p - '0');
-		p++;
-	}
-	in->p = p;
-	if (!at_boundary(in))
-		return -1;
-	*out = neg ? -v : v;
-	return 0;
-}
-
-static int flat_literal(struct in *in, const char *word, size_t n)
-{
-	if ((size_t)(in->end - in->p) < n || memcmp(in->p, word, n) != 0)
-		return -1;
-	in->p += n;
-	return at_boundary(in) ? 0 : -1;
-}
-
 /* The scalar at in->p into `m`, as value_in() would take it; else -1. */
 static int flat_value(struct in *in, struct flat_span *m)
 {
@@ -319,19 +301,19 @@ static int flat_value(struct in *in, struct flat_span *m)
 		return string_in(in, &m->str, &m->str_len);
 	case 't':
 		m->type = QRY_FLAT_TRUE;
-		return flat_literal(in, "true", 4);
+		return literal_scan(in, "true", 4);
 	case 'f':
 		m->type = QRY_FLAT_FALSE;
-		return flat_literal(in, "false", 5);
+		return literal_scan(in, "false", 5);
 	case 'n':
 		m->type = QRY_FLAT_NULL;
-		return flat_literal(in, "null", 4);
+		return literal_scan(in, "null", 4);
 	case '{':
 	case '[':
 		return -1; /* not flat */
 	default:
 		m->type = QRY_FLAT_INT;
-		return flat_integer(in, &m->i);
+		return integer_scan(in, &m->i);
 	}
 }
 
