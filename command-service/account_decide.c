@@ -269,11 +269,15 @@ int account_decide_transfer(const struct account *from,
 		return es_error_set(err, ES_ECONFLICT,
 				    "transfer '%s' already exists",
 				    cmd->transfer_id);
+	/*
+	 * The receiver may be anyone's account: its currency is not named
+	 * (a holder may send to it, not learn about it).
+	 */
 	if (strcmp(from->currency, to->currency) != 0)
 		return es_error_set(
 			err, ES_ECONFLICT,
-			"currency mismatch: account '%s' holds %s, account '%s' holds %s",
-			from->id, from->currency, to->id, to->currency);
+			"currency mismatch: account '%s' holds %s, account '%s' does not",
+			from->id, from->currency, to->id);
 	if (debit(from, cmd->amount, &from_after, err) < 0 ||
 	    credit(to, cmd->amount, &to_after, err) < 0)
 		return -1;

@@ -493,6 +493,15 @@ static enum MHD_Result queue(struct request *r)
 			return MHD_NO;
 	}
 	MHD_add_response_header(resp, "X-Request-Id", r->id);
+	/*
+	 * An answer to a verified principal is that principal's: no shared
+	 * cache may keep it, and a private one asks again (the ETag makes
+	 * that cheap) rather than show an old balance.
+	 */
+	if (r->pub.principal &&
+	    !MHD_get_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+					"private, no-cache");
 	/* echo the client's correlation id on answers no handler gave */
 	if (r->correlation[0] &&
 	    !MHD_get_response_header(resp, "X-Correlation-Id"))
@@ -514,6 +523,7 @@ static enum MHD_Result queue(struct request *r)
 struct header_scan {
 	unsigned int content_length; /* how many Content-Length headers */
 	unsigned int transfer_encoding; /* how many Transfer-Encoding */
+	unsigned int authorization; /* how many Authorization headers */
 	bool chunked; /* the last Transfer-Encoding was "chunked" */
 	char te[48]; /* the last Transfer-Encoding, for the detail */
 	const char *prev_key; /* the previous header, for line_ends_at() */
@@ -609,6 +619,8 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
 		s->transfer_encoding++;
 		s->chunked = strcasecmp(value, "chunked") == 0;
 		snprintf(s->te, sizeof(s->te), "%s", value);
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
+		s->authorization++;
 	}
 	return MHD_YES;
 }
@@ -650,6 +662,10 @@ static int check_framing(const struct request *r, struct MHD_Connection *conn,
 		return es_error_set(
 			err, ES_EMALFORMED,
 			"Content-Length together with Transfer-Encoding");
+	/* which one would a proxy on the way have checked? */
+	if (s.authorization > 1)
+		return es_error_set(err, ES_EMALFORMED,
+				    "more than one Authorization header");
 	return 0;
 }
 

@@ -5,7 +5,9 @@
  * application/problem+json and carry X-Request-Id; every request whose
  * request line libmicrohttpd could parse, whoever answered it, gets one
  * "request" log line (method, route pattern, status, duration_ms,
- * request_id) and counts in the metrics.
+ * request_id) and counts in the metrics. An answer to a verified
+ * principal carries Cache-Control: private, no-cache unless its handler
+ * set Cache-Control.
  *
  * Refused before any handler runs, once the headers are in (the body is
  * never read into a handler), with 400 problem+json and Connection:
@@ -13,7 +15,8 @@
  * Content-Length together with Transfer-Encoding, more than one
  * Transfer-Encoding header or any coding but "chunked", a NUL byte in a
  * header value (see below), a header name that is not an RFC 9110 token
- * ("Content-Length : 5"), a header folded over lines (obs-fold), and a
+ * ("Content-Length : 5"), a header folded over lines (obs-fold), more
+ * than one Authorization header (which one did a proxy check?), and a
  * request target holding a space, a control byte or "%00". Then 413 when
  * Content-Length announces more than MAX_BODY_BYTES (answered at once,
  * the body is not read, the connection closes), and 415 on ES_ROUTE_JSON

@@ -220,6 +220,18 @@ AS=none http POST "$CMD_URL/accounts/$A/deposits?access_token=$HOLDER" \
 expect_status 401
 AS=none http GET "$QRY_URL/accounts/$A" "" -H "Authorization: Basic YTpi"
 expect_status 401
+# two Authorization headers: which one would a proxy have checked? Neither.
+for base in "$CMD_URL" "$QRY_URL" "$GW"; do
+	AS=none http GET "$base/accounts/$A" "" \
+		-H "Authorization: Bearer $HOLDER" -H "Authorization: Bearer $BOB"
+	expect_status 400
+	[ "$base" = "$GW" ] || expect_text "more than one Authorization header"
+done
+AS=none http POST "$CMD_URL/accounts/$A/deposits" '{"amount":5}' \
+	-H "Authorization: Bearer $BOB" -H "Authorization: Bearer $HOLDER"
+expect_status 400
+expect_header Content-Type application/problem+json
+expect_text "Authorization"
 expect_eq "$(events)" "$before" "events after the refused requests"
 # no token, nor its signature, in any log
 for log in "$TEST_TMP"/CMD.log "$TEST_TMP"/QRY.log; do
@@ -272,6 +284,29 @@ expect_eq "$(events)" "$before" "events after a holder's tries on another's"
 AS=$HOLDER http POST "$CMD_URL/transfers" \
 	"{\"from\":\"$A\",\"to\":\"$B\",\"amount\":7}"
 expect_status 201
+# ... without learning the receiver's currency
+AS=$MANAGER http POST "$CMD_URL/accounts" '{"owner":"bob","currency":"USD"}'
+expect_status 201
+BUSD=$(jq -r .account_id <<<"$HTTP_BODY")
+AS=$HOLDER http POST "$CMD_URL/transfers" \
+	"{\"from\":\"$A\",\"to\":\"$BUSD\",\"amount\":7}"
+expect_status 409
+expect_text "currency mismatch"
+[[ $HTTP_BODY != *USD* ]] || fail "the receiver's currency is told: $HTTP_BODY"
+
+say "answers to a principal are private to it"
+for url in "$QRY_URL/accounts/$A" "$GW/accounts/$A" \
+	"$QRY_URL/accounts/$A/transactions"; do
+	AS=$HOLDER http GET "$url"
+	expect_status 200
+	expect_header Cache-Control "private, no-cache"
+done
+AS=$HOLDER http POST "$CMD_URL/accounts/$A/deposits" '{"amount":1}'
+expect_status 201
+expect_header Cache-Control "private, no-cache"
+AS=none http GET "$QRY_URL/health"
+expect_status 200
+! has_header Cache-Control || fail "a public answer is private: /health"
 
 # ---- 4. the principal in every event; keys are the principal's ----
 

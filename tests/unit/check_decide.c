@@ -545,10 +545,18 @@ START_TEST(transfer_currency_mismatch_conflicts)
 	struct account from, to;
 	struct transfer_cmd cmd = transfer(A_ID, B_ID, 10, NULL);
 
+	struct es_error err = ES_ERROR_INIT;
+	json_t *fe, *te;
+
 	open_state(&from, A_ID, "EUR", 100, 0);
 	open_state(&to, B_ID, "USD", 0, 0);
 	assert_transfer_refused(&from, &to, &cmd, ES_ECONFLICT,
 				"currency mismatch");
+	/* the receiver's currency is not told: it may be anyone's account */
+	ck_assert_int_eq(decide_transfer(&from, &to, &cmd, &fe, &te, &err), -1);
+	ck_assert_ptr_null(strstr(err.detail, "USD"));
+	ck_assert_ptr_nonnull(strstr(err.detail, "EUR"));
+	es_error_release(&err);
 }
 END_TEST
 
