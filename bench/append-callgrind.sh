@@ -7,6 +7,12 @@
 #
 #   bench/append-callgrind.sh      B1=100 B2=300 PRELOAD=200000
 #
+# ACCOUNTS (default 1200) and APPEND_CPU_ONLY / APPEND_CPU_EXISTING go to
+# the driver (bench/append-cpu.c says what they do): e.g.
+#   APPEND_CPU_ONLY=new APPEND_CPU_EXISTING=1 ACCOUNTS=3996 PRELOAD=1000000
+# appends to 3996 streams spread over a 1,000,000-event log. PG_SETTINGS
+# (e.g. "wal_compression=lz4") are passed to the server as -c options.
+#
 # Makes and loads a throwaway cluster as append-cpu.sh does, then runs its
 # postmaster under valgrind --tool=callgrind (every backend it forks is
 # counted, in a file of its own), runs bench/append-cpu once with B1
@@ -20,6 +26,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B1=${B1:-100}
 B2=${B2:-300}
 PRELOAD=${PRELOAD:-200000}
+ACCOUNTS=${ACCOUNTS:-1200}
+MODES=${APPEND_CPU_ONLY:-old new plain}
+settings=()
+for s in ${PG_SETTINGS:-}; do
+	settings+=(-c "$s")
+done
 BUILD=${TANDEM_BUILD:-$ROOT/build/rel}
 BIN=${TANDEM_BIN:-$ROOT/bin}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -62,18 +74,18 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 (cd / && exec "${as_pg[@]}" valgrind --tool=callgrind -q \
 	--callgrind-out-file="$dir/cg/cg.%p" "$PGBIN/postgres" -D "$data" \
-	-c autovacuum=off >"$dir/cg/server.log" 2>&1) &
+	-c autovacuum=off "${settings[@]}" >"$dir/cg/server.log" 2>&1) &
 vpid=$!
 for _ in $(seq 600); do
 	psql -qXAtc 'SELECT 1' >/dev/null 2>&1 && break
 	sleep 0.5
 done
-echo "# $("$PGBIN/postgres" --version), preload $PRELOAD events, $B1 and $B2 batches of 12 per way, instructions per event"
+echo "# $("$PGBIN/postgres" --version) ${PG_SETTINGS:-}, preload $PRELOAD events, $B1 and $B2 batches of 12 per way, instructions per event"
 for b in "$B1" "$B2"; do
-	"$BUILD/bench/append-cpu" 1 "$b" 1200 >/dev/null 2>"$dir/pids.$b"
+	"$BUILD/bench/append-cpu" 1 "$b" "$ACCOUNTS" >/dev/null 2>"$dir/pids.$b"
 done
 stop_server
-for mode in old new plain; do
+for mode in $MODES; do
 	ir=()
 	for b in "$B1" "$B2"; do
 		pid=$(sed -n "s/^$mode: backend //p" "$dir/pids.$b")

@@ -29,6 +29,15 @@
  *
  *   median MODE us_per_event_stat us_per_event_sched
  *
+ * With APPEND_CPU_EXISTING=1 the batches go to the streams of
+ * bench/append-preload.sql instead of new ones (mode m to its accounts
+ * m * ACCOUNTS .. (m + 1) * ACCOUNTS - 1, from their versions in the log),
+ * so that a large preload puts each append on a leaf of its own in the
+ * stream index, as deposits to random accounts of a long log do.
+ *
+ * APPEND_CPU_ONLY=MODE runs that mode alone (the plain one cannot run on
+ * existing streams: its 12 rows share one version).
+ *
  * The backend must run on this machine (the /proc files are read here).
  * DATABASE_URL names the database, migrated to 0011.
  */
@@ -133,6 +142,7 @@ struct run {
 	PGconn *db;
 	char prefix[64];
 	long accounts, next;
+	long base; /* number of its first account */
 	long long *version; /* per account */
 	json_t *meta;
 	json_t *data;
@@ -140,7 +150,7 @@ struct run {
 
 static void account_id(const struct run *r, long k, char *out, size_t len)
 {
-	snprintf(out, len, "%s%024ld", r->prefix, k % r->accounts);
+	snprintf(out, len, "%s%024ld", r->prefix, r->base + k % r->accounts);
 }
 
 static json_t *deposit_events(const struct run *r)
@@ -238,6 +248,31 @@ static void batch(struct run *r, int mode)
 	r->next += PER_BATCH;
 }
 
+/* The preload's streams of run `mode`, at their versions in the log. */
+static void existing_versions(struct run *r, int mode)
+{
+	char base[24], n[24];
+	const char *params[2] = { base, n };
+	PGresult *res;
+	int i;
+
+	snprintf(r->prefix, sizeof(r->prefix), "account-preload-");
+	r->base = (long)mode * r->accounts;
+	snprintf(base, sizeof(base), "%ld", r->base);
+	snprintf(n, sizeof(n), "%ld", r->accounts);
+	res = PQexecParams(
+		r->db,
+		"SELECT a, (SELECT coalesce(max(stream_version), 0) FROM events"
+		" WHERE stream_id = 'account-preload-' || lpad(a::text, 24, '0'))"
+		" FROM generate_series($1::int, $1::int + $2::int - 1) a",
+		2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		die("existing", PQresultErrorMessage(res));
+	for (i = 0; i < PQntuples(res); i++)
+		r->version[i] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+	PQclear(res);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -261,6 +296,8 @@ int main(int argc, char **argv)
 	PGconn *admin;
 
 	const char *only = getenv("APPEND_CPU_ONLY");
+	const char *ex = getenv("APPEND_CPU_EXISTING");
+	int existing = ex && strcmp(ex, "1") == 0;
 
 	es_log_threshold = ES_LOG_OFF;
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -281,11 +318,18 @@ int main(int argc, char **argv)
 		PGresult *res;
 
 		memset(r, 0, sizeof(*r));
+		if (only && strcmp(only, mode_name[mode]) != 0)
+			continue;
+		if (existing && mode == 2)
+			die("APPEND_CPU_EXISTING",
+			    "takes APPEND_CPU_ONLY=old|new");
 		r->db = connect_or_die();
 		snprintf(r->prefix, sizeof(r->prefix), "account-%d-%s-",
 			 (int)getpid(), mode_name[mode]);
 		r->accounts = accounts;
 		r->version = calloc((size_t)accounts, sizeof(long long));
+		if (existing)
+			existing_versions(r, mode);
 		r->data = json_loads(data_text, 0, NULL);
 		r->meta = json_pack("{s:s, s:s, s:s}", "command_id", cmdid,
 				    "causation_id", cmdid, "correlation_id",

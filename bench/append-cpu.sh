@@ -7,6 +7,9 @@
 #
 #   bench/append-cpu.sh            ROUNDS=5 BATCHES=1000 PRELOAD=200000
 #
+# ACCOUNTS (default 1200), APPEND_CPU_ONLY and APPEND_CPU_EXISTING go to
+# the driver, as in bench/append-callgrind.sh.
+#
 # Starts a throwaway cluster (scripts/pg, fsync and synchronous_commit on)
 # in a temporary directory, migrates it, loads PRELOAD events of 12,000
 # other streams so that the indexes are not tiny, runs the rounds and
@@ -19,6 +22,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=${ROUNDS:-5}
 BATCHES=${BATCHES:-1000}
 PRELOAD=${PRELOAD:-200000}
+ACCOUNTS=${ACCOUNTS:-1200}
 BUILD=${TANDEM_BUILD:-$ROOT/build/rel}
 BIN=${TANDEM_BIN:-$ROOT/bin}
 
@@ -31,4 +35,4 @@ MIGRATIONS_DIR=$ROOT/migrations "$BIN/migrate" 2>/dev/null
 psql -qX -v ON_ERROR_STOP=1 -v n="$PRELOAD" -f "$ROOT/bench/append-preload.sql"
 echo "# $(psql -qXAtc 'SELECT version()' | cut -d' ' -f1-2), preload $PRELOAD events, $ROUNDS rounds of $BATCHES batches of 12 per mode"
 echo "# columns: mode, backend us/event from utime+stime, from schedstat"
-"$BUILD/bench/append-cpu" "$ROUNDS" "$BATCHES" 1200 2>/dev/null
+"$BUILD/bench/append-cpu" "$ROUNDS" "$BATCHES" "$ACCOUNTS" 2>/dev/null

@@ -120,6 +120,35 @@ refused "INSERT INTO events (stream_id, stream_version, event_id, event_type, da
 	'"events_event_id_key"' "duplicate event_id"
 append t0110-b 1
 
+# stream_id compares as bytes (0012): ids that differ only in case or in
+# the form of an accented letter are different streams, and a probe with
+# text of the database's collation (a parameter) can still use the index.
+expect_eq "$(sql "SELECT attcollation::regcollation FROM pg_attribute
+	WHERE attrelid = 'events'::regclass AND attname = 'stream_id'")" \
+	'"C"' "stream_id has the C collation"
+append t0110-Case 1
+append t0110-case 1
+append "t0110-$(printf 'e\xcc\x81')" 1
+append "t0110-$(printf '\xc3\xa9')" 1
+expect_eq "$(sql "SELECT string_agg(encode(convert_to(stream_id, 'UTF8'),
+	'hex'), ',' ORDER BY stream_id)
+	FROM events WHERE stream_id IN ('t0110-Case', 't0110-case',
+	't0110-$(printf 'e\xcc\x81')', 't0110-$(printf '\xc3\xa9')')")" \
+	74303131302d43617365,74303131302d63617365,74303131302d65cc81,74303131302dc3a9 \
+	"four streams, in byte order"
+plan=$(sql "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off;
+	PREPARE head(text) AS SELECT stream_version FROM events
+	WHERE stream_id = \$1 ORDER BY stream_version DESC LIMIT 1;
+	EXPLAIN (COSTS OFF) EXECUTE head('t0110-a')")
+case $plan in
+*"Index"*"using events_stream_id_stream_version_key"*) ;;
+*) fail "the head probe does not use the stream index: $plan" ;;
+esac
+expect_eq "$(sql "SET plan_cache_mode = force_generic_plan;
+	PREPARE head(text) AS SELECT stream_version FROM events
+	WHERE stream_id = \$1 ORDER BY stream_version DESC LIMIT 1;
+	EXECUTE head('t0110-a')")" 3 "the head probe finds the head"
+
 # Checks on the columns.
 refused "INSERT INTO events (stream_id, stream_version, event_id, event_type, data)
 	VALUES ('t0110-d', 0, gen_random_uuid(), 'Tested', '{}')" \

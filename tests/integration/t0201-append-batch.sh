@@ -163,6 +163,33 @@ expect_eq "$(psql_q "SELECT string_agg(DISTINCT count::text, ',') FROM
 sc batch-younger
 no_gaps
 
+say "long streams: the head probe starts at the expected version (0013)"
+# 300 events each for L-1 and L-2, interleaved, so that each spans
+# several leaves of the stream index with neighbours on them.
+psql_q "INSERT INTO events (stream_id, stream_version, event_id, event_type,
+	data) SELECT 'L-' || s, v, gen_random_uuid(), 'T', '{}'
+	FROM generate_series(1, 300) v, generate_series(1, 2) s
+	ORDER BY v, s" >/dev/null
+# outcomes without the position tokens of ok lines
+short()
+{
+	awk '$2 == "ok" { print $1, $2, $3; next } { print }'
+}
+expect_eq "$(sc batch L-1 300 "$ONE" | short)" "1 ok 301" "L-1 at its head"
+expect_eq "$(sc batch L-1 10 "$ONE" -- L-2 305 "$ONE" | short)" \
+	"1 error ECONFLICT 301 stream 'L-1' is at version 301, expected 10
+2 error ECONFLICT 300 stream 'L-2' is at version 300, expected 305" \
+	"behind and ahead of long streams"
+expect_eq "$(sc batch L-2 300 "$TWO" -- L-1 301 "$ONE" -- L-3 1 "$ONE" \
+	-- L-4 no_stream "$ONE" | short)" \
+	"1 ok 302
+2 ok 302
+3 error ECONFLICT 0 stream 'L-3' is at version 0, expected 1
+4 ok 1" "at their heads, an absent stream expected at 1, a new one"
+expect_eq "$(count L-1)|$(count L-2)|$(count L-3)|$(count L-4)" \
+	"302|302|0|1" "what the long-stream calls stored"
+no_gaps
+
 say "the function refuses what the C side never sends"
 err=$(psql_q "SELECT * FROM tandem_append_batch_rows(ARRAY[1], ARRAY['f-1'],
 	ARRAY[-2]::bigint[], ARRAY[1, 1], ARRAY[gen_random_uuid()],
