@@ -46,8 +46,8 @@ enum cmd_admit cmd_round_admit(const struct cmd_round *r,
 	*wait = r->nstripes == 0;
 	if (t->attempts >= retries)
 		return CMD_ADMIT_GIVE_UP;
-	/* a command under suspicion goes alone */
-	if (r->n > 0 && (t->solo || r->solo))
+	/* a command under suspicion, or under the locks, goes alone */
+	if (r->n > 0 && (t->solo || r->solo || t->locked || r->locked))
 		return CMD_ADMIT_SKIP;
 	if (clashes(r, t))
 		return CMD_ADMIT_SKIP;
@@ -82,8 +82,10 @@ void cmd_round_join(struct cmd_round *r, const struct cmd_ticket *t,
 		r->held[want[i]] = 1;
 		r->stripes[r->nstripes++] = want[i];
 	}
-	if (r->n++ == 0)
+	if (r->n++ == 0) {
 		r->solo = t->solo;
+		r->locked = t->locked;
+	}
 }
 
 int cmd_round_recheck(enum es_err code, int fresh)
@@ -114,6 +116,41 @@ enum cmd_step cmd_round_undo(struct cmd_ticket *t, enum cmd_fate fate)
 		break;
 	}
 	return CMD_DONE;
+}
+
+int cmd_round_serialize(int attempts, int contended)
+{
+	return contended || attempts >= CMD_SERIALIZE_AFTER;
+}
+
+/* FNV-1a, 32 bits: a key that every process computes alike. */
+static int lock_key(const char *id)
+{
+	unsigned int h = 2166136261u;
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return (int)(h & 0x7fffffff);
+}
+
+size_t cmd_round_lock_keys(const struct cmd_ticket *t, int keys[2])
+{
+	size_t k = 0;
+	int s;
+
+	for (int i = 0; i < 2; i++) {
+		if (!t->ids[i])
+			continue;
+		s = lock_key(t->ids[i]);
+		if (k == 0 || keys[0] != s)
+			keys[k++] = s;
+	}
+	if (k == 2 && keys[1] < keys[0]) {
+		s = keys[0];
+		keys[0] = keys[1];
+		keys[1] = s;
+	}
+	return k;
 }
 
 unsigned int cmd_round_backoff_us(int attempts, unsigned int noise)

@@ -25,6 +25,17 @@
 /* Decisions of a command after which its next round first waits a bit. */
 #define CMD_BACKOFF_AFTER 3
 
+/*
+ * Decisions of a command after which it takes the database's lock on its
+ * ids (cmd_round_serialize()), and how long a conflict or a write by
+ * another process marks an id as contended.
+ */
+#define CMD_SERIALIZE_AFTER 2
+#define CMD_CONTENDED_MS    2000
+
+/* The first key of our advisory locks on ids ('Tndm'), the second a hash. */
+#define CMD_LOCK_CLASS 0x546e646d
+
 /* What a command is after a step of the round. */
 enum cmd_step {
 	CMD_DONE, /* the answer is set */
@@ -39,12 +50,14 @@ struct cmd_ticket {
 	const char *key; /* Idempotency-Key, or NULL */
 	int attempts; /* decisions so far */
 	int solo; /* its round failed for no known reason: it goes alone */
+	int locked; /* it goes alone, under the advisory locks of its ids */
 };
 
 /* A round being planned: its members' names and the stripes it holds. */
 struct cmd_round {
 	size_t n; /* members */
 	int solo; /* the first member goes alone */
+	int locked; /* ... under the advisory locks of its ids */
 	size_t *stripes; /* held, in the order taken */
 	size_t nstripes;
 	unsigned char held[ACCOUNT_REPO_LOCKS];
@@ -112,6 +125,32 @@ enum cmd_fate cmd_round_fate(enum es_err code, size_t n);
  * step: CMD_AGAIN, or CMD_DONE when the error is its answer.
  */
 enum cmd_step cmd_round_undo(struct cmd_ticket *t, enum cmd_fate fate);
+
+/*
+ * Whether a command that decided `attempts` times, on ids that another
+ * process wrote lately (`contended`), takes the database's advisory locks
+ * on its ids (cmd_round_lock_keys()) before it loads fresh state, decides
+ * and appends, in a transaction of its own.
+ *
+ * Why: without them two processes race on one account optimistically,
+ * and the one that loses must load fresh state and append again while the
+ * other appends from its cache, in one round trip. When the winner keeps
+ * that account busy, each try of the loser spans one of the winner's
+ * appends and conflicts again, until COMMAND_RETRIES run out (t0305's
+ * crossing transfers). Under the locks PostgreSQL serves the processes in
+ * turn. A process that sees another's write on an id (a conflict, or a
+ * fresh load ahead of its cache) marks it contended for CMD_CONTENDED_MS,
+ * so both sides take the locks while the race lasts; uncontended ids keep
+ * the fast path.
+ */
+int cmd_round_serialize(int attempts, int contended);
+
+/*
+ * The advisory lock keys (the second of the pair under CMD_LOCK_CLASS) of
+ * the ids of `t`, ascending and distinct, so that two holders cannot
+ * deadlock: how many (0 to 2). The same in every process.
+ */
+size_t cmd_round_lock_keys(const struct cmd_ticket *t, int keys[2]);
 
 /*
  * How long (microseconds) to wait before a round whose oldest command

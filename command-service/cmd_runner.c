@@ -47,8 +47,11 @@ struct round {
 int cmd_ctx_init(struct cmd_ctx *ctx, struct es_error *err)
 {
 	ctx->repo = account_repo_new(CMD_CACHE_MAX);
-	if (!ctx->repo)
+	ctx->contended = calloc(ACCOUNT_REPO_LOCKS, sizeof(*ctx->contended));
+	if (!ctx->repo || !ctx->contended) {
+		cmd_ctx_release(ctx);
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	}
 	return 0;
 }
 
@@ -56,6 +59,8 @@ void cmd_ctx_release(struct cmd_ctx *ctx)
 {
 	account_repo_free(ctx->repo);
 	ctx->repo = NULL;
+	free(ctx->contended);
+	ctx->contended = NULL;
 }
 
 int cmd_runner_prepare(PGconn *db, void *arg, struct es_error *err)
@@ -189,6 +194,56 @@ static void give_up(struct cmd_request *cr)
 	cr->step = CMD_DONE;
 }
 
+/* Milliseconds on the monotonic clock. */
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Another process wrote an id of `t` lately (cmd_round_serialize()). */
+static int contended(const struct round *r, const struct cmd_ticket *t)
+{
+	long long until;
+	int any = 0;
+
+	for (int i = 0; i < 2; i++) {
+		if (!t->ids[i])
+			continue;
+		until = atomic_load_explicit(
+			&r->ctx->contended[account_repo_stripe(t->ids[i])],
+			memory_order_relaxed);
+		any |= until != 0;
+	}
+	/* the clock only when some stripe was ever marked */
+	if (!any)
+		return 0;
+	for (int i = 0; i < 2; i++)
+		if (t->ids[i] &&
+		    atomic_load_explicit(
+			    &r->ctx->contended[account_repo_stripe(t->ids[i])],
+			    memory_order_relaxed) > now_ms())
+			return 1;
+	return 0;
+}
+
+/* Another process wrote `id`: mark it contended for a while. */
+static void contend(const struct round *r, const char *id)
+{
+	atomic_store_explicit(&r->ctx->contended[account_repo_stripe(id)],
+			      now_ms() + CMD_CONTENDED_MS,
+			      memory_order_relaxed);
+}
+
+static void contend_all(const struct round *r, const struct cmd_ticket *t)
+{
+	for (int i = 0; i < 2; i++)
+		if (t->ids[i])
+			contend(r, t->ids[i]);
+}
+
 /* The jobs that make the round; the others are left as CMD_AGAIN. */
 static void select_jobs(struct round *r, struct cmd_job **jobs, size_t n)
 {
@@ -200,6 +255,8 @@ static void select_jobs(struct round *r, struct cmd_job **jobs, size_t n)
 		cr = (struct cmd_request *)jobs[i];
 		cr->step = CMD_AGAIN;
 		cr->written = 0;
+		cr->ticket.locked = cmd_round_serialize(
+			cr->ticket.attempts, contended(r, &cr->ticket));
 		switch (cmd_round_admit(&r->plan, &cr->ticket, r->ctx->retries,
 					want, &nwant, &wait)) {
 		case CMD_ADMIT_GIVE_UP:
@@ -215,6 +272,50 @@ static void select_jobs(struct round *r, struct cmd_job **jobs, size_t n)
 		cmd_round_join(&r->plan, &cr->ticket, want, nwant);
 		r->cr[r->n++] = cr;
 	}
+}
+
+static void rollback(struct round *r);
+
+/*
+ * A round under the locks (its one member is locked): open its
+ * transaction and take the advisory locks of the member's ids, lower
+ * first, in one round trip. On failure the member decides again or
+ * answers, as cmd_round_fate() says, and the round has no member left.
+ */
+static void lock_ids(struct round *r)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct cmd_request *cr = r->cr[0];
+	char sql[160];
+	int keys[2], len;
+	size_t k;
+	PGresult *res;
+
+	k = cmd_round_lock_keys(&cr->ticket, keys);
+	if (k == 0)
+		return;
+	len = snprintf(sql, sizeof(sql),
+		       "BEGIN; SELECT pg_advisory_xact_lock(%d, %d)",
+		       CMD_LOCK_CLASS, keys[0]);
+	if (k == 2)
+		snprintf(sql + len, sizeof(sql) - (size_t)len,
+			 ", pg_advisory_xact_lock(%d, %d)", CMD_LOCK_CLASS,
+			 keys[1]);
+	res = PQexec(r->db, sql);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		PQclear(res);
+		r->tx = 1;
+		return;
+	}
+	es_db_error(r->db, res, &err);
+	PQclear(res);
+	rollback(r);
+	cr->ticket.attempts++; /* a decision's worth: the loop is bounded */
+	cr->step = cmd_round_undo(&cr->ticket, cmd_round_fate(err.code, 1));
+	if (cr->step == CMD_DONE)
+		cmd_reply_error(cr, &err);
+	r->n = 0;
+	es_error_release(&err);
 }
 
 /* ---- 2. and 3. keys, loads and decisions ---- */
@@ -244,6 +345,35 @@ static int written(PGconn *db, const char *id, int *yes, struct es_error *err)
 }
 
 /*
+ * Load account ids[i] of `cr`, from the cache unless `fresh`. Under the
+ * locks (always fresh), first what the cache holds: the database ahead
+ * of it means that another process wrote the account (contend()).
+ */
+static int load_account(struct round *r, struct cmd_request *cr, int i,
+			int fresh, int *from_db, struct es_error *err)
+{
+	struct account_repo *repo = r->ctx->repo;
+	const char *id = cr->ticket.ids[i];
+	struct account *acc = &cr->acc[i];
+	long long cached;
+
+	if (!cr->ticket.locked)
+		return account_repo_load(repo, r->db, id, fresh, acc, from_db,
+					 err);
+	/* a miss loads from the database: fresh already */
+	if (account_repo_load(repo, r->db, id, 0, acc, from_db, err) < 0)
+		return -1;
+	if (*from_db)
+		return 0;
+	cached = acc->version;
+	if (account_repo_load(repo, r->db, id, 1, acc, from_db, err) < 0)
+		return -1;
+	if (acc->version != cached)
+		contend(r, id);
+	return 0;
+}
+
+/*
  * Load the state of the command's ids, and with `fresh` whether its
  * claim is written (else it is taken to be free: a stale guess costs a
  * conflict); *fresh_out: all from the db.
@@ -258,9 +388,7 @@ static int load(struct round *r, struct cmd_request *cr, int fresh,
 		if (cr->load == CMD_LOAD_NEW) {
 			account_init(&cr->acc[i], cr->ticket.ids[i]);
 		} else if (cr->load == CMD_LOAD_ACCOUNTS) {
-			if (account_repo_load(r->ctx->repo, r->db,
-					      cr->ticket.ids[i], fresh,
-					      &cr->acc[i], &from_db, err) < 0)
+			if (load_account(r, cr, i, fresh, &from_db, err) < 0)
 				return -1;
 			*fresh_out &= from_db;
 		}
@@ -324,7 +452,8 @@ static void decide_all(struct round *r)
 		}
 		if (cr->ticket.attempts > 0)
 			cmd_metrics_retry();
-		cr->step = decide(r, cr, cr->ticket.attempts++ > 0);
+		cr->step = decide(
+			r, cr, cr->ticket.attempts++ > 0 || cr->ticket.locked);
 	}
 }
 
@@ -465,7 +594,7 @@ static void begin(struct round *r)
 		need |= (cr->step == CMD_APPEND && cr->key[0]) ||
 			(cr->step == CMD_DONE && cmd_idem_storable(cr));
 	}
-	if (!need)
+	if (!need || r->tx)
 		return;
 	r->tx = 1;
 	if (es_db_exec(r->db, "BEGIN", &err) == 0)
@@ -524,8 +653,10 @@ static void append_all(struct round *r)
 			cr->step = answer(cr, q->token);
 			continue;
 		}
-		if (q->err.code == ES_ECONFLICT)
+		if (q->err.code == ES_ECONFLICT) {
 			cmd_metrics_conflict();
+			contend_all(r, &cr->ticket);
+		}
 		settle_one(r, cr, 0);
 		cr->step = refused(cr, &q->err);
 	}
@@ -544,6 +675,8 @@ fail:
 		if (cr->step != CMD_APPEND)
 			continue;
 		cr->written = 1; /* so that undone() forgets its state */
+		if (err.code == ES_ECONFLICT)
+			contend_all(r, &cr->ticket);
 		undone(r, cr, &err, fate);
 	}
 	if (r->tx) {
@@ -554,15 +687,6 @@ out:
 		es_error_release(&reqs[i].err);
 	free(reqs);
 	es_error_release(&err);
-}
-
-/* Milliseconds on the monotonic clock. */
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /*
@@ -790,6 +914,8 @@ size_t cmd_runner_run(struct cmd_job **jobs, size_t n, PGconn *db, void *arg)
 	}
 	backoff((struct cmd_request *)jobs[0]);
 	select_jobs(&r, jobs, n);
+	if (r.plan.locked && r.n > 0)
+		lock_ids(&r);
 	decide_all(&r);
 	begin(&r);
 	append_all(&r);

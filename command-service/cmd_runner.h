@@ -31,6 +31,7 @@
 #define CMD_RUNNER_H
 
 #include <libpq-fe.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "cmd_pool.h"
@@ -61,6 +62,12 @@ struct cmd_ctx {
 	long retries; /* COMMAND_RETRIES (>= 1): decisions per command */
 	void *ops; /* main.c's own state for its routes (probe, http) */
 	struct account_repo *repo; /* made by cmd_ctx_init() */
+	/*
+	 * per lock stripe: until when (monotonic ms) its ids count as
+	 * contended by another process (cmd_round_serialize()); made by
+	 * cmd_ctx_init()
+	 */
+	atomic_llong *contended;
 };
 
 /*

@@ -10,6 +10,7 @@
 
 #include "es_buf.h"
 #include "es_db.h"
+#include "es_json.h"
 #include "es_utf8.h"
 #include "es_uuid.h"
 
@@ -323,15 +324,24 @@ static int dump_to_buf(const char *p, size_t len, void *b)
 	return 0;
 }
 
-/* `v` as a jsonb element: its length, the version byte, its text. */
+/*
+ * `v` as a jsonb element: its length, the version byte, its text. The
+ * text comes from es_json_dump_sorted_to() (a fraction of jansson's
+ * cost; jsonb orders the keys itself, so the stored value is the same);
+ * where that refuses (not UTF-8, too deep), jansson's as before.
+ */
 static void arr_add_json(struct arr *a, const json_t *v)
 {
 	static const unsigned char v1 = JSONB_V1;
-	size_t at = a->b.len;
+	size_t at = a->b.len, text;
 
 	put32(&a->b, 0);
 	es_buf_add(&a->b, &v1, 1);
-	json_dump_callback(v, dump_to_buf, &a->b, JSON_COMPACT);
+	text = a->b.len;
+	if (es_json_dump_sorted_to(&a->b, v) < 0 && !a->b.failed) {
+		a->b.len = text;
+		json_dump_callback(v, dump_to_buf, &a->b, JSON_COMPACT);
+	}
 	patch32(&a->b, at, (uint32_t)(a->b.len - at - 4));
 	a->n++;
 }

@@ -229,6 +229,11 @@ static int dump_sorted(struct es_buf *b, const json_t *v, int depth)
 	return -1;
 }
 
+int es_json_dump_sorted_to(struct es_buf *b, const json_t *v)
+{
+	return v ? dump_sorted(b, v, 0) : -1;
+}
+
 char *es_json_dump_sorted(const json_t *v, size_t *len)
 {
 	struct es_buf b = ES_BUF_INIT;

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "es_buf.h"
 #include "es_error.h"
 
 /* Deepest nesting of arrays and objects a request body may have. */
@@ -40,6 +41,13 @@ int es_json_depth(const char *buf, size_t len);
  * ownership: borrows `v`; caller frees with free().
  */
 char *es_json_dump_sorted(const json_t *v, size_t *len);
+
+/*
+ * The same text as es_json_dump_sorted(), appended to `b`: 0, or -1 as
+ * there (then `b` holds part of the text after what it had).
+ * ownership: borrows `v`.
+ */
+int es_json_dump_sorted_to(struct es_buf *b, const json_t *v);
 
 /*
  * Make `s` safe to put in a JSON string and a log line: every byte that

@@ -1,6 +1,25 @@
 /* es_utf8.c - checking and counting UTF-8 text. */
 #include "es_utf8.h"
 
+#include <stdint.h>
+#include <string.h>
+
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/*
+ * Whether the 8 bytes of `w` are printable ASCII (0x20 to 0x7e): no high
+ * bit, no byte below 0x20 (w - 0x20 borrows into its high bit), no DEL
+ * (w ^ 0x7f has a zero byte there).
+ */
+static bool printable8(uint64_t w)
+{
+	uint64_t del = w ^ (0x7f * ONES);
+
+	return ((w | ((w - 0x20 * ONES) & ~w) | ((del - ONES) & ~del)) &
+		HIGHS) == 0;
+}
+
 long es_utf8_chars(const char *s, size_t len, bool *control)
 {
 	const unsigned char *p = (const unsigned char *)s, *end = p + len;
@@ -10,7 +29,17 @@ long es_utf8_chars(const char *s, size_t len, bool *control)
 	while (p < end) {
 		unsigned int c = *p, cp;
 		size_t k, need;
+		uint64_t w;
 
+		/* printable ASCII, the common case, eight bytes at a time */
+		if (end - p >= 8) {
+			memcpy(&w, p, sizeof(w));
+			if (printable8(w)) {
+				p += 8;
+				n += 8;
+				continue;
+			}
+		}
 		if (c < 0x80) {
 			need = 1;
 			cp = c;

@@ -245,6 +245,34 @@ START_TEST(dump_sorted_writes_what_jansson_writes)
 }
 END_TEST
 
+START_TEST(dump_sorted_to_appends_the_same_text)
+{
+	const char *text = "{\"z\":[1,{\"b\":null,\"a\":\"\\u00e9\"}],"
+			   "\"amount\":12,\"r\":0.25}";
+	json_t *v = json_loads(text, 0, NULL), *bad;
+	struct es_buf b = ES_BUF_INIT;
+	char *want;
+	size_t len;
+
+	ck_assert_ptr_nonnull(v);
+	want = es_json_dump_sorted(v, &len);
+	ck_assert_ptr_nonnull(want);
+	es_buf_add(&b, "head", 4);
+	ck_assert_int_eq(es_json_dump_sorted_to(&b, v), 0);
+	ck_assert_uint_eq(b.len, 4 + len);
+	ck_assert_mem_eq(b.s, "head", 4);
+	ck_assert_mem_eq(b.s + 4, want, len);
+	/* what es_json_dump_sorted() refuses, it refuses too */
+	bad = json_pack("{s:o}", "k", json_string_nocheck("\xff"));
+	ck_assert_int_eq(es_json_dump_sorted_to(&b, bad), -1);
+	ck_assert_int_eq(es_json_dump_sorted_to(&b, NULL), -1);
+	json_decref(bad);
+	es_buf_release(&b);
+	free(want);
+	json_decref(v);
+}
+END_TEST
+
 START_TEST(printable_replaces_control_and_non_ascii_bytes)
 {
 	char s[] = "a\x01\xff\tb~";
@@ -276,6 +304,7 @@ static Suite *json_suite(void)
 	tc = tcase_create("printable");
 	tcase_add_test(tc, printable_replaces_control_and_non_ascii_bytes);
 	tcase_add_test(tc, dump_sorted_writes_what_jansson_writes);
+	tcase_add_test(tc, dump_sorted_to_appends_the_same_text);
 	suite_add_tcase(s, tc);
 	return s;
 }

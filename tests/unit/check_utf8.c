@@ -79,6 +79,53 @@ START_TEST(reports_control_characters)
 }
 END_TEST
 
+/*
+ * One odd character at every offset of printable ASCII text, so that it
+ * falls in every byte of an eight-byte word and in the tail after the
+ * last whole word: the count and the control flag stay exact.
+ */
+START_TEST(odd_characters_anywhere_in_long_text)
+{
+	static const struct {
+		const char *bytes;
+		long chars; /* of the 30-byte text holding it */
+		bool ctl;
+	} odd[] = {
+		{ "\x01", 30, true },	   { "\x1f", 30, true },
+		{ "\x7f", 30, true },	   { " ", 30, false },
+		{ "~", 30, false },	   { "\xc2\x85", 29, true },
+		{ "\xc3\xa9", 29, false }, { "\xe2\x82\xac", 28, false },
+		{ "\xff", -1, false },	   { "\x80", -1, false },
+	};
+	char text[31];
+	size_t i, at, k;
+	bool ctl;
+
+	for (i = 0; i < ARRAY_SIZE(odd); i++) {
+		k = strlen(odd[i].bytes);
+		for (at = 0; at + k <= 30; at++) {
+			memset(text, 'a', 30);
+			memcpy(text + at, odd[i].bytes, k);
+			ctl = !odd[i].ctl;
+			ck_assert_int_eq(es_utf8_chars(text, 30, &ctl),
+					 odd[i].chars);
+			if (odd[i].chars >= 0)
+				ck_assert_msg(ctl == odd[i].ctl,
+					      "odd %zu at %zu", i, at);
+		}
+	}
+	/* a NUL is a character, and a control one */
+	memset(text, 'a', 30);
+	text[13] = '\0';
+	ck_assert_int_eq(es_utf8_chars(text, 30, &ctl), 30);
+	ck_assert(ctl);
+	ck_assert_int_eq(es_utf8_chars(text, 16, &ctl), 16);
+	ck_assert(ctl);
+	ck_assert_int_eq(es_utf8_chars(text, 8, &ctl), 8);
+	ck_assert(!ctl);
+}
+END_TEST
+
 static Suite *utf8_suite(void)
 {
 	Suite *s = suite_create("utf8");
@@ -88,6 +135,7 @@ static Suite *utf8_suite(void)
 	tcase_add_loop_test(tc, refuses_malformed, 0, (int)ARRAY_SIZE(bad));
 	tcase_add_test(tc, cut_short_by_len);
 	tcase_add_test(tc, reports_control_characters);
+	tcase_add_test(tc, odd_characters_anywhere_in_long_text);
 	suite_add_tcase(s, tc);
 	return s;
 }
