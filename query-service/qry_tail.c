@@ -86,7 +86,9 @@
 #define LISTEN_RETRY_MS	   2000
 #define CONNECT_TIMEOUT_MS 10000
 
-#define SQL_TRY_LOCK "SELECT pg_try_advisory_lock(" LOCK_KEY ")"
+#define SQL_TRY_LOCK		"SELECT pg_try_advisory_lock(" LOCK_KEY ")"
+#define SQL_GENERIC_PLANS	"SET plan_cache_mode = force_generic_plan"
+#define SQL_LOCAL_GENERIC_PLANS "SET LOCAL plan_cache_mode = force_generic_plan"
 #define SQL_CLAIM                                                      \
 	"UPDATE projection_leader SET epoch = epoch + 1, holder = $1," \
 	" since = now() WHERE id = 1 RETURNING epoch"
@@ -249,6 +251,16 @@ static int conn_open(struct qry_tail *t, enum conn which, struct es_error *err)
 	db = es_db_link_get(&t->link[which], err);
 	if (!db)
 		return -1;
+	/*
+	 * The log reader's session runs nothing but the window reads,
+	 * prepared once per session (es_read.h): planned once too, not at
+	 * every window for the few events it holds. A new session (after a
+	 * lost one) prepares them again.
+	 */
+	if (which == C_WRITE && es_db_exec(db, SQL_GENERIC_PLANS, err) < 0) {
+		es_db_link_close(&t->link[which]);
+		return -1;
+	}
 	pthread_mutex_lock(&t->lock);
 	t->db[which] = db;
 	t->cancel[which] = PQgetCancel(db);
@@ -889,7 +901,12 @@ static int commit_batch(struct qry_tail *t, struct flush *f,
 	size_t i;
 
 	snprintf(epoch, sizeof(epoch), "%lld", t->epoch);
-	res = PQexec(db, "BEGIN; " SQL_FENCE);
+	/*
+	 * Its statements are prepared once per session (the views' writes,
+	 * the checkpoints'), and planned once too: a window of a few events
+	 * cost the server more to plan them than to run them.
+	 */
+	res = PQexec(db, "BEGIN; " SQL_LOCAL_GENERIC_PLANS "; " SQL_FENCE);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
 			es_error_set(err, ES_EINTERNAL,
@@ -939,8 +956,9 @@ static int commit_batch(struct qry_tail *t, struct flush *f,
 		}
 		params[0] = rows_text;
 		params[1] = epoch;
-		res = PQexecParams(db, SQL_ADVANCE, 2, NULL, params, NULL, NULL,
-				   0);
+		/* once per session, as the window reads */
+		res = es_db_exec_prepared(db, "qry_advance", SQL_ADVANCE, 2,
+					  params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			es_db_error(db, res, err);
 			goto out;
