@@ -295,12 +295,15 @@ static int conn_alive(struct qry_tail *t, enum conn which)
 }
 
 #define ON(c) (1u << (c))
+/* in wait_for()'s mask: the flusher finished its transaction */
+#define WOKE_FLUSHER (1u << C__COUNT)
 
 /*
  * Sleep up to `ms`, waking early on a notification on one of the
  * sessions in `listen` (a mask of ON(conn), 0: none), on anything from
- * the lock session, or on qry_tail_stop(). Returns the mask of the
- * sessions a notification came on.
+ * the lock session, on the flusher finishing (WOKE_FLUSHER), or on
+ * qry_tail_stop(). Returns the mask of the sessions a notification came
+ * on, with WOKE_FLUSHER.
  */
 static unsigned int wait_for(struct qry_tail *t, long ms, unsigned int listen)
 {
@@ -347,9 +350,10 @@ static unsigned int wait_for(struct qry_tail *t, long ms, unsigned int listen)
 	if (p[1].revents) {
 		char buf[64];
 
-		/* the flusher is done: the caller collects on its next turn */
+		/* the flusher is done: the caller collects */
 		while (read(t->fl_pipe[0], buf, sizeof(buf)) > 0)
 			;
+		notified |= WOKE_FLUSHER;
 	}
 	for (i = 2; i < n; i++) {
 		PGnotify *nt;
@@ -381,6 +385,15 @@ static void backoff(struct qry_tail *t)
 static int exec_ok(PGconn *db, const char *sql, struct es_error *err)
 {
 	return es_db_exec(db, sql, err);
+}
+
+/* Read and drop the results of a query sent with PQsendQuery(). */
+static void drain_results(PGconn *db)
+{
+	PGresult *res;
+
+	while ((res = PQgetResult(db)))
+		PQclear(res);
 }
 
 /* Leave a failed or abandoned transaction on the read session. */
@@ -982,26 +995,35 @@ static int commit_batch(struct qry_tail *t, struct flush *f,
 				     f->stored[i], err) < 0)
 			goto out;
 	}
-	res = PQexec(db, "COMMIT");
+	/*
+	 * The NOTIFY goes in the same round trip, as a statement of its own
+	 * after the COMMIT (the server commits a transaction block at its
+	 * COMMIT, and runs what follows in a transaction of its own): a
+	 * NOTIFY alone writes no WAL and waits for no flush, so it holds the
+	 * cluster's NOTIFY lock only for as long as it takes. Lost (a broken
+	 * session, a crash just after the commit), the followers still poll.
+	 */
+	if (!PQsendQuery(db, "COMMIT; NOTIFY " ES_CHANNEL_CHECKPOINT)) {
+		es_db_error(db, NULL, err);
+		goto out;
+	}
+	res = PQgetResult(db);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK ||
 	    strcmp(PQcmdStatus(res), "COMMIT") != 0) {
 		if (PQresultStatus(res) == PGRES_COMMAND_OK)
 			es_error_set(err, ES_EINTERNAL, "transaction aborted");
 		else
 			es_db_error(db, res, err);
+		drain_results(db);
 		goto out;
 	}
 	ret = COMMIT_OK;
-	/*
-	 * A NOTIFY alone writes no WAL and waits for no flush: it holds the
-	 * cluster's NOTIFY lock only for as long as it takes. Lost (a broken
-	 * session, a crash just after the commit), the followers still poll.
-	 */
 	PQclear(res);
-	res = PQexec(db, "NOTIFY " ES_CHANNEL_CHECKPOINT);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	res = PQgetResult(db);
+	if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
 		es_log(ES_LOG_DEBUG, "projector_hint_failed", "{s:s}", "error",
 		       PQerrorMessage(db));
+	drain_results(db);
 out:
 	if (ret != COMMIT_OK)
 		rollback(t);
@@ -1068,6 +1090,17 @@ static enum flush_state flush_wait(struct qry_tail *t)
 	s = t->fl_state;
 	pthread_mutex_unlock(&t->lock);
 	return s;
+}
+
+/* Whether the flusher has finished a transaction not yet collected. */
+static int flush_done(struct qry_tail *t)
+{
+	int done;
+
+	pthread_mutex_lock(&t->lock);
+	done = t->fl_state == FLUSH_DONE;
+	pthread_mutex_unlock(&t->lock);
+	return done;
 }
 
 static int flush_busy(struct qry_tail *t)
@@ -1385,6 +1418,34 @@ static int mem_ensure(struct qry_tail *t, struct es_error *err)
 	return mem_load(t, err);
 }
 
+/*
+ * As leader, caught up: wait for an append's NOTIFY, or poll_ms for the
+ * poll, or a stop. A transaction the flusher finishes meanwhile is
+ * collected here (and the next one started with what was read while it
+ * ran), without a read of the log of its own: at a steady rate that
+ * read found nothing, and cost as much as the one that found the
+ * events. Returns as project(): 0 when it is time to read, else what
+ * project() said.
+ */
+static int lead_wait(struct qry_tail *t, struct es_error *err)
+{
+	int64_t until = now_ms() + t->poll_ms;
+	unsigned int woke;
+	int r;
+
+	for (;;) {
+		woke = wait_for(t, (long)(until - now_ms()), ON(C_LISTEN));
+		if (woke != WOKE_FLUSHER || stopping(t) || !t->leader ||
+		    !flush_done(t))
+			return 0;
+		r = project(t, err);
+		if (r != 0)
+			return r;
+		if (now_ms() >= until)
+			return 0;
+	}
+}
+
 static void lead(struct qry_tail *t)
 {
 	struct es_error err = ES_ERROR_INIT;
@@ -1399,6 +1460,13 @@ static void lead(struct qry_tail *t)
 	if (mem_ensure(t, &err) < 0)
 		es_error_release(&err);
 	r = read_once(t, &err);
+	if (r == 0 && t->leader) {
+		r = lead_wait(t, &err);
+		if (r < 0)
+			views_drop_batches(t);
+		else
+			r = 0;
+	}
 	if (r < 0) {
 		if (stopping(t))
 			goto out;
@@ -1422,8 +1490,6 @@ static void lead(struct qry_tail *t)
 		goto out;
 	}
 	t->backoff_ms = 0;
-	if (r == 0 && t->leader)
-		wait_for(t, t->poll_ms, ON(C_LISTEN));
 out:
 	es_error_release(&err);
 }
