@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <libpq-events.h>
+
 #include "es_json.h"
 #include "es_log.h"
 #include "es_utf8.h"
@@ -316,6 +318,115 @@ int es_db_check_ready(PGconn *db, struct es_error *err)
 int es_db_broken(PGconn *db)
 {
 	return !db || PQstatus(db) != CONNECTION_OK;
+}
+
+/* ---- statements prepared once per session ---- */
+
+/* The names a session has prepared: its PGconn's instance data. */
+struct prepared {
+	size_t n, alloc;
+	char **name;
+};
+
+static void prepared_free(struct prepared *p)
+{
+	size_t i;
+
+	if (!p)
+		return;
+	for (i = 0; i < p->n; i++)
+		free(p->name[i]);
+	free(p->name);
+	free(p);
+}
+
+/*
+ * libpq's events of a connection with prepared statements: a reset is
+ * a new session (it has none), and the list goes with the PGconn.
+ */
+static int prepared_events(PGEventId id, void *info, void *pass)
+{
+	PGconn *db = NULL;
+
+	(void)pass;
+	if (id == PGEVT_CONNRESET)
+		db = ((PGEventConnReset *)info)->conn;
+	else if (id == PGEVT_CONNDESTROY)
+		db = ((PGEventConnDestroy *)info)->conn;
+	if (db) {
+		prepared_free(PQinstanceData(db, prepared_events));
+		PQsetInstanceData(db, prepared_events, NULL);
+	}
+	return 1;
+}
+
+int es_db_is_prepared(const PGconn *db, const char *name)
+{
+	const struct prepared *p = PQinstanceData(db, prepared_events);
+	size_t i;
+
+	for (i = 0; p && i < p->n; i++)
+		if (strcmp(p->name[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Remember that the session has `name`; 0, or -1 out of memory. */
+static int prepared_add(PGconn *db, const char *name)
+{
+	struct prepared *p = PQinstanceData(db, prepared_events);
+	char *copy;
+
+	if (!p) {
+		p = calloc(1, sizeof(*p));
+		if (!p)
+			return -1;
+		/* registering twice fails harmlessly: it is there already */
+		PQregisterEventProc(db, prepared_events, "es_db_prepared",
+				    NULL);
+		if (!PQsetInstanceData(db, prepared_events, p)) {
+			free(p);
+			return -1;
+		}
+	}
+	if (p->n == p->alloc) {
+		size_t alloc = p->alloc ? 2 * p->alloc : 8;
+		char **v = realloc(p->name, alloc * sizeof(*v));
+
+		if (!v)
+			return -1;
+		p->name = v;
+		p->alloc = alloc;
+	}
+	copy = strdup(name);
+	if (!copy)
+		return -1;
+	p->name[p->n++] = copy;
+	return 0;
+}
+
+PGresult *es_db_exec_prepared(PGconn *db, const char *name, const char *sql,
+			      int nparams, const char *const *values,
+			      const int *lengths, const int *formats,
+			      int result_format)
+{
+	if (!es_db_is_prepared(db, name)) {
+		PGresult *res = PQprepare(db, name, sql, nparams, NULL);
+
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			return res;
+		PQclear(res);
+		if (prepared_add(db, name) < 0) {
+			/* forgotten: drop it, or the next prepare clashes */
+			char drop[128];
+
+			snprintf(drop, sizeof(drop), "DEALLOCATE \"%s\"", name);
+			PQclear(PQexec(db, drop));
+			return NULL;
+		}
+	}
+	return PQexecPrepared(db, name, nparams, values, lengths, formats,
+			      result_format);
 }
 
 /* ---- struct es_db_link ---- */

@@ -85,6 +85,26 @@ int es_db_exec(PGconn *db, const char *sql, struct es_error *err);
  */
 int es_db_check_ready(PGconn *db, struct es_error *err);
 
+/*
+ * A statement prepared once per session: es_db_exec_prepared() prepares
+ * `name` (PQprepare) the first time the session runs it, and runs it by
+ * name from then on, so the server parses it once per session (and,
+ * with plan_cache_mode force_generic_plan, plans it once). Which names a
+ * session has is kept with its PGconn (libpq-events.h instance data): a
+ * new connection or a PQreset() knows none, so whatever reconnects
+ * prepares again. `sql` is read only when preparing; one name must
+ * always stand for the same text. A failed prepare is returned as the
+ * result.
+ * ownership: borrows everything; caller PQclear()s the result.
+ */
+PGresult *es_db_exec_prepared(PGconn *db, const char *name, const char *sql,
+			      int nparams, const char *const *values,
+			      const int *lengths, const int *formats,
+			      int result_format);
+
+/* Whether this session has prepared `name` through es_db_exec_prepared(). */
+int es_db_is_prepared(const PGconn *db, const char *name);
+
 /* Whether the connection is broken and should be reset. */
 int es_db_broken(PGconn *db);
 

@@ -467,11 +467,17 @@ static int cmp_row_key(const void *a, const void *b)
 	return 0;
 }
 
-/* The SQL of one window read and its parameters; $1 is the LIMIT. */
+/*
+ * The SQL of one window read and its parameters; $1 is the LIMIT. Its
+ * shape, the letters of its scans in order, names it as a statement
+ * prepared once per session (es_db_exec_prepared()): the text of a
+ * shape, parameter numbers included, is always the same.
+ */
 struct window_sql {
 	char scans[1024];
 	size_t len;
 	int nscans;
+	char shape[8];
 	const char *params[8];
 	int nparams;
 };
@@ -483,12 +489,16 @@ static int window_param(struct window_sql *q, const char *v)
 	return ++q->nparams;
 }
 
-/* Add the scan of fragment `fmt`, whose arguments are parameter numbers. */
-static void window_scan(struct window_sql *q, const char *fmt, ...)
+/*
+ * Add the scan of fragment `fmt`, whose arguments are parameter numbers;
+ * `letter` names the fragment in the shape.
+ */
+static void window_scan(struct window_sql *q, char letter, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
 
+	q->shape[q->nscans] = letter;
 	if (q->nscans++) {
 		n = snprintf(q->scans + q->len, sizeof(q->scans) - q->len,
 			     " UNION ALL ");
@@ -500,10 +510,20 @@ static void window_scan(struct window_sql *q, const char *fmt, ...)
 	q->len += (size_t)n;
 }
 
-/* Run the window read `q` (binary results). */
+/*
+ * Run the window read `q` (binary results), as the statement of its
+ * shape: a window read parses once per session, not once per window
+ * (a few events a window at a steady rate cost the server more to parse
+ * and plan than to read).
+ */
 static PGresult *window_exec(PGconn *db, const struct window_sql *q)
 {
-	char sql[sizeof(q->scans) + 512];
+	char sql[sizeof(q->scans) + 512], name[32];
+
+	snprintf(name, sizeof(name), "es_window_%s", q->shape);
+	if (es_db_is_prepared(db, name))
+		return es_db_exec_prepared(db, name, NULL, q->nparams,
+					   q->params, NULL, NULL, 1);
 
 	/* one scan is in order already; more are merged */
 	if (q->nscans == 1)
@@ -514,8 +534,8 @@ static PGresult *window_exec(PGconn *db, const struct window_sql *q)
 				     " ORDER BY transaction_id, global_position"
 				     " LIMIT $1) w",
 			 q->scans);
-	return PQexecParams(db, sql, q->nparams, NULL, q->params, NULL, NULL,
-			    1);
+	return es_db_exec_prepared(db, name, sql, q->nparams, q->params, NULL,
+				   NULL, 1);
 }
 
 /* One window read: the result, its event rows in order, the cursor. */
@@ -570,10 +590,10 @@ static int read_window(PGconn *db, const struct es_cursor *after, size_t limit,
 		snprintf(bx, sizeof(bx), "%" PRIu64, after->lo.xmax);
 		if (after->lo.nxip) {
 			p1 = window_param(&q, xipa);
-			window_scan(&q, WINDOW_XIPS, p1, 1);
+			window_scan(&q, 'x', WINDOW_XIPS, p1, 1);
 		}
 		p1 = window_param(&q, bx);
-		window_scan(&q, WINDOW_FROM_XMAX, p1, 1);
+		window_scan(&q, 'f', WINDOW_FROM_XMAX, p1, 1);
 	} else {
 		const struct es_snapshot *lo = &after->lo;
 		int in_xip = after->xid < lo->xmax;
@@ -593,21 +613,21 @@ static int read_window(PGconn *db, const struct es_cursor *after, size_t limit,
 			snprintf(bp, sizeof(bp), "%" PRId64, INT64_MIN);
 			p1 = window_param(&q, a1x);
 			p2 = window_param(&q, a1p);
-			window_scan(&q, WINDOW_REST_OF_XID, p1, p2, 1);
+			window_scan(&q, 'r', WINDOW_REST_OF_XID, p1, p2, 1);
 		} else {
 			snprintf(bx, sizeof(bx), "%" PRIu64, after->xid);
 			snprintf(bp, sizeof(bp), "%" PRId64, after->pos);
 		}
 		if (strcmp(xipa, "{}") != 0) {
 			p1 = window_param(&q, xipa);
-			window_scan(&q, WINDOW_XIPS, p1, 1);
+			window_scan(&q, 'x', WINDOW_XIPS, p1, 1);
 		}
 		snprintf(hix, sizeof(hix), "%" PRIu64, after->hi.xmax);
 		p1 = window_param(&q, bx);
 		p2 = window_param(&q, bp);
 		p3 = window_param(&q, hix);
 		p4 = window_param(&q, hixip);
-		window_scan(&q, WINDOW_RANGE, p1, p2, p3, p4, 1);
+		window_scan(&q, 'g', WINDOW_RANGE, p1, p2, p3, p4, 1);
 	}
 	res = window_exec(db, &q);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {

@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "es_array.h"
+#include "es_buf.h"
 #include "es_db.h"
 #include "es_event.h"
 #include "es_log.h"
@@ -86,7 +87,9 @@
 #define LISTEN_RETRY_MS	   2000
 #define CONNECT_TIMEOUT_MS 10000
 
-#define SQL_TRY_LOCK "SELECT pg_try_advisory_lock(" LOCK_KEY ")"
+#define SQL_TRY_LOCK		"SELECT pg_try_advisory_lock(" LOCK_KEY ")"
+#define SQL_GENERIC_PLANS	"SET plan_cache_mode = force_generic_plan"
+#define SQL_LOCAL_GENERIC_PLANS "SET LOCAL plan_cache_mode = force_generic_plan"
 #define SQL_CLAIM                                                      \
 	"UPDATE projection_leader SET epoch = epoch + 1, holder = $1," \
 	" since = now() WHERE id = 1 RETURNING epoch"
@@ -249,6 +252,16 @@ static int conn_open(struct qry_tail *t, enum conn which, struct es_error *err)
 	db = es_db_link_get(&t->link[which], err);
 	if (!db)
 		return -1;
+	/*
+	 * The log reader's session runs nothing but the window reads,
+	 * prepared once per session (es_read.h): planned once too, not at
+	 * every window for the few events it holds. A new session (after a
+	 * lost one) prepares them again.
+	 */
+	if (which == C_WRITE && es_db_exec(db, SQL_GENERIC_PLANS, err) < 0) {
+		es_db_link_close(&t->link[which]);
+		return -1;
+	}
 	pthread_mutex_lock(&t->lock);
 	t->db[which] = db;
 	t->cancel[which] = PQgetCancel(db);
@@ -283,12 +296,15 @@ static int conn_alive(struct qry_tail *t, enum conn which)
 }
 
 #define ON(c) (1u << (c))
+/* in wait_for()'s mask: the flusher finished its transaction */
+#define WOKE_FLUSHER (1u << C__COUNT)
 
 /*
  * Sleep up to `ms`, waking early on a notification on one of the
  * sessions in `listen` (a mask of ON(conn), 0: none), on anything from
- * the lock session, or on qry_tail_stop(). Returns the mask of the
- * sessions a notification came on.
+ * the lock session, on the flusher finishing (WOKE_FLUSHER), or on
+ * qry_tail_stop(). Returns the mask of the sessions a notification came
+ * on, with WOKE_FLUSHER.
  */
 static unsigned int wait_for(struct qry_tail *t, long ms, unsigned int listen)
 {
@@ -335,9 +351,10 @@ static unsigned int wait_for(struct qry_tail *t, long ms, unsigned int listen)
 	if (p[1].revents) {
 		char buf[64];
 
-		/* the flusher is done: the caller collects on its next turn */
+		/* the flusher is done: the caller collects */
 		while (read(t->fl_pipe[0], buf, sizeof(buf)) > 0)
 			;
+		notified |= WOKE_FLUSHER;
 	}
 	for (i = 2; i < n; i++) {
 		PGnotify *nt;
@@ -369,6 +386,21 @@ static void backoff(struct qry_tail *t)
 static int exec_ok(PGconn *db, const char *sql, struct es_error *err)
 {
 	return es_db_exec(db, sql, err);
+}
+
+/* Append `s` (UTF-8) to `b` as a JSON string. */
+static void add_jstr(struct es_buf *b, const char *s)
+{
+	es_buf_add_jstr(b, s, strlen(s));
+}
+
+/* Read and drop the results of a query sent with PQsendQuery(). */
+static void drain_results(PGconn *db)
+{
+	PGresult *res;
+
+	while ((res = PQgetResult(db)))
+		PQclear(res);
 }
 
 /* Leave a failed or abandoned transaction on the read session. */
@@ -882,14 +914,18 @@ static int commit_batch(struct qry_tail *t, struct flush *f,
 	PGconn *db = t->db[C_READ];
 	char epoch[24];
 	const char *params[2];
-	json_t *rows = NULL;
-	char *rows_text = NULL;
+	struct es_buf rows = ES_BUF_INIT;
 	PGresult *res = NULL;
 	int ret = -1, nadv = 0;
 	size_t i;
 
 	snprintf(epoch, sizeof(epoch), "%lld", t->epoch);
-	res = PQexec(db, "BEGIN; " SQL_FENCE);
+	/*
+	 * Its statements are prepared once per session (the views' writes,
+	 * the checkpoints'), and planned once too: a window of a few events
+	 * cost the server more to plan them than to run them.
+	 */
+	res = PQexec(db, "BEGIN; " SQL_LOCAL_GENERIC_PLANS "; " SQL_FENCE);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
 			es_error_set(err, ES_EINTERNAL,
@@ -912,35 +948,34 @@ static int commit_batch(struct qry_tail *t, struct flush *f,
 	PQclear(res);
 	res = NULL;
 
-	rows = json_array();
-	if (!rows) {
-		es_error_set(err, ES_EINTERNAL, "out of memory");
-		goto out;
-	}
+	/*
+	 * [{view, old, new, n}] written out, not built with jansson: a
+	 * third of the flusher's own instructions at a window of a few
+	 * events
+	 */
 	for (i = 0; i < t->nviews; i++) {
 		if (!f->adv[i])
 			continue;
-		if (json_array_append_new(
-			    rows,
-			    json_pack("{s:s, s:s, s:s, s:I}", "view",
-				      t->views[i].ops->name, "old",
-				      t->views[i].text, "new", f->next_text,
-				      "n", (json_int_t)f->pending[i])) < 0) {
-			es_error_set(err, ES_EINTERNAL, "out of memory");
-			goto out;
-		}
+		es_buf_adds(&rows, nadv ? ",{\"view\":" : "[{\"view\":");
+		add_jstr(&rows, t->views[i].ops->name);
+		es_buf_adds(&rows, ",\"old\":");
+		add_jstr(&rows, t->views[i].text);
+		es_buf_adds(&rows, ",\"new\":");
+		add_jstr(&rows, f->next_text);
+		es_buf_adds(&rows, ",\"n\":");
+		es_buf_add_int(&rows, f->pending[i]);
+		es_buf_adds(&rows, "}");
 		nadv++;
 	}
 	if (nadv > 0) {
-		rows_text = json_dumps(rows, JSON_COMPACT);
-		if (!rows_text) {
-			es_error_set(err, ES_EINTERNAL, "out of memory");
+		es_buf_adds(&rows, "]");
+		if (es_buf_check(&rows, err) < 0)
 			goto out;
-		}
-		params[0] = rows_text;
+		params[0] = rows.s;
 		params[1] = epoch;
-		res = PQexecParams(db, SQL_ADVANCE, 2, NULL, params, NULL, NULL,
-				   0);
+		/* once per session, as the window reads */
+		res = es_db_exec_prepared(db, "qry_advance", SQL_ADVANCE, 2,
+					  params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			es_db_error(db, res, err);
 			goto out;
@@ -964,32 +999,40 @@ static int commit_batch(struct qry_tail *t, struct flush *f,
 				     f->stored[i], err) < 0)
 			goto out;
 	}
-	res = PQexec(db, "COMMIT");
+	/*
+	 * The NOTIFY goes in the same round trip, as a statement of its own
+	 * after the COMMIT (the server commits a transaction block at its
+	 * COMMIT, and runs what follows in a transaction of its own): a
+	 * NOTIFY alone writes no WAL and waits for no flush, so it holds the
+	 * cluster's NOTIFY lock only for as long as it takes. Lost (a broken
+	 * session, a crash just after the commit), the followers still poll.
+	 */
+	if (!PQsendQuery(db, "COMMIT; NOTIFY " ES_CHANNEL_CHECKPOINT)) {
+		es_db_error(db, NULL, err);
+		goto out;
+	}
+	res = PQgetResult(db);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK ||
 	    strcmp(PQcmdStatus(res), "COMMIT") != 0) {
 		if (PQresultStatus(res) == PGRES_COMMAND_OK)
 			es_error_set(err, ES_EINTERNAL, "transaction aborted");
 		else
 			es_db_error(db, res, err);
+		drain_results(db);
 		goto out;
 	}
 	ret = COMMIT_OK;
-	/*
-	 * A NOTIFY alone writes no WAL and waits for no flush: it holds the
-	 * cluster's NOTIFY lock only for as long as it takes. Lost (a broken
-	 * session, a crash just after the commit), the followers still poll.
-	 */
 	PQclear(res);
-	res = PQexec(db, "NOTIFY " ES_CHANNEL_CHECKPOINT);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	res = PQgetResult(db);
+	if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
 		es_log(ES_LOG_DEBUG, "projector_hint_failed", "{s:s}", "error",
 		       PQerrorMessage(db));
+	drain_results(db);
 out:
 	if (ret != COMMIT_OK)
 		rollback(t);
 	PQclear(res);
-	json_decref(rows);
-	free(rows_text);
+	es_buf_release(&rows);
 	return ret;
 }
 
@@ -1050,6 +1093,17 @@ static enum flush_state flush_wait(struct qry_tail *t)
 	s = t->fl_state;
 	pthread_mutex_unlock(&t->lock);
 	return s;
+}
+
+/* Whether the flusher has finished a transaction not yet collected. */
+static int flush_done(struct qry_tail *t)
+{
+	int done;
+
+	pthread_mutex_lock(&t->lock);
+	done = t->fl_state == FLUSH_DONE;
+	pthread_mutex_unlock(&t->lock);
+	return done;
 }
 
 static int flush_busy(struct qry_tail *t)
@@ -1367,6 +1421,34 @@ static int mem_ensure(struct qry_tail *t, struct es_error *err)
 	return mem_load(t, err);
 }
 
+/*
+ * As leader, caught up: wait for an append's NOTIFY, or poll_ms for the
+ * poll, or a stop. A transaction the flusher finishes meanwhile is
+ * collected here (and the next one started with what was read while it
+ * ran), without a read of the log of its own: at a steady rate that
+ * read found nothing, and cost as much as the one that found the
+ * events. Returns as project(): 0 when it is time to read, else what
+ * project() said.
+ */
+static int lead_wait(struct qry_tail *t, struct es_error *err)
+{
+	int64_t until = now_ms() + t->poll_ms;
+	unsigned int woke;
+	int r;
+
+	for (;;) {
+		woke = wait_for(t, (long)(until - now_ms()), ON(C_LISTEN));
+		if (woke != WOKE_FLUSHER || stopping(t) || !t->leader ||
+		    !flush_done(t))
+			return 0;
+		r = project(t, err);
+		if (r != 0)
+			return r;
+		if (now_ms() >= until)
+			return 0;
+	}
+}
+
 static void lead(struct qry_tail *t)
 {
 	struct es_error err = ES_ERROR_INIT;
@@ -1381,6 +1463,13 @@ static void lead(struct qry_tail *t)
 	if (mem_ensure(t, &err) < 0)
 		es_error_release(&err);
 	r = read_once(t, &err);
+	if (r == 0 && t->leader) {
+		r = lead_wait(t, &err);
+		if (r < 0)
+			views_drop_batches(t);
+		else
+			r = 0;
+	}
 	if (r < 0) {
 		if (stopping(t))
 			goto out;
@@ -1404,8 +1493,6 @@ static void lead(struct qry_tail *t)
 		goto out;
 	}
 	t->backoff_ms = 0;
-	if (r == 0 && t->leader)
-		wait_for(t, t->poll_ms, ON(C_LISTEN));
 out:
 	es_error_release(&err);
 }

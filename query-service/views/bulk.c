@@ -451,13 +451,20 @@ int view_copy_run(PGconn *db, const char *table, const char *sql,
 	return reported ? -1 : 0;
 }
 
-int view_exec(PGconn *db, const char *table, const char *sql, int n,
-	      const char *const *params, long long *affected,
+int view_exec(PGconn *db, const char *table, const char *stmt, const char *sql,
+	      int n, const char *const *params, long long *affected,
 	      struct es_error *err)
 {
+	char name[96];
 	PGresult *res;
 
-	res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
+	if (stmt) {
+		snprintf(name, sizeof(name), "%s_%s", table, stmt);
+		res = es_db_exec_prepared(db, name, sql, n, params, NULL, NULL,
+					  0);
+	} else {
+		res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
+	}
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		db_fail(db, res, table, err);
 		PQclear(res);

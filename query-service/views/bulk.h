@@ -107,10 +107,14 @@ int view_copy_run(PGconn *db, const char *table, const char *sql,
 
 /*
  * Run `sql` with `n` text parameters; `*affected` (may be NULL) gets the
- * number of rows it inserted or updated. Errors as for view_copy_run().
+ * number of rows it inserted or updated. With `stmt` (a short word, or
+ * NULL), `sql` is prepared once per session as "<table>_<stmt>"
+ * (es_db_exec_prepared()): for a live table, written at every window of
+ * a few events, where parsing a statement cost more than running it.
+ * Errors as for view_copy_run().
  */
-int view_exec(PGconn *db, const char *table, const char *sql, int n,
-	      const char *const *params, long long *affected,
+int view_exec(PGconn *db, const char *table, const char *stmt, const char *sql,
+	      int n, const char *const *params, long long *affected,
 	      struct es_error *err);
 
 #endif

@@ -237,7 +237,8 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		params[k] = col[k].s;
 	}
 	snprintf(sql, sizeof(sql), SQL_ADD, table);
-	if (view_exec(db, table, sql, ADD_NPARAMS, params, NULL, err) < 0)
+	if (view_exec(db, table, *suffix ? NULL : "add", sql, ADD_NPARAMS,
+		      params, NULL, err) < 0)
 		goto out;
 	ret = 0;
 out:

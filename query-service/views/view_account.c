@@ -462,8 +462,8 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 			params[k] = col[k].s;
 		}
 		snprintf(sql, sizeof(sql), SQL_UPSERT, table);
-		if (view_exec(db, table, sql, UPSERT_NPARAMS, params, NULL,
-			      err) < 0)
+		if (view_exec(db, table, *suffix ? NULL : "upsert", sql,
+			      UPSERT_NPARAMS, params, NULL, err) < 0)
 			goto out;
 	}
 
@@ -499,8 +499,8 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 			params[k] = col[k].s;
 		}
 		snprintf(sql, sizeof(sql), SQL_UPDATE, table);
-		if (view_exec(db, table, sql, UPDATE_NPARAMS, params, &affected,
-			      err) < 0)
+		if (view_exec(db, table, *suffix ? NULL : "update", sql,
+			      UPDATE_NPARAMS, params, &affected, err) < 0)
 			goto out;
 		if ((size_t)affected != nupd) {
 			missing(b, db, table, params[0], err);
