@@ -29,25 +29,29 @@
  * trip is the arrival of that 200 minus the moment the deposit's request
  * began to be written (what a client that POSTs, then GETs with the
  * token, waits in all); the POST's own time is the arrival of the 201
- * minus that moment. Prints
+ * minus that moment; its queue time, that moment minus the moment it was
+ * due (waiting for a free command connection, in none of the others).
+ * Prints
  * {"sent","ok","errors","p50_ms","p90_ms","p99_ms","max_ms",
  *  "ryw_p50_ms","ryw_p90_ms","ryw_p99_ms","ryw_max_ms","post_p50_ms",
- *  "post_p99_ms","rate"}:
+ *  "post_p99_ms","queue_p50_ms","queue_p99_ms","rate"}:
  * sent = counted deposits sent; ok = those answered 201 whose GET answered
  * 200; errors = the rest (another status, a broken connection, no answer
  * within 20 s); p*_ms are the lags, ryw_*_ms the round trips, post_*_ms
- * the POSTs, of the ok ones; rate = sent / S. Exits 1 when none is ok.
- * A deposit waiting for a free command connection is in none of these
- * times: when all N are busy the rate falls short of R instead.
+ * the POSTs, of the ok ones, queue_*_ms the queue times of all sent;
+ * rate = sent / S. Exits 1 when none is ok. Deposits still waiting for a
+ * connection at the end are not sent, so a service slower than R shows
+ * in the rate and in the queue times.
  *
  * fold: the deposits of lag, the same way, but nothing reads them while
  * they run (the projector's work alone); once all are answered, GET
  * /status every 50 ms until every view, the in-memory one too, is loaded,
  * running and without lag (at most 60 s). Prints
- * {"sent","ok","errors","post_p50_ms","post_p99_ms","rate","fold_wait_ms",
- *  "status_polls"}: ok = counted deposits answered 201; fold_wait_ms = from
- * the last answer to the /status that showed every view caught up. Exits 1
- * when none is ok, a view is stopped, or the views do not catch up.
+ * {"sent","ok","errors","post_p50_ms","post_p99_ms","queue_p50_ms",
+ *  "queue_p99_ms","rate","fold_wait_ms","status_polls"}: ok = counted deposits
+ * answered 201; fold_wait_ms = from the last answer to the /status that showed
+ * every view caught up. Exits 1 when none is ok, a view is stopped, or the
+ * views do not catch up.
  *
  * latency: 50 deposits of 1 to the account ID not counted, then N counted
  * ones, one after the other on one connection; each is timed from just
@@ -130,13 +134,15 @@ static const char usage_text[] =
 	"         connections (M opened first, default 16); lag = the GET's\n"
 	"         200 minus the 201, from arrival to arrival; read-your-writes\n"
 	"         round trip = the GET's 200 minus the deposit's sending;\n"
-	"         post = the 201 minus the same. Prints {sent, ok, errors,\n"
-	"         p50_ms, p90_ms, p99_ms, max_ms, ryw_p50_ms, ryw_p90_ms,\n"
-	"         ryw_p99_ms, ryw_max_ms, post_p50_ms, post_p99_ms, rate}.\n"
+	"         post = the 201 minus the same; queue = the sending minus\n"
+	"         when it was due. Prints {sent, ok, errors, p50_ms, p90_ms,\n"
+	"         p99_ms, max_ms, ryw_p50_ms, ryw_p90_ms, ryw_p99_ms,\n"
+	"         ryw_max_ms, post_p50_ms, post_p99_ms, queue_p50_ms,\n"
+	"         queue_p99_ms, rate}.\n"
 	"fold     the deposits of lag with no GETs; at the end, polls GET\n"
 	"         /status until every view has folded them. Prints {sent, ok,\n"
-	"         errors, post_p50_ms, post_p99_ms, rate, fold_wait_ms,\n"
-	"         status_polls}.\n"
+	"         errors, post_p50_ms, post_p99_ms, queue_p50_ms,\n"
+	"         queue_p99_ms, rate, fold_wait_ms, status_polls}.\n"
 	"latency  N sequential deposits on account ID over one connection,\n"
 	"         after 50 not counted. Prints {n, p50_us, mean_us, p99_us}.\n"
 	"feed     reads GET /events?limit=L (default 1000) page by page from\n"
@@ -1401,6 +1407,7 @@ struct lag {
 	struct samples lags; /* 201 to the GET's 200 */
 	struct samples ryws; /* the deposit's sending to the GET's 200 */
 	struct samples posts; /* the deposit's sending to its 201 */
+	struct samples waits; /* its due time to its sending */
 	uint64_t rng;
 	long long sent, ok, errors;
 	long long inflight; /* counted deposits not yet ok or failed */
@@ -1607,8 +1614,12 @@ static int get_submit(struct lag *l, struct lag_job *j, struct es_error *err)
 	return 0;
 }
 
-/* Send deposit `measured` to a random account on the idle connection c. */
-static void deposit_start(struct lag *l, struct conn *c, int measured)
+/*
+ * Send deposit `measured`, due at `due`, to a random account on the idle
+ * connection c.
+ */
+static void deposit_start(struct lag *l, struct conn *c, int measured,
+			  uint64_t due)
 {
 	struct es_error err = ES_ERROR_INIT;
 	char path[ID_MAX + 32];
@@ -1625,6 +1636,12 @@ static void deposit_start(struct lag *l, struct conn *c, int measured)
 	if (conn_request(c, "POST", path, NULL, DEPOSIT_BODY, &err) < 0)
 		goto fail;
 	c->job.t_sent = now_ns();
+	if (measured &&
+	    samples_add(&l->waits,
+			c->job.t_sent > due ? c->job.t_sent - due : 0) < 0) {
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		goto fail;
+	}
 	if (conn_start(l, c, &err) < 0)
 		goto fail;
 	goto out;
@@ -1870,12 +1887,15 @@ static int fold_report(struct lag *l, const struct target *qry, double seconds,
 		return -1;
 	t = now_ns() - t;
 	qsort(l->posts.v, l->posts.n, sizeof(*l->posts.v), cmp_u64);
+	qsort(l->waits.v, l->waits.n, sizeof(*l->waits.v), cmp_u64);
 	if (print_json(json_pack(
-		    "{s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:I}", "sent",
-		    (json_int_t)l->sent, "ok", (json_int_t)l->ok, "errors",
-		    (json_int_t)l->errors, "post_p50_ms",
+		    "{s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:I}",
+		    "sent", (json_int_t)l->sent, "ok", (json_int_t)l->ok,
+		    "errors", (json_int_t)l->errors, "post_p50_ms",
 		    lag_ms(&l->posts, 0.50), "post_p99_ms",
-		    lag_ms(&l->posts, 0.99), "rate",
+		    lag_ms(&l->posts, 0.99), "queue_p50_ms",
+		    lag_ms(&l->waits, 0.50), "queue_p99_ms",
+		    lag_ms(&l->waits, 0.99), "rate",
 		    real_rounded((double)l->sent / seconds, 1), "fold_wait_ms",
 		    real_rounded((double)t / 1e6, 3), "status_polls",
 		    (json_int_t)polls)) < 0)
@@ -1927,8 +1947,8 @@ static int cmd_lag(const struct target *cmd, const struct target *qry,
 			due_at = t0 + (uint64_t)((double)k / rate * NS_PER_S);
 			if (due_at > now)
 				break;
-			deposit_start(&l, l.cp.idle[--l.cp.nidle],
-				      k >= k_first);
+			deposit_start(&l, l.cp.idle[--l.cp.nidle], k >= k_first,
+				      due_at);
 			k++;
 		}
 		if (now >= t_end && l.inflight == 0)
@@ -1985,10 +2005,12 @@ static int cmd_lag(const struct target *cmd, const struct target *qry,
 		qsort(l.ryws.v, l.ryws.n, sizeof(*l.ryws.v), cmp_u64);
 	if (l.posts.n)
 		qsort(l.posts.v, l.posts.n, sizeof(*l.posts.v), cmp_u64);
+	if (l.waits.n)
+		qsort(l.waits.v, l.waits.n, sizeof(*l.waits.v), cmp_u64);
 	r = (double)l.sent / seconds;
 	if (print_json(json_pack(
 		    "{s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-		    "s:o, s:o, s:o}",
+		    "s:o, s:o, s:o, s:o, s:o}",
 		    "sent", (json_int_t)l.sent, "ok", (json_int_t)l.ok,
 		    "errors", (json_int_t)l.errors, "p50_ms",
 		    lag_ms(&l.lags, 0.50), "p90_ms", lag_ms(&l.lags, 0.90),
@@ -1997,7 +2019,9 @@ static int cmd_lag(const struct target *cmd, const struct target *qry,
 		    "ryw_p90_ms", lag_ms(&l.ryws, 0.90), "ryw_p99_ms",
 		    lag_ms(&l.ryws, 0.99), "ryw_max_ms", lag_ms(&l.ryws, 1.0),
 		    "post_p50_ms", lag_ms(&l.posts, 0.50), "post_p99_ms",
-		    lag_ms(&l.posts, 0.99), "rate", real_rounded(r, 1))) < 0) {
+		    lag_ms(&l.posts, 0.99), "queue_p50_ms",
+		    lag_ms(&l.waits, 0.50), "queue_p99_ms",
+		    lag_ms(&l.waits, 0.99), "rate", real_rounded(r, 1))) < 0) {
 		es_error_set(err, ES_EINTERNAL, "cannot print the figures");
 		goto out;
 	}
@@ -2018,6 +2042,7 @@ out:
 	free(l.lags.v);
 	free(l.ryws.v);
 	free(l.posts.v);
+	free(l.waits.v);
 	pool_release(&l.cp);
 	pool_release(&l.qp);
 	close(l.ep);

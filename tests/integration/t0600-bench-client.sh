@@ -5,7 +5,8 @@
 # the log and its pages follow the route's `next`; lag answers ok == sent
 # with no errors on open accounts, each read-your-writes round trip
 # longer than its lag and than its POST (percentile by percentile) and
-# within 20 s, and counts every deposit to an unknown account as an error
+# within 20 s, deposits kept waiting for a busy connection in their queue
+# times, and counts every deposit to an unknown account as an error
 # (exit 1: none became visible); fold makes the same deposits with no
 # GET of an account and returns only once the table views hold them all,
 # and fails (exit 1) when none is answered 201; bad usage exits 2. And
@@ -59,7 +60,7 @@ say "lag: every counted deposit becomes visible"
 out=$("$BENCH" lag --command "$CMD_URL" --query "$QRY_URL" \
 	--accounts "$TEST_TMP/accounts" --rate 20 --seconds 1 --conns 2)
 expect_eq "$(jq -c 'keys' <<<"$out")" \
-	'["errors","max_ms","ok","p50_ms","p90_ms","p99_ms","post_p50_ms","post_p99_ms","rate","ryw_max_ms","ryw_p50_ms","ryw_p90_ms","ryw_p99_ms","sent"]' \
+	'["errors","max_ms","ok","p50_ms","p90_ms","p99_ms","post_p50_ms","post_p99_ms","queue_p50_ms","queue_p99_ms","rate","ryw_max_ms","ryw_p50_ms","ryw_p90_ms","ryw_p99_ms","sent"]' \
 	"lag keys"
 expect_eq "$(jq '.sent >= 1 and .ok == .sent and .errors == 0' <<<"$out")" \
 	true "lag counts: $out"
@@ -74,8 +75,19 @@ expect_eq "$(jq '.ryw_p50_ms <= .ryw_p90_ms and .ryw_p90_ms <= .ryw_p99_ms and
 	.ryw_max_ms < 20000' <<<"$out")" true "read-your-writes figures: $out"
 # each round trip holds its own POST: at every percentile, no shorter
 expect_eq "$(jq '.post_p50_ms > 0 and .post_p50_ms <= .post_p99_ms and
-	.post_p50_ms <= .ryw_p50_ms and .post_p99_ms <= .ryw_p99_ms' \
+	.post_p50_ms <= .ryw_p50_ms and .post_p99_ms <= .ryw_p99_ms and
+	.queue_p50_ms >= 0 and .queue_p50_ms <= .queue_p99_ms' \
 	<<<"$out")" true "POST figures: $out"
+
+say "lag: deposits that wait for a busy connection show in their queue times"
+# one connection cannot keep up with a deposit due every 50 us: deposits
+# wait their turn (and those still waiting at the end are not sent)
+out=$("$BENCH" lag --command "$CMD_URL" --query "$QRY_URL" \
+	--accounts "$TEST_TMP/accounts" --rate 20000 --seconds 0.5 --conns 1)
+expect_eq "$(jq '.sent >= 1 and .ok == .sent and .errors == 0 and
+	.rate < 18000' <<<"$out")" true "lag counts: $out"
+expect_eq "$(jq '.queue_p99_ms > .post_p50_ms' <<<"$out")" true \
+	"queue times of one busy connection: $out"
 
 say "lag: deposits to an unknown account are errors"
 echo 00000000-0000-4000-8000-000000000000 >"$TEST_TMP/unknown"
@@ -123,7 +135,7 @@ out=$("$BENCH" fold --command "$CMD_URL" --query "$QRY_URL" \
 	--accounts "$TEST_TMP/accounts" --rate 40 --seconds 1 --conns 2)
 wait "$locker" || fail "the locking session: $(cat "$TEST_TMP/locker.out")"
 expect_eq "$(jq -c 'keys' <<<"$out")" \
-	'["errors","fold_wait_ms","ok","post_p50_ms","post_p99_ms","rate","sent","status_polls"]' \
+	'["errors","fold_wait_ms","ok","post_p50_ms","post_p99_ms","queue_p50_ms","queue_p99_ms","rate","sent","status_polls"]' \
 	"fold keys"
 expect_eq "$(jq '.sent >= 1 and .ok == .sent and .errors == 0 and
 	.post_p50_ms > 0 and .post_p50_ms <= .post_p99_ms and
