@@ -1913,7 +1913,8 @@ static int cmd_lag(const struct target *cmd, const struct target *qry,
 	struct lag l = { 0 };
 	uint64_t t0, t_count, t_end, now, next_tick, due_at, wait;
 	long long k = 0, k_first, k_end; /* deposits scheduled so far */
-	int n, i, ret = -1, timeout;
+	struct timespec timeout;
+	int n, i, ret = -1;
 	double r;
 
 	l.cmd = cmd;
@@ -1978,10 +1979,12 @@ static int cmd_lag(const struct target *cmd, const struct target *qry,
 		}
 		if (now < t_end && t_end - now < wait)
 			wait = t_end - now;
-		timeout = (int)((wait + 999999) / 1000000);
-		n = epoll_wait(l.ep, evs, 256, timeout);
+		/* to the nanosecond: a millisecond timeout sends late */
+		timeout.tv_sec = (time_t)(wait / 1000000000ULL);
+		timeout.tv_nsec = (long)(wait % 1000000000ULL);
+		n = epoll_pwait2(l.ep, evs, 256, &timeout, NULL);
 		if (n < 0 && errno != EINTR) {
-			es_error_set(err, ES_EINTERNAL, "epoll_wait: %s",
+			es_error_set(err, ES_EINTERNAL, "epoll_pwait2: %s",
 				     strerror(errno));
 			goto out;
 		}
