@@ -5,6 +5,8 @@
  *
  *   tandem-bench lag --command URL --query URL --accounts FILE --rate R
  *                    --seconds S [--conns N] [--qconns M] [--seed X]
+ *   tandem-bench fold --command URL --query URL --accounts FILE --rate R
+ *                     --seconds S [--conns N] [--seed X]
  *   tandem-bench latency --command URL --account ID --n N
  *   tandem-bench feed --query URL [--limit L]
  *   tandem-bench --help
@@ -26,13 +28,30 @@
  * that GET's 200 minus the arrival of the 201; its read-your-writes round
  * trip is the arrival of that 200 minus the moment the deposit's request
  * began to be written (what a client that POSTs, then GETs with the
- * token, waits in all). Prints
+ * token, waits in all); the POST's own time is the arrival of the 201
+ * minus that moment; its queue time, that moment minus the moment it was
+ * due (waiting for a free command connection, in none of the others).
+ * Prints
  * {"sent","ok","errors","p50_ms","p90_ms","p99_ms","max_ms",
- *  "ryw_p50_ms","ryw_p90_ms","ryw_p99_ms","ryw_max_ms","rate"}:
+ *  "ryw_p50_ms","ryw_p90_ms","ryw_p99_ms","ryw_max_ms","post_p50_ms",
+ *  "post_p99_ms","queue_p50_ms","queue_p99_ms","rate"}:
  * sent = counted deposits sent; ok = those answered 201 whose GET answered
  * 200; errors = the rest (another status, a broken connection, no answer
- * within 20 s); p*_ms are the lags, ryw_*_ms the round trips, of the ok
- * ones; rate = sent / S. Exits 1 when none is ok.
+ * within 20 s); p*_ms are the lags, ryw_*_ms the round trips, post_*_ms
+ * the POSTs, of the ok ones, queue_*_ms the queue times of all sent;
+ * rate = sent / S. Exits 1 when none is ok. Deposits still waiting for a
+ * connection at the end are not sent, so a service slower than R shows
+ * in the rate and in the queue times.
+ *
+ * fold: the deposits of lag, the same way, but nothing reads them while
+ * they run (the projector's work alone); once all are answered, GET
+ * /status every 50 ms until every view, the in-memory one too, is loaded,
+ * running and without lag (at most 60 s). Prints
+ * {"sent","ok","errors","post_p50_ms","post_p99_ms","queue_p50_ms",
+ *  "queue_p99_ms","rate","fold_wait_ms","status_polls"}: ok = counted deposits
+ * answered 201; fold_wait_ms = from the last answer to the /status that showed
+ * every view caught up. Exits 1 when none is ok, a view is stopped, or the
+ * views do not catch up.
  *
  * latency: 50 deposits of 1 to the account ID not counted, then N counted
  * ones, one after the other on one connection; each is timed from just
@@ -89,6 +108,8 @@
 #define DRAIN_NS       20000000000ULL /* wait for answers after the end */
 #define REQUEST_NS     20000000000ULL /* an answer later than this fails */
 #define TICK_NS	       100000000ULL /* how often lag checks deadlines */
+#define FOLD_POLL_NS   50000000L /* fold: GET /status this often at the end */
+#define FOLD_WAIT_NS   60000000000ULL /* fold: the views fold within this */
 #define LATENCY_WARMUP 50
 #define ROUNDTRIP_MS   30000
 #define DEPOSIT_BODY   "{\"amount\":1}"
@@ -98,6 +119,8 @@ static const char usage_text[] =
 	"usage: tandem-bench lag --command URL --query URL --accounts FILE\n"
 	"                        --rate R --seconds S [--conns N] [--qconns M]\n"
 	"                        [--seed X]\n"
+	"       tandem-bench fold --command URL --query URL --accounts FILE\n"
+	"                         --rate R --seconds S [--conns N] [--seed X]\n"
 	"       tandem-bench latency --command URL --account ID --n N\n"
 	"       tandem-bench feed --query URL [--limit L]\n"
 	"       tandem-bench --help\n"
@@ -110,9 +133,16 @@ static const char usage_text[] =
 	"         X-Min-Position: <position> and X-Wait-Ms: 10000 over query\n"
 	"         connections (M opened first, default 16); lag = the GET's\n"
 	"         200 minus the 201, from arrival to arrival; read-your-writes\n"
-	"         round trip = the GET's 200 minus the deposit's sending. Prints\n"
-	"         {sent, ok, errors, p50_ms, p90_ms, p99_ms, max_ms,\n"
-	"         ryw_p50_ms, ryw_p90_ms, ryw_p99_ms, ryw_max_ms, rate}.\n"
+	"         round trip = the GET's 200 minus the deposit's sending;\n"
+	"         post = the 201 minus the same; queue = the sending minus\n"
+	"         when it was due. Prints {sent, ok, errors, p50_ms, p90_ms,\n"
+	"         p99_ms, max_ms, ryw_p50_ms, ryw_p90_ms, ryw_p99_ms,\n"
+	"         ryw_max_ms, post_p50_ms, post_p99_ms, queue_p50_ms,\n"
+	"         queue_p99_ms, rate}.\n"
+	"fold     the deposits of lag with no GETs; at the end, polls GET\n"
+	"         /status until every view has folded them. Prints {sent, ok,\n"
+	"         errors, post_p50_ms, post_p99_ms, queue_p50_ms,\n"
+	"         queue_p99_ms, rate, fold_wait_ms, status_polls}.\n"
 	"latency  N sequential deposits on account ID over one connection,\n"
 	"         after 50 not counted. Prints {n, p50_us, mean_us, p99_us}.\n"
 	"feed     reads GET /events?limit=L (default 1000) page by page from\n"
@@ -1370,11 +1400,14 @@ struct pool {
 struct lag {
 	const struct target *cmd, *qry;
 	const struct accounts *acc;
+	int reads; /* GET each deposit (lag), or not (fold) */
 	int ep;
 	struct pool cp, qp;
 	struct job_queue getq;
 	struct samples lags; /* 201 to the GET's 200 */
 	struct samples ryws; /* the deposit's sending to the GET's 200 */
+	struct samples posts; /* the deposit's sending to its 201 */
+	struct samples waits; /* its due time to its sending */
 	uint64_t rng;
 	long long sent, ok, errors;
 	long long inflight; /* counted deposits not yet ok or failed */
@@ -1581,8 +1614,12 @@ static int get_submit(struct lag *l, struct lag_job *j, struct es_error *err)
 	return 0;
 }
 
-/* Send deposit `measured` to a random account on the idle connection c. */
-static void deposit_start(struct lag *l, struct conn *c, int measured)
+/*
+ * Send deposit `measured`, due at `due`, to a random account on the idle
+ * connection c.
+ */
+static void deposit_start(struct lag *l, struct conn *c, int measured,
+			  uint64_t due)
 {
 	struct es_error err = ES_ERROR_INIT;
 	char path[ID_MAX + 32];
@@ -1599,6 +1636,12 @@ static void deposit_start(struct lag *l, struct conn *c, int measured)
 	if (conn_request(c, "POST", path, NULL, DEPOSIT_BODY, &err) < 0)
 		goto fail;
 	c->job.t_sent = now_ns();
+	if (measured &&
+	    samples_add(&l->waits,
+			c->job.t_sent > due ? c->job.t_sent - due : 0) < 0) {
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+		goto fail;
+	}
 	if (conn_start(l, c, &err) < 0)
 		goto fail;
 	goto out;
@@ -1635,6 +1678,17 @@ static int answered(struct lag *l, struct conn *c, uint64_t now,
 			return 0;
 		}
 		j.t_201 = now;
+		if (!l->reads) {
+			json_decref(body);
+			if (!j.measured)
+				return 0;
+			l->ok++;
+			l->inflight--;
+			if (samples_add(&l->posts, j.t_201 - j.t_sent) < 0)
+				return es_error_set(err, ES_EINTERNAL,
+						    "out of memory");
+			return 0;
+		}
 		j.token = strdup(json_string_value(pos));
 		json_decref(body);
 		if (!j.token)
@@ -1648,7 +1702,8 @@ static int answered(struct lag *l, struct conn *c, uint64_t now,
 		l->ok++;
 		l->inflight--;
 		if (samples_add(&l->lags, now - j.t_201) < 0 ||
-		    samples_add(&l->ryws, now - j.t_sent) < 0) {
+		    samples_add(&l->ryws, now - j.t_sent) < 0 ||
+		    samples_add(&l->posts, j.t_201 - j.t_sent) < 0) {
 			free(j.token);
 			return es_error_set(err, ES_EINTERNAL, "out of memory");
 		}
@@ -1719,6 +1774,89 @@ static void check_deadlines(struct lag *l, struct pool *p, uint64_t now)
 			failed(l, p->c[i], "no answer in 20 s");
 }
 
+/*
+ * Whether a GET /status body shows every view (the in-memory one too)
+ * loaded, running and without lag: 1 yes, 0 not yet, -1 a stopped view
+ * or not a /status body.
+ */
+static int status_folded(const struct resp *r, struct es_error *err)
+{
+	json_t *st =
+		json_loadb(r->body.s ? r->body.s : "", r->body.len, 0, NULL);
+	json_t *views = json_object_get(st, "views"), *v, *lag;
+	size_t i, n = json_array_size(views);
+	int ret = 1;
+
+	if (!json_is_array(views) || !json_object_get(st, "memory")) {
+		ret = es_error_set(err, ES_EMALFORMED,
+				   "GET /status: no views in %.120s",
+				   body_hint(r));
+		goto out;
+	}
+	for (i = 0; i <= n; i++) {
+		v = i < n ? json_array_get(views, i)
+			  : json_object_get(st, "memory");
+		if (!json_is_false(json_object_get(v, "stopped"))) {
+			ret = es_error_set(
+				err, ES_EUNAVAIL, "view '%.40s' is stopped",
+				json_string_value(json_object_get(v, "name")));
+			goto out;
+		}
+		lag = json_object_get(v, "lag_events");
+		if (!json_is_true(json_object_get(v, "loaded")) ||
+		    !json_is_integer(lag) || json_integer_value(lag) != 0)
+			ret = 0;
+	}
+out:
+	json_decref(st);
+	return ret;
+}
+
+/*
+ * fold: GET /status every FOLD_POLL_NS until every view has folded the
+ * log (status_folded()), for at most FOLD_WAIT_NS; *polls counts the
+ * GETs.
+ */
+static int wait_folded(const struct target *qry, long long *polls,
+		       struct es_error *err)
+{
+	const struct timespec pause = { 0, FOLD_POLL_NS };
+	uint64_t deadline = now_ns() + FOLD_WAIT_NS;
+	struct conn c;
+	int rc, ret = -1;
+
+	conn_init(&c, qry);
+	for (;;) {
+		if (conn_request(&c, "GET", "/status", NULL, NULL, err) < 0 ||
+		    roundtrip(&c, 1, err) < 0)
+			goto out;
+		(*polls)++;
+		if (c.r.status != 200) {
+			es_error_set(err, ES_EUNAVAIL,
+				     "GET /status answered %d: %.120s",
+				     c.r.status, body_hint(&c.r));
+			goto out;
+		}
+		rc = status_folded(&c.r, err);
+		if (rc < 0)
+			goto out;
+		if (rc > 0)
+			break;
+		if (now_ns() >= deadline) {
+			es_error_set(err, ES_EUNAVAIL,
+				     "the views had not folded the deposits "
+				     "%llu s after the last answer",
+				     FOLD_WAIT_NS / 1000000000ULL);
+			goto out;
+		}
+		nanosleep(&pause, NULL);
+	}
+	ret = 0;
+out:
+	conn_release(&c);
+	return ret;
+}
+
 /* Percentile `q` of sorted samples (ns) in ms, or null without any. */
 static json_t *lag_ms(const struct samples *s, double q)
 {
@@ -1727,27 +1865,70 @@ static json_t *lag_ms(const struct samples *s, double q)
 	return real_rounded((double)percentile(s->v, s->n, q) / 1e6, 3);
 }
 
+/*
+ * The end of fold: once every deposit is answered, wait until the views
+ * have folded them all, then print {sent, ok, errors, post_p50_ms,
+ * post_p99_ms, rate, fold_wait_ms, status_polls}.
+ */
+static int fold_report(struct lag *l, const struct target *qry, double seconds,
+		       struct es_error *err)
+{
+	long long polls = 0;
+	uint64_t t = now_ns();
+
+	if (l->sent == 0)
+		return es_error_set(err, ES_EUNAVAIL,
+				    "no deposit was sent: are all connections "
+				    "stuck?");
+	if (l->ok == 0)
+		return es_error_set(err, ES_EUNAVAIL,
+				    "no deposit was answered 201");
+	if (wait_folded(qry, &polls, err) < 0)
+		return -1;
+	t = now_ns() - t;
+	qsort(l->posts.v, l->posts.n, sizeof(*l->posts.v), cmp_u64);
+	qsort(l->waits.v, l->waits.n, sizeof(*l->waits.v), cmp_u64);
+	if (print_json(json_pack(
+		    "{s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:I}",
+		    "sent", (json_int_t)l->sent, "ok", (json_int_t)l->ok,
+		    "errors", (json_int_t)l->errors, "post_p50_ms",
+		    lag_ms(&l->posts, 0.50), "post_p99_ms",
+		    lag_ms(&l->posts, 0.99), "queue_p50_ms",
+		    lag_ms(&l->waits, 0.50), "queue_p99_ms",
+		    lag_ms(&l->waits, 0.99), "rate",
+		    real_rounded((double)l->sent / seconds, 1), "fold_wait_ms",
+		    real_rounded((double)t / 1e6, 3), "status_polls",
+		    (json_int_t)polls)) < 0)
+		return es_error_set(err, ES_EINTERNAL,
+				    "cannot print the figures");
+	return 0;
+}
+
 static int cmd_lag(const struct target *cmd, const struct target *qry,
-		   const struct accounts *acc, double rate, double seconds,
-		   long conns, long qconns, uint64_t seed, struct es_error *err)
+		   const struct accounts *acc, int reads, double rate,
+		   double seconds, long conns, long qconns, uint64_t seed,
+		   struct es_error *err)
 {
 	struct epoll_event evs[256];
 	struct lag l = { 0 };
 	uint64_t t0, t_count, t_end, now, next_tick, due_at, wait;
 	long long k = 0, k_first, k_end; /* deposits scheduled so far */
-	int n, i, ret = -1, timeout;
+	struct timespec timeout;
+	int n, i, ret = -1;
 	double r;
 
 	l.cmd = cmd;
 	l.qry = qry;
 	l.acc = acc;
+	l.reads = reads;
 	l.rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
 	l.ep = epoll_create1(EPOLL_CLOEXEC);
 	if (l.ep < 0)
 		return es_error_set(err, ES_EINTERNAL, "epoll_create1: %s",
 				    strerror(errno));
 	if (pool_init(&l, &l.cp, (size_t)conns, (size_t)conns, 0, err) < 0 ||
-	    pool_init(&l, &l.qp, (size_t)qconns, QCONNS_MAX, 1, err) < 0)
+	    pool_init(&l, &l.qp, reads ? (size_t)qconns : 0, QCONNS_MAX, 1,
+		      err) < 0)
 		goto out;
 
 	/* deposit k is due at t0 + k / rate; [k_first, k_end) count */
@@ -1767,8 +1948,8 @@ static int cmd_lag(const struct target *cmd, const struct target *qry,
 			due_at = t0 + (uint64_t)((double)k / rate * NS_PER_S);
 			if (due_at > now)
 				break;
-			deposit_start(&l, l.cp.idle[--l.cp.nidle],
-				      k >= k_first);
+			deposit_start(&l, l.cp.idle[--l.cp.nidle], k >= k_first,
+				      due_at);
 			k++;
 		}
 		if (now >= t_end && l.inflight == 0)
@@ -1798,10 +1979,12 @@ static int cmd_lag(const struct target *cmd, const struct target *qry,
 		}
 		if (now < t_end && t_end - now < wait)
 			wait = t_end - now;
-		timeout = (int)((wait + 999999) / 1000000);
-		n = epoll_wait(l.ep, evs, 256, timeout);
+		/* to the nanosecond: a millisecond timeout sends late */
+		timeout.tv_sec = (time_t)(wait / 1000000000ULL);
+		timeout.tv_nsec = (long)(wait % 1000000000ULL);
+		n = epoll_pwait2(l.ep, evs, 256, &timeout, NULL);
 		if (n < 0 && errno != EINTR) {
-			es_error_set(err, ES_EINTERNAL, "epoll_wait: %s",
+			es_error_set(err, ES_EINTERNAL, "epoll_pwait2: %s",
 				     strerror(errno));
 			goto out;
 		}
@@ -1813,16 +1996,24 @@ static int cmd_lag(const struct target *cmd, const struct target *qry,
 
 	if (l.errors)
 		fprintf(stderr,
-			"tandem-bench: lag: %lld errors, the first: %s\n",
-			l.errors, l.first_error);
+			"tandem-bench: %s: %lld errors, the first: %s\n",
+			reads ? "lag" : "fold", l.errors, l.first_error);
+	if (!reads) {
+		ret = fold_report(&l, qry, seconds, err);
+		goto out;
+	}
 	if (l.lags.n)
 		qsort(l.lags.v, l.lags.n, sizeof(*l.lags.v), cmp_u64);
 	if (l.ryws.n)
 		qsort(l.ryws.v, l.ryws.n, sizeof(*l.ryws.v), cmp_u64);
+	if (l.posts.n)
+		qsort(l.posts.v, l.posts.n, sizeof(*l.posts.v), cmp_u64);
+	if (l.waits.n)
+		qsort(l.waits.v, l.waits.n, sizeof(*l.waits.v), cmp_u64);
 	r = (double)l.sent / seconds;
 	if (print_json(json_pack(
 		    "{s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-		    "s:o}",
+		    "s:o, s:o, s:o, s:o, s:o}",
 		    "sent", (json_int_t)l.sent, "ok", (json_int_t)l.ok,
 		    "errors", (json_int_t)l.errors, "p50_ms",
 		    lag_ms(&l.lags, 0.50), "p90_ms", lag_ms(&l.lags, 0.90),
@@ -1830,7 +2021,10 @@ static int cmd_lag(const struct target *cmd, const struct target *qry,
 		    lag_ms(&l.lags, 1.0), "ryw_p50_ms", lag_ms(&l.ryws, 0.50),
 		    "ryw_p90_ms", lag_ms(&l.ryws, 0.90), "ryw_p99_ms",
 		    lag_ms(&l.ryws, 0.99), "ryw_max_ms", lag_ms(&l.ryws, 1.0),
-		    "rate", real_rounded(r, 1))) < 0) {
+		    "post_p50_ms", lag_ms(&l.posts, 0.50), "post_p99_ms",
+		    lag_ms(&l.posts, 0.99), "queue_p50_ms",
+		    lag_ms(&l.waits, 0.50), "queue_p99_ms",
+		    lag_ms(&l.waits, 0.99), "rate", real_rounded(r, 1))) < 0) {
 		es_error_set(err, ES_EINTERNAL, "cannot print the figures");
 		goto out;
 	}
@@ -1850,6 +2044,8 @@ out:
 	free(l.getq.v);
 	free(l.lags.v);
 	free(l.ryws.v);
+	free(l.posts.v);
+	free(l.waits.v);
 	pool_release(&l.cp);
 	pool_release(&l.qp);
 	close(l.ep);
@@ -1908,6 +2104,12 @@ static const struct {
 	  BIT(OPT_COMMAND) | BIT(OPT_QUERY) | BIT(OPT_ACCOUNTS) |
 		  BIT(OPT_RATE) | BIT(OPT_SECONDS) | BIT(OPT_CONNS) |
 		  BIT(OPT_QCONNS) | BIT(OPT_SEED),
+	  BIT(OPT_COMMAND) | BIT(OPT_QUERY) | BIT(OPT_ACCOUNTS) |
+		  BIT(OPT_RATE) | BIT(OPT_SECONDS) },
+	{ "fold",
+	  BIT(OPT_COMMAND) | BIT(OPT_QUERY) | BIT(OPT_ACCOUNTS) |
+		  BIT(OPT_RATE) | BIT(OPT_SECONDS) | BIT(OPT_CONNS) |
+		  BIT(OPT_SEED),
 	  BIT(OPT_COMMAND) | BIT(OPT_QUERY) | BIT(OPT_ACCOUNTS) |
 		  BIT(OPT_RATE) | BIT(OPT_SECONDS) },
 	{ "latency", BIT(OPT_COMMAND) | BIT(OPT_ACCOUNT) | BIT(OPT_N),
@@ -2041,12 +2243,13 @@ int main(int argc, char **argv)
 		es_error_release(&err);
 		return 2;
 	}
-	if (strcmp(argv[1], "lag") == 0) {
+	if (strcmp(argv[1], "lag") == 0 || strcmp(argv[1], "fold") == 0) {
 		seed = a.seed ? (uint64_t)a.seed
 			      : now_ns() ^ ((uint64_t)getpid() << 32);
 		if (accounts_load(a.accounts, &acc, &err) == 0)
-			rc = cmd_lag(&cmd, &qry, &acc, a.rate, a.seconds,
-				     a.conns, a.qconns, seed, &err);
+			rc = cmd_lag(&cmd, &qry, &acc,
+				     strcmp(argv[1], "lag") == 0, a.rate,
+				     a.seconds, a.conns, a.qconns, seed, &err);
 		accounts_release(&acc);
 	} else if (strcmp(argv[1], "latency") == 0) {
 		rc = cmd_latency(&cmd, a.account, a.n, &err);

@@ -4,9 +4,13 @@
 # latency makes 50 + N deposits and reports N; feed reads every event of
 # the log and its pages follow the route's `next`; lag answers ok == sent
 # with no errors on open accounts, each read-your-writes round trip
-# longer than its lag (percentile by percentile) and within 20 s,
-# and counts every deposit to an unknown account as an error (exit 1:
-# none became visible); bad usage exits 2. And the bench's transfer load:
+# longer than its lag and than its POST (percentile by percentile) and
+# within 20 s, deposits kept waiting for a busy connection in their queue
+# times, and counts every deposit to an unknown account as an error
+# (exit 1: none became visible); fold makes the same deposits with no
+# GET of an account and returns only once the table views hold them all,
+# and fails (exit 1) when none is answered 201; bad usage exits 2. And
+# the bench's transfer load:
 # bench/transfers.lua under wrk makes only good transfers, each appended,
 # and bench/pgbench-transfer.sql appends per transaction the rows a real
 # transfer does (same types, payload keys and sizes, one transaction,
@@ -56,7 +60,7 @@ say "lag: every counted deposit becomes visible"
 out=$("$BENCH" lag --command "$CMD_URL" --query "$QRY_URL" \
 	--accounts "$TEST_TMP/accounts" --rate 20 --seconds 1 --conns 2)
 expect_eq "$(jq -c 'keys' <<<"$out")" \
-	'["errors","max_ms","ok","p50_ms","p90_ms","p99_ms","rate","ryw_max_ms","ryw_p50_ms","ryw_p90_ms","ryw_p99_ms","sent"]' \
+	'["errors","max_ms","ok","p50_ms","p90_ms","p99_ms","post_p50_ms","post_p99_ms","queue_p50_ms","queue_p99_ms","rate","ryw_max_ms","ryw_p50_ms","ryw_p90_ms","ryw_p99_ms","sent"]' \
 	"lag keys"
 expect_eq "$(jq '.sent >= 1 and .ok == .sent and .errors == 0' <<<"$out")" \
 	true "lag counts: $out"
@@ -69,6 +73,21 @@ expect_eq "$(jq '.ryw_p50_ms <= .ryw_p90_ms and .ryw_p90_ms <= .ryw_p99_ms and
 	.ryw_p50_ms > .p50_ms and .ryw_p90_ms > .p90_ms and
 	.ryw_p99_ms > .p99_ms and .ryw_max_ms > .max_ms and
 	.ryw_max_ms < 20000' <<<"$out")" true "read-your-writes figures: $out"
+# each round trip holds its own POST: at every percentile, no shorter
+expect_eq "$(jq '.post_p50_ms > 0 and .post_p50_ms <= .post_p99_ms and
+	.post_p50_ms <= .ryw_p50_ms and .post_p99_ms <= .ryw_p99_ms and
+	.queue_p50_ms >= 0 and .queue_p50_ms <= .queue_p99_ms' \
+	<<<"$out")" true "POST figures: $out"
+
+say "lag: deposits that wait for a busy connection show in their queue times"
+# one connection cannot keep up with a deposit due every 50 us: deposits
+# wait their turn (and those still waiting at the end are not sent)
+out=$("$BENCH" lag --command "$CMD_URL" --query "$QRY_URL" \
+	--accounts "$TEST_TMP/accounts" --rate 20000 --seconds 0.5 --conns 1)
+expect_eq "$(jq '.sent >= 1 and .ok == .sent and .errors == 0 and
+	.rate < 18000' <<<"$out")" true "lag counts: $out"
+expect_eq "$(jq '.queue_p99_ms > .post_p50_ms' <<<"$out")" true \
+	"queue times of one busy connection: $out"
 
 say "lag: deposits to an unknown account are errors"
 echo 00000000-0000-4000-8000-000000000000 >"$TEST_TMP/unknown"
@@ -81,6 +100,67 @@ expect_eq "$(jq '.sent >= 1 and .ok == 0 and .errors == .sent and
 	.p50_ms == null and .ryw_p99_ms == null' <<<"$out")" true "lag counts: $out"
 grep -q 'answered 404' "$TEST_TMP/lag.err" ||
 	fail "no 404 named on stderr: $(cat "$TEST_TMP/lag.err")"
+
+# gets: GET /accounts/{id} the query service has answered so far
+gets()
+{
+	http GET "$QRY_URL/metrics"
+	expect_status 200
+	sed -n 's|^http_request_duration_seconds_count{method="GET",route="/accounts/{id}"} ||p' \
+		<<<"$HTTP_BODY"
+}
+
+# view_locked: a session holds view_accounts against writes (not reads)
+view_locked()
+{
+	[ "$(psql_q "SELECT count(*) FROM pg_locks l JOIN pg_class c
+		ON c.oid = l.relation WHERE c.relname = 'view_accounts'
+		AND l.mode = 'ShareLock' AND l.granted")" = 1 ]
+}
+
+say "fold: deposits nobody reads, in every view when it returns"
+pos=$(psql_q "SELECT max(global_position) FROM events")
+sum0=$(psql_q "SELECT sum(balance) FROM view_accounts")
+gets0=$(gets)
+[ -n "$gets0" ] || fail "no GET /accounts/{id} count in /metrics"
+# the projector cannot write the accounts view until 4 s after the lock,
+# well after the deposits end (2 s): fold must wait for it to catch up
+psql -X -q -d "$DATABASE_URL" -c 'BEGIN' \
+	-c 'LOCK TABLE view_accounts IN SHARE MODE' -c 'SELECT pg_sleep(4)' \
+	-c 'COMMIT' >"$TEST_TMP/locker.out" 2>&1 &
+locker=$!
+track_pid "$locker"
+wait_for 10 view_locked
+out=$("$BENCH" fold --command "$CMD_URL" --query "$QRY_URL" \
+	--accounts "$TEST_TMP/accounts" --rate 40 --seconds 1 --conns 2)
+wait "$locker" || fail "the locking session: $(cat "$TEST_TMP/locker.out")"
+expect_eq "$(jq -c 'keys' <<<"$out")" \
+	'["errors","fold_wait_ms","ok","post_p50_ms","post_p99_ms","queue_p50_ms","queue_p99_ms","rate","sent","status_polls"]' \
+	"fold keys"
+expect_eq "$(jq '.sent >= 1 and .ok == .sent and .errors == 0 and
+	.post_p50_ms > 0 and .post_p50_ms <= .post_p99_ms and
+	.fold_wait_ms > 0 and .status_polls > 1' <<<"$out")" true \
+	"fold figures: $out"
+expect_eq "$(gets)" "$gets0" "GET /accounts/{id} answered during fold"
+# every deposit of 1 (the warm-up's too) is in the accounts table view
+n=$(psql_q "SELECT count(*) FROM events WHERE global_position > $pos
+	AND event_type = 'MoneyDeposited'")
+expect_eq "$(jq --argjson n "$n" '$n >= .sent' <<<"$out")" true \
+	"$n deposits appended for $out"
+expect_eq "$(psql_q "SELECT sum(balance) - $sum0 FROM view_accounts")" "$n" \
+	"the accounts view's balances grew by the deposits"
+
+say "fold: deposits to an unknown account are errors"
+st=0
+out=$("$BENCH" fold --command "$CMD_URL" --query "$QRY_URL" \
+	--accounts "$TEST_TMP/unknown" --rate 20 --seconds 0.5 \
+	2>"$TEST_TMP/fold.err") || st=$?
+expect_eq "$st" 1 "exit status with nothing answered 201"
+expect_eq "$out" "" "no figures printed"
+grep -q 'answered 404' "$TEST_TMP/fold.err" ||
+	fail "no 404 named on stderr: $(cat "$TEST_TMP/fold.err")"
+grep -q 'no deposit was answered 201' "$TEST_TMP/fold.err" ||
+	fail "no reason on stderr: $(cat "$TEST_TMP/fold.err")"
 
 say "transfers.lua: random transfers between different accounts, all good"
 : >"$TEST_TMP/eur"
@@ -164,7 +244,9 @@ done
 say "usage errors exit 2"
 for args in "" "bogus" "feed" "feed --query http://127.0.0.1" \
 	"feed --query $QRY_URL --limit 0" "latency --command $CMD_URL --n 1" \
-	"feed --query $QRY_URL --rate 1"; do
+	"feed --query $QRY_URL --rate 1" \
+	"fold --command $CMD_URL --query $QRY_URL --rate 1 --seconds 1" \
+	"fold --command $CMD_URL --query $QRY_URL --accounts x --rate 1 --seconds 1 --qconns 2"; do
 	st=0
 	# shellcheck disable=SC2086 # split on purpose
 	"$BENCH" $args >/dev/null 2>&1 || st=$?
