@@ -133,6 +133,9 @@ if [ ! -s "$AUTH_JWKS_FILE" ] && [ -x "$TANDEM_BIN/tandem-token" ]; then
 		"$(cat "$_LIB/auth/admin")" >"$_LIB/auth/.curlrc"
 fi
 ADMIN_TOKEN=$(cat "$_LIB/auth/admin" 2>/dev/null || true)
+# with_auth CONFIG: the admin token on every request of a curl config;
+# run that curl with -q first, or the .curlrc's header comes on top of
+# it on the first request (two Authorization headers are refused)
 with_auth()
 {
 	sed -i -E "s/^([[:space:]]*)url = .*$/&\n\1header = \"Authorization: Bearer $ADMIN_TOKEN\"/" "$1"

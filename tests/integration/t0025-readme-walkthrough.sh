@@ -274,7 +274,7 @@ mutate()
 {
 	local name=$1 find=$2 expr=$3 n
 
-	n=$(extract "$README" | awk -v re="$find" '$1 == "E" && $0 ~ re { print $2; exit }')
+	n=$(extract "$README" | awk -v re="$find" '$1 == "E" && $0 ~ re && !done { print $2; done = 1 }')
 	[ -n "$n" ] || fail "the walkthrough shows no line matching $find"
 	sed "${n}$expr" "$README" >"$TEST_TMP/$name.md"
 	cmp -s "$README" "$TEST_TMP/$name.md" && fail "mutation $name changed nothing"
@@ -318,7 +318,7 @@ line=$(mutate wrong-field '"from_version":' 's/"from_version":\([0-9]*\)/"from_v
 expect_walkthrough_fails wrong-field "$line"
 
 # A request without its token: the first one with Ann's.
-n=$(extract "$README" | awk '$1 == "C" && /Authorization: Bearer \$T_HOLDER/ { print $2; exit }')
+n=$(extract "$README" | awk '$1 == "C" && /Authorization: Bearer \$T_HOLDER/ && !done { print $2; done = 1 }')
 [ -n "$n" ] || fail "no command of the walkthrough carries T_HOLDER"
 sed "${n}s/ -H \"Authorization: Bearer \$T_HOLDER\"//" "$README" >"$TEST_TMP/no-token.md"
 cmp -s "$README" "$TEST_TMP/no-token.md" && fail "mutation no-token changed nothing"

@@ -60,7 +60,7 @@ upstream_servers()
 # Port of HOST in nginx.conf's upstreams.
 upstream_port()
 {
-	upstream_servers "$1" | awk -v h="$2" '$1 == h { print $2; exit }'
+	upstream_servers "$1" | awk -v h="$2" '$1 == h && !done { print $2; done = 1 }'
 }
 
 # ---------------------------------------------------------------------------

@@ -109,7 +109,7 @@ done
 pids=()
 for c in 1 2 3; do
 	with_auth "$TEST_TMP/traffic$c.cfg"
-	curl -sS --max-time 300 -K "$TEST_TMP/traffic$c.cfg" \
+	curl -q -sS --max-time 300 -K "$TEST_TMP/traffic$c.cfg" \
 		>"$TEST_TMP/traffic$c.st" &
 	pids+=("$!")
 done

@@ -66,7 +66,7 @@ for n in $(seq 1 "$COMMANDS"); do
 		"$CMD_URL" "$path" "$body" >>"$conf"
 done
 with_auth "$conf"
-curl -s --parallel --parallel-immediate --parallel-max 16 --max-time 120 \
+curl -q -s --parallel --parallel-immediate --parallel-max 16 --max-time 120 \
 	--config "$conf" >"$TEST_TMP/codes" 2>"$TEST_TMP/curl.err" ||
 	fail "curl: $(tail -3 "$TEST_TMP/curl.err")"
 bad=$(grep -vxE '201|409' "$TEST_TMP/codes" | sort | uniq -c || true)

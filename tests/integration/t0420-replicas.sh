@@ -79,7 +79,7 @@ load()
 		printf 'header = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' >>"$conf"
 	done
 	with_auth "$conf"
-	curl -s --parallel --parallel-max 8 --max-time 120 --config "$conf" \
+	curl -q -s --parallel --parallel-max 8 --max-time 120 --config "$conf" \
 		>"$TEST_TMP/$1.codes" 2>"$TEST_TMP/$1.err" &
 	LOAD_PID=$!
 	track_pid "$LOAD_PID"

@@ -65,7 +65,7 @@ for n in $(seq 1 $((COMMANDS - NACC))); do
 		"$CMD_URL" "$path" "$body" >>"$conf"
 done
 with_auth "$conf"
-curl -s --parallel --parallel-immediate --parallel-max 16 --max-time 60 \
+curl -q -s --parallel --parallel-immediate --parallel-max 16 --max-time 60 \
 	--config "$conf" >"$TEST_TMP/codes" 2>"$TEST_TMP/curl.err" ||
 	fail "curl: $(tail -3 "$TEST_TMP/curl.err")"
 expect_eq "$(grep -c . "$TEST_TMP/codes")" $((COMMANDS - NACC)) "answers"

@@ -86,7 +86,7 @@ batch()
 		EOC
 	done
 	with_auth "$cfg"
-	curl --no-progress-meter --parallel --parallel-max "$CLIENTS" -K "$cfg" |
+	curl -q --no-progress-meter --parallel --parallel-max "$CLIENTS" -K "$cfg" |
 		awk '{ st = $2 }
 		     st == 503 && $3 !~ /^[1-9][0-9]*\|application\/problem\+json/ {
 			st = "503bad" }
