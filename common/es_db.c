@@ -326,6 +326,7 @@ int es_db_broken(PGconn *db)
 struct prepared {
 	size_t n, alloc;
 	char **name;
+	bool stale; /* the server dropped or invalidated one: start over */
 };
 
 static void prepared_free(struct prepared *p)
@@ -405,28 +406,84 @@ static int prepared_add(PGconn *db, const char *name)
 	return 0;
 }
 
+/*
+ * Start the session's statements over: DEALLOCATE ALL, forget every
+ * name. Not in a failed transaction (DEALLOCATE would fail there too):
+ * then only marked, for the next call.
+ */
+static void prepared_restart(PGconn *db)
+{
+	struct prepared *p = PQinstanceData(db, prepared_events);
+	size_t i;
+
+	if (!p)
+		return;
+	p->stale = true;
+	if (PQtransactionStatus(db) == PQTRANS_INERROR)
+		return;
+	PQclear(PQexec(db, "DEALLOCATE ALL"));
+	for (i = 0; i < p->n; i++)
+		free(p->name[i]);
+	p->n = 0;
+	p->stale = false;
+}
+
+/*
+ * The server no longer has the statement (DISCARD ALL, DEALLOCATE, a
+ * pooler's new server session: 26000), or its plan no longer fits the
+ * tables (an ALTER TABLE changed a result column: 0A000).
+ */
+static bool prepared_lost(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return state &&
+	       (strcmp(state, "26000") == 0 || strcmp(state, "0A000") == 0);
+}
+
 PGresult *es_db_exec_prepared(PGconn *db, const char *name, const char *sql,
 			      int nparams, const char *const *values,
 			      const int *lengths, const int *formats,
 			      int result_format)
 {
-	if (!es_db_is_prepared(db, name)) {
-		PGresult *res = PQprepare(db, name, sql, nparams, NULL);
+	const struct prepared *p = PQinstanceData(db, prepared_events);
+	PGresult *res;
+	int attempt;
 
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	if (p && p->stale)
+		prepared_restart(db);
+	for (attempt = 0;; attempt++) {
+		if (!es_db_is_prepared(db, name)) {
+			res = PQprepare(db, name, sql, nparams, NULL);
+			if (PQresultStatus(res) != PGRES_COMMAND_OK)
+				return res;
+			PQclear(res);
+			if (prepared_add(db, name) < 0) {
+				/* forgotten: drop it, or the next prepare
+				 * clashes */
+				char drop[128];
+
+				snprintf(drop, sizeof(drop),
+					 "DEALLOCATE \"%s\"", name);
+				PQclear(PQexec(db, drop));
+				return NULL;
+			}
+		}
+		res = PQexecPrepared(db, name, nparams, values, lengths,
+				     formats, result_format);
+		if (!res || !prepared_lost(res))
+			return res;
+		/*
+		 * Once more after starting over, outside a transaction (it
+		 * has no other statement to lose) and when we have the text;
+		 * otherwise the caller's next try prepares afresh.
+		 */
+		prepared_restart(db);
+		if (attempt > 0 || !sql ||
+		    PQtransactionStatus(db) != PQTRANS_IDLE)
 			return res;
 		PQclear(res);
-		if (prepared_add(db, name) < 0) {
-			/* forgotten: drop it, or the next prepare clashes */
-			char drop[128];
-
-			snprintf(drop, sizeof(drop), "DEALLOCATE \"%s\"", name);
-			PQclear(PQexec(db, drop));
-			return NULL;
-		}
 	}
-	return PQexecPrepared(db, name, nparams, values, lengths, formats,
-			      result_format);
 }
 
 /* ---- struct es_db_link ---- */

@@ -92,9 +92,14 @@ int es_db_check_ready(PGconn *db, struct es_error *err);
  * with plan_cache_mode force_generic_plan, plans it once). Which names a
  * session has is kept with its PGconn (libpq-events.h instance data): a
  * new connection or a PQreset() knows none, so whatever reconnects
- * prepares again. `sql` is read only when preparing; one name must
- * always stand for the same text. A failed prepare is returned as the
- * result.
+ * prepares again. `sql` is read only when preparing (NULL will do when
+ * es_db_is_prepared() said yes); one name must always stand for the same
+ * text. A failed prepare is returned as the result. When the server has
+ * lost the statement (26000: DISCARD ALL, a pooler's other session) or
+ * its plan no longer fits (0A000: an ALTER TABLE changed a result
+ * column), the session's statements start over (DEALLOCATE ALL) and,
+ * outside a transaction and with `sql` at hand, the call runs once more;
+ * otherwise the error is returned and the next call prepares afresh.
  * ownership: borrows everything; caller PQclear()s the result.
  */
 PGresult *es_db_exec_prepared(PGconn *db, const char *name, const char *sql,

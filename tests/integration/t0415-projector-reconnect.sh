@@ -12,6 +12,9 @@
 #      sessions of the same process, same leader epoch;
 #   3. the views equal a fold of the log, and each view's checkpoint counts
 #      exactly the events of the log: nothing skipped, nothing twice.
+# Then a column of the log changes type under the same sessions (their
+# prepared plans no longer fit): the sessions start their statements over
+# and the views go on, and GET /events answers.
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/proj_lib.sh"
@@ -75,3 +78,22 @@ done
 
 expect_eq "$(grep -c 'prepared statement' "$TEST_TMP/QRY.log" || true)" 0 \
 	"no prepared statement missing in the log"
+
+# A column of the log changes type under the running service: every
+# prepared read of it now fails with "cached plan must not change result
+# type" (0A000) in the same sessions, which must start their statements
+# over instead of stalling the views.
+for coll in default C; do
+	reader=$(backend tandem-projector-tail)
+	say "events.stream_id becomes COLLATE \"$coll\" under the same sessions"
+	psql_q "ALTER TABLE events ALTER COLUMN stream_id
+		TYPE text COLLATE \"$coll\"" >/dev/null
+	proj_seed "$DATABASE_URL" "t$coll" 6 4
+	psql_q "NOTIFY tandem_events" >/dev/null
+	proj_fold_equal 30 "$DATABASE_URL"
+	wait_for 10 applied_all
+	expect_eq "$(backend tandem-projector-tail)" "$reader" \
+		"the reader's session (the same one went on)"
+	AS=$ADMIN_TOKEN http GET "$QRY_URL/events?limit=5"
+	expect_status 200
+done
