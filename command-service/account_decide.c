@@ -270,16 +270,18 @@ int account_decide_transfer(const struct account *from,
 				    "transfer '%s' already exists",
 				    cmd->transfer_id);
 	/*
-	 * The receiver may be anyone's account: its currency is not named
-	 * (a holder may send to it, not learn about it).
+	 * The receiver may be anyone's account: its currency is not named,
+	 * and only a transfer the sender could pay learns that it differs
+	 * (from an empty account one cannot probe currencies).
 	 */
+	if (debit(from, cmd->amount, &from_after, err) < 0)
+		return -1;
 	if (strcmp(from->currency, to->currency) != 0)
 		return es_error_set(
 			err, ES_ECONFLICT,
 			"currency mismatch: account '%s' holds %s, account '%s' does not",
 			from->id, from->currency, to->id);
-	if (debit(from, cmd->amount, &from_after, err) < 0 ||
-	    credit(to, cmd->amount, &to_after, err) < 0)
+	if (credit(to, cmd->amount, &to_after, err) < 0)
 		return -1;
 	events[0] = one_event(
 		event_new(ES_EV_TRANSFER_SENT,

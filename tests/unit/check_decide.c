@@ -557,6 +557,10 @@ START_TEST(transfer_currency_mismatch_conflicts)
 	ck_assert_ptr_null(strstr(err.detail, "USD"));
 	ck_assert_ptr_nonnull(strstr(err.detail, "EUR"));
 	es_error_release(&err);
+	/* from an account that cannot pay, the currencies are not compared */
+	open_state(&from, A_ID, "EUR", 5, 0);
+	assert_transfer_refused(&from, &to, &cmd, ES_ECONFLICT,
+				"insufficient funds");
 }
 END_TEST
 
