@@ -188,7 +188,11 @@ static bool fast_fields(struct es_buf *b, const char *fmt, va_list ap)
 		es_buf_add(b, ":", 1);
 		switch (*p++) {
 		case 's': {
-			const char *v = va_arg(ap, const char *);
+			const char *v;
+
+			if (*p == '#' || *p == '%')
+				return false; /* a length: jansson's to read */
+			v = va_arg(ap, const char *);
 
 			if (*p == '?') {
 				p++;
