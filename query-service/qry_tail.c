@@ -159,7 +159,7 @@ struct flush {
 enum flush_state { FLUSH_IDLE, FLUSH_BUSY, FLUSH_DONE };
 
 struct qry_tail {
-	char *write_url, *read_url;
+	char *write_url, *read_url, *listen_url;
 	long batch, poll_ms, leader_retry_ms;
 	struct qry_state *st;
 	pthread_t thread;
@@ -1617,6 +1617,7 @@ static void tail_free(struct qry_tail *t)
 	pthread_mutex_destroy(&t->lock);
 	free(t->write_url);
 	free(t->read_url);
+	free(t->listen_url);
 	free(t);
 }
 
@@ -1655,7 +1656,10 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 	t->write_url = strdup(cfg->write_url);
 	t->read_url = strdup(cfg->read_url && *cfg->read_url ? cfg->read_url
 							     : cfg->write_url);
-	if (!t->write_url || !t->read_url) {
+	t->listen_url =
+		strdup(cfg->listen_url && *cfg->listen_url ? cfg->listen_url
+							   : cfg->write_url);
+	if (!t->write_url || !t->read_url || !t->listen_url) {
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto fail;
 	}
@@ -1698,8 +1702,9 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 		struct es_db_link *l = &t->link[i];
 
 		*l = (struct es_db_link)ES_DB_LINK_INIT(
-			i == C_WRITE || i == C_LISTEN ? t->write_url
-						      : t->read_url,
+			i == C_WRITE	? t->write_url
+			: i == C_LISTEN ? t->listen_url
+					: t->read_url,
 			t->wake[0]);
 		l->app_name = conn_app[i];
 		l->min_ms = l->max_ms = 0; /* backoff() waits */
