@@ -14,7 +14,9 @@
 #     answers from the standby;
 #   - kill -9 of the leader while it catches up with ~6,000 events: the
 #     other takes over and the views equal the fold;
-#   - /status shows the standby's replay lag in bytes and ms.
+#   - /status shows the standby's replay lag in bytes and ms (against the
+#     primary's WAL position), 0 once it has replayed everything, next to
+#     the views' lag; a query service on the primary says it is none.
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/proj_lib.sh"
@@ -214,6 +216,45 @@ wait_for 10 takeover
 proj_fold_equal 60 "$P_URL"
 expect_eq "$(psql_q "SELECT count(DISTINCT epoch) FROM projection_checkpoints")" \
 	1 "one epoch on the checkpoints"
+
+say "/status: the standby's replay lag next to the views' lag"
+for u in "$F_URL"; do
+	http GET "$u/status"
+	expect_status 200
+	expect_json .log_database.standby true
+	expect_json '.log_database.replay_lag_bytes | type' number
+	expect_json '.log_database.replay_lag_ms | type' number
+	expect_json '.log_database.replay_lsn | type' string
+	expect_json '.views[0].lag_ms | type' number
+done
+say "replay paused on the standby: the lag shows in bytes and ms"
+proj_psql "$S_URL" "SELECT pg_wal_replay_pause()" >/dev/null
+http POST "$CMD_URL/accounts/${ACC[1]}/deposits" '{"amount":7}'
+expect_status 201
+lagging()
+{
+	http GET "$F_URL/status"
+	[ "$(jq -r .log_database.replay_lag_bytes <<<"$HTTP_BODY")" -gt 0 ] &&
+		[ "$(jq -r .log_database.replay_lag_ms <<<"$HTTP_BODY")" -gt 0 ]
+}
+wait_for 10 lagging
+proj_psql "$S_URL" "SELECT pg_wal_replay_resume()" >/dev/null
+# the primary's position, read on DATABASE_URL, is what it is measured by
+replayed()
+{
+	http GET "$F_URL/status"
+	[ "$(jq -r .log_database.primary_lsn <<<"$HTTP_BODY")" = \
+		"$(psql_q "SELECT pg_current_wal_lsn()")" ] &&
+		[ "$(jq -r .log_database.replay_lag_bytes <<<"$HTTP_BODY")" = 0 ] &&
+		[ "$(jq -r .log_database.replay_lag_ms <<<"$HTTP_BODY")" = 0 ]
+}
+wait_for 10 replayed
+start_service QP query-service READ_DATABASE_URL="$P_URL"
+http GET "$QP_URL/status"
+expect_status 200
+expect_json .log_database.standby false
+expect_json .log_database.replay_lag_bytes 0
+expect_eq "$(stop_pid "$QP_PID")" 0 "exit status of QP"
 
 expect_eq "$(stop_pid "$F_PID")" 0 "exit status of $F"
 expect_eq "$(stop_pid "$CMD_PID")" 0 "exit status of CMD"
