@@ -7,7 +7,8 @@
 #   - a psql session on the primary holds a transaction that appended an
 #     event while 8 clients deposit: the views pass the other commits (no
 #     stall), a POST's token in X-Min-Position on the follower answers 200
-#     with the deposit; after the commit the held event follows and the
+#     with the deposit, and so does every POST-then-GET pair through the
+#     gateway (nginx, both replicas behind it); after the commit the held event follows and the
 #     views equal the fold of the log (no skip);
 #   - GET /events paged on the standby past the held transaction, then
 #     resumed after its commit, returns every event once; /streams/{id}
@@ -26,7 +27,7 @@ pg_own_start "$TEST_TMP/prim"
 P_URL=$OWN_DATABASE_URL
 pg_own_standby "$TEST_TMP/prim" "$TEST_TMP/stby"
 S_URL=$OWN_DATABASE_URL
-DATABASE_URL=$P_URL
+export DATABASE_URL=$P_URL
 migrate_db "$P_URL"
 start_service CMD command-service DB_POOL_SIZE=8 MAX_CONNECTIONS=256
 QENV=(LOG_DATABASE_URL="$S_URL" READ_DATABASE_URL="$P_URL"
@@ -139,6 +140,33 @@ http GET "$F_URL/accounts/${ACC[0]}/transactions?limit=1&after=$((ver - 1))" \
 	"" -H "X-Min-Position: ${tokens[4]}" -H 'X-Wait-Ms: 10000'
 expect_status 200
 expect_json '.items[0].amount' 1005
+say "read-your-writes through the gateway, both replicas behind it"
+GW_DIR=$TEST_TMP/gw
+GW_PORT=$(free_port)
+"$TANDEM_ROOT/scripts/gateway" conf "$GW_DIR" "$GW_PORT" "127.0.0.1:$CMD_PORT" \
+	"127.0.0.1:$QA_PORT,127.0.0.1:$QB_PORT" ||
+	fail "scripts/gateway conf failed"
+"$TANDEM_ROOT/scripts/gateway" exec "$GW_DIR" 2>"$GW_DIR/stderr.log" &
+GW_PID=$!
+track_pid "$GW_PID"
+at_exit 'kill -TERM "$GW_PID" 2>/dev/null || true; sleep 0.3'
+GW=http://127.0.0.1:$GW_PORT
+wait_for 10 curl -fsS --max-time 2 -o /dev/null "$GW/health"
+for i in 1 2 3 4 5 6; do
+	http POST "$GW/accounts/${ACC[2]}/deposits" "{\"amount\":$((2000 + i))}"
+	expect_status 201
+	tok=$(jq -r .position <<<"$HTTP_BODY")
+	gver=$(jq -r .version <<<"$HTTP_BODY")
+	http GET "$GW/accounts/${ACC[2]}" "" -H "X-Min-Position: $tok" \
+		-H 'X-Wait-Ms: 10000'
+	expect_status 200
+	[ "$(jq -r .version <<<"$HTTP_BODY")" -ge "$gver" ] ||
+		fail "GET through the gateway did not see deposit $i: $HTTP_BODY"
+done
+held_open || fail "the held transaction ended early"
+kill -TERM "$GW_PID"
+wait "$GW_PID" 2>/dev/null || true
+
 covered_all()
 {
 	local t
@@ -218,15 +246,14 @@ expect_eq "$(psql_q "SELECT count(DISTINCT epoch) FROM projection_checkpoints")"
 	1 "one epoch on the checkpoints"
 
 say "/status: the standby's replay lag next to the views' lag"
-for u in "$F_URL"; do
-	http GET "$u/status"
-	expect_status 200
-	expect_json .log_database.standby true
-	expect_json '.log_database.replay_lag_bytes | type' number
-	expect_json '.log_database.replay_lag_ms | type' number
-	expect_json '.log_database.replay_lsn | type' string
-	expect_json '.views[0].lag_ms | type' number
-done
+http GET "$F_URL/status"
+expect_status 200
+expect_json .log_database.standby true
+expect_json '.log_database.replay_lag_bytes | type' number
+expect_json '.log_database.replay_lag_ms | type' number
+expect_json '.log_database.replay_lsn | type' string
+expect_json '.views[0].lag_ms | type' number
+
 say "replay paused on the standby: the lag shows in bytes and ms"
 proj_psql "$S_URL" "SELECT pg_wal_replay_pause()" >/dev/null
 http POST "$CMD_URL/accounts/${ACC[1]}/deposits" '{"amount":7}'
