@@ -46,11 +46,11 @@
  * the order they arrive in, in practice) and read_window() puts them in
  * (transaction_id, global_position) order itself if they are not.
  */
-#define WINDOW_HEAD                                                \
-	"SELECT pg_current_snapshot()::text, pg_is_in_recovery()," \
-	" NULL::bigint, NULL::xid8, NULL::text, NULL::bigint,"     \
-	" NULL::uuid, NULL::text, NULL::jsonb, NULL::jsonb,"       \
-	" NULL::timestamptz"                                       \
+#define WINDOW_HEAD                                            \
+	"SELECT " ES_SQL_SNAPSHOT ", pg_is_in_recovery(),"     \
+	" NULL::bigint, NULL::xid8, NULL::text, NULL::bigint," \
+	" NULL::uuid, NULL::text, NULL::jsonb, NULL::jsonb,"   \
+	" NULL::timestamptz"                                   \
 	" UNION ALL SELECT NULL, NULL, " EVENT_COLS " FROM "
 #define WINDOW_NCOLS (2 + EVENT_NCOLS)
 
@@ -518,7 +518,7 @@ static void window_scan(struct window_sql *q, char letter, const char *fmt, ...)
  */
 static PGresult *window_exec(PGconn *db, const struct window_sql *q)
 {
-	char sql[sizeof(q->scans) + 512], name[32];
+	char sql[sizeof(q->scans) + 1024], name[32];
 
 	snprintf(name, sizeof(name), "es_window_%s", q->shape);
 	if (es_db_is_prepared(db, name))
@@ -571,7 +571,6 @@ static int read_window(PGconn *db, const struct es_cursor *after, size_t limit,
 	char *xipa = NULL, *hixip = NULL;
 	PGresult *res = NULL;
 	int nrows, i, snap_row = -1, ret = -1, p1, p2, p3, p4;
-	const char *rec;
 	size_t n = 0, k;
 
 	memset(w, 0, sizeof(*w));
@@ -661,16 +660,6 @@ static int read_window(PGconn *db, const struct es_cursor *after, size_t limit,
 	if (snap_row < 0 || PQgetisnull(res, snap_row, 1) ||
 	    es_snapshot_parse(PQgetvalue(res, snap_row, 0), &now, NULL) < 0)
 		goto unexpected;
-	/*
-	 * A hot standby's snapshots keep running xids apart from xip, so
-	 * pg_current_snapshot() there would make us skip events.
-	 */
-	rec = PQgetvalue(res, snap_row, 1);
-	if (PQgetlength(res, snap_row, 1) != 1 || rec[0] != 0) {
-		es_log(ES_LOG_ERROR, "tail_on_standby", NULL);
-		es_error_set(err, ES_EINTERNAL, "cannot tail a standby server");
-		goto out;
-	}
 	/*
 	 * A server that has not yet seen what the cursor has (a lagging
 	 * replica, a token from elsewhere) would make us skip events.

@@ -14,6 +14,29 @@
 #include "es_store.h"
 #include "es_token.h"
 
+/*
+ * An SQL expression: the text of the statement's snapshot, as
+ * pg_current_snapshot() gives it on a primary. On a hot standby
+ * pg_current_snapshot() lists no running transactions (the standby keeps
+ * them apart), so every transaction between xmin and xmax would look
+ * committed and a reader would skip the events of those still running.
+ * There the list is made again: every transaction in [xmin, xmax) that
+ * has no event this snapshot sees and has not aborted. That is every one
+ * still running, and perhaps some that committed without events (more
+ * xips than needed never skip an event; they cost a look each later).
+ * The work is one index probe per transaction in [xmin, xmax), so a
+ * transaction held open on the primary makes it grow.
+ */
+#define ES_SQL_SNAPSHOT                                                   \
+	"(SELECT CASE WHEN NOT pg_is_in_recovery() THEN s::text ELSE"     \
+	" pg_snapshot_xmin(s)::text || ':' || pg_snapshot_xmax(s)::text"  \
+	" || ':' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x)" \
+	" FROM generate_series(pg_snapshot_xmin(s)::text::bigint,"        \
+	" pg_snapshot_xmax(s)::text::bigint - 1) x WHERE NOT EXISTS"      \
+	" (SELECT FROM events e WHERE e.transaction_id = x::text::xid8)"  \
+	" AND pg_xact_status(x::text::xid8) <> 'aborted'), '') END"       \
+	" FROM pg_current_snapshot() s)"
+
 struct es_buf; /* es_buf.h */
 
 /* The stream's current version, 0 when it has no events. */

@@ -45,6 +45,7 @@
 struct qry_config {
 	const char *database_url;
 	const char *read_database_url;
+	const char *log_database_url;
 	const char *log_level;
 	long shutdown_grace_ms;
 	long batch;
@@ -126,6 +127,9 @@ int main(int argc, char **argv)
 	const struct es_config_var vars[] = {
 		{ "DATABASE_URL", ES_CONFIG_STR, &c.database_url, NULL, 0, 0,
 		  "PostgreSQL URI or conninfo of the event store" },
+		{ "LOG_DATABASE_URL", ES_CONFIG_STR, &c.log_database_url, "", 0,
+		  0,
+		  "PostgreSQL to read the event log from (may be a hot standby), empty: DATABASE_URL" },
 		{ "READ_DATABASE_URL", ES_CONFIG_STR, &c.read_database_url, "",
 		  0, 0,
 		  "PostgreSQL for views and checkpoints, empty: DATABASE_URL" },
@@ -199,11 +203,15 @@ int main(int argc, char **argv)
 		return status;
 	if (!*c.read_database_url)
 		c.read_database_url = c.database_url;
+	if (!*c.log_database_url)
+		c.log_database_url = c.database_url;
 	/* a database that does not answer must not hold a thread for long */
 	setenv("PGCONNECT_TIMEOUT", "3", 0);
 	setenv("PGAPPNAME", "tandem-query-service", 0);
 
-	tail_cfg.write_url = c.database_url;
+	/* the log may come from a standby; wake-ups from the primary */
+	tail_cfg.write_url = c.log_database_url;
+	tail_cfg.listen_url = c.database_url;
 	tail_cfg.read_url = c.read_database_url;
 	tail_cfg.batch = c.batch;
 	tail_cfg.poll_ms = c.poll_ms;
@@ -236,7 +244,7 @@ int main(int argc, char **argv)
 	atomic_init(&ctx.http, NULL);
 
 	pool_cfg.read_url = c.read_database_url;
-	pool_cfg.write_url = c.database_url;
+	pool_cfg.write_url = c.log_database_url;
 	pool_cfg.size = read_pool_size(&c);
 	pool_cfg.queue_max = c.http.max_connections;
 	pool_cfg.statement_timeout_ms = READ_STATEMENT_TIMEOUT_MS;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "es_read.h"
 #include "es_db.h"
 #include "es_log.h"
 #include "qry_json.h"
@@ -37,8 +38,7 @@
 	"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;" \
 	" SET LOCAL max_parallel_workers_per_gather = 0;"  \
 	" SET LOCAL synchronize_seqscans = off; SET LOCAL enable_sort = off"
-#define SQL_FEED_SNAPSHOT \
-	"SELECT pg_current_snapshot()::text, pg_is_in_recovery()"
+#define SQL_FEED_SNAPSHOT "SELECT " ES_SQL_SNAPSHOT
 #define SQL_FEED_COLUMNS                                           \
 	"COPY (SELECT global_position, stream_id, stream_version," \
 	" event_type, data::text, recorded_at%s FROM events"
@@ -387,11 +387,6 @@ static int feed_begin(struct qry_feed *f, PGconn *db, struct es_error *err)
 		es_db_error(db, res, err);
 		PQclear(res);
 		return -1;
-	}
-	if (strcmp(PQgetvalue(res, 0, 1), "f") != 0) {
-		PQclear(res);
-		return es_error_set(err, ES_EINTERNAL,
-				    "cannot tail a standby server");
 	}
 	snap = strdup(PQgetvalue(res, 0, 0));
 	PQclear(res);

@@ -18,7 +18,7 @@
 
 enum qry_db {
 	QRY_DB_READ, /* views and checkpoints (READ_DATABASE_URL) */
-	QRY_DB_WRITE /* the event store (DATABASE_URL) */
+	QRY_DB_WRITE /* the event log (LOG_DATABASE_URL, maybe a standby) */
 };
 
 struct qry_readpool_config {

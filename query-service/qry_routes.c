@@ -278,7 +278,7 @@ static void run_stream(struct qry_read *j, void *arg, struct qry_worker *w)
 	/* the rows and the snapshot they were read in */
 	if (es_db_exec(db, SQL_SNAPSHOT_BEGIN, &err) < 0)
 		goto fail;
-	res = PQexec(db, "SELECT pg_current_snapshot()::text");
+	res = PQexec(db, "SELECT " ES_SQL_SNAPSHOT);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		es_db_error(db, res, &err);
 		goto fail;

@@ -266,6 +266,27 @@ void qry_state_stop_view(struct qry_state *st, const char *name,
 	pthread_mutex_unlock(&st->lock);
 }
 
+void qry_state_set_primary_lsn(struct qry_state *st, const char *lsn,
+			       int64_t ms)
+{
+	pthread_mutex_lock(&st->lock);
+	snprintf(st->primary_lsn, sizeof(st->primary_lsn), "%s",
+		 lsn ? lsn : "");
+	st->primary_lsn_ms = ms;
+	pthread_mutex_unlock(&st->lock);
+}
+
+void qry_state_primary_lsn(struct qry_state *st, int64_t now_ms,
+			   int64_t max_age_ms, char *out, size_t n)
+{
+	pthread_mutex_lock(&st->lock);
+	if (st->primary_lsn[0] && now_ms - st->primary_lsn_ms <= max_age_ms)
+		snprintf(out, n, "%s", st->primary_lsn);
+	else if (n)
+		out[0] = '\0';
+	pthread_mutex_unlock(&st->lock);
+}
+
 void qry_state_set_parked(struct qry_state *st, const char *name,
 			  const struct qry_parked *p)
 {

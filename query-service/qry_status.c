@@ -42,6 +42,28 @@
 	" WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()" \
 	" AND datname = current_database() ORDER BY xact_start"
 
+/*
+ * Whether the log database is a standby, how far it has replayed, and
+ * against what: the primary's WAL position ($1, as the log reader read it
+ * on DATABASE_URL; NULL when it could not), else what the primary last
+ * told the standby's WAL receiver (visible to superusers and
+ * pg_read_all_stats), else what the standby has received. The lag in ms
+ * is 0 when it has replayed up to that point, else the age of the last
+ * transaction it replayed.
+ */
+#define SQL_REPLAY                                                      \
+	"SELECT pg_is_in_recovery(), r::text, e::text,"                 \
+	" greatest(pg_wal_lsn_diff(e, r), 0)::bigint,"                  \
+	" CASE WHEN r >= e THEN 0 ELSE floor(extract(epoch FROM"        \
+	" clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)" \
+	" END::bigint"                                                  \
+	" FROM (SELECT r, coalesce($1::pg_lsn, (SELECT latest_end_lsn"  \
+	" FROM pg_stat_wal_receiver), pg_last_wal_receive_lsn()) AS e"  \
+	" FROM (SELECT pg_last_wal_replay_lsn() AS r) x) y"
+
+/* How old the primary's WAL position may be for SQL_REPLAY (ms). */
+#define PRIMARY_LSN_MAX_AGE_MS 5000
+
 /* "{x,y,...}" of `n` xids. Caller frees. */
 static char *xid_list(const uint64_t *x, size_t n)
 {
@@ -187,6 +209,64 @@ static json_t *view_status_json(const struct qry_status_view *v)
 	return o;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static json_t *int_or_null(PGresult *res, int col)
+{
+	return PQgetisnull(res, 0, col)
+		       ? json_null()
+		       : json_integer(
+				 strtoll(PQgetvalue(res, 0, col), NULL, 10));
+}
+
+static json_t *str_or_null(PGresult *res, int col)
+{
+	return PQgetisnull(res, 0, col) ? json_null()
+					: json_string(PQgetvalue(res, 0, col));
+}
+
+/*
+ * {standby, replay_lsn, primary_lsn, replay_lag_bytes, replay_lag_ms} of
+ * the log database; a primary has nothing to replay (lags 0).
+ */
+static json_t *log_db_json(struct qry_state *st, PGconn *db,
+			   struct es_error *err)
+{
+	char lsn[32];
+	const char *params[1] = { NULL };
+	PGresult *res;
+	json_t *o;
+
+	qry_state_primary_lsn(st, mono_ms(), PRIMARY_LSN_MAX_AGE_MS, lsn,
+			      sizeof(lsn));
+	if (lsn[0])
+		params[0] = lsn;
+	res = PQexecPrepared(db, "qry_replay", 1, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		es_db_error(db, res, err);
+		PQclear(res);
+		return NULL;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		PQclear(res);
+		return json_pack("{s:b, s:n, s:n, s:i, s:i}", "standby", 0,
+				 "replay_lsn", "primary_lsn",
+				 "replay_lag_bytes", 0, "replay_lag_ms", 0);
+	}
+	o = json_pack("{s:b, s:o, s:o, s:o, s:o}", "standby", 1, "replay_lsn",
+		      str_or_null(res, 1), "primary_lsn", str_or_null(res, 2),
+		      "replay_lag_bytes", int_or_null(res, 3), "replay_lag_ms",
+		      int_or_null(res, 4));
+	PQclear(res);
+	return o;
+}
+
 /*
  * The backends of the event store holding a transaction id: pid, xid,
  * age, application name and state.
@@ -229,7 +309,7 @@ static void run_status(struct qry_read *j, void *p, struct qry_worker *w)
 	struct es_error err = ES_ERROR_INIT;
 	PGconn *db = qry_worker_db(w, QRY_DB_WRITE, &err);
 	struct qry_status_view *v;
-	json_t *body, *views, *pending = NULL;
+	json_t *body, *views, *pending = NULL, *logdb = NULL;
 	long long epoch;
 	size_t n = 0, i;
 	int leader;
@@ -237,6 +317,10 @@ static void run_status(struct qry_read *j, void *p, struct qry_worker *w)
 	(void)p;
 
 	v = qry_status_snap(j->ctx->st, db, &n, &leader, &epoch);
+	if (db && !es_db_broken(db)) {
+		logdb = log_db_json(j->ctx->st, db, &err);
+		es_error_release(&err);
+	}
 	if (db && !es_db_broken(db))
 		pending = pending_json(db, &err);
 	body = json_pack(
@@ -245,6 +329,11 @@ static void run_status(struct qry_read *j, void *p, struct qry_worker *w)
 		"views", "memory", "pending_transactions", pending,
 		"waiting_requests", (json_int_t)qry_state_waiting(j->ctx->st),
 		"memory_accounts", (json_int_t)qry_memory_count(j->ctx->mem));
+	if (body)
+		json_object_set_new(body, "log_database",
+				    logdb ? logdb : json_null());
+	else
+		json_decref(logdb);
 	views = json_object_get(body, "views");
 	for (i = 0; v && body && i < n; i++) {
 		json_t *o = view_status_json(&v[i]);
@@ -274,6 +363,7 @@ static void run_status(struct qry_read *j, void *p, struct qry_worker *w)
 static const struct qry_read_stmt stmts[] = {
 	{ QRY_DB_WRITE, "qry_lag", SQL_LAG },
 	{ QRY_DB_WRITE, "qry_pending", SQL_PENDING },
+	{ QRY_DB_WRITE, "qry_replay", SQL_REPLAY },
 	{ QRY_DB_WRITE, NULL, NULL },
 };
 

@@ -81,10 +81,12 @@
 
 #define FOLLOW_POLL_MS 200
 /* an empty window moves the stored checkpoints at most this often */
-#define IDLE_COMMIT_MS	   1000
-#define BACKOFF_MIN_MS	   250
-#define BACKOFF_MAX_MS	   2000
-#define LISTEN_RETRY_MS	   2000
+#define IDLE_COMMIT_MS	1000
+#define BACKOFF_MIN_MS	250
+#define BACKOFF_MAX_MS	2000
+#define LISTEN_RETRY_MS 2000
+/* how often the primary's WAL position is read for /status */
+#define PRIMARY_LSN_MS	   1000
 #define CONNECT_TIMEOUT_MS 10000
 
 #define SQL_TRY_LOCK		"SELECT pg_try_advisory_lock(" LOCK_KEY ")"
@@ -159,7 +161,7 @@ struct flush {
 enum flush_state { FLUSH_IDLE, FLUSH_BUSY, FLUSH_DONE };
 
 struct qry_tail {
-	char *write_url, *read_url;
+	char *write_url, *read_url, *listen_url;
 	long batch, poll_ms, leader_retry_ms;
 	struct qry_state *st;
 	pthread_t thread;
@@ -196,6 +198,7 @@ struct qry_tail {
 	int64_t last_commit_ms;
 	int64_t next_lock_ms;
 	int64_t next_listen_ms;
+	int64_t next_lsn_ms; /* when to read the primary's WAL position */
 	int64_t next_follow_ms; /* when to read the checkpoints again */
 	int checkpoint_hint; /* a NOTIFY on the checkpoint channel came */
 	long long parked_gen; /* projection_leader.parked_gen last read */
@@ -1391,6 +1394,29 @@ out:
 }
 
 /*
+ * Now and then, the primary's WAL position on the LISTEN session (the
+ * primary's: DATABASE_URL), for the replay lag /status shows when the log
+ * comes from a standby. Notifications read along with it stay queued for
+ * wait_for().
+ */
+static void primary_lsn(struct qry_tail *t)
+{
+	PGresult *res;
+
+	if (now_ms() < t->next_lsn_ms)
+		return;
+	t->next_lsn_ms = now_ms() + PRIMARY_LSN_MS;
+	res = PQexec(t->db[C_LISTEN], "SELECT pg_current_wal_lsn()::text");
+	qry_state_set_primary_lsn(t->st,
+				  PQresultStatus(res) == PGRES_TUPLES_OK &&
+						  PQntuples(res) == 1
+					  ? PQgetvalue(res, 0, 0)
+					  : NULL,
+				  now_ms());
+	PQclear(res);
+}
+
+/*
  * LISTEN for appends on a session of its own, retried now and then; when
  * it cannot (behind PgBouncer, say), polling alone.
  */
@@ -1398,9 +1424,15 @@ static void listen_events(struct qry_tail *t)
 {
 	struct es_error err = ES_ERROR_INIT;
 
-	if (t->db[C_LISTEN] && !conn_alive(t, C_LISTEN))
+	if (t->db[C_LISTEN] && !conn_alive(t, C_LISTEN)) {
 		conn_close(t, C_LISTEN);
-	if (t->db[C_LISTEN] || now_ms() < t->next_listen_ms)
+		qry_state_set_primary_lsn(t->st, NULL, now_ms());
+	}
+	if (t->db[C_LISTEN]) {
+		primary_lsn(t);
+		return;
+	}
+	if (now_ms() < t->next_listen_ms)
 		return;
 	t->next_listen_ms = now_ms() + LISTEN_RETRY_MS;
 	if (conn_open(t, C_LISTEN, &err) < 0 ||
@@ -1408,6 +1440,9 @@ static void listen_events(struct qry_tail *t)
 		es_log(ES_LOG_DEBUG, "projector_listen_failed", "{s:s}",
 		       "error", err.detail);
 		conn_close(t, C_LISTEN);
+	} else {
+		t->next_lsn_ms = 0;
+		primary_lsn(t);
 	}
 	es_error_release(&err);
 }
@@ -1617,6 +1652,7 @@ static void tail_free(struct qry_tail *t)
 	pthread_mutex_destroy(&t->lock);
 	free(t->write_url);
 	free(t->read_url);
+	free(t->listen_url);
 	free(t);
 }
 
@@ -1655,7 +1691,10 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 	t->write_url = strdup(cfg->write_url);
 	t->read_url = strdup(cfg->read_url && *cfg->read_url ? cfg->read_url
 							     : cfg->write_url);
-	if (!t->write_url || !t->read_url) {
+	t->listen_url =
+		strdup(cfg->listen_url && *cfg->listen_url ? cfg->listen_url
+							   : cfg->write_url);
+	if (!t->write_url || !t->read_url || !t->listen_url) {
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto fail;
 	}
@@ -1698,8 +1737,9 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 		struct es_db_link *l = &t->link[i];
 
 		*l = (struct es_db_link)ES_DB_LINK_INIT(
-			i == C_WRITE || i == C_LISTEN ? t->write_url
-						      : t->read_url,
+			i == C_WRITE	? t->write_url
+			: i == C_LISTEN ? t->listen_url
+					: t->read_url,
 			t->wake[0]);
 		l->app_name = conn_app[i];
 		l->min_ms = l->max_ms = 0; /* backoff() waits */

@@ -19,7 +19,9 @@
 #include "qry_state.h"
 
 struct qry_tail_config {
-	const char *write_url; /* the event store (DATABASE_URL) */
+	const char *write_url; /* the log (LOG_DATABASE_URL), maybe a standby */
+	const char
+		*listen_url; /* LISTEN here (DATABASE_URL); NULL: write_url */
 	const char *read_url; /* views and checkpoints; NULL or "": write_url */
 	long batch; /* most events per batch (PROJECTOR_BATCH) */
 	long poll_ms; /* fallback poll for new events (POLL_INTERVAL_MS) */

@@ -80,6 +80,8 @@
 #                                    OWN_PGHOST, OWN_PGPORT, OWN_PG_PID,
 #                                    OWN_PG_DIR; a restarted or re-started
 #                                    cluster keeps its port
+#   pg_own_standby PRIMARY DIR [sync] a hot standby of an own cluster;
+#                                    sets OWN_* to the standby's
 #
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # OWN_*, STOP_STATUS, HTTP_* are for the tests
@@ -648,6 +650,20 @@ pg_own_start()
 	grep -qxF -- "$dir" "$_LIB/clusters" || echo "$dir" >>"$_LIB/clusters"
 	out=$("$TANDEM_ROOT/scripts/pg" start "$dir" ${port:+"$port"}) ||
 		fail "pg_own_start: cannot start a cluster in $dir"
+	_lib_own_env "$out"
+}
+
+# pg_own_standby PRIMARY DIR [sync]: a hot standby (scripts/pg standby) of
+# the running own cluster in PRIMARY, in DIR; sets OWN_* to the standby's
+# (save the primary's first). Destroyed at exit like the others.
+pg_own_standby()
+{
+	local dir out
+
+	dir=$(_lib_own_dir "$2")
+	grep -qxF -- "$dir" "$_LIB/clusters" || echo "$dir" >>"$_LIB/clusters"
+	out=$("$TANDEM_ROOT/scripts/pg" standby "$(_lib_own_dir "$1")" "$dir" \
+		${3:+"$3"}) || fail "pg_own_standby: no standby of $1 in $dir"
 	_lib_own_env "$out"
 }
 
