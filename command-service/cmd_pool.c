@@ -197,7 +197,7 @@ static bool conn_alive(PGconn *db)
 	PGnotify *note;
 
 	for (int i = 0; i < ALIVE_CHECKS; i++) {
-		if (PQstatus(db) != CONNECTION_OK || pfd.fd < 0)
+		if (es_db_broken(db) || pfd.fd < 0)
 			return false;
 		if (poll(&pfd, 1, 0) <= 0)
 			return true; /* nothing to read: the usual case */
@@ -206,7 +206,7 @@ static bool conn_alive(PGconn *db)
 		while ((note = PQnotifies(db))) /* nobody LISTENs */
 			PQfreemem(note);
 	}
-	return PQstatus(db) == CONNECTION_OK;
+	return !es_db_broken(db);
 }
 
 /*
@@ -349,7 +349,7 @@ static void after_run(struct worker *w)
 	PGTransactionStatusType ts;
 	PGresult *res;
 
-	if (PQstatus(w->db) != CONNECTION_OK) {
+	if (es_db_broken(w->db)) {
 		drop_conn(w);
 		return;
 	}

@@ -40,6 +40,7 @@ struct round {
 	size_t n;
 	int tx; /* a transaction is open */
 	unsigned long long xid; /* its id, once an append told; else 0 */
+	long long pos; /* a position it appended at, with xid */
 };
 
 /* ---- the context ---- */
@@ -647,8 +648,10 @@ static void append_all(struct round *r)
 			struct es_append_token at;
 
 			if (!r->xid &&
-			    es_append_token_parse(q->token, &at, NULL) == 0)
+			    es_append_token_parse(q->token, &at, NULL) == 0) {
 				r->xid = at.xid;
+				r->pos = at.pos;
+			}
 			cr->written = 1;
 			cr->step = answer(cr, q->token);
 			continue;
@@ -690,23 +693,55 @@ out:
 }
 
 /*
- * pg_xact_status() of `xid` on a new connection made with the settings
- * of `broken`: 1 committed, 0 aborted (a crash aborts what was in
- * progress), -1 still in progress or unreachable when OUTCOME_WAIT_MS
- * ran out, or too old to tell. The pool reconnects `broken` itself.
+ * What became of transaction `xid`, which appended an event at `pos`,
+ * asked on a new connection made with the settings of `broken` (a
+ * multi-host conninfo finds the primary of now): 1 committed, 0 aborted
+ * (a crash aborts what was in progress), -1 still in progress or
+ * unreachable when OUTCOME_WAIT_MS ran out, or too old to tell. The pool
+ * reconnects `broken` itself.
+ *
+ * Only a primary's answer counts. After a failover the new primary has
+ * the history its standby received: an xid past it is "in the future"
+ * there (never committed on this history: 0), and one it has handed out
+ * again since is another transaction's, so "committed" also needs our
+ * event at `pos` under our xid: looked up by a second statement, whose
+ * snapshot is taken after the status said committed (the first one's may
+ * predate the commit).
  */
-static int commit_outcome(PGconn *broken, unsigned long long xid)
+#define SQL_OUTCOME                                                            \
+	"SELECT CASE WHEN $1::xid8 >= pg_snapshot_xmax(pg_current_snapshot())" \
+	" THEN 'future' ELSE pg_xact_status($1::xid8) END"                     \
+	" WHERE NOT pg_is_in_recovery()"
+#define SQL_OURS                                                  \
+	"SELECT 1 FROM events WHERE global_position = $2::bigint" \
+	" AND transaction_id = $1::xid8"
+
+/* Whether our event is at params[1] under xid params[0]: 1, 0, -1. */
+static int outcome_ours(PGconn *db, const char *const *params)
+{
+	PGresult *res =
+		PQexecParams(db, SQL_OURS, 2, NULL, params, NULL, NULL, 0);
+	int ret = PQresultStatus(res) != PGRES_TUPLES_OK ? -1
+		  : PQntuples(res) == 1			 ? 1
+							 : 0;
+
+	PQclear(res);
+	return ret;
+}
+
+static int commit_outcome(PGconn *broken, unsigned long long xid, long long pos)
 {
 	PQconninfoOption *opts = PQconninfo(broken), *o;
 	const char **keys = NULL, **vals = NULL;
 	long long deadline = now_ms() + OUTCOME_WAIT_MS;
 	struct timespec pause = { 0, OUTCOME_POLL_MS * 1000000L };
-	char xidtext[24];
-	const char *param = xidtext;
+	char xidtext[24], postext[24];
+	const char *params[2] = { xidtext, postext };
 	size_t n = 0;
 	int ret = -1;
 
 	snprintf(xidtext, sizeof(xidtext), "%llu", xid);
+	snprintf(postext, sizeof(postext), "%lld", pos);
 	for (o = opts; o && o->keyword; o++)
 		n++;
 	keys = calloc(n + 2, sizeof(*keys));
@@ -729,21 +764,31 @@ static int commit_outcome(PGconn *broken, unsigned long long xid)
 		const char *st = NULL;
 
 		if (PQstatus(db) == CONNECTION_OK) {
-			res = PQexecParams(db,
-					   "SELECT pg_xact_status($1::xid8)", 1,
-					   NULL, &param, NULL, NULL, 0);
+			res = PQexecParams(db, SQL_OUTCOME, 1, NULL, params,
+					   NULL, NULL, 0);
+			/* no row: a standby, whose answer does not count */
 			if (PQresultStatus(res) == PGRES_TUPLES_OK &&
 			    PQntuples(res) == 1)
 				st = PQgetisnull(res, 0, 0)
 					     ? "unknown"
 					     : PQgetvalue(res, 0, 0);
 		}
+		if (st && !strcmp(st, "committed")) {
+			int ours = outcome_ours(db, params);
+
+			st = ours > 0	 ? st
+			     : ours == 0 ? "another transaction's"
+					 : NULL;
+		}
 		if (st && !strcmp(st, "committed"))
 			ret = 1;
-		else if (st && !strcmp(st, "aborted"))
+		else if (st &&
+			 (!strcmp(st, "aborted") || !strcmp(st, "future") ||
+			  !strcmp(st, "another transaction's")))
 			ret = 0;
-		es_log(ES_LOG_WARN, "commit_outcome", "{s:s, s:s}", "xid",
-		       xidtext, "status", st ? st : "unreachable");
+		es_log(ES_LOG_WARN, "commit_outcome", "{s:s, s:s, s:s?}", "xid",
+		       xidtext, "status", st ? st : "unreachable", "error",
+		       st ? NULL : PQerrorMessage(db));
 		PQclear(res);
 		PQfinish(db);
 		if (ret >= 0 || (st && !strcmp(st, "unknown")) ||
@@ -800,7 +845,7 @@ static void outcome_unknown(struct round *r)
  */
 static void lost_commit(struct round *r, struct es_error *err)
 {
-	switch (r->xid ? commit_outcome(r->db, r->xid) : -1) {
+	switch (r->xid ? commit_outcome(r->db, r->xid, r->pos) : -1) {
 	case 1:
 		r->tx = 0;
 		return;

@@ -237,11 +237,52 @@ static int unavailable(const char *state)
 	       sqlstate_is(state, "53300");
 }
 
+/*
+ * A session that must not be used again: the server under it is
+ * read-only now (25006). The mark is a libpq instance datum, so that
+ * es_db_broken() sees it wherever the PGconn goes; a reset clears it.
+ */
+static int doomed_events(PGEventId id, void *info, void *pass)
+{
+	(void)pass;
+	if (id == PGEVT_CONNRESET)
+		PQsetInstanceData(((PGEventConnReset *)info)->conn,
+				  doomed_events, NULL);
+	return 1; /* nothing allocated: nothing to free on destroy */
+}
+
+static void doom(PGconn *db)
+{
+	static int mark;
+
+	if (!db)
+		return;
+	/* registering twice fails harmlessly: it is there already */
+	PQregisterEventProc(db, doomed_events, "es_db_doomed", NULL);
+	PQsetInstanceData(db, doomed_events, &mark);
+}
+
 int es_db_error(PGconn *db, const PGresult *res, struct es_error *err)
 {
 	const char *state =
 		res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
+	/*
+	 * read_only_sql_transaction: the session is on a server that takes
+	 * no writes now (a standby where a primary was, a primary turned
+	 * read-only). Nothing was applied; a new session finds the primary
+	 * (target_session_attrs=read-write), so this one is dropped.
+	 */
+	if (sqlstate_is(state, "25006")) {
+		doom(db);
+		es_log(ES_LOG_WARN, "db_read_only", "{s:s}", "error",
+		       PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+			       ? PQresultErrorField(res,
+						    PG_DIAG_MESSAGE_PRIMARY)
+			       : "");
+		return es_error_set(err, ES_EUNAVAIL,
+				    "database unavailable (read-only)");
+	}
 	if (!res || es_db_broken(db) || unavailable(state)) {
 		es_log(ES_LOG_WARN, "db_unavailable", "{s:s, s:s}", "sqlstate",
 		       state ? state : "", "error",
@@ -317,7 +358,8 @@ int es_db_check_ready(PGconn *db, struct es_error *err)
 
 int es_db_broken(PGconn *db)
 {
-	return !db || PQstatus(db) != CONNECTION_OK;
+	return !db || PQstatus(db) != CONNECTION_OK ||
+	       PQinstanceData(db, doomed_events) != NULL;
 }
 
 /* ---- statements prepared once per session ---- */

@@ -110,7 +110,10 @@ PGresult *es_db_exec_prepared(PGconn *db, const char *name, const char *sql,
 /* Whether this session has prepared `name` through es_db_exec_prepared(). */
 int es_db_is_prepared(const PGconn *db, const char *name);
 
-/* Whether the connection is broken and should be reset. */
+/*
+ * Whether the connection is broken and should be reset: lost, or on a
+ * server that refused a write as read-only (es_db_error() saw 25006).
+ */
 int es_db_broken(PGconn *db);
 
 /*

@@ -291,9 +291,9 @@ static int conn_alive(struct qry_tail *t, enum conn which)
 {
 	PGconn *db = t->db[which];
 
-	if (!db || PQstatus(db) != CONNECTION_OK)
+	if (es_db_broken(db))
 		return 0;
-	if (!PQconsumeInput(db) || PQstatus(db) != CONNECTION_OK)
+	if (!PQconsumeInput(db) || es_db_broken(db))
 		return 0;
 	return 1;
 }
