@@ -52,6 +52,7 @@ struct qry_config {
 	long poll_ms;
 	long leader_retry_ms;
 	long read_pool_size;
+	long memory_view_max_mb;
 	struct es_http_config http;
 	struct es_auth_config auth;
 };
@@ -145,6 +146,9 @@ int main(int argc, char **argv)
 		{ "READ_POOL_SIZE", ES_CONFIG_INT, &c.read_pool_size, "0", 0,
 		  1000,
 		  "read workers (and connections) for database-backed GETs, 0: as many as HTTP threads" },
+		{ "MEMORY_VIEW_MAX_MB", ES_CONFIG_INT, &c.memory_view_max_mb,
+		  "0", 0, 1048576,
+		  "cap of the in-memory account view in MiB, 0: none; past it GET /accounts/{id} reads the accounts it does not hold from view_accounts" },
 		{ "SHUTDOWN_GRACE_MS", ES_CONFIG_INT, &c.shutdown_grace_ms,
 		  "5000", 0, 600000,
 		  "on SIGTERM, how long in-flight requests may take" },
@@ -254,6 +258,9 @@ int main(int argc, char **argv)
 		goto out;
 
 	ctx.mem = qry_memory_new(&err);
+	if (ctx.mem)
+		qry_memory_set_cap(ctx.mem,
+				   (size_t)c.memory_view_max_mb * 1024 * 1024);
 	if (!ctx.mem)
 		goto out;
 	tail_cfg.mem = ctx.mem;

@@ -20,6 +20,7 @@
 
 #include "es_buf.h"
 #include "es_db.h"
+#include "es_event.h"
 #include "es_log.h"
 #include "es_read.h"
 #include "es_table.h"
@@ -65,6 +66,13 @@ struct qry_memory {
 	struct es_table live; /* of struct entry */
 	char *position;
 	int loaded;
+	/*
+	 * Some account was left out for the cap since the last load: an
+	 * account not in `live` may then exist (in view_accounts).
+	 */
+	int capped;
+	size_t bytes; /* entry_bytes() of every entry in `live` */
+	size_t max_bytes; /* the cap, 0: none (set before the first load) */
 	/* the log reader's own */
 	struct es_table
 		staged; /* of struct view_account: changed, unpublished */
@@ -156,6 +164,23 @@ static struct entry *entry_new(const struct view_account *acc)
 	return e;
 }
 
+/*
+ * What an entry costs the process, as the cap counts it: its allocation
+ * with malloc's header, and its share of the map's slots (at most half
+ * full, so two per entry).
+ */
+static size_t entry_bytes(const struct entry *e)
+{
+	return sizeof(*e) + e->len + 1 + strlen(e->owner) + 1 + 16 +
+	       2 * sizeof(struct es_table_slot);
+}
+
+/* Whether one more entry of `add` bytes goes past the cap. */
+static int over_cap(size_t max_bytes, size_t bytes, size_t add)
+{
+	return max_bytes && bytes + add > max_bytes;
+}
+
 /* The account an entry holds, for folding more events into it. */
 static void entry_account(const struct entry *e, struct view_account *acc)
 {
@@ -178,6 +203,7 @@ static void entry_account(const struct entry *e, struct view_account *acc)
  * on `db` sees them, into `into` and `cur`.
  */
 static int load(PGconn *db, struct es_table *into, struct es_cursor *cur,
+		size_t max_bytes, size_t *bytes, int *capped,
 		struct es_error *err)
 {
 	const char *params[1] = { CHECKPOINT_VIEW };
@@ -185,6 +211,8 @@ static int load(PGconn *db, struct es_table *into, struct es_cursor *cur,
 	int i, ret = -1;
 
 	es_cursor_init(cur);
+	*bytes = 0;
+	*capped = 0;
 	if (es_db_exec(db, SQL_LOAD_BEGIN, err) < 0 ||
 	    es_db_exec(db, SQL_LOAD_LOCK, err) < 0)
 		goto out;
@@ -216,11 +244,21 @@ static int load(PGconn *db, struct es_table *into, struct es_cursor *cur,
 		if (view_account_from_pg(res, i, 0, &a, err) < 0)
 			goto out;
 		e = entry_new(&a);
+		if (e && over_cap(max_bytes, *bytes, entry_bytes(e))) {
+			/* the first ones up to the cap; the rest stay in the
+			 * table */
+			free(e);
+			*capped = 1;
+			continue;
+		}
 		if (!e || map_put(into, e, &old) < 0) {
 			free(e);
 			es_error_set(err, ES_EINTERNAL, "out of memory");
 			goto out;
 		}
+		*bytes += entry_bytes(e);
+		if (old)
+			*bytes -= entry_bytes(old);
 		free(old);
 	}
 	ret = es_db_exec(db, "COMMIT", err);
@@ -251,8 +289,25 @@ static int publish(struct qry_memory *m, struct entry **entries, size_t n,
 	pthread_rwlock_wrlock(&m->lock);
 	/* all or nothing: a batch half in would be applied twice later */
 	if (es_table_reserve(&m->live, n) == 0) {
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i++) {
+			size_t add = entry_bytes(entries[i]);
+
+			/*
+			 * An account not held yet, past the cap, is left out
+			 * for good (its later events find it in neither map
+			 * and are skipped): GET reads it from view_accounts.
+			 */
+			if (!es_table_get(&m->live, entries[i]->id) &&
+			    over_cap(m->max_bytes, m->bytes, add)) {
+				m->capped = 1;
+				old[i] = entries[i];
+				continue;
+			}
 			map_put(&m->live, entries[i], &old[i]);
+			m->bytes += add;
+			if (old[i])
+				m->bytes -= entry_bytes(old[i]);
+		}
 		done = n;
 		old_position = m->position;
 		m->position = position;
@@ -283,6 +338,15 @@ int qry_memory_apply(struct qry_memory *m, const struct es_event *ev,
 		return 0;
 	copy = map_get(&m->staged, id);
 	e = copy ? NULL : map_get(&m->live, id);
+	/*
+	 * Past the cap, an account held in neither map was left out (or
+	 * never opened: the table view parks that one): its events are
+	 * not this view's. Only an opening may add one (publish() judges).
+	 * `capped` is the log reader's to write: read without the lock.
+	 */
+	if (!copy && !e && m->capped &&
+	    (!ev->type || strcmp(ev->type, ES_EV_ACCOUNT_OPENED) != 0))
+		return 0;
 	if (copy)
 		a = *copy;
 	else if (e)
@@ -349,8 +413,10 @@ int qry_memory_load(struct qry_memory *m, PGconn *db, struct es_cursor *pos,
 	struct es_table loaded = ES_TABLE_INIT;
 	char *position;
 	struct es_table old;
+	size_t bytes;
+	int capped;
 
-	if (load(db, &loaded, pos, err) < 0)
+	if (load(db, &loaded, pos, m->max_bytes, &bytes, &capped, err) < 0)
 		return -1;
 	position = es_cursor_format(pos);
 	if (!position) {
@@ -365,10 +431,12 @@ int qry_memory_load(struct qry_memory *m, PGconn *db, struct es_cursor *pos,
 	free(m->position);
 	m->position = position;
 	m->loaded = 1;
+	m->bytes = bytes;
+	m->capped = capped;
 	pthread_rwlock_unlock(&m->lock);
 	map_release(&old);
-	es_log(ES_LOG_INFO, "memory_loaded", "{s:i, s:s}", "accounts",
-	       (int)m->live.n, "position", m->position);
+	es_log(ES_LOG_INFO, "memory_loaded", "{s:i, s:s, s:b}", "accounts",
+	       (int)m->live.n, "position", m->position, "capped", capped);
 	return 0;
 }
 
@@ -433,6 +501,7 @@ int qry_memory_get(struct qry_memory *m, const char *id,
 	}
 	memcpy(out->mem + (e ? blen + 1 : 0), m->position, plen + 1);
 	out->position = out->mem + (e ? blen + 1 : 0);
+	out->capped = m->capped;
 	ret = e != NULL;
 	pthread_rwlock_unlock(&m->lock);
 	return ret;
@@ -440,10 +509,35 @@ int qry_memory_get(struct qry_memory *m, const char *id,
 
 size_t qry_memory_count(struct qry_memory *m)
 {
-	size_t n;
+	struct qry_memory_stats s;
+
+	qry_memory_stats(m, &s);
+	return s.accounts;
+}
+
+void qry_memory_stats(struct qry_memory *m, struct qry_memory_stats *out)
+{
+	pthread_rwlock_rdlock(&m->lock);
+	out->accounts = m->live.n;
+	out->bytes = m->bytes;
+	out->max_bytes = m->max_bytes;
+	out->capped = m->capped;
+	pthread_rwlock_unlock(&m->lock);
+}
+
+int qry_memory_holds(struct qry_memory *m, const char *id)
+{
+	int held;
 
 	pthread_rwlock_rdlock(&m->lock);
-	n = m->live.n;
+	held = !m->loaded || !m->capped || map_get(&m->live, id) != NULL;
 	pthread_rwlock_unlock(&m->lock);
-	return n;
+	return held;
+}
+
+void qry_memory_set_cap(struct qry_memory *m, size_t max_bytes)
+{
+	pthread_rwlock_wrlock(&m->lock);
+	m->max_bytes = max_bytes;
+	pthread_rwlock_unlock(&m->lock);
 }

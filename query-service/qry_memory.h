@@ -12,6 +12,12 @@
  * reader never sees an account older than the position it is told.
  * Readers (the HTTP threads) call qry_memory_get() at any time; every
  * other function is the log reader's alone.
+ *
+ * With a cap (qry_memory_set_cap(), MEMORY_VIEW_MAX_MB) the view holds
+ * the accounts it loaded or saw opened first, up to the cap, and keeps
+ * folding those; once one is left out it is `capped`, and an account it
+ * does not hold is no longer "unknown" but "ask view_accounts"
+ * (qry_routes.c reads it there, with that table's own position).
  */
 #ifndef QRY_MEMORY_H
 #define QRY_MEMORY_H
@@ -76,6 +82,11 @@ struct qry_memory_read {
 	size_t len;
 	long long version;
 	const char *position; /* the view's position (a read token) */
+	/*
+	 * The cap left some account out: an unknown one may be in
+	 * view_accounts (GET /accounts/{id} reads it there).
+	 */
+	int capped;
 };
 
 /*
@@ -89,5 +100,30 @@ int qry_memory_get(struct qry_memory *m, const char *id,
 
 /* Accounts held. */
 size_t qry_memory_count(struct qry_memory *m);
+
+/*
+ * The cap (MEMORY_VIEW_MAX_MB): at most `max_bytes` of accounts, as
+ * entries count them, 0: no cap. Which accounts are held past it: the
+ * first ones loaded or opened, and they stay (no eviction) until the
+ * view loads again. An account left out is skipped for good by the
+ * fold, so what is held is always whole. Call before the first load.
+ */
+void qry_memory_set_cap(struct qry_memory *m, size_t max_bytes);
+
+/*
+ * 0 when the view, loaded and past its cap, does not hold account `id`
+ * (it may be in view_accounts), else 1 (qry_memory_get() answers).
+ */
+int qry_memory_holds(struct qry_memory *m, const char *id);
+
+/* What /status and /metrics show of the view. */
+struct qry_memory_stats {
+	size_t accounts; /* held */
+	size_t bytes; /* counted against the cap */
+	size_t max_bytes; /* the cap, 0: none */
+	int capped; /* some account was left out for the cap */
+};
+
+void qry_memory_stats(struct qry_memory *m, struct qry_memory_stats *out);
 
 #endif

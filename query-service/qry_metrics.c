@@ -53,6 +53,7 @@ static void run_metrics(struct qry_read *j, void *p, struct qry_worker *w)
 	size_t len = 0, n = 0, i;
 	long long epoch;
 	long queued = 0, busy = 0;
+	struct qry_memory_stats ms;
 	int leader, rc = 0;
 	FILE *out;
 
@@ -122,6 +123,7 @@ static void run_metrics(struct qry_read *j, void *p, struct qry_worker *w)
 	for (i = 0; i < n; i++)
 		parked_write(out, v[i].s.name, &v[i].s.parked);
 	qry_readpool_stats(j->ctx->pool, &queued, &busy);
+	qry_memory_stats(j->ctx->mem, &ms);
 	fprintf(out,
 		"# HELP tandem_waiting_requests Read-your-writes requests "
 		"waiting for a view.\n# TYPE tandem_waiting_requests gauge\n"
@@ -132,13 +134,23 @@ static void run_metrics(struct qry_read *j, void *p, struct qry_worker *w)
 		"# TYPE tandem_leader_epoch gauge\ntandem_leader_epoch %lld\n"
 		"# HELP tandem_memory_accounts Accounts in the in-memory view.\n"
 		"# TYPE tandem_memory_accounts gauge\ntandem_memory_accounts %zu\n"
+		"# HELP tandem_memory_bytes Bytes of accounts the in-memory view "
+		"counts against MEMORY_VIEW_MAX_MB.\n"
+		"# TYPE tandem_memory_bytes gauge\ntandem_memory_bytes %zu\n"
+		"# HELP tandem_memory_max_bytes MEMORY_VIEW_MAX_MB in bytes, "
+		"0: no cap.\n"
+		"# TYPE tandem_memory_max_bytes gauge\n"
+		"tandem_memory_max_bytes %zu\n"
+		"# HELP tandem_memory_capped Whether the cap left accounts out of "
+		"the in-memory view (they are read from view_accounts).\n"
+		"# TYPE tandem_memory_capped gauge\ntandem_memory_capped %d\n"
 		"# HELP tandem_read_queue Database reads waiting for a worker.\n"
 		"# TYPE tandem_read_queue gauge\ntandem_read_queue %ld\n"
 		"# HELP tandem_read_busy Read workers running a query.\n"
 		"# TYPE tandem_read_busy gauge\ntandem_read_busy %ld\n",
 		qry_state_waiting(j->ctx->st), leader ? 1 : 0,
-		leader ? epoch : 0, qry_memory_count(j->ctx->mem), queued,
-		busy);
+		leader ? epoch : 0, ms.accounts, ms.bytes, ms.max_bytes,
+		ms.capped, queued, busy);
 	qry_status_snap_free(v, n);
 	if (fclose(out) != 0 || rc < 0) {
 		es_error_set(&err, ES_EINTERNAL, "cannot write the metrics");

@@ -380,7 +380,12 @@ int qry_read_parse_wait(struct es_request *req, const char **token, long *ms,
  */
 void qry_read_route(struct es_request *req)
 {
-	const struct qry_read_def *def = req->arg;
+	qry_read_start(req, req->arg, 0);
+}
+
+void qry_read_start(struct es_request *req, const struct qry_read_def *def,
+		    int suspended)
+{
 	struct qry_ctx *ctx = req->ctx;
 	struct es_error err = ES_ERROR_INIT;
 	struct qry_read *j = calloc(1, sizeof(*j) + def->size);
@@ -390,6 +395,8 @@ void qry_read_route(struct es_request *req)
 	if (!j) {
 		es_error_set(&err, ES_EINTERNAL, "out of memory");
 		es_http_send_problem(req, &err);
+		if (suspended)
+			es_http_resume(req);
 		return;
 	}
 	j->req = req;
@@ -415,7 +422,8 @@ void qry_read_route(struct es_request *req)
 	}
 	if (def->parse && def->parse(j, j->params, &err) < 0)
 		goto fail;
-	es_http_suspend(req);
+	if (!suspended)
+		es_http_suspend(req);
 	if (!covered) {
 		j->wait.deadline_ms = qry_state_clock_ms() + j->wait_ms;
 		j->wait.done = job_waited;
@@ -438,6 +446,8 @@ fail:
 	es_http_send_problem(req, &err);
 	es_error_release(&err);
 	job_free(j);
+	if (suspended)
+		es_http_resume(req);
 }
 
 /* ---- database helpers for the workers ---- */

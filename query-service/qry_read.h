@@ -95,6 +95,15 @@ struct qry_read {
 void qry_read_route(struct es_request *req);
 
 /*
+ * The same pipeline for `def`, from another handler (GET /accounts/{id}
+ * past the memory view's cap). `suspended`: the caller already holds
+ * `req` suspended (a waiter's callback): the pipeline answers and resumes
+ * it, and the caller must not.
+ */
+void qry_read_start(struct es_request *req, const struct qry_read_def *def,
+		    int suspended);
+
+/*
  * Prepare the statements of `defs` (a NULL-terminated list) for `which`
  * on a new read worker connection. 0, or -1 with `err`.
  */

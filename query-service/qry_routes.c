@@ -21,23 +21,26 @@
 #include "qry_metrics.h"
 #include "qry_status.h"
 #include "views/view.h"
+#include "views/view_account.h"
 
 #define SQL_SNAPSHOT_BEGIN "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
-/* ---- GET /accounts/{id}: from memory ---- */
+/* ---- GET /accounts/{id}: from memory, past its cap from the table ---- */
 
 /*
- * Whether account `id`'s stream is parked for the in-memory view: then
- * `err` is a 503 naming the event and why (the state held is older than
- * the position answered: never served as current).
+ * Whether account `id`'s stream is parked for `view` (the in-memory view,
+ * or "accounts" for the table): then `err` is a 503 naming the event and
+ * why (the state held is older than the position answered: never served
+ * as current).
  */
-static int parked(struct qry_ctx *ctx, const char *id, struct es_error *err)
+static int parked(struct qry_ctx *ctx, const char *view, const char *id,
+		  struct es_error *err)
 {
 	char stream[sizeof(ES_ACCOUNT_PREFIX) + 36], why[200];
 	long long position;
 
 	snprintf(stream, sizeof(stream), ES_ACCOUNT_PREFIX "%s", id);
-	if (!qry_state_parked(ctx->st, QRY_MEMORY_VIEW, stream, &position, why,
+	if (!qry_state_parked(ctx->st, view, stream, &position, why,
 			      sizeof(why)))
 		return 0;
 	qry_parked_account_error(err, id, position, why);
@@ -63,14 +66,149 @@ static bool owned_by(const char *body, size_t len, const char *holder)
 	return own;
 }
 
-/* Answer account `id` from the in-memory view. */
-static void serve_account(struct es_request *req, struct qry_ctx *ctx,
-			  const char *id)
+/*
+ * The answer of GET /accounts/{id} (its X-Position already added),
+ * whichever view `view` it comes from: the same status, body and ETag
+ * rules on both paths. `body` (taken; NULL: unknown to the caller) is
+ * the account's JSON, `len` bytes at its start, of `version`; or, with
+ * `acc`, rendered here from it as the memory view renders its entries.
+ */
+static void answer_account(struct es_request *req, struct qry_ctx *ctx,
+			   const char *view, const char *id,
+			   const struct view_account *acc, long long version,
+			   char *body, size_t len)
+{
+	struct es_error err = ES_ERROR_INIT;
+	char etag[32];
+
+	if (!body && acc) {
+		struct es_buf b = ES_BUF_INIT;
+
+		/* as the memory view renders its entries */
+		if (view_account_render(acc, &b) == 0) {
+			body = es_buf_detach(&b, &len);
+		} else {
+			json_t *j = view_account_json(acc);
+
+			es_buf_release(&b);
+			body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+			len = body ? strlen(body) : 0;
+			json_decref(j);
+		}
+		if (!body) {
+			es_error_set(&err, ES_EINTERNAL, "out of memory");
+			goto fail;
+		}
+		version = acc->version;
+	}
+	/*
+	 * Another holder's account is answered as if it did not exist,
+	 * parked or not; so is one unknown to a holder.
+	 */
+	if ((body || !qry_read_holder(req)) && parked(ctx, view, id, &err))
+		goto fail;
+	if (!body) {
+		es_error_set(&err, ES_ENOTFOUND, "account '%s' does not exist",
+			     id);
+		goto fail;
+	}
+	snprintf(etag, sizeof(etag), "\"%lld\"", version);
+	es_http_add_header(req, "ETag", etag);
+	/* the body is at its buffer's start: sent without a copy (a 304
+	 * sends only its length) */
+	es_http_send_buffer(
+		req,
+		qry_etag_matches(es_request_header(req, "If-None-Match"), etag)
+			? 304
+			: 200,
+		"application/json", body, len);
+	return;
+fail:
+	es_http_send_problem(req, &err);
+	es_error_release(&err);
+	free(body);
+}
+
+/* ---- the table path: view_accounts, past the memory view's cap ---- */
+
+#define SQL_ACCOUNT                                                                      \
+	"SELECT cp.cp_position, " VIEW_ACCOUNT_COLUMNS QRY_READ_FROM_CHECKPOINT(         \
+		"accounts") " LEFT JOIN LATERAL"                                         \
+			    " (SELECT * FROM view_accounts WHERE account_id = $1::uuid)" \
+			    " a ON true"
+
+struct account_params {
+	char id[37];
+};
+
+static int parse_account(struct qry_read *r, void *arg, struct es_error *err)
+{
+	struct account_params *p = arg;
+
+	if (es_uuid_parse(es_request_param(r->req, "id"), p->id) < 0)
+		return es_error_set(err, ES_ENOTFOUND,
+				    "account '%.60s' does not exist",
+				    es_request_param(r->req, "id"));
+	return 0;
+}
+
+/*
+ * The row and the "accounts" checkpoint, read in one statement: the
+ * answer is never older than the X-Position it gives.
+ */
+static void run_account(struct qry_read *r, void *arg, struct qry_worker *w)
+{
+	struct account_params *p = arg;
+	struct es_error err = ES_ERROR_INIT;
+	const char *params[1] = { p->id };
+	const char *holder = qry_read_holder(r->req);
+	struct view_account acc;
+	PGresult *res;
+	int found;
+
+	res = qry_read_prepared(r, w, "qry_account", 1, params);
+	if (!res)
+		return;
+	qry_read_add_position(r->req, qry_read_checkpoint(res));
+	found = qry_read_rows(res, 1) == 1;
+	if (found && view_account_from_pg(res, 0, 1, &acc, &err) < 0) {
+		es_http_send_problem(r->req, &err);
+		es_error_release(&err);
+		PQclear(res);
+		return;
+	}
+	PQclear(res);
+	if (found && holder && strcmp(acc.owner, holder) != 0)
+		found = 0;
+	answer_account(r->req, r->ctx, "accounts", p->id, found ? &acc : NULL,
+		       0, NULL, 0);
+}
+
+static const struct qry_read_stmt account_stmts[] = {
+	{ QRY_DB_READ, "qry_account", SQL_ACCOUNT },
+	{ QRY_DB_READ, NULL, NULL },
+};
+
+static const struct qry_read_def read_account_table = {
+	.view = "accounts",
+	.ryw = 1,
+	.stmts = account_stmts,
+	.size = sizeof(struct account_params),
+	.parse = parse_account,
+	.run = run_account,
+};
+
+/*
+ * Answer account `id` from the in-memory view; 1 when the view is past
+ * its cap and does not hold it: then the table path answers (and, when
+ * `suspended`, resumes the request: the caller must not).
+ */
+static int serve_account(struct es_request *req, struct qry_ctx *ctx,
+			 const char *id, int suspended)
 {
 	struct es_error err = ES_ERROR_INIT;
 	const char *holder = qry_read_holder(req);
 	struct qry_memory_read rd;
-	char etag[32];
 	int r;
 
 	r = qry_memory_get(ctx->mem, id, &rd, &err);
@@ -78,39 +216,24 @@ static void serve_account(struct es_request *req, struct qry_ctx *ctx,
 		qry_read_add_view_position(req, ctx, QRY_MEMORY_VIEW);
 		es_http_send_problem(req, &err);
 		es_error_release(&err);
-		return;
+		return 0;
+	}
+	if (r == 0 && rd.capped) {
+		free(rd.mem);
+		qry_read_start(req, &read_account_table, suspended);
+		return 1;
 	}
 	qry_read_add_position(req, rd.position);
-	/*
-	 * Another holder's account is answered as if it did not exist,
-	 * parked or not; so is one unknown to a holder.
-	 */
 	if (r == 1 && !owned_by(rd.body, rd.len, holder))
 		r = 0;
-	else if ((r == 1 || !holder) && parked(ctx, id, &err)) {
-		es_http_send_problem(req, &err);
-		es_error_release(&err);
-		free(rd.mem);
-		return;
-	}
 	if (r == 0) {
-		es_error_set(&err, ES_ENOTFOUND, "account '%s' does not exist",
-			     id);
-		es_http_send_problem(req, &err);
-		es_error_release(&err);
 		free(rd.mem);
-		return;
+		rd.mem = NULL;
 	}
-	snprintf(etag, sizeof(etag), "\"%lld\"", rd.version);
-	es_http_add_header(req, "ETag", etag);
-	/* the body is at the start of rd.mem: sent without a copy (a 304
-	 * sends only its length) */
-	es_http_send_buffer(
-		req,
-		qry_etag_matches(es_request_header(req, "If-None-Match"), etag)
-			? 304
-			: 200,
-		"application/json", rd.mem, rd.len);
+	/* the body is at the start of rd.mem */
+	answer_account(req, ctx, QRY_MEMORY_VIEW, id, NULL, rd.version, rd.mem,
+		       rd.len);
+	return 0;
 }
 
 /* A parked GET /accounts/{id}: answered by whoever wakes it. */
@@ -129,7 +252,12 @@ static void account_waited(struct qry_waiter *w, enum qry_wait_result r)
 	struct es_error err = ES_ERROR_INIT;
 
 	if (r == QRY_WAIT_COVERED) {
-		serve_account(a->req, a->ctx, a->id);
+		if (serve_account(a->req, a->ctx, a->id, 1)) {
+			/* the table path resumes it */
+			free(a->token);
+			free(a);
+			return;
+		}
 	} else {
 		if (r == QRY_WAIT_TIMEOUT) {
 			err.retry_after = 1;
@@ -168,6 +296,11 @@ static void get_account(struct es_request *req)
 			     es_request_param(req, "id"));
 		goto fail;
 	}
+	/* past the cap, an account not held waits for the table's view */
+	if (!qry_memory_holds(ctx->mem, id)) {
+		qry_read_start(req, &read_account_table, 0);
+		return;
+	}
 	if (token) {
 		covered =
 			qry_state_covers(ctx->st, QRY_MEMORY_VIEW, token, &err);
@@ -175,7 +308,7 @@ static void get_account(struct es_request *req)
 			goto fail;
 	}
 	if (covered) {
-		serve_account(req, ctx, id);
+		serve_account(req, ctx, id, 0);
 		return;
 	}
 	a = calloc(1, sizeof(*a));
@@ -197,12 +330,12 @@ static void get_account(struct es_request *req)
 	if (r == 0)
 		return;
 	/* passed meanwhile, or stopping: we own the request still */
-	if (r > 0)
-		serve_account(req, ctx, id);
-	else
+	if (r <= 0)
 		es_http_send_problem(req, &err);
 	es_error_release(&err);
-	es_http_resume(req);
+	/* the table path resumes it itself */
+	if (r <= 0 || !serve_account(req, ctx, id, 1))
+		es_http_resume(req);
 	free(a->token);
 	free(a);
 	return;
@@ -466,7 +599,7 @@ static const struct es_route tail[] = {
 #define NROUTES (ARRAY_SIZE(head) + VIEW_ROUTES_MAX + ARRAY_SIZE(tail))
 
 static struct es_route table[NROUTES];
-static const struct qry_read_def *defs[NROUTES + 1];
+static const struct qry_read_def *defs[NROUTES + 2];
 static size_t ntable;
 
 const struct es_route *qry_routes(size_t *n)
@@ -489,6 +622,8 @@ const struct es_route *qry_routes(size_t *n)
 		for (i = 0; i < ntable; i++)
 			if (table[i].arg)
 				defs[k++] = table[i].arg;
+		/* no route of its own: GET /accounts/{id} past the cap */
+		defs[k++] = &read_account_table;
 	}
 	*n = ntable;
 	return table;

@@ -309,6 +309,7 @@ static void run_status(struct qry_read *j, void *p, struct qry_worker *w)
 	struct es_error err = ES_ERROR_INIT;
 	PGconn *db = qry_worker_db(w, QRY_DB_WRITE, &err);
 	struct qry_status_view *v;
+	struct qry_memory_stats ms;
 	json_t *body, *views, *pending = NULL, *logdb = NULL;
 	long long epoch;
 	size_t n = 0, i;
@@ -323,12 +324,15 @@ static void run_status(struct qry_read *j, void *p, struct qry_worker *w)
 	}
 	if (db && !es_db_broken(db))
 		pending = pending_json(db, &err);
+	qry_memory_stats(j->ctx->mem, &ms);
 	body = json_pack(
-		"{s:s, s:I, s:[], s:n, s:o?, s:I, s:I}", "role",
+		"{s:s, s:I, s:[], s:n, s:o?, s:I, s:I, s:I, s:I, s:b}", "role",
 		leader ? "leader" : "follower", "epoch", (json_int_t)epoch,
 		"views", "memory", "pending_transactions", pending,
 		"waiting_requests", (json_int_t)qry_state_waiting(j->ctx->st),
-		"memory_accounts", (json_int_t)qry_memory_count(j->ctx->mem));
+		"memory_accounts", (json_int_t)ms.accounts, "memory_bytes",
+		(json_int_t)ms.bytes, "memory_max_bytes",
+		(json_int_t)ms.max_bytes, "memory_capped", ms.capped);
 	if (body)
 		json_object_set_new(body, "log_database",
 				    logdb ? logdb : json_null());
