@@ -12,6 +12,11 @@
 #               from the env file; no password, no key folder, no issuer
 #               or no audience: no config, naming the variable;
 #               .env.example shows every variable the file reads.
+#               --profile replica adds only postgres-standby (own volume,
+#               after a healthy postgres, deploy/postgres/standby.sh) and
+#               query-service-standby (LOG_DATABASE_URL the standby,
+#               READ_DATABASE_URL and DATABASE_URL the primary, alias
+#               query-service); postgres runs replication-hba.sh first.
 #   gateway     nginx -t passes deploy/gateway/nginx.conf as it is (its
 #               upstream host names, the compose services, mapped to
 #               127.0.0.1 in /etc/hosts of a private mount namespace), and
@@ -162,7 +167,64 @@ check_compose()
 		jqt ".services[\"$s\"].build.target == \"runtime\"" \
 			"$s is not built from the runtime target"
 	done
+	check_compose_replica "$dir" "$envf" "$json"
 	COMPOSE_JSON=$json
+}
+
+# check_compose_replica DIR ENV_FILE JSON: `--profile replica` (JSON is the
+# configuration without it) adds a streaming standby of postgres and query
+# replicas that read the log from it, and nothing else.
+check_compose_replica()
+{
+	local dir=$1 envf=$2 json=$3 pw qport
+
+	# Compose 1.29 lists a profile's services in `config` with or without
+	# --profile; it starts them only with it.
+	jqt '[.services | to_entries[] | select((.value.profiles // []) | length == 0) | .key] | sort == ["command-service", "gateway", "migrate", "postgres", "query-service"]' \
+		"without --profile replica, not just the usual services"
+	jqt '[.services | to_entries[] | select((.value.profiles // []) | length > 0) | {(.key): .value.profiles}] | add == {"postgres-standby": ["replica"], "query-service-standby": ["replica"]}' \
+		"the standby and its query replicas do not exist only with the profile replica"
+	jqt '[.services.postgres.volumes[] | select(type == "object" and (.target | startswith("/docker-entrypoint-initdb.d/")) and (.source | endswith("/deploy/postgres/replication-hba.sh")) and .read_only == true)] | length == 1' \
+		"postgres does not run deploy/postgres/replication-hba.sh on its first start"
+	json=$(docker-compose -f "$dir/docker-compose.yml" --env-file "$envf" \
+		--profile replica config | "$PY" -c 'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)') ||
+		fail "docker-compose --profile replica config rejects $dir/docker-compose.yml"
+	pw=$(sed -n 's/^POSTGRES_PASSWORD=//p' "$envf")
+	qport=$(upstream_port "$R/deploy/gateway/nginx.conf" query-service)
+
+	# the standby: postgres 15, its own volume, a base backup of postgres
+	jqt '.services["postgres-standby"].image == .services.postgres.image' \
+		"postgres-standby is not the primary's image"
+	jqt '[.services["postgres-standby"].volumes[] | if type == "string" then split(":") | {source: .[0], target: .[1]} else {source, target} end | select(.target == "/var/lib/postgresql/data") | .source] as $v | ($v | length == 1) and ($v[0] != "pgdata") and (.volumes | has($v[0]))' \
+		"postgres-standby does not keep its data in a named volume of its own"
+	jqt '.services["postgres-standby"].depends_on.postgres.condition == "service_healthy"' \
+		"postgres-standby does not wait for a healthy postgres"
+	jqt '.services["postgres-standby"].healthcheck.test | tostring | contains("pg_isready")' \
+		"postgres-standby has no pg_isready healthcheck"
+	jqt '.services["postgres-standby"] as $s | [$s.volumes[] | select(type == "object" and (.source | endswith("/deploy/postgres/standby.sh")) and .read_only == true) | .target] as $t | ($t | length == 1) and ($s.entrypoint | index($t[0]) != null)' \
+		"postgres-standby does not start with deploy/postgres/standby.sh"
+	jqt ".services[\"postgres-standby\"].environment | .PRIMARY_HOST == \"postgres\" and .PRIMARY_PORT == \"5432\" and .PGPASSWORD == \"$pw\"" \
+		"postgres-standby does not reach postgres with POSTGRES_PASSWORD"
+
+	# the query replicas on it
+	local s=query-service-standby
+	jqt ".services[\"$s\"].command == [\"query-service\"]" "$s does not run query-service"
+	jqt ".services[\"$s\"].environment.LOG_DATABASE_URL | test(\"@postgres-standby:5432/\")" \
+		"$s's LOG_DATABASE_URL is not the standby"
+	jqt ".services[\"$s\"].environment | (.READ_DATABASE_URL | test(\"@postgres:5432/\")) and (.DATABASE_URL | test(\"@postgres:5432/\"))" \
+		"$s's READ_DATABASE_URL or DATABASE_URL is not the primary"
+	jqt ".services[\"$s\"].environment | .PGPASSWORD == \"$pw\" and .PORT == \"$qport\"" \
+		"$s does not get POSTGRES_PASSWORD or the gateway's query port $qport"
+	jqt ".services[\"$s\"].depends_on | .[\"postgres-standby\"].condition == \"service_healthy\" and .migrate.condition == \"service_completed_successfully\"" \
+		"$s does not wait for a healthy standby and a completed migrate"
+	jqt ".services[\"$s\"] | (has(\"ports\") or has(\"container_name\")) | not" \
+		"$s has a host port or a container_name (--scale)"
+	jqt ".services[\"$s\"].networks.default.aliases | index(\"query-service\") != null" \
+		"$s is not reachable as query-service (the gateway's upstream)"
+	jqt ".services[\"$s\"].environment | .AUTH_ISSUER == \"$(sed -n 's/^AUTH_ISSUER=//p' "$envf")\" and .AUTH_AUDIENCE == \"$(sed -n 's/^AUTH_AUDIENCE=//p' "$envf")\"" \
+		"$s does not get the token settings"
+	jqt ".services[\"$s\"].environment.AUTH_JWKS_FILE == .services[\"query-service\"].environment.AUTH_JWKS_FILE and .services[\"$s\"].volumes == .services[\"query-service\"].volumes" \
+		"$s does not get the key folder as query-service does"
 }
 
 say "compose: docker-compose.yml with .env.example"
@@ -223,6 +285,43 @@ compose_broken jwks-rw '/^      read_only: true$/d' "mounts the key folder read-
 compose_broken jwks-path 's#^  AUTH_JWKS_FILE: /etc/tandem/auth/#&x/#' \
 	"AUTH_JWKS_FILE is not jwks.json of the mounted key folder"
 compose_broken no-issuer '/^  AUTH_ISSUER: /d' "does not get AUTH_ISSUER"
+# --profile replica
+compose_broken replica-profile '/^  postgres-standby:/,/^  query-service-standby:/{/profiles:/d}' \
+	"without --profile replica, not just the usual services"
+compose_broken replica-name 's/profiles: \["replica"\]/profiles: ["replicas"]/' \
+	"do not exist only with the profile replica"
+compose_broken replica-none '/^  postgres-standby:/,/^  gateway:/{/^  gateway:/!d}' \
+	"do not exist only with the profile replica"
+compose_broken replica-entrypoint 's#"/usr/local/bin/tandem-standby"\]#"/usr/local/bin/x"]#' \
+	"does not start with deploy/postgres/standby.sh"
+compose_broken replica-primary 's/PRIMARY_HOST: postgres$/PRIMARY_HOST: postgres-standby/' \
+	"does not reach postgres with POSTGRES_PASSWORD"
+compose_broken replica-log '/LOG_DATABASE_URL/s/@postgres-standby:/@postgres:/' \
+	"LOG_DATABASE_URL is not the standby"
+compose_broken replica-read '/READ_DATABASE_URL/s/@postgres:/@postgres-standby:/' \
+	"READ_DATABASE_URL or DATABASE_URL is not the primary"
+compose_broken replica-order '/^  postgres-standby:/,/^  query-service-standby:/s/condition: service_healthy/condition: service_started/' \
+	"postgres-standby does not wait for a healthy postgres"
+compose_broken replica-volume 's/- pgstandby:/- pgdata:/' \
+	"does not keep its data in a named volume of its own"
+compose_broken replica-hba 's#/docker-entrypoint-initdb.d/10-#/tmp/10-#' \
+	"does not run deploy/postgres/replication-hba.sh"
+compose_broken replica-alias '/aliases: \["query-service"\]/d' \
+	"config -q rejects\|not reachable as query-service"
+compose_broken replica-wait '/^  query-service-standby:/,/^  gateway:/s/condition: service_healthy/condition: service_started/' \
+	"does not wait for a healthy standby"
+
+say "compose: deploy/postgres's scripts"
+for f in replication-hba.sh standby.sh; do
+	sh -n "$R/deploy/postgres/$f" || fail "deploy/postgres/$f: sh -n fails"
+done
+grep -q '^echo "host replication all all scram-sha-256" >>"$PGDATA/pg_hba.conf"$' \
+	"$R/deploy/postgres/replication-hba.sh" ||
+	fail "replication-hba.sh adds no password-checked replication line"
+grep -q 'pg_basebackup .*-R -X stream' "$R/deploy/postgres/standby.sh" ||
+	fail "standby.sh does not take a streaming base backup with -R"
+grep -q '^exec postgres -c hot_standby=on' "$R/deploy/postgres/standby.sh" ||
+	fail "standby.sh does not run a hot standby"
 
 # ---------------------------------------------------------------------------
 # gateway configuration
