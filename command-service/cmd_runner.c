@@ -207,27 +207,19 @@ static long long now_ms(void)
 /* Another process wrote an id of `t` lately (cmd_round_serialize()). */
 static int contended(const struct round *r, const struct cmd_ticket *t)
 {
-	long long until;
-	int any = 0;
+	long long until = 0, v;
 
 	for (int i = 0; i < 2; i++) {
 		if (!t->ids[i])
 			continue;
-		until = atomic_load_explicit(
+		v = atomic_load_explicit(
 			&r->ctx->contended[account_repo_stripe(t->ids[i])],
 			memory_order_relaxed);
-		any |= until != 0;
+		if (v > until)
+			until = v;
 	}
 	/* the clock only when some stripe was ever marked */
-	if (!any)
-		return 0;
-	for (int i = 0; i < 2; i++)
-		if (t->ids[i] &&
-		    atomic_load_explicit(
-			    &r->ctx->contended[account_repo_stripe(t->ids[i])],
-			    memory_order_relaxed) > now_ms())
-			return 1;
-	return 0;
+	return until != 0 && until > now_ms();
 }
 
 /* Another process wrote `id`: mark it contended for a while. */

@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-events.h>
-
 #include "es_buf.h"
 #include "es_db.h"
 #include "es_json.h"
@@ -551,48 +549,26 @@ static void batch_outcome(const PGresult *res, int row, struct es_append_req *r)
 }
 
 /*
- * The batch statement is prepared once per session, as STMT_NAME: a
- * connection's instance data (libpq-events.h) says whether it is, and a
- * reset (a new session) forgets it. Not a cache of anything else: the
- * plan of the statement inside tandem_append_batch_rows() is PL/pgSQL's.
+ * The batch statement is prepared once per session, as STMT_NAME, in the
+ * list of the session's statements es_db.h keeps (a reset, a new
+ * session, forgets it). Not a cache of anything else: the plan of the
+ * statement inside tandem_append_batch_rows() is PL/pgSQL's.
  */
 #define STMT_NAME "tandem_append_batch_rows"
-
-static int prepared_mark;
-
-static int stmt_events(PGEventId id, void *info, void *pass)
-{
-	(void)pass;
-	if (id == PGEVT_CONNRESET)
-		PQsetInstanceData(((PGEventConnReset *)info)->conn, stmt_events,
-				  NULL);
-	return 1;
-}
-
-static int is_prepared(const PGconn *db)
-{
-	return PQinstanceData(db, stmt_events) == &prepared_mark;
-}
-
-static void set_prepared(PGconn *db)
-{
-	/* registering twice fails harmlessly: the proc is there already */
-	PQregisterEventProc(db, stmt_events, STMT_NAME, NULL);
-	PQsetInstanceData(db, stmt_events, &prepared_mark);
-}
 
 /* Outside pipeline mode: prepare if need be, then run. */
 static PGresult *exec_prepared(PGconn *db, const struct params *p)
 {
 	PGresult *res;
 
-	if (!is_prepared(db)) {
+	if (!es_db_is_prepared(db, STMT_NAME)) {
 		res = PQprepare(db, STMT_NAME, SQL_APPEND_BATCH, ROWS_PARAMS,
 				p->types);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)
 			return res;
 		PQclear(res);
-		set_prepared(db);
+		if (es_db_set_prepared(db, STMT_NAME) < 0)
+			return NULL;
 	}
 	return PQexecPrepared(db, STMT_NAME, ROWS_PARAMS, p->values, p->lengths,
 			      p->formats, 0);
@@ -700,7 +676,7 @@ static PGresult *exec_flushed(PGconn *db, const struct params *p, int *lost)
 	int synced, prepare;
 
 	*lost = 0;
-	prepare = !is_prepared(db);
+	prepare = !es_db_is_prepared(db, STMT_NAME);
 	if (!PQenterPipelineMode(db))
 		return exec_prepared(db, p);
 	if ((prepare && !PQsendPrepare(db, STMT_NAME, SQL_APPEND_BATCH,
@@ -727,7 +703,8 @@ static PGresult *exec_flushed(PGconn *db, const struct params *p, int *lost)
 		}
 		PQclear(res);
 		PQclear(PQgetResult(db));
-		set_prepared(db);
+		/* out of memory: the session is dropped after this call */
+		es_db_set_prepared(db, STMT_NAME);
 	}
 	res = PQgetResult(db);
 	cres = drain(db, &synced);

@@ -274,12 +274,12 @@ int es_db_error(PGconn *db, const PGresult *res, struct es_error *err)
 	 * (target_session_attrs=read-write), so this one is dropped.
 	 */
 	if (sqlstate_is(state, "25006")) {
+		const char *msg =
+			PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
 		doom(db);
 		es_log(ES_LOG_WARN, "db_read_only", "{s:s}", "error",
-		       PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-			       ? PQresultErrorField(res,
-						    PG_DIAG_MESSAGE_PRIMARY)
-			       : "");
+		       msg ? msg : "");
 		return es_error_set(err, ES_EUNAVAIL,
 				    "database unavailable (read-only)");
 	}
@@ -448,6 +448,15 @@ static int prepared_add(PGconn *db, const char *name)
 	return 0;
 }
 
+int es_db_set_prepared(PGconn *db, const char *name)
+{
+	if (prepared_add(db, name) == 0)
+		return 0;
+	/* a session whose statements we no longer know is dropped */
+	doom(db);
+	return -1;
+}
+
 /*
  * Start the session's statements over: DEALLOCATE ALL, forget every
  * name. Not in a failed transaction (DEALLOCATE would fail there too):
@@ -500,16 +509,8 @@ PGresult *es_db_exec_prepared(PGconn *db, const char *name, const char *sql,
 			if (PQresultStatus(res) != PGRES_COMMAND_OK)
 				return res;
 			PQclear(res);
-			if (prepared_add(db, name) < 0) {
-				/* forgotten: drop it, or the next prepare
-				 * clashes */
-				char drop[128];
-
-				snprintf(drop, sizeof(drop),
-					 "DEALLOCATE \"%s\"", name);
-				PQclear(PQexec(db, drop));
+			if (es_db_set_prepared(db, name) < 0)
 				return NULL;
-			}
 		}
 		res = PQexecPrepared(db, name, nparams, values, lengths,
 				     formats, result_format);

@@ -107,8 +107,19 @@ PGresult *es_db_exec_prepared(PGconn *db, const char *name, const char *sql,
 			      const int *lengths, const int *formats,
 			      int result_format);
 
-/* Whether this session has prepared `name` through es_db_exec_prepared(). */
+/*
+ * Whether this session has prepared `name` (through es_db_exec_prepared()
+ * or es_db_set_prepared()).
+ */
 int es_db_is_prepared(const PGconn *db, const char *name);
+
+/*
+ * Record that this session has prepared `name` itself (PQsendPrepare() in
+ * a pipeline, say), in the list es_db_exec_prepared() keeps: 0, or -1 out
+ * of memory, and then the session is marked broken (es_db_broken()), as
+ * one whose statements are no longer known.
+ */
+int es_db_set_prepared(PGconn *db, const char *name);
 
 /*
  * Whether the connection is broken and should be reset: lost, or on a

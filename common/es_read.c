@@ -38,21 +38,25 @@
 	" ORDER BY w.stream_version LIMIT $3"
 
 /*
- * A window read returns one row with the statement's snapshot and
- * whether the server is a standby (columns 0 and 1, the event columns
- * NULL), then the event rows (columns 0 and 1 NULL). There is no ORDER
+ * A window read returns one row with the statement's snapshot (column 0,
+ * the event columns NULL), then the event rows (column 0 NULL, the event
+ * columns from WINDOW_EVENT_COL on). There is no ORDER
  * BY over the whole: sorting the wide rows once more cost a third of the
  * read, so the rows come in the order the subquery picked them (which is
  * the order they arrive in, in practice) and read_window() puts them in
  * (transaction_id, global_position) order itself if they are not.
  */
 #define WINDOW_HEAD                                            \
-	"SELECT " ES_SQL_SNAPSHOT ", pg_is_in_recovery(),"     \
+	"SELECT " ES_SQL_SNAPSHOT ","                          \
 	" NULL::bigint, NULL::xid8, NULL::text, NULL::bigint," \
 	" NULL::uuid, NULL::text, NULL::jsonb, NULL::jsonb,"   \
 	" NULL::timestamptz"                                   \
-	" UNION ALL SELECT NULL, NULL, " EVENT_COLS " FROM "
-#define WINDOW_NCOLS (2 + EVENT_NCOLS)
+	" UNION ALL SELECT NULL, " EVENT_COLS " FROM "
+#define WINDOW_EVENT_COL 1
+#define WINDOW_NCOLS	 (WINDOW_EVENT_COL + EVENT_NCOLS)
+/* global_position and transaction_id, the first two of EVENT_COLS */
+#define WINDOW_POS_COL WINDOW_EVENT_COL
+#define WINDOW_XID_COL (WINDOW_EVENT_COL + 1)
 
 /*
  * The window's events come from up to three index range scans on
@@ -649,15 +653,17 @@ static int read_window(PGconn *db, const struct es_cursor *after, size_t limit,
 			snap_row = i;
 			continue;
 		}
-		if (PQgetisnull(res, i, 2) || PQgetisnull(res, i, 3) ||
-		    PQgetlength(res, i, 2) != 8 || PQgetlength(res, i, 3) != 8)
+		if (PQgetisnull(res, i, WINDOW_POS_COL) ||
+		    PQgetisnull(res, i, WINDOW_XID_COL) ||
+		    PQgetlength(res, i, WINDOW_POS_COL) != 8 ||
+		    PQgetlength(res, i, WINDOW_XID_COL) != 8)
 			goto unexpected;
-		keys[n].pos = (int64_t)be64(PQgetvalue(res, i, 2));
-		keys[n].xid = be64(PQgetvalue(res, i, 3));
+		keys[n].pos = (int64_t)be64(PQgetvalue(res, i, WINDOW_POS_COL));
+		keys[n].xid = be64(PQgetvalue(res, i, WINDOW_XID_COL));
 		keys[n].row = i;
 		n++;
 	}
-	if (snap_row < 0 || PQgetisnull(res, snap_row, 1) ||
+	if (snap_row < 0 ||
 	    es_snapshot_parse(PQgetvalue(res, snap_row, 0), &now, NULL) < 0)
 		goto unexpected;
 	/*
@@ -733,9 +739,10 @@ static int read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
 	if (read_window(db, after, limit, &w, err) < 0)
 		return -1;
 	if (evs)
-		ret = take_rows(w.res, 2, w.rows, w.n, evs, err);
+		ret = take_rows(w.res, WINDOW_EVENT_COL, w.rows, w.n, evs, err);
 	else
-		ret = render_rows(w.res, 2, w.rows, w.n, json, NULL, err);
+		ret = render_rows(w.res, WINDOW_EVENT_COL, w.rows, w.n, json,
+				  NULL, err);
 	if (ret == 0) {
 		if (n)
 			*n = w.n;

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "es_buf.h"
 #include "es_db.h"
 #include "es_event.h"
 #include "es_log.h"
@@ -128,23 +127,12 @@ static void map_release(struct es_table *m)
 static struct entry *entry_new(const struct view_account *acc)
 {
 	/* rendered straight into text: json_pack() and json_dumps() cost 30x */
-	struct es_buf b = ES_BUF_INIT;
-	char *text = NULL;
 	size_t len, olen = strlen(acc->owner);
+	char *text = view_account_text(acc, &len);
 	struct entry *e = NULL;
 
-	if (view_account_render(acc, &b) == 0) {
-		text = es_buf_detach(&b, NULL);
-	} else {
-		json_t *j = view_account_json(acc);
-
-		es_buf_release(&b);
-		text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		json_decref(j);
-	}
 	if (!text)
 		return NULL;
-	len = strlen(text);
 	e = malloc(sizeof(*e) + len + 1 + olen + 1);
 	if (e) {
 		memcpy(e->id, acc->id, sizeof(e->id));
@@ -507,14 +495,6 @@ int qry_memory_get(struct qry_memory *m, const char *id,
 	return ret;
 }
 
-size_t qry_memory_count(struct qry_memory *m)
-{
-	struct qry_memory_stats s;
-
-	qry_memory_stats(m, &s);
-	return s.accounts;
-}
-
 void qry_memory_stats(struct qry_memory *m, struct qry_memory_stats *out)
 {
 	pthread_rwlock_rdlock(&m->lock);
@@ -529,6 +509,13 @@ int qry_memory_holds(struct qry_memory *m, const char *id)
 {
 	int held;
 
+	/*
+	 * Without a cap every account is the memory view's: no second
+	 * look-up on GET /accounts/{id}'s path (the cap is set before any
+	 * reader runs and never changes).
+	 */
+	if (!m->max_bytes)
+		return 1;
 	pthread_rwlock_rdlock(&m->lock);
 	held = !m->loaded || !m->capped || map_get(&m->live, id) != NULL;
 	pthread_rwlock_unlock(&m->lock);

@@ -98,15 +98,13 @@ struct qry_memory_read {
 int qry_memory_get(struct qry_memory *m, const char *id,
 		   struct qry_memory_read *out, struct es_error *err);
 
-/* Accounts held. */
-size_t qry_memory_count(struct qry_memory *m);
-
 /*
  * The cap (MEMORY_VIEW_MAX_MB): at most `max_bytes` of accounts, as
  * entries count them, 0: no cap. Which accounts are held past it: the
  * first ones loaded or opened, and they stay (no eviction) until the
  * view loads again. An account left out is skipped for good by the
- * fold, so what is held is always whole. Call before the first load.
+ * fold, so what is held is always whole. Call before the first load and
+ * before any other thread uses the view.
  */
 void qry_memory_set_cap(struct qry_memory *m, size_t max_bytes);
 

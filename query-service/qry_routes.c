@@ -82,19 +82,8 @@ static void answer_account(struct es_request *req, struct qry_ctx *ctx,
 	char etag[32];
 
 	if (!body && acc) {
-		struct es_buf b = ES_BUF_INIT;
-
 		/* as the memory view renders its entries */
-		if (view_account_render(acc, &b) == 0) {
-			body = es_buf_detach(&b, &len);
-		} else {
-			json_t *j = view_account_json(acc);
-
-			es_buf_release(&b);
-			body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-			len = body ? strlen(body) : 0;
-			json_decref(j);
-		}
+		body = view_account_text(acc, &len);
 		if (!body) {
 			es_error_set(&err, ES_EINTERNAL, "out of memory");
 			goto fail;

@@ -45,7 +45,7 @@ struct qry_state {
 	void *waiters; /* owned by qry_state.c */
 	/*
 	 * pg_current_wal_lsn() of the primary (DATABASE_URL) as the log
-	 * reader last read it, "" when unknown; when (CLOCK_MONOTONIC ms)
+	 * reader last read it, "" when unknown; when (qry_state_clock_ms())
 	 */
 	char primary_lsn[32];
 	int64_t primary_lsn_ms;
@@ -64,19 +64,15 @@ void qry_state_release(struct qry_state *st);
 void qry_state_set_pos(struct qry_state *st, const char *name,
 		       const struct es_cursor *c, long long applied, int reset);
 
-/*
- * The primary's WAL position is `lsn` (pg_lsn text), read at `ms`
- * (CLOCK_MONOTONIC), or unknown (NULL).
- */
-void qry_state_set_primary_lsn(struct qry_state *st, const char *lsn,
-			       int64_t ms);
+/* The primary's WAL position is `lsn` (pg_lsn text) now, or unknown (NULL). */
+void qry_state_set_primary_lsn(struct qry_state *st, const char *lsn);
 
 /*
- * Copy the primary's WAL position into `out` (size `n`) if it was read
- * within `max_age_ms` (CLOCK_MONOTONIC `now_ms`); else "".
+ * Copy the primary's WAL position into `out` (size `n`) if it was set
+ * within the last `max_age_ms`; else "".
  */
-void qry_state_primary_lsn(struct qry_state *st, int64_t now_ms,
-			   int64_t max_age_ms, char *out, size_t n);
+void qry_state_primary_lsn(struct qry_state *st, int64_t max_age_ms, char *out,
+			   size_t n);
 
 /* Mark view `name` stopped at `position` with `why`. */
 void qry_state_stop_view(struct qry_state *st, const char *name,

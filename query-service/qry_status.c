@@ -209,14 +209,6 @@ static json_t *view_status_json(const struct qry_status_view *v)
 	return o;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static json_t *int_or_null(PGresult *res, int col)
 {
 	return PQgetisnull(res, 0, col)
@@ -243,8 +235,7 @@ static json_t *log_db_json(struct qry_state *st, PGconn *db,
 	PGresult *res;
 	json_t *o;
 
-	qry_state_primary_lsn(st, mono_ms(), PRIMARY_LSN_MAX_AGE_MS, lsn,
-			      sizeof(lsn));
+	qry_state_primary_lsn(st, PRIMARY_LSN_MAX_AGE_MS, lsn, sizeof(lsn));
 	if (lsn[0])
 		params[0] = lsn;
 	res = PQexecPrepared(db, "qry_replay", 1, params, NULL, NULL, 0);
@@ -322,6 +313,7 @@ static void run_status(struct qry_read *j, void *p, struct qry_worker *w)
 		logdb = log_db_json(j->ctx->st, db, &err);
 		es_error_release(&err);
 	}
+	/* log_db_json() may have found the session broken */
 	if (db && !es_db_broken(db))
 		pending = pending_json(db, &err);
 	qry_memory_stats(j->ctx->mem, &ms);

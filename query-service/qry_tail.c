@@ -1411,8 +1411,7 @@ static void primary_lsn(struct qry_tail *t)
 				  PQresultStatus(res) == PGRES_TUPLES_OK &&
 						  PQntuples(res) == 1
 					  ? PQgetvalue(res, 0, 0)
-					  : NULL,
-				  now_ms());
+					  : NULL);
 	PQclear(res);
 }
 
@@ -1426,7 +1425,7 @@ static void listen_events(struct qry_tail *t)
 
 	if (t->db[C_LISTEN] && !conn_alive(t, C_LISTEN)) {
 		conn_close(t, C_LISTEN);
-		qry_state_set_primary_lsn(t->st, NULL, now_ms());
+		qry_state_set_primary_lsn(t->st, NULL);
 	}
 	if (t->db[C_LISTEN]) {
 		primary_lsn(t);

@@ -526,3 +526,19 @@ const struct view_ops view_accounts_ops = {
 	.flush = batch_flush,
 	.tables = tables,
 };
+
+char *view_account_text(const struct view_account *acc, size_t *len)
+{
+	struct es_buf b = ES_BUF_INIT;
+	json_t *j;
+	char *text;
+
+	if (view_account_render(acc, &b) == 0)
+		return es_buf_detach(&b, len);
+	es_buf_release(&b);
+	j = view_account_json(acc);
+	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	*len = text ? strlen(text) : 0;
+	return text;
+}

@@ -54,6 +54,13 @@ json_t *view_account_json(const struct view_account *acc);
  */
 int view_account_render(const struct view_account *acc, struct es_buf *out);
 
+/*
+ * That text in a buffer of its own: view_account_render()'s, or where it
+ * declines, jansson's. Its length in *len. NULL when out of memory.
+ * ownership: caller frees.
+ */
+char *view_account_text(const struct view_account *acc, size_t *len);
+
 extern const struct view_ops view_accounts_ops;
 
 /*

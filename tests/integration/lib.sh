@@ -82,6 +82,8 @@
 #                                    cluster keeps its port
 #   pg_own_standby PRIMARY DIR [sync] a hot standby of an own cluster;
 #                                    sets OWN_* to the standby's
+#   pg_own_failover_pair PRIMARY STANDBY  both, the standby synchronous;
+#                                    P_*, S_* and FAILOVER_URL (multi-host)
 #
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # OWN_*, STOP_STATUS, HTTP_* are for the tests
@@ -665,6 +667,29 @@ pg_own_standby()
 	out=$("$TANDEM_ROOT/scripts/pg" standby "$(_lib_own_dir "$1")" "$dir" \
 		${3:+"$3"}) || fail "pg_own_standby: no standby of $1 in $dir"
 	_lib_own_env "$out"
+}
+
+# pg_own_failover_pair PRIMARY STANDBY: an own cluster in PRIMARY with a
+# synchronous standby in STANDBY; sets P_URL, P_PID, P_PORT, S_URL,
+# S_PORT, and FAILOVER_URL: one libpq multi-host URL of both with
+# target_session_attrs=read-write (what follows a promotion). OWN_* are
+# the standby's afterwards.
+pg_own_failover_pair()
+{
+	local db user
+
+	pg_own_start "$1"
+	P_URL=$OWN_DATABASE_URL
+	P_PID=$OWN_PG_PID
+	P_PORT=$OWN_PGPORT
+	pg_own_standby "$1" "$2" sync
+	S_URL=$OWN_DATABASE_URL
+	S_PORT=$OWN_PGPORT
+	db=${P_URL##*/}
+	user=${P_URL#postgresql://}
+	user=${user%%@*}
+	FAILOVER_URL="postgresql://$user@127.0.0.1:$P_PORT,127.0.0.1:$S_PORT/$db"
+	FAILOVER_URL+="?target_session_attrs=read-write&connect_timeout=2"
 }
 
 # shellcheck disable=SC2120 # DIR is optional

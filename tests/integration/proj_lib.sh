@@ -21,6 +21,19 @@
 #                                    covers TOKEN (an append or read token)
 #   proj_snapshot URL                print pg_current_snapshot() of URL, a
 #                                    read token of everything committed
+#   proj_role URL                    the role GET /status gives (leader,
+#                                    follower)
+#   proj_one_leads URL_A URL_B       whether exactly one of the two leads
+#   proj_pick_leader A B             wait until exactly one of the query
+#                                    services A and B (start_service
+#                                    prefixes) leads; L and F are their
+#                                    prefixes, L_PID, F_PID, F_URL theirs
+#   proj_hold URL APP                a psql session named APP on URL holds
+#                                    a transaction that appended the
+#                                    opening of account $HELD (new): no
+#                                    commit until proj_hold_commit
+#   proj_held_open APP               whether it still holds it
+#   proj_hold_commit                 commit it, wait for the session's end
 #
 # shellcheck shell=bash
 
@@ -181,4 +194,61 @@ proj_covered()
 		[ "$("$PROJ_COVERS" "$pos" "$token")" = 1 ] || return 1
 	done < <(proj_psql "$url" "SELECT position FROM projection_checkpoints")
 	return 0
+}
+
+proj_held_open()
+{
+	[ -n "$(psql_q "SELECT backend_xid FROM pg_stat_activity
+		WHERE application_name = '$1'")" ]
+}
+
+proj_hold()
+{
+	HELD=$(psql_q "SELECT gen_random_uuid()")
+	mkfifo "$TEST_TMP/held.in"
+	PGAPPNAME=$2 psql -X -q -v ON_ERROR_STOP=1 -d "$1" \
+		<"$TEST_TMP/held.in" >"$TEST_TMP/held.out" 2>&1 &
+	PROJ_HELD_PID=$!
+	track_pid "$PROJ_HELD_PID"
+	exec 3>"$TEST_TMP/held.in"
+	echo "BEGIN;
+	INSERT INTO events (stream_id, stream_version, event_id, event_type, data)
+	VALUES ('account-$HELD', 1, gen_random_uuid(), 'AccountOpened',
+		'{\"account_id\": \"$HELD\", \"owner\": \"held\",
+		  \"currency\": \"EUR\", \"overdraft_limit\": 0}');" >&3
+	wait_for 10 proj_held_open "$2"
+}
+
+proj_hold_commit()
+{
+	echo "COMMIT;" >&3
+	exec 3>&-
+	wait "$PROJ_HELD_PID" || fail "psql: $(cat "$TEST_TMP/held.out")"
+}
+
+proj_role()
+{
+	curl -sS --max-time 5 "$1/status" | jq -r .role
+}
+
+proj_one_leads()
+{
+	case "$(proj_role "$1") $(proj_role "$2")" in
+	"leader follower" | "follower leader") return 0 ;;
+	esac
+	return 1
+}
+
+proj_pick_leader()
+{
+	local a_url b_url
+
+	eval "a_url=\$${1}_URL b_url=\$${2}_URL"
+	wait_for 10 proj_one_leads "$a_url" "$b_url"
+	if [ "$(proj_role "$a_url")" = leader ]; then
+		L=$1 F=$2
+	else
+		L=$2 F=$1
+	fi
+	eval "L_PID=\$${L}_PID F_PID=\$${F}_PID F_URL=\$${F}_URL"
 }

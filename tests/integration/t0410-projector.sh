@@ -87,24 +87,7 @@ expect_eq "$(psql_q "SELECT count(DISTINCT epoch) || ' ' || min(epoch)
 	"checkpoints written under the leader's epoch"
 
 say "2. a psql session holds a transaction that opened an account"
-HELD=$(psql_q "SELECT gen_random_uuid()")
-mkfifo "$TEST_TMP/held.in"
-PGAPPNAME=t0410-held psql -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" \
-	<"$TEST_TMP/held.in" >"$TEST_TMP/held.out" 2>&1 &
-held_pid=$!
-track_pid "$held_pid"
-exec 3>"$TEST_TMP/held.in"
-echo "BEGIN;
-	INSERT INTO events (stream_id, stream_version, event_id, event_type, data)
-	VALUES ('account-$HELD', 1, gen_random_uuid(), 'AccountOpened',
-		'{\"account_id\": \"$HELD\", \"owner\": \"held\",
-		  \"currency\": \"EUR\", \"overdraft_limit\": 0}');" >&3
-held_open()
-{
-	[ -n "$(psql_q "SELECT backend_xid FROM pg_stat_activity
-		WHERE application_name = 't0410-held'")" ]
-}
-wait_for 10 held_open
+proj_hold "$DATABASE_URL" t0410-held
 say "later commands commit while it stays open"
 tokens=()
 for i in 1 2 3 4 5; do
@@ -131,9 +114,7 @@ held_sees=$(psql_q "SELECT global_position FROM events
 	WHERE stream_id = 'account-$HELD'")
 expect_eq "$held_sees" "" "the held event is not committed"
 say "the held transaction commits; its event follows"
-echo "COMMIT;" >&3
-exec 3>&-
-wait "$held_pid" || fail "psql: $(cat "$TEST_TMP/held.out")"
+proj_hold_commit
 [ "$(psql_q "SELECT global_position FROM events
 	WHERE stream_id = 'account-$HELD'")" -lt "${tokens[0]#*.}" ] ||
 	fail "the held event did not take the lower position"

@@ -21,10 +21,6 @@ start_service QA query-service POLL_INTERVAL_MS=50 LEADER_RETRY_MS=200 \
 start_service QB query-service POLL_INTERVAL_MS=50 LEADER_RETRY_MS=200 \
 	PROJECTOR_BATCH=200
 
-role()
-{
-	curl -sS --max-time 5 "$1/status" | jq -r .role
-}
 holder()
 {
 	psql_q "SELECT holder FROM projection_leader"
@@ -35,18 +31,7 @@ epoch()
 }
 
 say "exactly one of the two leads"
-one_leader()
-{
-	[ "$(role "$QA_URL") $(role "$QB_URL")" = "leader follower" ] ||
-		[ "$(role "$QA_URL") $(role "$QB_URL")" = "follower leader" ]
-}
-wait_for 10 one_leader
-if [ "$(role "$QA_URL")" = leader ]; then
-	L=QA F=QB
-else
-	L=QB F=QA
-fi
-eval "L_PID=\$${L}_PID F_PID=\$${F}_PID F_URL=\$${F}_URL"
+proj_pick_leader QA QB
 expect_eq "$(holder)" "$(hostname):$L_PID" "projection_leader.holder"
 
 ACC=()
@@ -99,7 +84,7 @@ t0=$(_lib_now_ms)
 expect_eq "$(stop_pid "$L_PID" KILL)" 137 "kill -9 of $L"
 takeover()
 {
-	[ "$(holder)" = "$(hostname):$F_PID" ] && [ "$(role "$F_URL")" = leader ]
+	[ "$(holder)" = "$(hostname):$F_PID" ] && [ "$(proj_role "$F_URL")" = leader ]
 }
 wait_for 10 takeover
 took=$(($(_lib_now_ms) - t0))
@@ -116,7 +101,7 @@ say "the killed one comes back as a follower"
 start_service $L query-service POLL_INTERVAL_MS=50 LEADER_RETRY_MS=200 \
 	PROJECTOR_BATCH=200
 eval "L_PID=\$${L}_PID L_URL=\$${L}_URL"
-wait_for 5 eval "[ \"\$(role $L_URL)\" = follower ]"
+wait_for 5 eval "[ \"\$(proj_role $L_URL)\" = follower ]"
 expect_eq "$(holder)" "$(hostname):$F_PID" "the leader stays"
 
 # pause PID: SIGSTOP it while it does not hold the projection_leader row
@@ -151,7 +136,7 @@ load_done second
 proj_fold_equal 20 "$DATABASE_URL"
 say "resume $F"
 kill -CONT "$F_PID"
-wait_for 5 eval "[ \"\$(role $F_URL)\" = follower ]"
+wait_for 5 eval "[ \"\$(proj_role $F_URL)\" = follower ]"
 load third 200
 load_done third
 proj_fold_equal 20 "$DATABASE_URL"
@@ -176,7 +161,7 @@ expect_eq "$(psql_q "SELECT count(*) FROM projection_checkpoints
 	"no batch committed under the fenced epoch"
 [ "$(epoch)" -gt $((E2 + 1)) ] || fail "nobody took the lead again"
 say "leader now $(holder), epoch $(epoch)"
-wait_for 5 one_leader
+wait_for 5 proj_one_leads "$QA_URL" "$QB_URL"
 
 expect_eq "$(stop_pid "$QA_PID")" 0 "exit status of QA"
 expect_eq "$(stop_pid "$QB_PID")" 0 "exit status of QB"

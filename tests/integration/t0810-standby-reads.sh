@@ -35,22 +35,7 @@ QENV=(LOG_DATABASE_URL="$S_URL" READ_DATABASE_URL="$P_URL"
 start_service QA query-service "${QENV[@]}"
 start_service QB query-service "${QENV[@]}"
 
-role()
-{
-	curl -sS --max-time 5 "$1/status" | jq -r .role
-}
-one_leader()
-{
-	[ "$(role "$QA_URL") $(role "$QB_URL")" = "leader follower" ] ||
-		[ "$(role "$QA_URL") $(role "$QB_URL")" = "follower leader" ]
-}
-wait_for 10 one_leader
-if [ "$(role "$QA_URL")" = leader ]; then
-	L=QA F=QB
-else
-	L=QB F=QA
-fi
-eval "L_PID=\$${L}_PID F_PID=\$${F}_PID F_URL=\$${F}_URL"
+proj_pick_leader QA QB
 expect_eq "$(psql_q "SELECT holder FROM projection_leader")" \
 	"$(hostname):$L_PID" "projection_leader.holder on the primary"
 
@@ -103,24 +88,7 @@ load_done()
 }
 
 say "a psql session on the primary holds a transaction that appended an event"
-HELD=$(psql_q "SELECT gen_random_uuid()")
-mkfifo "$TEST_TMP/held.in"
-PGAPPNAME=t0810-held psql -X -q -v ON_ERROR_STOP=1 -d "$P_URL" \
-	<"$TEST_TMP/held.in" >"$TEST_TMP/held.out" 2>&1 &
-held_pid=$!
-track_pid "$held_pid"
-exec 3>"$TEST_TMP/held.in"
-echo "BEGIN;
-	INSERT INTO events (stream_id, stream_version, event_id, event_type, data)
-	VALUES ('account-$HELD', 1, gen_random_uuid(), 'AccountOpened',
-		'{\"account_id\": \"$HELD\", \"owner\": \"held\",
-		  \"currency\": \"EUR\", \"overdraft_limit\": 0}');" >&3
-held_open()
-{
-	[ -n "$(psql_q "SELECT backend_xid FROM pg_stat_activity
-		WHERE application_name = 't0810-held'")" ]
-}
-wait_for 10 held_open
+proj_hold "$P_URL" t0810-held
 
 say "8 clients deposit while it stays open: the views pass their commits"
 load first 400
@@ -163,7 +131,7 @@ for i in 1 2 3 4 5 6; do
 	[ "$(jq -r .version <<<"$HTTP_BODY")" -ge "$gver" ] ||
 		fail "GET through the gateway did not see deposit $i: $HTTP_BODY"
 done
-held_open || fail "the held transaction ended early"
+proj_held_open t0810-held || fail "the held transaction ended early"
 kill -TERM "$GW_PID"
 wait "$GW_PID" 2>/dev/null || true
 
@@ -179,7 +147,7 @@ wait_for 10 covered_all
 load_done first
 expect_eq "$(psql_q "SELECT count(*) FROM view_accounts
 	WHERE account_id = '$HELD'")" 0 "the held account is not yet visible"
-held_open || fail "the held transaction ended early"
+proj_held_open t0810-held || fail "the held transaction ended early"
 
 # feed: page GET /events on the follower from $AFTER until a page is
 # empty; appends the positions to $TEST_TMP/feed.pos
@@ -205,9 +173,7 @@ expect_eq "$(wc -l <"$TEST_TMP/feed.pos" | tr -d ' ')" \
 	"$(psql_q "SELECT count(*) FROM events")" "events paged while held"
 
 say "the held transaction commits; its event follows (no skip)"
-echo "COMMIT;" >&3
-exec 3>&-
-wait "$held_pid" || fail "psql: $(cat "$TEST_TMP/held.out")"
+proj_hold_commit
 wait_for 10 eval "[ \"\$(psql_q \"SELECT owner FROM view_accounts
 	WHERE account_id = '$HELD'\")\" = held ]"
 proj_fold_equal 30 "$P_URL"
@@ -238,7 +204,7 @@ expect_eq "$(stop_pid "$L_PID" KILL)" 137 "kill -9 of $L"
 takeover()
 {
 	[ "$(psql_q "SELECT holder FROM projection_leader")" = \
-		"$(hostname):$F_PID" ] && [ "$(role "$F_URL")" = leader ]
+		"$(hostname):$F_PID" ] && [ "$(proj_role "$F_URL")" = leader ]
 }
 wait_for 10 takeover
 proj_fold_equal 60 "$P_URL"

@@ -25,24 +25,13 @@ OUT=$TEST_TMP/out
 mkdir -p "$OUT"
 NCLIENTS=16
 
-at() { psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
 
-pg_own_start "$TEST_TMP/prim"
-P_URL=$OWN_DATABASE_URL
-P_PID=$OWN_PG_PID
-P_PORT=$OWN_PGPORT
-pg_own_standby "$TEST_TMP/prim" "$TEST_TMP/stby" sync
-S_URL=$OWN_DATABASE_URL
-S_PORT=$OWN_PGPORT
-DB=${P_URL##*/}
-USER_AT=${P_URL#postgresql://}
-USER_AT=${USER_AT%%@*}
-URL="postgresql://$USER_AT@127.0.0.1:$P_PORT,127.0.0.1:$S_PORT/$DB"
-URL+="?target_session_attrs=read-write&connect_timeout=2"
+pg_own_failover_pair "$TEST_TMP/prim" "$TEST_TMP/stby"
+URL=$FAILOVER_URL
 
 say "bin/migrate with the multi-host URL migrates the primary"
 migrate_db "$URL"
-expect_eq "$(at "$P_URL" "SELECT count(*) > 0 FROM schema_migrations")" t \
+expect_eq "$(proj_psql "$P_URL" "SELECT count(*) > 0 FROM schema_migrations")" t \
 	"migrations on the primary"
 
 start_service CMD command-service DATABASE_URL="$URL" \
@@ -64,8 +53,8 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 
 say "a primary turned read-only: 503 with Retry-After, never 500"
-at "$P_URL" "ALTER SYSTEM SET default_transaction_read_only = on"
-at "$P_URL" "SELECT pg_reload_conf()" >/dev/null
+proj_psql "$P_URL" "ALTER SYSTEM SET default_transaction_read_only = on"
+proj_psql "$P_URL" "SELECT pg_reload_conf()" >/dev/null
 wait_for 10 eval "[ \"\$(psql -X -A -t -d '$P_URL' \
 	-c 'SHOW transaction_read_only')\" = on ]"
 for i in 1 2 3 4 5 6 7 8; do
@@ -75,8 +64,8 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 grep -q '"db_read_only"' "$TEST_TMP/CMD.log" ||
 	fail "no db_read_only in the command service's log"
-at "$P_URL" "ALTER SYSTEM RESET default_transaction_read_only"
-at "$P_URL" "SELECT pg_reload_conf()" >/dev/null
+proj_psql "$P_URL" "ALTER SYSTEM RESET default_transaction_read_only"
+proj_psql "$P_URL" "SELECT pg_reload_conf()" >/dev/null
 wait_for 15 eval "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
 	-X POST -H '$J' -d '{\"amount\":1}' \
 	'$CMD_URL/accounts/$acc/deposits')\" = 201 ]"
@@ -127,7 +116,7 @@ say "kill -9 of the primary's postmaster, promotion of the standby"
 kill -KILL "$P_PID"
 "$TANDEM_ROOT/scripts/pg" promote "$TEST_TMP/stby" ||
 	fail "scripts/pg promote failed"
-expect_eq "$(at "$S_URL" "SELECT pg_is_in_recovery()")" f "promoted"
+expect_eq "$(proj_psql "$S_URL" "SELECT pg_is_in_recovery()")" f "promoted"
 n=$(cat "$OUT"/answers.* | awk '$1 == 201' | wc -l)
 wait_for 120 eval "[ \"\$(cat '$OUT'/answers.* |
 	awk '\$1 == 201' | wc -l)\" -ge $((n + 80)) ]"
@@ -144,7 +133,7 @@ awk '$1 == 503' "$OUT/answers" | grep -q . ||
 	say "no 503 this run (the failover caught no command mid-flight)"
 
 say "every 201 is in the new primary's log, once; no other key is"
-at "$S_URL" "SELECT data->>'reference' FROM events
+proj_psql "$S_URL" "SELECT data->>'reference' FROM events
 	WHERE event_type = 'MoneyDeposited' AND data->>'reference' LIKE 'fo-%'" |
 	sort >"$OUT/logged"
 awk '$1 == 201 { print $2 }' "$OUT/answers" | sort -u >"$OUT/ok"
@@ -166,7 +155,7 @@ expect_status 201
 TOKEN=$(jq -r .position <<<"$HTTP_BODY")
 ryw "/accounts/$acc"
 expect_json .balance \
-	"$(at "$S_URL" "SELECT (data->>'balance_after')::bigint FROM events
+	"$(proj_psql "$S_URL" "SELECT (data->>'balance_after')::bigint FROM events
 		WHERE stream_id = 'account-$acc'
 		ORDER BY stream_version DESC LIMIT 1")"
 

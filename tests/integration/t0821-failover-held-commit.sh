@@ -13,26 +13,16 @@
 # same key, it is applied once.
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/proj_lib.sh"
 
 export MIGRATIONS_DIR=$TANDEM_ROOT/migrations
 J='Content-Type: application/json'
 OUT=$TEST_TMP/out
 mkdir -p "$OUT"
 
-at() { psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
 
-pg_own_start "$TEST_TMP/prim"
-P_URL=$OWN_DATABASE_URL
-P_PID=$OWN_PG_PID
-P_PORT=$OWN_PGPORT
-pg_own_standby "$TEST_TMP/prim" "$TEST_TMP/stby" sync
-S_URL=$OWN_DATABASE_URL
-S_PORT=$OWN_PGPORT
-DB=${P_URL##*/}
-USER_AT=${P_URL#postgresql://}
-USER_AT=${USER_AT%%@*}
-URL="postgresql://$USER_AT@127.0.0.1:$P_PORT,127.0.0.1:$S_PORT/$DB"
-URL+="?target_session_attrs=read-write&connect_timeout=2"
+pg_own_failover_pair "$TEST_TMP/prim" "$TEST_TMP/stby"
+URL=$FAILOVER_URL
 
 migrate_db "$URL"
 start_service CMD command-service DATABASE_URL="$URL" \
@@ -55,7 +45,7 @@ track_pid "$held"
 wait_for 10 eval "[ \"\$(psql -X -A -t -d '$P_URL' -c \"SELECT count(*)
 	FROM pg_stat_activity WHERE wait_event = 'SyncRep'
 	AND application_name = 'tandem-command-service'\")\" = 1 ]"
-xid=$(at "$P_URL" "SELECT backend_xid FROM pg_stat_activity
+xid=$(proj_psql "$P_URL" "SELECT backend_xid FROM pg_stat_activity
 	WHERE wait_event = 'SyncRep'
 	AND application_name = 'tandem-command-service'")
 say "held in COMMIT as xid $xid"
@@ -71,9 +61,9 @@ expect_eq "$OWN_PGPORT" "$S_PORT" "the standby's port"
 say "promoted"
 # the new primary hands out the old primary's last xids again
 for i in $(seq 20); do
-	at "$S_URL" "SELECT pg_current_xact_id()" >/dev/null
+	proj_psql "$S_URL" "SELECT pg_current_xact_id()" >/dev/null
 done
-[ "$(at "$S_URL" "SELECT pg_current_xact_id()")" -gt "$xid" ] ||
+[ "$(proj_psql "$S_URL" "SELECT pg_current_xact_id()")" -gt "$xid" ] ||
 	fail "the burst did not pass xid $xid"
 
 wait "$held" || true
@@ -88,7 +78,7 @@ case $(cat "$OUT/held.st") in
 *) fail "answer to the deposit the new primary never got:" \
 	"$(cat "$OUT/held.st") $(cat "$OUT/held.body")" ;;
 esac
-expect_eq "$(at "$S_URL" "SELECT count(*) FROM events
+expect_eq "$(proj_psql "$S_URL" "SELECT count(*) FROM events
 	WHERE data->>'reference' = 'held'")" 0 "the 503'd deposit in the log"
 grep -q '"commit_outcome"' "$TEST_TMP/CMD.log" ||
 	fail "the command service did not ask for the outcome"
@@ -99,6 +89,6 @@ wait_for 15 eval "[ \"\$(curl -s -o '$OUT/again.body' -w '%{http_code}' \
 	-d '{\"amount\":5,\"reference\":\"held\"}' \
 	'$CMD_URL/accounts/$acc/deposits')\" = 201 ]"
 expect_eq "$(jq -r .balance "$OUT/again.body")" 6 "the balance"
-expect_eq "$(at "$S_URL" "SELECT count(*) FROM events
+expect_eq "$(proj_psql "$S_URL" "SELECT count(*) FROM events
 	WHERE data->>'reference' = 'held'")" 1 "the deposit in the log"
 say "ok"
