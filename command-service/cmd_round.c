@@ -123,36 +123,6 @@ int cmd_round_serialize(int attempts, int contended)
 	return contended || attempts >= CMD_SERIALIZE_AFTER;
 }
 
-/* FNV-1a, 32 bits: a key that every process computes alike. */
-static int lock_key(const char *id)
-{
-	unsigned int h = 2166136261u;
-
-	for (; *id; id++)
-		h = (h ^ (unsigned char)*id) * 16777619u;
-	return (int)(h & 0x7fffffff);
-}
-
-size_t cmd_round_lock_keys(const struct cmd_ticket *t, int keys[2])
-{
-	size_t k = 0;
-	int s;
-
-	for (int i = 0; i < 2; i++) {
-		if (!t->ids[i])
-			continue;
-		s = lock_key(t->ids[i]);
-		if (k == 0 || keys[0] != s)
-			keys[k++] = s;
-	}
-	if (k == 2 && keys[1] < keys[0]) {
-		s = keys[0];
-		keys[0] = keys[1];
-		keys[1] = s;
-	}
-	return k;
-}
-
 unsigned int cmd_round_backoff_us(int attempts, unsigned int noise)
 {
 	unsigned int span;

@@ -33,9 +33,6 @@
 #define CMD_SERIALIZE_AFTER 2
 #define CMD_CONTENDED_MS    2000
 
-/* The first key of our advisory locks on ids ('Tndm'), the second a hash. */
-#define CMD_LOCK_CLASS 0x546e646d
-
 /* What a command is after a step of the round. */
 enum cmd_step {
 	CMD_DONE, /* the answer is set */
@@ -128,29 +125,26 @@ enum cmd_step cmd_round_undo(struct cmd_ticket *t, enum cmd_fate fate);
 
 /*
  * Whether a command that decided `attempts` times, on ids that another
- * process wrote lately (`contended`), takes the database's advisory locks
- * on its ids (cmd_round_lock_keys()) before it loads fresh state, decides
- * and appends, in a transaction of its own.
+ * process wrote lately (`contended`), takes the stream locks of its
+ * streams exclusive (ES_STREAM_LOCK_CLASS, common/es_append.h) before it
+ * loads fresh state, decides and appends, in a transaction of its own.
  *
  * Why: without them two processes race on one account optimistically,
  * and the one that loses must load fresh state and append again while the
  * other appends from its cache, in one round trip. When the winner keeps
  * that account busy, each try of the loser spans one of the winner's
- * appends and conflicts again, until COMMAND_RETRIES run out (t0305's
- * crossing transfers). Under the locks PostgreSQL serves the processes in
- * turn. A process that sees another's write on an id (a conflict, or a
- * fresh load ahead of its cache) marks it contended for CMD_CONTENDED_MS,
- * so both sides take the locks while the race lasts; uncontended ids keep
- * the fast path.
+ * appends and conflicts again, until COMMAND_RETRIES run out. Every
+ * append takes the same locks shared (0014_append_stream_locks.sql), so
+ * the winner's next append waits for the locked command's commit, reads
+ * its write and conflicts: its process marks the account contended and
+ * takes the locks too, and PostgreSQL serves the processes in turn. A
+ * locked command cannot conflict with an append that takes the locks, so
+ * a command decides at most CMD_SERIALIZE_AFTER + 1 times (the last under
+ * the locks) unless something fails. A process that sees another's write on an
+ * id (a conflict, or a fresh load ahead of its cache) marks it contended
+ * for CMD_CONTENDED_MS; uncontended ids keep the fast path.
  */
 int cmd_round_serialize(int attempts, int contended);
-
-/*
- * The advisory lock keys (the second of the pair under CMD_LOCK_CLASS) of
- * the ids of `t`, ascending and distinct, so that two holders cannot
- * deadlock: how many (0 to 2). The same in every process.
- */
-size_t cmd_round_lock_keys(const struct cmd_ticket *t, int keys[2]);
 
 /*
  * How long (microseconds) to wait before a round whose oldest command

@@ -22,6 +22,8 @@
 #include "es_http.h"
 #include "es_log.h"
 #include "es_append.h"
+#include "es_buf.h"
+#include "es_event.h"
 #include "es_token.h"
 
 /*
@@ -270,37 +272,70 @@ static void select_jobs(struct round *r, struct cmd_job **jobs, size_t n)
 static void rollback(struct round *r);
 
 /*
+ * The statement that opens the round's transaction and takes the stream
+ * locks of `cr`'s streams exclusive, ascending and distinct, as
+ * migrations/0014_append_stream_locks.sql says; NULL when out of memory.
+ * ownership: caller frees.
+ */
+static char *lock_sql(PGconn *db, const struct cmd_request *cr)
+{
+	/* a raw append names its stream, the others an account */
+	const char *prefix = cr->load == CMD_LOAD_NONE ? "" : ES_ACCOUNT_PREFIX;
+	struct es_buf name = ES_BUF_INIT, sql = ES_BUF_INIT;
+	char *lit;
+
+	es_buf_addf(&sql,
+		    "BEGIN; SELECT pg_advisory_xact_lock(%d, q.k) FROM"
+		    " (SELECT DISTINCT hashtext(s) AS k FROM unnest(ARRAY[",
+		    ES_STREAM_LOCK_CLASS);
+	for (int i = 0; i < 2 && cr->ticket.ids[i]; i++) {
+		es_buf_reset(&name);
+		es_buf_adds(&name, prefix);
+		es_buf_adds(&name, cr->ticket.ids[i]);
+		lit = name.failed ? NULL
+				  : PQescapeLiteral(db, name.s, name.len);
+		if (!lit) {
+			sql.failed = true;
+			break;
+		}
+		if (i > 0)
+			es_buf_adds(&sql, ", ");
+		es_buf_adds(&sql, lit);
+		PQfreemem(lit);
+	}
+	es_buf_adds(&sql, "]::text[]) s ORDER BY 1) q");
+	es_buf_release(&name);
+	return es_buf_detach(&sql, NULL);
+}
+
+/*
  * A round under the locks (its one member is locked): open its
- * transaction and take the advisory locks of the member's ids, lower
- * first, in one round trip. On failure the member decides again or
- * answers, as cmd_round_fate() says, and the round has no member left.
+ * transaction and take the stream locks of the member's streams, in one
+ * round trip. On failure the member decides again or answers, as
+ * cmd_round_fate() says, and the round has no member left.
  */
 static void lock_ids(struct round *r)
 {
 	struct es_error err = ES_ERROR_INIT;
 	struct cmd_request *cr = r->cr[0];
-	char sql[160];
-	int keys[2], len;
-	size_t k;
-	PGresult *res;
+	PGresult *res = NULL;
+	char *sql;
 
-	k = cmd_round_lock_keys(&cr->ticket, keys);
-	if (k == 0)
+	if (!cr->ticket.ids[0])
 		return;
-	len = snprintf(sql, sizeof(sql),
-		       "BEGIN; SELECT pg_advisory_xact_lock(%d, %d)",
-		       CMD_LOCK_CLASS, keys[0]);
-	if (k == 2)
-		snprintf(sql + len, sizeof(sql) - (size_t)len,
-			 ", pg_advisory_xact_lock(%d, %d)", CMD_LOCK_CLASS,
-			 keys[1]);
-	res = PQexec(r->db, sql);
+	sql = lock_sql(r->db, cr);
+	if (sql)
+		res = PQexec(r->db, sql);
+	free(sql);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		PQclear(res);
 		r->tx = 1;
 		return;
 	}
-	es_db_error(r->db, res, &err);
+	if (!sql)
+		es_error_set(&err, ES_EINTERNAL, "out of memory");
+	else
+		es_db_error(r->db, res, &err);
 	PQclear(res);
 	rollback(r);
 	cr->ticket.attempts++; /* a decision's worth: the loop is bounded */

@@ -14,6 +14,16 @@
 #include "es_token.h"
 
 /*
+ * The stream locks: pg_advisory_xact_lock(ES_STREAM_LOCK_CLASS,
+ * hashtext(stream_id)) ('Tndm'). es_append_batch() takes them shared on
+ * every stream it appends to, for the rest of the transaction; a writer
+ * that takes them exclusive (ascending keys) before it reads the state it
+ * decides on cannot be overtaken by it, and so cannot conflict with it.
+ * The whole protocol: migrations/0014_append_stream_locks.sql.
+ */
+#define ES_STREAM_LOCK_CLASS 1416520813
+
+/*
  * One append of es_append_batch(), and its outcome.
  */
 struct es_append_req {

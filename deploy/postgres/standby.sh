@@ -28,4 +28,4 @@ if [ ! -f "$done_file" ]; then
 	chmod 700 "$PGDATA"
 	: >"$done_file"
 fi
-exec postgres -c hot_standby=on "$@"
+exec postgres -c hot_standby=on -c max_locks_per_transaction=256 "$@"
