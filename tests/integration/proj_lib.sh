@@ -34,6 +34,12 @@
 #                                    commit until proj_hold_commit
 #   proj_held_open APP               whether it still holds it
 #   proj_hold_commit                 commit it, wait for the session's end
+#   proj_load NAME COUNT ID...       COUNT deposits to the accounts ID...
+#                                    through $CMD_URL, 8 at a time, in the
+#                                    background; the statuses in
+#                                    $TEST_TMP/NAME.codes, one a line
+#   proj_load_done NAME              wait for it; fail unless every answer
+#                                    was 201
 #
 # shellcheck shell=bash
 
@@ -251,4 +257,32 @@ proj_pick_leader()
 		L=$2 F=$1
 	fi
 	eval "L_PID=\$${L}_PID F_PID=\$${F}_PID F_URL=\$${F}_URL"
+}
+
+proj_load()
+{
+	local name=$1 count=$2 conf=$TEST_TMP/$1.conf n
+
+	shift 2
+	: >"$conf"
+	for n in $(seq 1 "$count"); do
+		[ "$n" -eq 1 ] || echo next >>"$conf"
+		printf 'url = "%s/accounts/%s/deposits"\ndata = "{\\"amount\\":%d}"\n' \
+			"$CMD_URL" "${@:$((RANDOM % $# + 1)):1}" $((n % 89 + 1)) >>"$conf"
+		printf 'header = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' >>"$conf"
+	done
+	with_auth "$conf"
+	curl -q -s --parallel --parallel-max 8 --max-time 120 --config "$conf" \
+		>"$TEST_TMP/$name.codes" 2>"$TEST_TMP/$name.err" &
+	PROJ_LOAD_PID=$!
+	track_pid "$PROJ_LOAD_PID"
+}
+
+proj_load_done()
+{
+	local bad
+
+	wait "$PROJ_LOAD_PID" || fail "curl: $(tail -3 "$TEST_TMP/$1.err")"
+	bad=$(grep -vx 201 "$TEST_TMP/$1.codes" | sort | uniq -c || true)
+	[ -z "$bad" ] || fail "commands answered other than 201: $bad"
 }

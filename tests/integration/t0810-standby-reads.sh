@@ -60,38 +60,11 @@ wait_for 10 eval "[[ \"\$(apps \"$S_URL\")\" == *tandem-projector-tail* ]]"
 	fail "no leader lock session on the primary: $(apps "$P_URL")"
 wait_for 10 eval "[ \"\$(psql_q \"SELECT count(*) FROM view_accounts\")\" = $NACC ]"
 
-# load NAME COUNT: COUNT deposits, 8 at a time, in the background
-load()
-{
-	local conf=$TEST_TMP/$1.conf n
-
-	: >"$conf"
-	for n in $(seq 1 "$2"); do
-		[ "$n" -eq 1 ] || echo next >>"$conf"
-		printf 'url = "%s/accounts/%s/deposits"\ndata = "{\\"amount\\":%d}"\n' \
-			"$CMD_URL" "${ACC[$((RANDOM % NACC))]}" $((n % 89 + 1)) >>"$conf"
-		printf 'header = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' >>"$conf"
-	done
-	with_auth "$conf"
-	curl -q -s --parallel --parallel-max 8 --max-time 120 --config "$conf" \
-		>"$TEST_TMP/$1.codes" 2>"$TEST_TMP/$1.err" &
-	LOAD_PID=$!
-	track_pid "$LOAD_PID"
-}
-load_done()
-{
-	local bad
-
-	wait "$LOAD_PID" || fail "curl: $(tail -3 "$TEST_TMP/$1.err")"
-	bad=$(grep -vx 201 "$TEST_TMP/$1.codes" | sort | uniq -c || true)
-	[ -z "$bad" ] || fail "commands answered other than 201: $bad"
-}
-
 say "a psql session on the primary holds a transaction that appended an event"
 proj_hold "$P_URL" t0810-held
 
 say "8 clients deposit while it stays open: the views pass their commits"
-load first 400
+proj_load first 400 "${ACC[@]}"
 tokens=()
 for i in 1 2 3 4 5; do
 	http POST "$CMD_URL/accounts/${ACC[0]}/deposits" "{\"amount\":$((1000 + i))}"
@@ -144,7 +117,7 @@ covered_all()
 	done
 }
 wait_for 10 covered_all
-load_done first
+proj_load_done first
 expect_eq "$(psql_q "SELECT count(*) FROM view_accounts
 	WHERE account_id = '$HELD'")" 0 "the held account is not yet visible"
 proj_held_open t0810-held || fail "the held transaction ended early"
