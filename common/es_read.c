@@ -46,12 +46,14 @@
  * the order they arrive in, in practice) and read_window() puts them in
  * (transaction_id, global_position) order itself if they are not.
  */
-#define WINDOW_HEAD                                            \
-	"SELECT " ES_SQL_SNAPSHOT ","                          \
-	" NULL::bigint, NULL::xid8, NULL::text, NULL::bigint," \
-	" NULL::uuid, NULL::text, NULL::jsonb, NULL::jsonb,"   \
-	" NULL::timestamptz"                                   \
-	" UNION ALL SELECT NULL, " EVENT_COLS " FROM "
+#define WINDOW_HEAD                                                                  \
+	"SELECT " ES_SQL_SNAPSHOT_DONE(                                              \
+		"$2::xid8",                                                          \
+		"$3::xid8[]") ","                                                    \
+			      " NULL::bigint, NULL::xid8, NULL::text, NULL::bigint," \
+			      " NULL::uuid, NULL::text, NULL::jsonb, NULL::jsonb,"   \
+			      " NULL::timestamptz"                                   \
+			      " UNION ALL SELECT NULL, " EVENT_COLS " FROM "
 #define WINDOW_EVENT_COL 1
 #define WINDOW_NCOLS	 (WINDOW_EVENT_COL + EVENT_NCOLS)
 /* global_position and transaction_id, the first two of EVENT_COLS */
@@ -472,7 +474,8 @@ static int cmp_row_key(const void *a, const void *b)
 }
 
 /*
- * The SQL of one window read and its parameters; $1 is the LIMIT. Its
+ * The SQL of one window read and its parameters; $1 is the LIMIT, $2 and
+ * $3 the snapshot of ES_SQL_SNAPSHOT_DONE (or NULL). Its
  * shape, the letters of its scans in order, names it as a statement
  * prepared once per session (es_db_exec_prepared()): the text of a
  * shape, parameter numbers included, is always the same.
@@ -482,7 +485,7 @@ struct window_sql {
 	size_t len;
 	int nscans;
 	char shape[8];
-	const char *params[8];
+	const char *params[12];
 	int nparams;
 };
 
@@ -565,14 +568,15 @@ static void window_release(struct window *w)
  * On failure `w` is empty.
  */
 static int read_window(PGconn *db, const struct es_cursor *after, size_t limit,
-		       struct window *w, struct es_error *err)
+		       const struct es_snapshot *done, struct window *w,
+		       struct es_error *err)
 {
-	char a1x[24], a1p[24], bx[24], bp[24], hix[24], lim[24];
+	char a1x[24], a1p[24], bx[24], bp[24], hix[24], lim[24], dx[24];
 	struct window_sql q = { .len = 0 };
 	struct es_cursor nc = { 0 };
 	struct es_snapshot now = { 0 };
 	struct row_key *keys = NULL;
-	char *xipa = NULL, *hixip = NULL;
+	char *xipa = NULL, *hixip = NULL, *dxip = NULL;
 	PGresult *res = NULL;
 	int nrows, i, snap_row = -1, ret = -1, p1, p2, p3, p4;
 	size_t n = 0, k;
@@ -584,6 +588,17 @@ static int read_window(PGconn *db, const struct es_cursor *after, size_t limit,
 	/* One row more than asked says whether the window goes on. */
 	snprintf(lim, sizeof(lim), "%zu", limit + 1);
 	window_param(&q, lim);
+	/* $2 and $3: the primary's snapshot `done`, or NULL */
+	if (done) {
+		snprintf(dx, sizeof(dx), "%" PRIu64, done->xmax);
+		dxip = xid_array(done->xip, done->nxip, NULL, NULL);
+		if (!dxip) {
+			es_error_set(err, ES_EINTERNAL, "out of memory");
+			goto out;
+		}
+	}
+	window_param(&q, done ? dx : NULL);
+	window_param(&q, dxip);
 	if (!after->mid) {
 		xipa = xid_array(after->lo.xip, after->lo.nxip, NULL, NULL);
 		if (!xipa) {
@@ -722,6 +737,7 @@ out:
 	free(keys);
 	free(xipa);
 	free(hixip);
+	free(dxip);
 	return ret;
 }
 
@@ -730,13 +746,14 @@ out:
  * as JSON into `json` with their number in *n; `next` gets the cursor.
  */
 static int read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
-			struct es_events *evs, struct es_buf *json, size_t *n,
-			struct es_cursor *next, struct es_error *err)
+			const struct es_snapshot *done, struct es_events *evs,
+			struct es_buf *json, size_t *n, struct es_cursor *next,
+			struct es_error *err)
 {
 	struct window w;
 	int ret;
 
-	if (read_window(db, after, limit, &w, err) < 0)
+	if (read_window(db, after, limit, done, &w, err) < 0)
 		return -1;
 	if (evs)
 		ret = take_rows(w.res, WINDOW_EVENT_COL, w.rows, w.n, evs, err);
@@ -758,12 +775,20 @@ int es_read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
 		    struct es_events *out, struct es_cursor *next,
 		    struct es_error *err)
 {
-	return read_forward(db, after, limit, out, NULL, NULL, next, err);
+	return read_forward(db, after, limit, NULL, out, NULL, NULL, next, err);
+}
+
+int es_read_forward_done(PGconn *db, const struct es_cursor *after,
+			 size_t limit, const struct es_snapshot *done,
+			 struct es_events *out, struct es_cursor *next,
+			 struct es_error *err)
+{
+	return read_forward(db, after, limit, done, out, NULL, NULL, next, err);
 }
 
 int es_read_forward_json(PGconn *db, const struct es_cursor *after,
 			 size_t limit, struct es_buf *out, size_t *n,
 			 struct es_cursor *next, struct es_error *err)
 {
-	return read_forward(db, after, limit, NULL, out, n, next, err);
+	return read_forward(db, after, limit, NULL, NULL, out, n, next, err);
 }

@@ -24,18 +24,31 @@
  * has no event this snapshot sees and has not aborted. That is every one
  * still running, and perhaps some that committed without events (more
  * xips than needed never skip an event; they cost a look each later).
- * The work is one index probe per transaction in [xmin, xmax), so a
- * transaction held open on the primary makes it grow.
+ *
+ * Those that committed without events (the projector's own transactions
+ * on the views, among others) would pile up while a transaction stays
+ * open on the primary, and with them the tokens. ES_SQL_SNAPSHOT_DONE's
+ * XMAX and XIP (SQL of types xid8 and xid8[], or NULL) are a snapshot of
+ * the primary that this statement's snapshot is known to postdate (the
+ * standby had replayed, before the statement began, the primary's WAL as
+ * of that snapshot: es_read_forward_done()): a transaction finished in it
+ * (below XMAX and not in XIP) is finished here too and is not listed.
+ * The work is one index probe per transaction in [xmin, xmax) that is
+ * left, so a transaction held open on the primary still makes it grow
+ * when no such snapshot is at hand.
  */
-#define ES_SQL_SNAPSHOT                                                   \
-	"(SELECT CASE WHEN NOT pg_is_in_recovery() THEN s::text ELSE"     \
-	" pg_snapshot_xmin(s)::text || ':' || pg_snapshot_xmax(s)::text"  \
-	" || ':' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x)" \
-	" FROM generate_series(pg_snapshot_xmin(s)::text::bigint,"        \
-	" pg_snapshot_xmax(s)::text::bigint - 1) x WHERE NOT EXISTS"      \
-	" (SELECT FROM events e WHERE e.transaction_id = x::text::xid8)"  \
-	" AND pg_xact_status(x::text::xid8) <> 'aborted'), '') END"       \
+#define ES_SQL_SNAPSHOT_DONE(XMAX, XIP)                                     \
+	"(SELECT CASE WHEN NOT pg_is_in_recovery() THEN s::text ELSE"       \
+	" pg_snapshot_xmin(s)::text || ':' || pg_snapshot_xmax(s)::text"    \
+	" || ':' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x)"   \
+	" FROM generate_series(pg_snapshot_xmin(s)::text::bigint,"          \
+	" pg_snapshot_xmax(s)::text::bigint - 1) x WHERE (" XMAX            \
+	" IS NULL OR x::text::xid8 >= " XMAX " OR x::text::xid8 = ANY(" XIP \
+	")) AND NOT EXISTS"                                                 \
+	" (SELECT FROM events e WHERE e.transaction_id = x::text::xid8)"    \
+	" AND pg_xact_status(x::text::xid8) <> 'aborted'), '') END"         \
 	" FROM pg_current_snapshot() s)"
+#define ES_SQL_SNAPSHOT ES_SQL_SNAPSHOT_DONE("NULL::xid8", "NULL::xid8[]")
 
 struct es_buf; /* es_buf.h */
 
@@ -100,6 +113,18 @@ int es_read_stream_json(PGconn *db, const char *stream_id,
 int es_read_forward(PGconn *db, const struct es_cursor *after, size_t limit,
 		    struct es_events *out, struct es_cursor *next,
 		    struct es_error *err);
+
+/*
+ * es_read_forward() on a hot standby with `done`: a snapshot of its
+ * primary that the read's snapshot is known to postdate (the standby had
+ * replayed the primary's WAL as of `done` before this call), so that the
+ * running transactions the read lists leave out those finished in `done`
+ * (ES_SQL_SNAPSHOT_DONE). NULL: es_read_forward().
+ */
+int es_read_forward_done(PGconn *db, const struct es_cursor *after,
+			 size_t limit, const struct es_snapshot *done,
+			 struct es_events *out, struct es_cursor *next,
+			 struct es_error *err);
 
 /*
  * es_read_forward() for serving the log as JSON: the events go to `out`

@@ -199,6 +199,15 @@ struct qry_tail {
 	int64_t next_lock_ms;
 	int64_t next_listen_ms;
 	int64_t next_lsn_ms; /* when to read the primary's WAL position */
+	/*
+	 * With it, the primary's snapshot and its WAL insert position read
+	 * after that snapshot was taken (done_witness())
+	 */
+	struct es_snapshot psnap;
+	uint64_t plsn;
+	int have_psnap;
+	int log_standby; /* C_WRITE's server: -1 not known, 0 primary, 1 standby
+			  */
 	int64_t next_follow_ms; /* when to read the checkpoints again */
 	int checkpoint_hint; /* a NOTIFY on the checkpoint channel came */
 	long long parked_gen; /* projection_leader.parked_gen last read */
@@ -265,6 +274,8 @@ static int conn_open(struct qry_tail *t, enum conn which, struct es_error *err)
 		es_db_link_close(&t->link[which]);
 		return -1;
 	}
+	if (which == C_WRITE)
+		t->log_standby = -1; /* a new session: maybe another server */
 	pthread_mutex_lock(&t->lock);
 	t->db[which] = db;
 	t->cancel[which] = PQgetCancel(db);
@@ -1333,6 +1344,47 @@ static int project(struct qry_tail *t, struct es_error *err)
 	return flush_start(t, err);
 }
 
+/* An LSN's text ("16/B374D848") as a number; 0 when it is not one. */
+static uint64_t lsn_value(const char *s)
+{
+	unsigned int hi, lo;
+	char end;
+
+	if (sscanf(s, "%8X/%8X%c", &hi, &lo, &end) != 2)
+		return 0;
+	return (uint64_t)hi << 32 | lo;
+}
+
+/*
+ * On a log read from a hot standby, the primary's snapshot that the
+ * read's snapshot is sure to postdate, or NULL (es_read_forward_done()):
+ * the standby had replayed, before the read's statement, the primary's
+ * WAL up to the insert position read after that snapshot was taken. So
+ * every transaction finished in it had written its end to the WAL there,
+ * and the standby had replayed that end: it is finished in the read's
+ * snapshot too. The replay position is read on the log session itself
+ * (a session survives no restart: a new one asks again whether its
+ * server is a standby); a primary's snapshot lists its running
+ * transactions and needs no witness.
+ */
+static const struct es_snapshot *done_witness(struct qry_tail *t)
+{
+	const struct es_snapshot *done = NULL;
+	PGresult *res;
+
+	if (!t->have_psnap || t->log_standby == 0)
+		return NULL;
+	res = PQexec(t->db[C_WRITE], "SELECT pg_last_wal_replay_lsn()::text");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		t->log_standby = !PQgetisnull(res, 0, 0);
+		if (t->log_standby &&
+		    lsn_value(PQgetvalue(res, 0, 0)) >= t->plsn)
+			done = &t->psnap;
+	}
+	PQclear(res);
+	return done;
+}
+
 /*
  * Read one batch from the log and feed it to every view this process
  * feeds: the in-memory one always, the table views when leading. 1 when
@@ -1355,8 +1407,8 @@ static int read_once(struct qry_tail *t, struct es_error *err)
 	}
 	if (conn_open(t, C_WRITE, err) < 0)
 		goto out;
-	if (es_read_forward(t->db[C_WRITE], &t->reader, (size_t)t->batch, &evs,
-			    &next, err) < 0 ||
+	if (es_read_forward_done(t->db[C_WRITE], &t->reader, (size_t)t->batch,
+				 done_witness(t), &evs, &next, err) < 0 ||
 	    view_payload_decode_all(&evs, err) < 0)
 		goto out;
 	/* a follower reads on through an unfinished window at once */
@@ -1396,22 +1448,31 @@ out:
 /*
  * Now and then, the primary's WAL position on the LISTEN session (the
  * primary's: DATABASE_URL), for the replay lag /status shows when the log
- * comes from a standby. Notifications read along with it stay queued for
+ * comes from a standby, and its snapshot with the insert position after
+ * it (done_witness()); not from a server in recovery, whose snapshot does
+ * not list what runs. Notifications read along with it stay queued for
  * wait_for().
  */
+#define SQL_PRIMARY_NOW                                                   \
+	"SELECT pg_current_wal_lsn()::text, s::text,"                     \
+	" pg_current_wal_insert_lsn()::text FROM pg_current_snapshot() s" \
+	" WHERE NOT pg_is_in_recovery()"
 static void primary_lsn(struct qry_tail *t)
 {
 	PGresult *res;
+	int ok;
 
 	if (now_ms() < t->next_lsn_ms)
 		return;
 	t->next_lsn_ms = now_ms() + PRIMARY_LSN_MS;
-	res = PQexec(t->db[C_LISTEN], "SELECT pg_current_wal_lsn()::text");
-	qry_state_set_primary_lsn(t->st,
-				  PQresultStatus(res) == PGRES_TUPLES_OK &&
-						  PQntuples(res) == 1
-					  ? PQgetvalue(res, 0, 0)
-					  : NULL);
+	res = PQexec(t->db[C_LISTEN], SQL_PRIMARY_NOW);
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+	qry_state_set_primary_lsn(t->st, ok ? PQgetvalue(res, 0, 0) : NULL);
+	es_snapshot_release(&t->psnap);
+	t->have_psnap =
+		ok && !PQgetisnull(res, 0, 1) &&
+		(t->plsn = lsn_value(PQgetvalue(res, 0, 2))) > 0 &&
+		es_snapshot_parse(PQgetvalue(res, 0, 1), &t->psnap, NULL) == 0;
 	PQclear(res);
 }
 
@@ -1426,6 +1487,7 @@ static void listen_events(struct qry_tail *t)
 	if (t->db[C_LISTEN] && !conn_alive(t, C_LISTEN)) {
 		conn_close(t, C_LISTEN);
 		qry_state_set_primary_lsn(t->st, NULL);
+		t->have_psnap = 0;
 	}
 	if (t->db[C_LISTEN]) {
 		primary_lsn(t);
@@ -1637,6 +1699,7 @@ static void *tail_main(void *arg)
 static void tail_free(struct qry_tail *t)
 {
 	views_release(t);
+	es_snapshot_release(&t->psnap);
 	if (t->wake[0] >= 0)
 		close(t->wake[0]);
 	if (t->wake[1] >= 0)
