@@ -792,3 +792,67 @@ int es_read_forward_json(PGconn *db, const struct es_cursor *after,
 {
 	return read_forward(db, after, limit, NULL, NULL, out, n, next, err);
 }
+
+int es_read_forward_json_done(PGconn *db, const struct es_cursor *after,
+			      size_t limit, const struct es_snapshot *done,
+			      struct es_buf *out, size_t *n,
+			      struct es_cursor *next, struct es_error *err)
+{
+	return read_forward(db, after, limit, done, NULL, out, n, next, err);
+}
+
+char *es_read_snapshot(PGconn *db, const struct es_snapshot *done,
+		       struct es_error *err)
+{
+	const char *params[2] = { NULL, NULL };
+	char dx[24], *dxip = NULL, *snap = NULL;
+	PGresult *res;
+
+	if (done) {
+		snprintf(dx, sizeof(dx), "%" PRIu64, done->xmax);
+		dxip = xid_array(done->xip, done->nxip, NULL, NULL);
+		if (!dxip) {
+			es_error_set(err, ES_EINTERNAL, "out of memory");
+			return NULL;
+		}
+		params[0] = dx;
+		params[1] = dxip;
+	}
+	res = PQexecParams(
+		db, "SELECT " ES_SQL_SNAPSHOT_DONE("$1::xid8", "$2::xid8[]"), 2,
+		NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		es_db_error(db, res, err);
+	else if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		es_error_set(err, ES_EINTERNAL, "unexpected snapshot result");
+	else if (!(snap = strdup(PQgetvalue(res, 0, 0))))
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+	PQclear(res);
+	free(dxip);
+	return snap;
+}
+
+uint64_t es_lsn_value(const char *s)
+{
+	unsigned int hi, lo;
+	char end;
+
+	if (!s || sscanf(s, "%8X/%8X%c", &hi, &lo, &end) != 2)
+		return 0;
+	return (uint64_t)hi << 32 | lo;
+}
+
+int es_replay_lsn(PGconn *db, uint64_t *lsn)
+{
+	PGresult *res = PQexec(db, "SELECT pg_last_wal_replay_lsn()::text");
+	int ret = -1;
+
+	*lsn = 0;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		ret = !PQgetisnull(res, 0, 0);
+		if (ret)
+			*lsn = es_lsn_value(PQgetvalue(res, 0, 0));
+	}
+	PQclear(res);
+	return ret;
+}

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "es_error.h"
 #include "es_store.h"
@@ -127,6 +128,27 @@ int es_read_forward_done(PGconn *db, const struct es_cursor *after,
 			 struct es_error *err);
 
 /*
+ * The text of this statement's snapshot (ES_SQL_SNAPSHOT_DONE with `done`,
+ * see es_read_forward_done(); NULL: ES_SQL_SNAPSHOT), or NULL with `err`.
+ * In a REPEATABLE READ transaction, the transaction's.
+ * ownership: caller frees.
+ */
+char *es_read_snapshot(PGconn *db, const struct es_snapshot *done,
+		       struct es_error *err);
+
+/* An LSN's text ("16/B374D848") as a number; 0 when it is not one. */
+uint64_t es_lsn_value(const char *s);
+
+/*
+ * pg_last_wal_replay_lsn() on `db` into *lsn: 1 on a hot standby, 0 on a
+ * primary (nothing replayed), -1 when the statement failed. A read whose
+ * snapshot is taken later on the same session may use a primary's
+ * snapshot as `done` (es_read_forward_done()) when *lsn is at or past
+ * the insert LSN read after it.
+ */
+int es_replay_lsn(PGconn *db, uint64_t *lsn);
+
+/*
  * es_read_forward() for serving the log as JSON: the events go to `out`
  * as es_read_stream_json() writes them, *n is their number. The same
  * window, cursor and errors as es_read_forward().
@@ -136,5 +158,11 @@ int es_read_forward_done(PGconn *db, const struct es_cursor *after,
 int es_read_forward_json(PGconn *db, const struct es_cursor *after,
 			 size_t limit, struct es_buf *out, size_t *n,
 			 struct es_cursor *next, struct es_error *err);
+
+/* es_read_forward_json() with `done`, as es_read_forward_done(). */
+int es_read_forward_json_done(PGconn *db, const struct es_cursor *after,
+			      size_t limit, const struct es_snapshot *done,
+			      struct es_buf *out, size_t *n,
+			      struct es_cursor *next, struct es_error *err);
 
 #endif

@@ -38,7 +38,6 @@
 	"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;" \
 	" SET LOCAL max_parallel_workers_per_gather = 0;"  \
 	" SET LOCAL synchronize_seqscans = off; SET LOCAL enable_sort = off"
-#define SQL_FEED_SNAPSHOT "SELECT " ES_SQL_SNAPSHOT
 #define SQL_FEED_COLUMNS                                           \
 	"COPY (SELECT global_position, stream_id, stream_version," \
 	" event_type, data::text, recorded_at%s FROM events"
@@ -382,16 +381,9 @@ static int feed_begin(struct qry_feed *f, PGconn *db, struct es_error *err)
 
 	if (es_db_exec(db, SQL_FEED_BEGIN, err) < 0)
 		return -1;
-	res = PQexec(db, SQL_FEED_SNAPSHOT);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		es_db_error(db, res, err);
-		PQclear(res);
-		return -1;
-	}
-	snap = strdup(PQgetvalue(res, 0, 0));
-	PQclear(res);
+	snap = es_read_snapshot(db, NULL, err);
 	if (!snap)
-		return es_error_set(err, ES_EINTERNAL, "out of memory");
+		return -1;
 	pthread_mutex_lock(&f->lock);
 	f->snapshot = snap;
 	pthread_mutex_unlock(&f->lock);

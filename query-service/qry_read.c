@@ -20,6 +20,7 @@
 
 #include "es_db.h"
 #include "es_hash.h"
+#include "es_read.h"
 #include "es_token.h"
 #include "es_utf8.h"
 
@@ -142,6 +143,19 @@ int qry_etag_matches(const char *inm, const char *etag)
 			return 1;
 		inm = end;
 	}
+	return 0;
+}
+
+int qry_read_done(const struct qry_read *r, PGconn *db,
+		  struct es_snapshot *done)
+{
+	uint64_t witness, replayed;
+
+	if (!qry_state_log_done(r->ctx->st, done, &witness))
+		return 0;
+	if (es_replay_lsn(db, &replayed) > 0 && replayed >= witness)
+		return 1;
+	es_snapshot_release(done);
 	return 0;
 }
 

@@ -151,6 +151,16 @@ const char *qry_read_holder(const struct es_request *req);
 /* ---- answering, on the worker ---- */
 
 /*
+ * Before a read of the log on `db` whose snapshot is taken after this
+ * call: the `done` of es_read_forward_done() into *done (zeroed before;
+ * the caller releases it) and 1, when the log database is a standby that
+ * had replayed past the log reader's witness (qry_state_log_done()); else
+ * 0, and the read lists its running transactions without it.
+ */
+int qry_read_done(const struct qry_read *r, PGconn *db,
+		  struct es_snapshot *done);
+
+/*
  * For a route without a view: whether `position`, the read token of what
  * it read, covers the request's X-Min-Position (if any). 0, or -1 with a
  * 503 (Retry-After: 1) in `err`, never to answer data that does not

@@ -383,11 +383,12 @@ static void run_stream(struct qry_read *j, void *arg, struct qry_worker *w)
 	struct stream_params *p = arg;
 	struct es_error err = ES_ERROR_INIT;
 	struct es_buf body = ES_BUF_INIT;
-	PGresult *res = NULL;
+	struct es_snapshot done = { 0 };
 	char *snapshot = NULL, next[24];
 	long long version = 0, last = 0;
 	size_t n = 0;
 	bool more = false;
+	int have_done;
 	PGconn *db;
 
 	if (!qry_utf8_ok(p->stream, ES_STREAM_ID_MAX)) {
@@ -398,17 +399,12 @@ static void run_stream(struct qry_read *j, void *arg, struct qry_worker *w)
 	if (!db)
 		goto fail;
 	/* the rows and the snapshot they were read in */
-	if (es_db_exec(db, SQL_SNAPSHOT_BEGIN, &err) < 0)
+	have_done = qry_read_done(j, db, &done);
+	if (es_db_exec(db, SQL_SNAPSHOT_BEGIN, &err) < 0 ||
+	    !(snapshot = es_read_snapshot(db, have_done ? &done : NULL, &err)))
 		goto fail;
-	res = PQexec(db, "SELECT " ES_SQL_SNAPSHOT);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		es_db_error(db, res, &err);
-		goto fail;
-	}
-	snapshot = strdup(PQgetvalue(res, 0, 0));
 	es_buf_adds(&body, "{\"items\":[");
-	if (!snapshot ||
-	    es_read_stream_json(db, p->stream, p->from, (size_t)p->limit, &body,
+	if (es_read_stream_json(db, p->stream, p->from, (size_t)p->limit, &body,
 				&n, &last, &more, &err) < 0 ||
 	    (n == 0 && es_stream_version(db, p->stream, &version, &err) < 0) ||
 	    es_db_exec(db, "COMMIT", &err) < 0 ||
@@ -430,7 +426,7 @@ fail:
 out:
 	es_buf_release(&body);
 	free(snapshot);
-	PQclear(res);
+	es_snapshot_release(&done);
 	es_error_release(&err);
 }
 
@@ -465,15 +461,21 @@ static void run_events(struct qry_read *j, void *arg, struct qry_worker *w)
 	struct es_error err = ES_ERROR_INIT;
 	struct es_buf body = ES_BUF_INIT;
 	struct es_cursor next;
+	struct es_snapshot done = { 0 };
 	char *token = NULL, *end = NULL;
 	size_t n = 0;
+	int have_done;
 	PGconn *db;
 
 	es_cursor_init(&next);
 	es_buf_adds(&body, "{\"items\":[");
 	db = qry_worker_db(w, QRY_DB_WRITE, &err);
-	if (!db || es_read_forward_json(db, &p->after, (size_t)p->limit, &body,
-					&n, &next, &err) < 0)
+	if (!db)
+		goto fail;
+	have_done = qry_read_done(j, db, &done);
+	if (es_read_forward_json_done(db, &p->after, (size_t)p->limit,
+				      have_done ? &done : NULL, &body, &n,
+				      &next, &err) < 0)
 		goto fail;
 	token = es_cursor_format(&next);
 	/* the snapshot the window ends at: a full page pages on to it */
@@ -493,6 +495,7 @@ out:
 	free(token);
 	free(end);
 	es_cursor_release(&next);
+	es_snapshot_release(&done);
 	es_error_release(&err);
 }
 

@@ -200,6 +200,7 @@ void qry_state_release(struct qry_state *st)
 		es_cursor_release(&st->views[i].pos);
 		qry_parked_release(&st->views[i].parked);
 	}
+	es_snapshot_release(&st->done);
 	pthread_mutex_destroy(&st->lock);
 }
 
@@ -288,6 +289,35 @@ void qry_state_primary_lsn(struct qry_state *st, int64_t max_age_ms, char *out,
 	else if (n)
 		out[0] = '\0';
 	pthread_mutex_unlock(&st->lock);
+}
+
+void qry_state_set_log_done(struct qry_state *st,
+			    const struct es_snapshot *done, uint64_t lsn,
+			    int log_standby)
+{
+	struct es_snapshot copy = { 0 };
+	int have = done && es_snapshot_copy(&copy, done, NULL) == 0;
+
+	pthread_mutex_lock(&st->lock);
+	es_snapshot_release(&st->done);
+	st->done = copy;
+	st->done_lsn = lsn;
+	st->have_done = have;
+	st->log_standby = log_standby;
+	pthread_mutex_unlock(&st->lock);
+}
+
+int qry_state_log_done(struct qry_state *st, struct es_snapshot *done,
+		       uint64_t *lsn)
+{
+	int ok;
+
+	pthread_mutex_lock(&st->lock);
+	ok = st->have_done && st->log_standby &&
+	     es_snapshot_copy(done, &st->done, NULL) == 0;
+	*lsn = st->done_lsn;
+	pthread_mutex_unlock(&st->lock);
+	return ok;
 }
 
 void qry_state_set_parked(struct qry_state *st, const char *name,

@@ -49,6 +49,14 @@ struct qry_state {
 	 */
 	char primary_lsn[32];
 	int64_t primary_lsn_ms;
+	/*
+	 * The log reader's witness for reads on a standby (es_read.h,
+	 * ES_SQL_SNAPSHOT_DONE): the primary's snapshot, the insert LSN
+	 * read after it, and whether the log database is a standby
+	 */
+	struct es_snapshot done;
+	uint64_t done_lsn;
+	int have_done, log_standby;
 };
 
 /* Views named in `names` (NULL-terminated), all at ES_CURSOR_START. */
@@ -73,6 +81,22 @@ void qry_state_set_primary_lsn(struct qry_state *st, const char *lsn);
  */
 void qry_state_primary_lsn(struct qry_state *st, int64_t max_age_ms, char *out,
 			   size_t n);
+
+/*
+ * The log reader's witness (qry_tail.c done_witness()): the primary's
+ * snapshot `done` (copied; NULL: none) and the insert LSN read after it;
+ * `log_standby`: the log database is a hot standby.
+ */
+void qry_state_set_log_done(struct qry_state *st,
+			    const struct es_snapshot *done, uint64_t lsn,
+			    int log_standby);
+
+/*
+ * A copy of the witness into *done (caller releases) and *lsn: 1; 0 when
+ * there is none or the log database is no standby (nothing to prune).
+ */
+int qry_state_log_done(struct qry_state *st, struct es_snapshot *done,
+		       uint64_t *lsn);
 
 /* Mark view `name` stopped at `position` with `why`. */
 void qry_state_stop_view(struct qry_state *st, const char *name,

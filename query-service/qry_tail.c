@@ -206,8 +206,8 @@ struct qry_tail {
 	struct es_snapshot psnap;
 	uint64_t plsn;
 	int have_psnap;
-	int log_standby; /* C_WRITE's server: -1 not known, 0 primary, 1 standby
-			  */
+	/* C_WRITE's server: -1 not known, 0 a primary, 1 a standby */
+	int log_standby;
 	int64_t next_follow_ms; /* when to read the checkpoints again */
 	int checkpoint_hint; /* a NOTIFY on the checkpoint channel came */
 	long long parked_gen; /* projection_leader.parked_gen last read */
@@ -1344,17 +1344,6 @@ static int project(struct qry_tail *t, struct es_error *err)
 	return flush_start(t, err);
 }
 
-/* An LSN's text ("16/B374D848") as a number; 0 when it is not one. */
-static uint64_t lsn_value(const char *s)
-{
-	unsigned int hi, lo;
-	char end;
-
-	if (sscanf(s, "%8X/%8X%c", &hi, &lo, &end) != 2)
-		return 0;
-	return (uint64_t)hi << 32 | lo;
-}
-
 /*
  * On a log read from a hot standby, the primary's snapshot that the
  * read's snapshot is sure to postdate, or NULL (es_read_forward_done()):
@@ -1369,20 +1358,15 @@ static uint64_t lsn_value(const char *s)
  */
 static const struct es_snapshot *done_witness(struct qry_tail *t)
 {
-	const struct es_snapshot *done = NULL;
-	PGresult *res;
+	uint64_t replayed;
+	int r;
 
 	if (!t->have_psnap || t->log_standby == 0)
 		return NULL;
-	res = PQexec(t->db[C_WRITE], "SELECT pg_last_wal_replay_lsn()::text");
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-		t->log_standby = !PQgetisnull(res, 0, 0);
-		if (t->log_standby &&
-		    lsn_value(PQgetvalue(res, 0, 0)) >= t->plsn)
-			done = &t->psnap;
-	}
-	PQclear(res);
-	return done;
+	r = es_replay_lsn(t->db[C_WRITE], &replayed);
+	if (r >= 0)
+		t->log_standby = r;
+	return r > 0 && replayed >= t->plsn ? &t->psnap : NULL;
 }
 
 /*
@@ -1471,9 +1455,12 @@ static void primary_lsn(struct qry_tail *t)
 	es_snapshot_release(&t->psnap);
 	t->have_psnap =
 		ok && !PQgetisnull(res, 0, 1) &&
-		(t->plsn = lsn_value(PQgetvalue(res, 0, 2))) > 0 &&
+		(t->plsn = es_lsn_value(PQgetvalue(res, 0, 2))) > 0 &&
 		es_snapshot_parse(PQgetvalue(res, 0, 1), &t->psnap, NULL) == 0;
 	PQclear(res);
+	/* for the routes that read the log (qry_read_done()) */
+	qry_state_set_log_done(t->st, t->have_psnap ? &t->psnap : NULL, t->plsn,
+			       t->log_standby == 1);
 }
 
 /*
@@ -1487,6 +1474,7 @@ static void listen_events(struct qry_tail *t)
 	if (t->db[C_LISTEN] && !conn_alive(t, C_LISTEN)) {
 		conn_close(t, C_LISTEN);
 		qry_state_set_primary_lsn(t->st, NULL);
+		qry_state_set_log_done(t->st, NULL, 0, 0);
 		t->have_psnap = 0;
 	}
 	if (t->db[C_LISTEN]) {
