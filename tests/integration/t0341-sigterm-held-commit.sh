@@ -102,6 +102,8 @@ own_psql "SELECT pg_reload_conf()" >/dev/null
 
 DEPOSIT_PIDS=()
 deposit run-1 "$A1"
+# one at a time: two at once may share a round, and a worker
+wait_for 10 held 1
 deposit run-2 "$A2" -H 'Idempotency-Key: run-2'
 wait_for 10 held 2
 for i in 1 2 3 4; do
