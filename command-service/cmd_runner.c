@@ -729,19 +729,33 @@ out:
  *
  * Only a primary's answer counts. After a failover the new primary has
  * the history its standby received: an xid past it is "in the future"
- * there (never committed on this history: 0), and one it has handed out
- * again since is another transaction's, so "committed" also needs our
- * event at `pos` under our xid: looked up by a second statement, whose
- * snapshot is taken after the status said committed (the first one's may
- * predate the commit).
+ * there (pg_xact_status() says so with 22023: never committed on this
+ * history, 0), and one it has handed out again since is another
+ * transaction's, so "committed" also needs our event at `pos` under our
+ * xid: looked up by a second statement, whose snapshot is taken after
+ * the status said committed (the first one's may predate the commit).
+ * A transaction that is committing (in the WAL, waiting for a synchronous
+ * standby) is "in progress" until it shows: pg_xact_status() asks the
+ * proc array before pg_xact. (Not "past the snapshot's xmax": that is the
+ * latest finished xid + 1, and a committing xid newer than every
+ * finished one is past it, though handed out.)
  */
-#define SQL_OUTCOME                                                            \
-	"SELECT CASE WHEN $1::xid8 >= pg_snapshot_xmax(pg_current_snapshot())" \
-	" THEN 'future' ELSE pg_xact_status($1::xid8) END"                     \
+#define SQL_OUTCOME                       \
+	"SELECT pg_xact_status($1::xid8)" \
 	" WHERE NOT pg_is_in_recovery()"
 #define SQL_OURS                                                  \
 	"SELECT 1 FROM events WHERE global_position = $2::bigint" \
 	" AND transaction_id = $1::xid8"
+
+/* pg_xact_status()'s error for an xid not handed out yet */
+static int xid_in_future(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	return state && !strcmp(state, "22023") && msg &&
+	       strstr(msg, "in the future");
+}
 
 /* Whether our event is at params[1] under xid params[0]: 1, 0, -1. */
 static int outcome_ours(PGconn *db, const char *const *params)
@@ -799,6 +813,8 @@ static int commit_outcome(PGconn *broken, unsigned long long xid, long long pos)
 				st = PQgetisnull(res, 0, 0)
 					     ? "unknown"
 					     : PQgetvalue(res, 0, 0);
+			else if (xid_in_future(res))
+				st = "future";
 		}
 		if (st && !strcmp(st, "committed")) {
 			int ours = outcome_ours(db, params);
