@@ -149,14 +149,11 @@ int qry_etag_matches(const char *inm, const char *etag)
 int qry_read_done(const struct qry_read *r, PGconn *db,
 		  struct es_snapshot *done)
 {
-	uint64_t witness, replayed;
+	uint64_t replayed;
 
-	if (!qry_state_log_done(r->ctx->st, done, &witness))
-		return 0;
-	if (es_replay_lsn(db, &replayed) > 0 && replayed >= witness)
-		return 1;
-	es_snapshot_release(done);
-	return 0;
+	return qry_state_log_standby(r->ctx->st) &&
+	       es_replay_lsn(db, &replayed) > 0 &&
+	       qry_state_take_done(r->ctx->st, replayed, done);
 }
 
 int qry_read_check_covers(const struct qry_read *r, const char *position,

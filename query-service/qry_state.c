@@ -200,7 +200,8 @@ void qry_state_release(struct qry_state *st)
 		es_cursor_release(&st->views[i].pos);
 		qry_parked_release(&st->views[i].parked);
 	}
-	es_snapshot_release(&st->done);
+	es_snapshot_release(&st->done_cur);
+	es_snapshot_release(&st->done_next);
 	pthread_mutex_destroy(&st->lock);
 }
 
@@ -291,31 +292,54 @@ void qry_state_primary_lsn(struct qry_state *st, int64_t max_age_ms, char *out,
 	pthread_mutex_unlock(&st->lock);
 }
 
-void qry_state_set_log_done(struct qry_state *st,
-			    const struct es_snapshot *done, uint64_t lsn,
-			    int log_standby)
+void qry_state_offer_done(struct qry_state *st, const struct es_snapshot *done,
+			  uint64_t lsn)
 {
 	struct es_snapshot copy = { 0 };
-	int have = done && es_snapshot_copy(&copy, done, NULL) == 0;
 
+	if (es_snapshot_copy(&copy, done, NULL) < 0)
+		return;
 	pthread_mutex_lock(&st->lock);
-	es_snapshot_release(&st->done);
-	st->done = copy;
-	st->done_lsn = lsn;
-	st->have_done = have;
-	st->log_standby = log_standby;
+	es_snapshot_release(&st->done_next);
+	st->done_next = copy;
+	st->next_lsn = lsn;
+	st->have_next = 1;
 	pthread_mutex_unlock(&st->lock);
 }
 
-int qry_state_log_done(struct qry_state *st, struct es_snapshot *done,
-		       uint64_t *lsn)
+void qry_state_set_log_standby(struct qry_state *st, int standby)
+{
+	pthread_mutex_lock(&st->lock);
+	st->log_standby = standby;
+	pthread_mutex_unlock(&st->lock);
+}
+
+int qry_state_log_standby(struct qry_state *st)
+{
+	int standby;
+
+	pthread_mutex_lock(&st->lock);
+	standby = st->log_standby;
+	pthread_mutex_unlock(&st->lock);
+	return standby;
+}
+
+int qry_state_take_done(struct qry_state *st, uint64_t replayed,
+			struct es_snapshot *done)
 {
 	int ok;
 
 	pthread_mutex_lock(&st->lock);
-	ok = st->have_done && st->log_standby &&
-	     es_snapshot_copy(done, &st->done, NULL) == 0;
-	*lsn = st->done_lsn;
+	if (st->have_next && replayed >= st->next_lsn) {
+		es_snapshot_release(&st->done_cur);
+		st->done_cur = st->done_next;
+		memset(&st->done_next, 0, sizeof(st->done_next));
+		st->cur_lsn = st->next_lsn;
+		st->have_cur = 1;
+		st->have_next = 0;
+	}
+	ok = st->have_cur && replayed >= st->cur_lsn &&
+	     es_snapshot_copy(done, &st->done_cur, NULL) == 0;
 	pthread_mutex_unlock(&st->lock);
 	return ok;
 }

@@ -50,13 +50,15 @@ struct qry_state {
 	char primary_lsn[32];
 	int64_t primary_lsn_ms;
 	/*
-	 * The log reader's witness for reads on a standby (es_read.h,
-	 * ES_SQL_SNAPSHOT_DONE): the primary's snapshot, the insert LSN
-	 * read after it, and whether the log database is a standby
+	 * Witnesses for log reads on a standby (es_read.h,
+	 * ES_SQL_SNAPSHOT_DONE): snapshots of the primary with the insert
+	 * LSN read after each; `cur` is the newest a read has seen the
+	 * standby replay past, `next` a newer one not yet seen passed
 	 */
-	struct es_snapshot done;
-	uint64_t done_lsn;
-	int have_done, log_standby;
+	struct es_snapshot done_cur, done_next;
+	uint64_t cur_lsn, next_lsn;
+	int have_cur, have_next;
+	int log_standby; /* the log reader found a standby */
 };
 
 /* Views named in `names` (NULL-terminated), all at ES_CURSOR_START. */
@@ -83,20 +85,28 @@ void qry_state_primary_lsn(struct qry_state *st, int64_t max_age_ms, char *out,
 			   size_t n);
 
 /*
- * The log reader's witness (qry_tail.c done_witness()): the primary's
- * snapshot `done` (copied; NULL: none) and the insert LSN read after it;
- * `log_standby`: the log database is a hot standby.
+ * A new witness: the primary's snapshot `done` (copied) and the insert
+ * LSN read after it was taken. It waits as `next` until a read finds the
+ * standby replayed past `lsn` (qry_state_take_done()).
  */
-void qry_state_set_log_done(struct qry_state *st,
-			    const struct es_snapshot *done, uint64_t lsn,
-			    int log_standby);
+void qry_state_offer_done(struct qry_state *st, const struct es_snapshot *done,
+			  uint64_t lsn);
+
+/* Whether the log database is a hot standby, as the log reader found. */
+void qry_state_set_log_standby(struct qry_state *st, int standby);
+int qry_state_log_standby(struct qry_state *st);
 
 /*
- * A copy of the witness into *done (caller releases) and *lsn: 1; 0 when
- * there is none or the log database is no standby (nothing to prune).
+ * For a read of the log on a standby that had replayed up to `replayed`
+ * before the read's snapshot: the newest witness at or below it, copied
+ * into *done (zeroed before; the caller releases it): 1; else 0. Never an
+ * older one than a read before it got, while the standby moves on (a
+ * list of running transactions shrinks or stays, read after read: the
+ * tokens of one read cover those of the reads before); after a standby
+ * restart that replays from further back, none until it is past again.
  */
-int qry_state_log_done(struct qry_state *st, struct es_snapshot *done,
-		       uint64_t *lsn);
+int qry_state_take_done(struct qry_state *st, uint64_t replayed,
+			struct es_snapshot *done);
 
 /* Mark view `name` stopped at `position` with `why`. */
 void qry_state_stop_view(struct qry_state *st, const char *name,

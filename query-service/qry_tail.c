@@ -199,15 +199,9 @@ struct qry_tail {
 	int64_t next_lock_ms;
 	int64_t next_listen_ms;
 	int64_t next_lsn_ms; /* when to read the primary's WAL position */
-	/*
-	 * With it, the primary's snapshot and its WAL insert position read
-	 * after that snapshot was taken (done_witness())
-	 */
-	struct es_snapshot psnap;
-	uint64_t plsn;
-	int have_psnap;
 	/* C_WRITE's server: -1 not known, 0 a primary, 1 a standby */
 	int log_standby;
+	struct es_snapshot witness; /* the witness of the last read */
 	int64_t next_follow_ms; /* when to read the checkpoints again */
 	int checkpoint_hint; /* a NOTIFY on the checkpoint channel came */
 	long long parked_gen; /* projection_leader.parked_gen last read */
@@ -1348,25 +1342,32 @@ static int project(struct qry_tail *t, struct es_error *err)
  * On a log read from a hot standby, the primary's snapshot that the
  * read's snapshot is sure to postdate, or NULL (es_read_forward_done()):
  * the standby had replayed, before the read's statement, the primary's
- * WAL up to the insert position read after that snapshot was taken. So
- * every transaction finished in it had written its end to the WAL there,
- * and the standby had replayed that end: it is finished in the read's
- * snapshot too. The replay position is read on the log session itself
- * (a session survives no restart: a new one asks again whether its
- * server is a standby); a primary's snapshot lists its running
- * transactions and needs no witness.
+ * WAL up to the insert position read after that snapshot was taken
+ * (primary_lsn()). So every transaction finished in it had written its
+ * end to the WAL there, and the standby had replayed that end: it is
+ * finished in the read's snapshot too. The replay position is read on
+ * the log session itself, every time (a restarted standby replays from
+ * further back; a new session asks again whether its server is a
+ * standby); a primary's snapshot lists its running transactions and
+ * needs no witness.
  */
 static const struct es_snapshot *done_witness(struct qry_tail *t)
 {
 	uint64_t replayed;
 	int r;
 
-	if (!t->have_psnap || t->log_standby == 0)
+	es_snapshot_release(&t->witness);
+	if (t->log_standby == 0)
 		return NULL;
 	r = es_replay_lsn(t->db[C_WRITE], &replayed);
-	if (r >= 0)
-		t->log_standby = r;
-	return r > 0 && replayed >= t->plsn ? &t->psnap : NULL;
+	if (r < 0)
+		return NULL;
+	if (r != t->log_standby)
+		qry_state_set_log_standby(t->st, r);
+	t->log_standby = r;
+	return r > 0 && qry_state_take_done(t->st, replayed, &t->witness)
+		       ? &t->witness
+		       : NULL;
 }
 
 /*
@@ -1443,7 +1444,9 @@ out:
 	" WHERE NOT pg_is_in_recovery()"
 static void primary_lsn(struct qry_tail *t)
 {
+	struct es_snapshot snap = { 0 };
 	PGresult *res;
+	uint64_t lsn;
 	int ok;
 
 	if (now_ms() < t->next_lsn_ms)
@@ -1452,15 +1455,14 @@ static void primary_lsn(struct qry_tail *t)
 	res = PQexec(t->db[C_LISTEN], SQL_PRIMARY_NOW);
 	ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
 	qry_state_set_primary_lsn(t->st, ok ? PQgetvalue(res, 0, 0) : NULL);
-	es_snapshot_release(&t->psnap);
-	t->have_psnap =
-		ok && !PQgetisnull(res, 0, 1) &&
-		(t->plsn = es_lsn_value(PQgetvalue(res, 0, 2))) > 0 &&
-		es_snapshot_parse(PQgetvalue(res, 0, 1), &t->psnap, NULL) == 0;
+	/* for log reads on a standby (done_witness(), qry_read_done()) */
+	if (ok && !PQgetisnull(res, 0, 1) &&
+	    (lsn = es_lsn_value(PQgetvalue(res, 0, 2))) > 0 &&
+	    es_snapshot_parse(PQgetvalue(res, 0, 1), &snap, NULL) == 0) {
+		qry_state_offer_done(t->st, &snap, lsn);
+		es_snapshot_release(&snap);
+	}
 	PQclear(res);
-	/* for the routes that read the log (qry_read_done()) */
-	qry_state_set_log_done(t->st, t->have_psnap ? &t->psnap : NULL, t->plsn,
-			       t->log_standby == 1);
 }
 
 /*
@@ -1474,8 +1476,6 @@ static void listen_events(struct qry_tail *t)
 	if (t->db[C_LISTEN] && !conn_alive(t, C_LISTEN)) {
 		conn_close(t, C_LISTEN);
 		qry_state_set_primary_lsn(t->st, NULL);
-		qry_state_set_log_done(t->st, NULL, 0, 0);
-		t->have_psnap = 0;
 	}
 	if (t->db[C_LISTEN]) {
 		primary_lsn(t);
@@ -1687,7 +1687,7 @@ static void *tail_main(void *arg)
 static void tail_free(struct qry_tail *t)
 {
 	views_release(t);
-	es_snapshot_release(&t->psnap);
+	es_snapshot_release(&t->witness);
 	if (t->wake[0] >= 0)
 		close(t->wake[0]);
 	if (t->wake[1] >= 0)

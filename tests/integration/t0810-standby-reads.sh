@@ -222,5 +222,13 @@ expect_json .log_database.standby false
 expect_json .log_database.replay_lag_bytes 0
 expect_eq "$(stop_pid "$QP_PID")" 0 "exit status of QP"
 
+# the running lists of the reads only shrink while the standby moves on
+# (qry_state_take_done()): no read found the standby behind a token of
+# its own
+for q in QA QB; do
+	! grep -q 'has not reached this position' "$TEST_TMP/$q.log" ||
+		fail "$q: a read was behind the one before it:" \
+			"$(grep -m1 'has not reached this position' "$TEST_TMP/$q.log")"
+done
 expect_eq "$(stop_pid "$F_PID")" 0 "exit status of $F"
 expect_eq "$(stop_pid "$CMD_PID")" 0 "exit status of CMD"

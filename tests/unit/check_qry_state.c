@@ -142,6 +142,57 @@ START_TEST(stop_view_records_why_and_a_reset_clears_it)
 }
 END_TEST
 
+/* a witness snapshot parsed from `text` (the primary's) */
+static struct es_snapshot witness(const char *text)
+{
+	struct es_snapshot s = { 0 };
+
+	ck_assert_int_eq(es_snapshot_parse(text, &s, NULL), 0);
+	return s;
+}
+
+START_TEST(a_witness_serves_once_replay_passes_it_and_never_goes_back)
+{
+	struct qry_state st;
+	struct es_snapshot a = witness("100:105:100,103");
+	struct es_snapshot b = witness("103:120:103,110");
+	struct es_snapshot got = { 0 };
+
+	ck_assert_int_eq(qry_state_init(&st, names), 0);
+	/* none offered yet */
+	ck_assert_int_eq(qry_state_take_done(&st, 1000, &got), 0);
+	qry_state_offer_done(&st, &a, 500);
+	/* the standby has not replayed the primary's WAL as of `a` */
+	ck_assert_int_eq(qry_state_take_done(&st, 499, &got), 0);
+	ck_assert_int_eq(qry_state_take_done(&st, 500, &got), 1);
+	ck_assert(es_snapshot_equal(&got, &a));
+	es_snapshot_release(&got);
+	/*
+	 * a newer one comes before the standby is past it: `a` still serves
+	 * (a read without a witness would list what `a` saw finished
+	 * again, and not cover the tokens of the reads before it)
+	 */
+	qry_state_offer_done(&st, &b, 900);
+	ck_assert_int_eq(qry_state_take_done(&st, 600, &got), 1);
+	ck_assert(es_snapshot_equal(&got, &a));
+	es_snapshot_release(&got);
+	ck_assert_int_eq(qry_state_take_done(&st, 900, &got), 1);
+	ck_assert(es_snapshot_equal(&got, &b));
+	es_snapshot_release(&got);
+	/* past `b`, `a` is gone: a read with less replayed gets none */
+	ck_assert_int_eq(qry_state_take_done(&st, 950, &got), 1);
+	es_snapshot_release(&got);
+	ck_assert_int_eq(qry_state_take_done(&st, 700, &got), 0);
+	/* the standby flag */
+	ck_assert_int_eq(qry_state_log_standby(&st), 0);
+	qry_state_set_log_standby(&st, 1);
+	ck_assert_int_eq(qry_state_log_standby(&st), 1);
+	es_snapshot_release(&a);
+	es_snapshot_release(&b);
+	qry_state_release(&st);
+}
+END_TEST
+
 START_TEST(a_covered_token_is_not_parked)
 {
 	struct es_error err = ES_ERROR_INIT;
@@ -326,6 +377,9 @@ static Suite *state_suite(void)
 	tcase_add_test(pos, covers_compares_with_the_views_position);
 	tcase_add_test(pos, an_older_position_is_ignored_unless_reset);
 	tcase_add_test(pos, stop_view_records_why_and_a_reset_clears_it);
+	tcase_add_test(
+		pos,
+		a_witness_serves_once_replay_passes_it_and_never_goes_back);
 	suite_add_tcase(s, pos);
 	tcase_add_test(wait, a_covered_token_is_not_parked);
 	tcase_add_test(wait,
