@@ -33,21 +33,23 @@
  * the primary that this statement's snapshot is known to postdate (the
  * standby had replayed, before the statement began, the primary's WAL as
  * of that snapshot: es_read_forward_done()): a transaction finished in it
- * (below XMAX and not in XIP) is finished here too and is not listed.
- * The work is one index probe per transaction in [xmin, xmax) that is
- * left, so a transaction held open on the primary still makes it grow
- * when no such snapshot is at hand.
+ * (below XMAX and not in XIP) is finished here too and is not looked
+ * at: only XIP's and those from XMAX on are. The work is one index probe
+ * per transaction looked at, so without such a snapshot a transaction
+ * held open on the primary makes it grow with every xid since.
  */
-#define ES_SQL_SNAPSHOT_DONE(XMAX, XIP)                                     \
-	"(SELECT CASE WHEN NOT pg_is_in_recovery() THEN s::text ELSE"       \
-	" pg_snapshot_xmin(s)::text || ':' || pg_snapshot_xmax(s)::text"    \
-	" || ':' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x)"   \
-	" FROM generate_series(pg_snapshot_xmin(s)::text::bigint,"          \
-	" pg_snapshot_xmax(s)::text::bigint - 1) x WHERE (" XMAX            \
-	" IS NULL OR x::text::xid8 >= " XMAX " OR x::text::xid8 = ANY(" XIP \
-	")) AND NOT EXISTS"                                                 \
-	" (SELECT FROM events e WHERE e.transaction_id = x::text::xid8)"    \
-	" AND pg_xact_status(x::text::xid8) <> 'aborted'), '') END"         \
+#define ES_SQL_SNAPSHOT_DONE(XMAX, XIP)                                      \
+	"(SELECT CASE WHEN NOT pg_is_in_recovery() THEN s::text ELSE"        \
+	" pg_snapshot_xmin(s)::text || ':' || pg_snapshot_xmax(s)::text"     \
+	" || ':' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x)"    \
+	" FROM (SELECT generate_series(greatest("                            \
+	"pg_snapshot_xmin(s)::text::bigint, (" XMAX ")::text::bigint),"      \
+	" pg_snapshot_xmax(s)::text::bigint - 1) AS x UNION ALL"             \
+	" SELECT u::text::bigint FROM unnest(" XIP ") u"                     \
+	" WHERE u >= pg_snapshot_xmin(s) AND u < pg_snapshot_xmax(s)"        \
+	" AND u < " XMAX ") c WHERE NOT EXISTS"                              \
+	" (SELECT FROM events e WHERE e.transaction_id = x::text::xid8)"     \
+	" AND pg_xact_status(x::text::xid8) <> 'aborted'), '') END"          \
 	" FROM pg_current_snapshot() s)"
 #define ES_SQL_SNAPSHOT ES_SQL_SNAPSHOT_DONE("NULL::xid8", "NULL::xid8[]")
 

@@ -188,6 +188,28 @@ sql "SET ROLE tandem_writer;
 expect_eq "$(sql "SET ROLE tandem_writer;
 	SELECT count(*) FROM events WHERE stream_id = 't0110-w'")" 1 \
 	"tandem_writer can SELECT"
+# 0015: not the columns readers trust (transaction_id is the tailing
+# order, and on a standby what says a transaction is not running)
+refused "SET ROLE tandem_writer;
+	INSERT INTO events (stream_id, stream_version, event_id, event_type,
+		data, transaction_id)
+	VALUES ('t0110-x', 1, gen_random_uuid(), 'Tested', '{}', '3')" \
+	"permission denied" "tandem_writer choosing transaction_id"
+refused "SET ROLE tandem_writer;
+	INSERT INTO events (global_position, stream_id, stream_version,
+		event_id, event_type, data) OVERRIDING SYSTEM VALUE
+	VALUES (1, 't0110-x', 1, gen_random_uuid(), 'Tested', '{}')" \
+	"permission denied" "tandem_writer choosing global_position"
+refused "SET ROLE tandem_writer;
+	INSERT INTO events (stream_id, stream_version, event_id, event_type,
+		data, recorded_at)
+	VALUES ('t0110-x', 1, gen_random_uuid(), 'Tested', '{}', now())" \
+	"permission denied" "tandem_writer choosing recorded_at"
+expect_eq "$(sql "SET ROLE tandem_writer; SELECT versions[1]
+	FROM tandem_append('[{\"stream_id\": \"t0110-f\",
+		\"expected_version\": \"no_stream\",
+		\"events\": [{\"type\": \"Tested\", \"data\": {}}]}]')")" 1 \
+	"tandem_writer appends through tandem_append()"
 refused "SET ROLE tandem_writer; UPDATE events SET data = '{}'" \
 	"permission denied" "tandem_writer UPDATE"
 refused "SET ROLE tandem_writer; DELETE FROM events" \
