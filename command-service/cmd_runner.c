@@ -683,12 +683,18 @@ static void append_all(struct round *r)
 			cr->step = answer(cr, q->token);
 			continue;
 		}
-		if (q->err.code == ES_ECONFLICT) {
+		if (q->err.code == ES_ECONFLICT)
 			cmd_metrics_conflict();
-			contend_all(r, &cr->ticket);
-		}
 		settle_one(r, cr, 0);
 		cr->step = refused(cr, &q->err);
+		/*
+		 * a race it lost, which it decides again; not the client's
+		 * own expectation (an expected_version, a taken event id),
+		 * answered: that says nothing of other writers, and marking
+		 * would send every command on the stripe under the locks
+		 */
+		if (q->err.code == ES_ECONFLICT && cr->step == CMD_AGAIN)
+			contend_all(r, &cr->ticket);
 	}
 	if (err.code == ES_EUNKNOWN)
 		lost_commit(r, &err);

@@ -38,18 +38,18 @@
  * per transaction looked at, so without such a snapshot a transaction
  * held open on the primary makes it grow with every xid since.
  */
-#define ES_SQL_SNAPSHOT_DONE(XMAX, XIP)                                      \
-	"(SELECT CASE WHEN NOT pg_is_in_recovery() THEN s::text ELSE"        \
-	" pg_snapshot_xmin(s)::text || ':' || pg_snapshot_xmax(s)::text"     \
-	" || ':' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x)"    \
-	" FROM (SELECT generate_series(greatest("                            \
-	"pg_snapshot_xmin(s)::text::bigint, (" XMAX ")::text::bigint),"      \
-	" pg_snapshot_xmax(s)::text::bigint - 1) AS x UNION ALL"             \
-	" SELECT u::text::bigint FROM unnest(" XIP ") u"                     \
-	" WHERE u >= pg_snapshot_xmin(s) AND u < pg_snapshot_xmax(s)"        \
-	" AND u < " XMAX ") c WHERE NOT EXISTS"                              \
-	" (SELECT FROM events e WHERE e.transaction_id = x::text::xid8)"     \
-	" AND pg_xact_status(x::text::xid8) <> 'aborted'), '') END"          \
+#define ES_SQL_SNAPSHOT_DONE(XMAX, XIP)                                   \
+	"(SELECT CASE WHEN NOT pg_is_in_recovery() THEN s::text ELSE"     \
+	" pg_snapshot_xmin(s)::text || ':' || pg_snapshot_xmax(s)::text"  \
+	" || ':' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x)" \
+	" FROM (SELECT generate_series(greatest("                         \
+	"pg_snapshot_xmin(s)::text::bigint, (" XMAX ")::text::bigint),"   \
+	" pg_snapshot_xmax(s)::text::bigint - 1) AS x UNION ALL"          \
+	" SELECT u::text::bigint FROM unnest(" XIP ") u"                  \
+	" WHERE u >= pg_snapshot_xmin(s) AND u < pg_snapshot_xmax(s)"     \
+	" AND u < " XMAX ") c WHERE NOT EXISTS"                           \
+	" (SELECT FROM events e WHERE e.transaction_id = x::text::xid8)"  \
+	" AND pg_xact_status(x::text::xid8) <> 'aborted'), '') END"       \
 	" FROM pg_current_snapshot() s)"
 #define ES_SQL_SNAPSHOT ES_SQL_SNAPSHOT_DONE("NULL::xid8", "NULL::xid8[]")
 

@@ -29,8 +29,11 @@
 -- COMMAND_RETRIES ran out (t0305, 2 of 500 deposits answered 503 in CI).
 --
 -- Both orders are ascending keys, so no two holders wait for each other in
--- a cycle. A transaction holds one lock per distinct stream of its batch:
--- up to 2 x COMMIT_BATCH_MAX (transfers) per command-service connection;
+-- a cycle (two keys equal by chance, hashtext being 32 bits, can make
+-- one: PostgreSQL breaks it with 40P01, and the loser decides again).
+-- A transaction holds one lock per distinct stream of its batch: up to 3 x
+-- COMMIT_BATCH_MAX (a transfer names two accounts and its own stream) per
+-- command-service connection;
 -- PostgreSQL's lock table holds max_locks_per_transaction x
 -- max_connections of them in all (6,400 by default), shared by every
 -- session. Writers outside the protocol (tandem_append() called directly)

@@ -109,6 +109,28 @@ expect_status 201
 expect_eq "$(waiting ShareLock)" 0 "nobody waited"
 hold_end
 
+say "a client's own conflict does not send the stream under the locks"
+R="ledger-$A"
+http POST "$CMD_URL/streams/$R/events" \
+	'{"expected_version":"no_stream","events":[{"type":"Opened","data":{}}]}'
+expect_status 201
+# twice expected_version 0 on a stream at 1: answered 409, not retried
+for i in 1 2; do
+	http POST "$CMD_URL/streams/$R/events" \
+		'{"expected_version":0,"events":[{"type":"Late","data":{}}]}'
+	expect_status 409
+done
+# a session holds the stream's lock shared, as an append would: another
+# append goes on beside it; a command that took the lock exclusive (one
+# its process thinks contended) would wait for the session's end
+hold_begin "SELECT pg_advisory_xact_lock_shared($CLASS, hashtext('$R'))"
+http POST "$CMD_URL/streams/$R/events" \
+	'{"expected_version":"any","events":[{"type":"Next","data":{}}]}' \
+	--max-time 5
+expect_status 201
+expect_eq "$(waiting ExclusiveLock)" 0 "nobody waited for the lock"
+hold_end
+
 say "the shared locks last until the append commits, nothing after"
 expect_eq "$(psql_q "SELECT count(*) FROM pg_locks
 	WHERE locktype = 'advisory' AND classid = $CLASS")" 0 \
