@@ -548,20 +548,20 @@ static int woken(int fd, long ms)
 
 /*
  * Connect without blocking a stop: the handshake polls the socket and
- * `wake_fd`. Keepalives first, the operator's conninfo after them (so it
- * may change them), application_name last (it names our sessions).
+ * `wake_fd`. Keepalives first, and tcp_user_timeout (a statement whose
+ * bytes the peer stopped acknowledging, a host gone mid-query, fails in
+ * 20 s, not after TCP's retransmissions of some 15 minutes), the
+ * operator's conninfo after them (so it may change them),
+ * application_name last (it names our sessions).
  */
 static PGconn *link_connect(const struct es_db_link *l)
 {
-	const char *keys[] = { "keepalives",
-			       "keepalives_idle",
-			       "keepalives_interval",
-			       "keepalives_count",
-			       "dbname",
-			       "application_name",
-			       NULL };
-	const char *vals[] = { "1",	    "5",	 "2", "3",
-			       l->conninfo, l->app_name, NULL };
+	const char *keys[] = { "keepalives",	      "keepalives_idle",
+			       "keepalives_interval", "keepalives_count",
+			       "tcp_user_timeout",    "dbname",
+			       "application_name",    NULL };
+	const char *vals[] = { "1",	"5",	     "2",	  "3",
+			       "20000", l->conninfo, l->app_name, NULL };
 	PGconn *db = es_db_open(keys, vals, l->wake_fd, l->connect_ms);
 
 	if (!db)
