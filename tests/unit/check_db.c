@@ -118,8 +118,8 @@ START_TEST(connects_listens_and_comes_back)
 	PGnotify *n;
 	char pid[32];
 
-	if (!url || !*url)
-		return;
+	ck_assert_msg(url && *url, "DATABASE_URL is not set: run the unit "
+				   "tests with scripts/run-tests unit");
 	l.app_name = "check_db";
 	l.listen = "check_db_link";
 	l.wait_ms = 1000;
