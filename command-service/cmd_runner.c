@@ -16,6 +16,7 @@
 #include "cmd_kinds.h"
 #include "cmd_metrics.h"
 #include "cmd_notify.h"
+#include "cmd_outcome.h"
 #include "cmd_request.h"
 #include "cmd_round.h"
 #include "es_db.h"
@@ -25,13 +26,6 @@
 #include "es_buf.h"
 #include "es_event.h"
 #include "es_token.h"
-
-/*
- * How long a round whose connection broke during its commit tries to
- * learn whether its transaction committed, before answering ES_EUNKNOWN.
- */
-#define OUTCOME_WAIT_MS 15000
-#define OUTCOME_POLL_MS 250
 
 /* One round on a worker. */
 struct round {
@@ -43,6 +37,7 @@ struct round {
 	int tx; /* a transaction is open */
 	unsigned long long xid; /* its id, once an append told; else 0 */
 	long long pos; /* a position it appended at, with xid */
+	char command_id[37]; /* the command whose event is at pos */
 };
 
 /* ---- the context ---- */
@@ -678,6 +673,8 @@ static void append_all(struct round *r)
 			    es_append_token_parse(q->token, &at, NULL) == 0) {
 				r->xid = at.xid;
 				r->pos = at.pos;
+				memcpy(r->command_id, cr->command_id,
+				       sizeof(r->command_id));
 			}
 			cr->written = 1;
 			cr->step = answer(cr, q->token);
@@ -726,133 +723,6 @@ out:
 }
 
 /*
- * What became of transaction `xid`, which appended an event at `pos`,
- * asked on a new connection made with the settings of `broken` (a
- * multi-host conninfo finds the primary of now): 1 committed, 0 aborted
- * (a crash aborts what was in progress), -1 still in progress or
- * unreachable when OUTCOME_WAIT_MS ran out, or too old to tell. The pool
- * reconnects `broken` itself.
- *
- * Only a primary's answer counts. After a failover the new primary has
- * the history its standby received: an xid past it is "in the future"
- * there (pg_xact_status() says so with 22023: never committed on this
- * history, 0), and one it has handed out again since is another
- * transaction's, so "committed" also needs our event at `pos` under our
- * xid: looked up by a second statement, whose snapshot is taken after
- * the status said committed (the first one's may predate the commit).
- * A transaction that is committing (in the WAL, waiting for a synchronous
- * standby) is "in progress" until it shows: pg_xact_status() asks the
- * proc array before pg_xact. (Not "past the snapshot's xmax": that is the
- * latest finished xid + 1, and a committing xid newer than every
- * finished one is past it, though handed out.)
- */
-#define SQL_OUTCOME                       \
-	"SELECT pg_xact_status($1::xid8)" \
-	" WHERE NOT pg_is_in_recovery()"
-#define SQL_OURS                                                  \
-	"SELECT 1 FROM events WHERE global_position = $2::bigint" \
-	" AND transaction_id = $1::xid8"
-
-/* pg_xact_status()'s error for an xid not handed out yet */
-static int xid_in_future(const PGresult *res)
-{
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-	return state && !strcmp(state, "22023") && msg &&
-	       strstr(msg, "in the future");
-}
-
-/* Whether our event is at params[1] under xid params[0]: 1, 0, -1. */
-static int outcome_ours(PGconn *db, const char *const *params)
-{
-	PGresult *res =
-		PQexecParams(db, SQL_OURS, 2, NULL, params, NULL, NULL, 0);
-	int ret = PQresultStatus(res) != PGRES_TUPLES_OK ? -1
-		  : PQntuples(res) == 1			 ? 1
-							 : 0;
-
-	PQclear(res);
-	return ret;
-}
-
-static int commit_outcome(PGconn *broken, unsigned long long xid, long long pos)
-{
-	PQconninfoOption *opts = PQconninfo(broken), *o;
-	const char **keys = NULL, **vals = NULL;
-	long long deadline = now_ms() + OUTCOME_WAIT_MS;
-	struct timespec pause = { 0, OUTCOME_POLL_MS * 1000000L };
-	char xidtext[24], postext[24];
-	const char *params[2] = { xidtext, postext };
-	size_t n = 0;
-	int ret = -1;
-
-	snprintf(xidtext, sizeof(xidtext), "%llu", xid);
-	snprintf(postext, sizeof(postext), "%lld", pos);
-	for (o = opts; o && o->keyword; o++)
-		n++;
-	keys = calloc(n + 2, sizeof(*keys));
-	vals = calloc(n + 2, sizeof(*vals));
-	if (!opts || !keys || !vals)
-		goto out;
-	n = 0;
-	/* a short connect timeout, unless the operator's settings say */
-	keys[n] = "connect_timeout";
-	vals[n++] = "2";
-	for (o = opts; o->keyword; o++) {
-		if (!o->val)
-			continue;
-		keys[n] = o->keyword;
-		vals[n++] = o->val;
-	}
-	for (;;) {
-		PGconn *db = PQconnectdbParams(keys, vals, 0);
-		PGresult *res = NULL;
-		const char *st = NULL;
-
-		if (PQstatus(db) == CONNECTION_OK) {
-			res = PQexecParams(db, SQL_OUTCOME, 1, NULL, params,
-					   NULL, NULL, 0);
-			/* no row: a standby, whose answer does not count */
-			if (PQresultStatus(res) == PGRES_TUPLES_OK &&
-			    PQntuples(res) == 1)
-				st = PQgetisnull(res, 0, 0)
-					     ? "unknown"
-					     : PQgetvalue(res, 0, 0);
-			else if (xid_in_future(res))
-				st = "future";
-		}
-		if (st && !strcmp(st, "committed")) {
-			int ours = outcome_ours(db, params);
-
-			st = ours > 0	 ? st
-			     : ours == 0 ? "another transaction's"
-					 : NULL;
-		}
-		if (st && !strcmp(st, "committed"))
-			ret = 1;
-		else if (st &&
-			 (!strcmp(st, "aborted") || !strcmp(st, "future") ||
-			  !strcmp(st, "another transaction's")))
-			ret = 0;
-		es_log(ES_LOG_WARN, "commit_outcome", "{s:s, s:s, s:s?}", "xid",
-		       xidtext, "status", st ? st : "unreachable", "error",
-		       st ? NULL : PQerrorMessage(db));
-		PQclear(res);
-		PQfinish(db);
-		if (ret >= 0 || (st && !strcmp(st, "unknown")) ||
-		    now_ms() >= deadline)
-			break;
-		nanosleep(&pause, NULL);
-	}
-out:
-	PQconninfoFree(opts);
-	free(keys);
-	free(vals);
-	return ret;
-}
-
-/*
  * Whether the transaction may have committed is unknown: each command
  * whose append rode on it answers ES_EUNKNOWN (retry with the same
  * Idempotency-Key) and forgets the state it decided on.
@@ -894,7 +764,9 @@ static void outcome_unknown(struct round *r)
  */
 static void lost_commit(struct round *r, struct es_error *err)
 {
-	switch (r->xid ? commit_outcome(r->db, r->xid, r->pos) : -1) {
+	switch (r->xid ? cmd_commit_outcome(r->db, r->xid, r->pos,
+					    r->command_id, CMD_OUTCOME_WAIT_MS)
+		       : -1) {
 	case 1:
 		r->tx = 0;
 		return;
