@@ -95,30 +95,157 @@ static void log_notice(void *arg, const PGresult *res)
 			PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)));
 }
 
+/* How many entries a comma-separated list has: 0 for none. */
+static size_t list_count(const char *list)
+{
+	size_t n = 1;
+
+	if (!list || !*list)
+		return 0;
+	for (; *list; list++)
+		n += *list == ',';
+	return n;
+}
+
+/* Whether entry `i` of `list` is `want` (a single entry stands for all). */
+static int list_is(const char *list, size_t i, const char *want)
+{
+	size_t len;
+
+	if (list_count(list) == 1)
+		i = 0;
+	for (; list && *list && i > 0; list++)
+		i -= *list == ',';
+	if (!list || !want)
+		return 0;
+	len = strcspn(list, ",");
+	return strlen(want) == len && !strncmp(list, want, len);
+}
+
+static const char *opt(const PQconninfoOption *opts, const char *keyword)
+{
+	for (; opts && opts->keyword; opts++)
+		if (!strcmp(opts->keyword, keyword))
+			return opts->val;
+	return NULL;
+}
+
+/* How many hosts `db`'s conninfo names (host or hostaddr), at least 1. */
+static size_t host_count(const PQconninfoOption *opts)
+{
+	size_t h = list_count(opt(opts, "host")),
+	       a = list_count(opt(opts, "hostaddr"));
+
+	return h > a ? h : a > 0 ? a : 1;
+}
+
+/*
+ * Which of the conninfo's hosts `db` is trying now, by PQhost() and
+ * PQport(); 0 when none matches.
+ */
+static size_t host_now(PGconn *db, const PQconninfoOption *opts)
+{
+	const char *host = opt(opts, "host"), *addr = opt(opts, "hostaddr");
+	const char *port = opt(opts, "port");
+	size_t i, n = host_count(opts);
+
+	for (i = 0; i < n; i++)
+		if ((list_is(host, i, PQhost(db)) ||
+		     list_is(addr, i, PQhost(db))) &&
+		    (list_count(port) == 0 || list_is(port, i, PQport(db))))
+			return i;
+	return 0;
+}
+
+/* The tail of `list` from entry `from` on (a single entry stays). */
+static const char *list_from(const char *list, size_t from)
+{
+	if (list_count(list) <= 1)
+		return list;
+	for (; *list && from > 0; list++)
+		from -= *list == ',';
+	return list;
+}
+
+/*
+ * A handshake that went to the next host: libpq's connect_timeout is per
+ * host, but libpq keeps it only in its blocking connect, so a
+ * non-blocking one stays on a host that never answers. Started again
+ * with `db`'s settings, the host lists from the one after the host it is
+ * at; NULL when that was the last (or out of memory).
+ */
+static PGconn *next_host(PGconn *db)
+{
+	PQconninfoOption *opts = PQconninfo(db), *o;
+	const char **keys = NULL, **vals = NULL;
+	PGconn *next = NULL;
+	size_t n = 0, from;
+
+	if (!opts)
+		return NULL;
+	from = host_now(db, opts) + 1;
+	if (from >= host_count(opts))
+		goto out;
+	for (o = opts; o->keyword; o++)
+		n++;
+	keys = calloc(n + 1, sizeof(*keys));
+	vals = calloc(n + 1, sizeof(*vals));
+	if (!keys || !vals)
+		goto out;
+	n = 0;
+	for (o = opts; o->keyword; o++) {
+		if (!o->val)
+			continue;
+		keys[n] = o->keyword;
+		vals[n++] = !strcmp(o->keyword, "host") ||
+					    !strcmp(o->keyword, "hostaddr") ||
+					    !strcmp(o->keyword, "port")
+				    ? list_from(o->val, from)
+				    : o->val;
+	}
+	next = PQconnectStartParams(keys, vals, 0);
+	if (next)
+		PQsetNoticeReceiver(next, log_notice, NULL);
+out:
+	PQconninfoFree(opts);
+	free(keys);
+	free(vals);
+	return next;
+}
+
+/*
+ * How long a handshake with one of `db`'s hosts may take: `connect_ms`,
+ * or (<= 0) the conninfo's connect_timeout, else CONNECT_MS.
+ */
+static long host_ms(PGconn *db, long connect_ms)
+{
+	PQconninfoOption *opts;
+	const char *v;
+
+	if (connect_ms > 0)
+		return connect_ms;
+	connect_ms = CONNECT_MS;
+	opts = PQconninfo(db);
+	v = opt(opts, "connect_timeout");
+	if (v && atol(v) > 0)
+		/* as libpq: at least 2 s */
+		connect_ms = atol(v) < 2 ? 2000 : atol(v) * 1000;
+	PQconninfoFree(opts);
+	return connect_ms;
+}
+
 PGconn *es_db_open(const char *const *keys, const char *const *vals,
 		   int wake_fd, long connect_ms)
 {
 	PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
-	PGconn *db = PQconnectStartParams(keys, vals, 1);
-	PQconninfoOption *opts;
+	PGconn *db = PQconnectStartParams(keys, vals, 1), *next;
 	int64_t end;
 
 	if (!db)
 		return NULL;
 	/* before the handshake: the server may warn during it */
 	PQsetNoticeReceiver(db, log_notice, NULL);
-	if (connect_ms <= 0) {
-		connect_ms = CONNECT_MS;
-		opts = PQconninfo(db);
-		for (size_t i = 0; opts && opts[i].keyword; i++)
-			if (strcmp(opts[i].keyword, "connect_timeout") == 0 &&
-			    opts[i].val && atol(opts[i].val) > 0)
-				/* as libpq: at least 2 s */
-				connect_ms = atol(opts[i].val) < 2
-						     ? 2000
-						     : atol(opts[i].val) * 1000;
-		PQconninfoFree(opts);
-	}
+	connect_ms = host_ms(db, connect_ms);
 	end = now_ms() + connect_ms;
 	while (PQstatus(db) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
 	       ps != PGRES_POLLING_FAILED) {
@@ -129,8 +256,17 @@ PGconn *es_db_open(const char *const *keys, const char *const *vals,
 		};
 		int64_t left = end - now_ms();
 
-		if (left <= 0)
-			break;
+		if (left <= 0) {
+			/* this host's time is up: the next one, if any */
+			next = next_host(db);
+			if (!next)
+				break;
+			PQfinish(db);
+			db = next;
+			ps = PGRES_POLLING_WRITING;
+			end = now_ms() + connect_ms;
+			continue;
+		}
 		if (poll(p, wake_fd >= 0 ? 2 : 1, (int)left) < 0 &&
 		    errno != EINTR)
 			break;

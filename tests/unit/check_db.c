@@ -1,13 +1,19 @@
 /*
  * check_db.c - struct es_db_link without a server: a failed connection
  * is ES_EUNAVAIL after the backoff, which doubles up to its longest;
- * a readable wake descriptor cuts the attempt and the wait short; a
- * connection comes back after the server ends it; SQLSTATEs reported as
- * data map as es_db_error() maps them.
+ * a readable wake descriptor cuts the attempt and the wait short;
+ * SQLSTATEs reported as data map as es_db_error() maps them. With one
+ * (DATABASE_URL): a connection comes back after the server ends it;
+ * es_db_open()'s connect_timeout is per host.
  */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -159,16 +165,91 @@ START_TEST(connects_listens_and_comes_back)
 }
 END_TEST
 
+/*
+ * A loopback port whose handshakes the kernel completes but nobody
+ * answers (listening, never accepting): a host that does not answer.
+ */
+static int silent_listener(int *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	ck_assert_int_ge(fd, 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(fd, 8), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+/*
+ * connect_timeout is per host, as in libpq: a first host that never
+ * answers leaves the second its own time (a handshake bounded by one
+ * connect_timeout in all never reached the second host).
+ */
+START_TEST(connect_timeout_is_per_host)
+{
+	const char *url = getenv("DATABASE_URL");
+	PQconninfoOption *opts, *o;
+	const char *host = NULL, *port = NULL, *user = NULL, *dbname = NULL;
+	char hosts[512], ports[64];
+	int silent, sport;
+	struct timespec t0;
+	PGconn *db;
+
+	ck_assert_msg(url && *url, "DATABASE_URL is not set: run the unit "
+				   "tests with scripts/run-tests unit");
+	opts = PQconninfoParse(url, NULL);
+	ck_assert_ptr_nonnull(opts);
+	for (o = opts; o->keyword; o++) {
+		if (!strcmp(o->keyword, "host"))
+			host = o->val;
+		else if (!strcmp(o->keyword, "port"))
+			port = o->val;
+		else if (!strcmp(o->keyword, "user"))
+			user = o->val;
+		else if (!strcmp(o->keyword, "dbname"))
+			dbname = o->val;
+	}
+	ck_assert_msg(host && port, "DATABASE_URL names no host and port");
+	silent = silent_listener(&sport);
+	snprintf(hosts, sizeof(hosts), "127.0.0.1,%s", host);
+	snprintf(ports, sizeof(ports), "%d,%s", sport, port);
+	{
+		const char *const keys[] = {
+			"host", "port", "user", "dbname", "connect_timeout",
+			NULL
+		};
+		const char *const vals[] = { hosts,  ports, user,
+					     dbname, "2",   NULL };
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		db = es_db_open(keys, vals, -1, 0);
+	}
+	ck_assert_ptr_nonnull(db);
+	ck_assert_msg(PQstatus(db) == CONNECTION_OK, "%s", PQerrorMessage(db));
+	/* it did wait on the silent one first */
+	ck_assert_int_ge(elapsed_ms(&t0), 1900);
+	PQfinish(db);
+	PQconninfoFree(opts);
+	close(silent);
+}
+END_TEST
+
 static Suite *db_suite(void)
 {
 	Suite *s = suite_create("db");
 	TCase *tc = tcase_create("link");
 
+	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, failure_waits_and_doubles);
 	tcase_add_test(tc, wake_fd_cuts_the_wait_short);
 	tcase_add_test(tc, defaults);
 	tcase_add_test(tc, states_reported_as_data);
 	tcase_add_test(tc, connects_listens_and_comes_back);
+	tcase_add_test(tc, connect_timeout_is_per_host);
 	suite_add_tcase(s, tc);
 	return s;
 }
