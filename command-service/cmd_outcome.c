@@ -26,8 +26,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "es_db.h"
 #include "es_event.h"
 #include "es_log.h"
+
+#define STR_(x) #x
+#define STR(x)	STR_(x)
 
 #define SQL_OUTCOME                       \
 	"SELECT pg_xact_status($1::xid8)" \
@@ -68,15 +72,25 @@ static int outcome_ours(PGconn *db, const char *const *params)
 	return ret;
 }
 
-/* One question on `db`: the status's word, or NULL for no answer. */
+/*
+ * One question on `db`: the status's word, or NULL for no answer. Each
+ * statement within CMD_OUTCOME_TRY_MS (a lock on events, a server that
+ * stopped answering: the try ends, the next one asks again).
+ */
 static const char *ask(PGconn *db, const char *const *params)
 {
 	PGresult *res;
 	const char *st = NULL;
 	int ours;
 
-	if (PQstatus(db) != CONNECTION_OK)
+	if (!db || PQstatus(db) != CONNECTION_OK)
 		return NULL;
+	res = PQexec(db, "SET statement_timeout = " STR(CMD_OUTCOME_TRY_MS));
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		PQclear(res);
+		return NULL;
+	}
+	PQclear(res);
 	res = PQexecParams(db, SQL_OUTCOME, 1, NULL, params, NULL, NULL, 0);
 	/* no row: a standby, whose answer does not count */
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
@@ -115,14 +129,19 @@ int cmd_commit_outcome(PGconn *broken, unsigned long long xid, long long pos,
 	snprintf(postext, sizeof(postext), "%lld", pos);
 	for (o = opts; o && o->keyword; o++)
 		n++;
-	keys = calloc(n + 2, sizeof(*keys));
-	vals = calloc(n + 2, sizeof(*vals));
+	keys = calloc(n + 3, sizeof(*keys));
+	vals = calloc(n + 3, sizeof(*vals));
 	if (!opts || !keys || !vals)
 		goto out;
 	n = 0;
-	/* a short connect timeout, unless the operator's settings say */
+	/*
+	 * short timeouts, unless the operator's settings say: the connect,
+	 * and bytes a vanished host stops acknowledging
+	 */
 	keys[n] = "connect_timeout";
-	vals[n++] = "2";
+	vals[n++] = STR(CMD_OUTCOME_TRY_S);
+	keys[n] = "tcp_user_timeout";
+	vals[n++] = STR(CMD_OUTCOME_TRY_MS);
 	for (o = opts; o->keyword; o++) {
 		if (!o->val)
 			continue;
@@ -130,7 +149,7 @@ int cmd_commit_outcome(PGconn *broken, unsigned long long xid, long long pos,
 		vals[n++] = o->val;
 	}
 	for (;;) {
-		PGconn *db = PQconnectdbParams(keys, vals, 0);
+		PGconn *db = es_db_open(keys, vals, -1, 0);
 		const char *st = ask(db, params);
 
 		if (st && !strcmp(st, "committed"))
@@ -141,7 +160,7 @@ int cmd_commit_outcome(PGconn *broken, unsigned long long xid, long long pos,
 			ret = 0;
 		es_log(ES_LOG_WARN, "commit_outcome", "{s:s, s:s, s:s?}", "xid",
 		       xidtext, "status", st ? st : "unreachable", "error",
-		       st ? NULL : PQerrorMessage(db));
+		       st || !db ? NULL : PQerrorMessage(db));
 		PQfinish(db);
 		if (ret >= 0 || (st && !strcmp(st, "unknown")) ||
 		    now_ms() >= deadline)

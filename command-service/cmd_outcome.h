@@ -16,6 +16,13 @@
 #define CMD_OUTCOME_POLL_MS 250
 
 /*
+ * How long one try may take: to connect, per host of the conninfo, and
+ * for each statement (the same in seconds for libpq's connect_timeout).
+ */
+#define CMD_OUTCOME_TRY_S  2
+#define CMD_OUTCOME_TRY_MS 2000
+
+/*
  * Transaction `xid` appended, at `pos`, an event of the command
  * `command_id` (its metadata's ES_M_COMMAND_ID), on `broken`, whose
  * connection then broke in COMMIT. Asked on new connections made with

@@ -35,7 +35,14 @@ struct round {
 	struct cmd_request **cr; /* the members, in job order */
 	size_t n;
 	int tx; /* a transaction is open */
-	unsigned long long xid; /* its id, once an append told; else 0 */
+	int appended; /* an append answered: a lost COMMIT may have kept it */
+	/*
+	 * Its id, once a fresh append told; else 0. Not from a replay (a raw
+	 * append whose every event names a stored event id): that answers
+	 * with the earlier transaction's id and position, whose event is
+	 * another command's.
+	 */
+	unsigned long long xid;
 	long long pos; /* a position it appended at, with xid */
 	char command_id[37]; /* the command whose event is at pos */
 };
@@ -669,7 +676,8 @@ static void append_all(struct round *r)
 		if (q->ok) {
 			struct es_append_token at;
 
-			if (!r->xid &&
+			r->appended = 1;
+			if (!r->xid && !cr->cmd.all_ids &&
 			    es_append_token_parse(q->token, &at, NULL) == 0) {
 				r->xid = at.xid;
 				r->pos = at.pos;
@@ -756,11 +764,11 @@ static void outcome_unknown(struct round *r)
 
 /*
  * The connection broke while the round's transaction committed: the
- * COMMIT of a keyed round, the Sync of an autocommit append. The appends
- * told its id, and their answers are set: ask the server. Committed,
- * they stand (settle() caches and counts them); aborted, each command
- * that rode on it answers 503 (nothing was applied); not known in time,
- * ES_EUNKNOWN.
+ * COMMIT of a keyed round, the Sync of an autocommit append. A fresh
+ * append told its id, and the answers are set: ask the server.
+ * Committed, they stand (settle() caches and counts them); aborted, each
+ * command that rode on it answers 503 (nothing was applied); not known
+ * in time, or no id to ask about (a round of replays only), ES_EUNKNOWN.
  */
 static void lost_commit(struct round *r, struct es_error *err)
 {
@@ -817,10 +825,10 @@ static void finish_tx(struct round *r)
 		goto out;
 	}
 	/*
-	 * The connection broke during COMMIT, after appends that took a
-	 * transaction id: it may have committed.
+	 * The connection broke during COMMIT, after appends: it may have
+	 * committed.
 	 */
-	if (err.code == ES_EUNAVAIL && r->xid && es_db_broken(r->db)) {
+	if (err.code == ES_EUNAVAIL && r->appended && es_db_broken(r->db)) {
 		lost_commit(r, &err);
 		goto out;
 	}

@@ -2,13 +2,16 @@
  * check_outcome.c - cmd_commit_outcome() on a real server (DATABASE_URL,
  * migrated by bin/migrate): committed only with our command's event at
  * the position under the xid, never for another command's event there
- * (the xid and position a promoted standby hands out again), aborted and
- * not-yet-handed-out xids never commit, a running one is not known.
+ * (the xid and position a promoted standby hands out again) nor for our
+ * event under another xid, aborted and not-yet-handed-out xids never
+ * commit, a running one is not known, and each try ends with its
+ * statement's timeout (a lock held on events).
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../command-service/cmd_outcome.h"
 
@@ -109,6 +112,54 @@ START_TEST(another_commands_event_there_is_not_ours)
 }
 END_TEST
 
+START_TEST(our_event_under_another_xid_is_not_ours)
+{
+	PGconn *db;
+	unsigned long long xid, other_xid;
+	long long pos, other_pos;
+
+	setup();
+	db = connect_db();
+	/* both committed: our event at pos, but under the other xid */
+	append(db, OURS, &xid, &pos);
+	append(db, THEIRS, &other_xid, &other_pos);
+	ck_assert_int_eq(cmd_commit_outcome(db, other_xid, pos, OURS, 2000), 0);
+	PQfinish(db);
+}
+END_TEST
+
+/*
+ * A try ends with its statement: a lock on events held by another
+ * session (the look for our event waits on it) does not hold the
+ * question past its deadline by more than one try.
+ */
+START_TEST(a_held_lock_bounds_each_try)
+{
+	PGconn *db, *locker;
+	unsigned long long xid;
+	long long pos;
+	struct timespec t0, t1;
+	long ms;
+
+	setup();
+	db = connect_db();
+	locker = connect_db();
+	append(db, OURS, &xid, &pos);
+	exec_ok(locker, "BEGIN");
+	exec_ok(locker, "LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(cmd_commit_outcome(db, xid, pos, OURS, 300), -1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+	     (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ck_assert_msg(ms < CMD_OUTCOME_TRY_MS + 1800, "asked for %ld ms", ms);
+	exec_ok(locker, "ROLLBACK");
+	ck_assert_int_eq(cmd_commit_outcome(db, xid, pos, OURS, 2000), 1);
+	PQfinish(locker);
+	PQfinish(db);
+}
+END_TEST
+
 START_TEST(aborted_is_never)
 {
 	PGconn *db;
@@ -184,6 +235,8 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, committed_with_our_event_is_committed);
 	tcase_add_test(tc, another_commands_event_there_is_not_ours);
+	tcase_add_test(tc, our_event_under_another_xid_is_not_ours);
+	tcase_add_test(tc, a_held_lock_bounds_each_try);
 	tcase_add_test(tc, aborted_is_never);
 	tcase_add_test(tc, xid_not_handed_out_is_never);
 	tcase_add_test(tc, running_is_not_known_in_time);
