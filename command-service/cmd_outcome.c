@@ -135,11 +135,13 @@ int cmd_commit_outcome(PGconn *broken, unsigned long long xid, long long pos,
 		goto out;
 	n = 0;
 	/*
-	 * short timeouts, unless the operator's settings say: the connect,
-	 * and bytes a vanished host stops acknowledging
+	 * es_db_open() expands the first dbname given: an empty one, so that
+	 * the database's own name (from PQconninfo()) is taken as a name
 	 */
-	keys[n] = "connect_timeout";
-	vals[n++] = STR(CMD_OUTCOME_TRY_S);
+	keys[n] = "dbname";
+	vals[n++] = "";
+	/* bytes a vanished host stops acknowledging, unless the operator says
+	 */
 	keys[n] = "tcp_user_timeout";
 	vals[n++] = STR(CMD_OUTCOME_TRY_MS);
 	for (o = opts; o->keyword; o++) {
@@ -149,7 +151,9 @@ int cmd_commit_outcome(PGconn *broken, unsigned long long xid, long long pos,
 		vals[n++] = o->val;
 	}
 	for (;;) {
-		PGconn *db = es_db_open(keys, vals, -1, 0);
+		/* each host CMD_OUTCOME_TRY_MS, whatever connect_timeout says
+		 */
+		PGconn *db = es_db_open(keys, vals, -1, CMD_OUTCOME_TRY_MS);
 		const char *st = ask(db, params);
 
 		if (st && !strcmp(st, "committed"))

@@ -16,10 +16,10 @@
 #define CMD_OUTCOME_POLL_MS 250
 
 /*
- * How long one try may take: to connect, per host of the conninfo, and
- * for each statement (the same in seconds for libpq's connect_timeout).
+ * How long one part of a try may take: connecting, per host of the
+ * conninfo, and each statement. A try that began before the deadline may
+ * end past it, by at most hosts x this + two statements.
  */
-#define CMD_OUTCOME_TRY_S  2
 #define CMD_OUTCOME_TRY_MS 2000
 
 /*

@@ -38,9 +38,9 @@ struct round {
 	int appended; /* an append answered: a lost COMMIT may have kept it */
 	/*
 	 * Its id, once a fresh append told; else 0. Not from a replay (a raw
-	 * append whose every event names a stored event id): that answers
-	 * with the earlier transaction's id and position, whose event is
-	 * another command's.
+	 * append whose every event names an event id stored before): that
+	 * answers with the earlier transaction's id and position, whose
+	 * event is another command's.
 	 */
 	unsigned long long xid;
 	long long pos; /* a position it appended at, with xid */
@@ -677,7 +677,7 @@ static void append_all(struct round *r)
 			struct es_append_token at;
 
 			r->appended = 1;
-			if (!r->xid && !cr->cmd.all_ids &&
+			if (!r->xid && q->fresh &&
 			    es_append_token_parse(q->token, &at, NULL) == 0) {
 				r->xid = at.xid;
 				r->pos = at.pos;
@@ -768,13 +768,18 @@ static void outcome_unknown(struct round *r)
  * append told its id, and the answers are set: ask the server.
  * Committed, they stand (settle() caches and counts them); aborted, each
  * command that rode on it answers 503 (nothing was applied); not known
- * in time, or no id to ask about (a round of replays only), ES_EUNKNOWN.
+ * in time, ES_EUNKNOWN. No fresh append (replays only, of events
+ * committed before): nothing but key rows rode on it, and the answers
+ * stand (a retry with the key answers the same, stored or replayed).
  */
 static void lost_commit(struct round *r, struct es_error *err)
 {
-	switch (r->xid ? cmd_commit_outcome(r->db, r->xid, r->pos,
-					    r->command_id, CMD_OUTCOME_WAIT_MS)
-		       : -1) {
+	if (!r->xid) {
+		r->tx = 0;
+		return;
+	}
+	switch (cmd_commit_outcome(r->db, r->xid, r->pos, r->command_id,
+				   CMD_OUTCOME_WAIT_MS)) {
 	case 1:
 		r->tx = 0;
 		return;

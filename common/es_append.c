@@ -15,7 +15,7 @@
 #define SQL_APPEND_BATCH                                                   \
 	"SELECT cmd, transaction_id::text, last_position, versions::text," \
 	" error_code, error_message, current_version, stream_id,"          \
-	" stream_version"                                                  \
+	" stream_version, pg_current_xact_id_if_assigned()::text"          \
 	" FROM tandem_append_batch_rows($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 /* Retries of an autocommit append that lost a race it may win next. */
@@ -540,6 +540,13 @@ static void batch_outcome(const PGresult *res, int row, struct es_append_req *r)
 		}
 		es_append_token_format(&at, r->token, sizeof(r->token));
 		r->ok = 1;
+		/*
+		 * the function's rows are all made before the first is
+		 * returned: the transaction's id after every append of the call
+		 */
+		r->fresh =
+			!PQgetisnull(res, row, 9) &&
+			strtoull(PQgetvalue(res, row, 9), NULL, 10) == at.xid;
 		return;
 	}
 	es_db_state_error(PQgetvalue(res, row, 4), PQgetvalue(res, row, 5),
@@ -621,6 +628,7 @@ static void rows_outcome(struct es_append_req *r, const struct tally *t)
 	}
 	es_append_token_format(&t->at, r->token, sizeof(r->token));
 	r->ok = 1;
+	r->fresh = 1; /* the INSERT of this call */
 }
 
 /*
@@ -737,6 +745,7 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		es_error_release(&reqs[i].err);
 		reqs[i].err = (struct es_error)ES_ERROR_INIT;
 		reqs[i].ok = 0;
+		reqs[i].fresh = 0;
 		reqs[i].sent_ = 0;
 		reqs[i].token[0] = '\0';
 	}
@@ -788,8 +797,11 @@ int es_append_batch(PGconn *db, struct es_append_req *reqs, size_t n,
 		if (reqs[i].sent_)
 			es_error_set(&reqs[i].err, ES_EINTERNAL,
 				     "unexpected append result");
-		/* written, by a transaction whose fate we did not hear */
-		if (reqs[i].ok && lost)
+		/*
+		 * written, by a transaction whose fate we did not hear (a
+		 * replay's events were committed before: it stands)
+		 */
+		if (reqs[i].ok && reqs[i].fresh && lost)
 			ret = es_error_set(
 				err, ES_EUNKNOWN,
 				"the connection to the database broke while the append committed");

@@ -31,6 +31,12 @@ struct es_append_req {
 	size_t n;
 	/* out */
 	int ok; /* 1: appended, `token` and the streams' versions are set */
+	/*
+	 * With ok: 1 when this call stored its events, so the token's xid is
+	 * the caller's transaction; 0 for a replay (the token of the earlier
+	 * append that stored them).
+	 */
+	int fresh;
 	struct es_error err; /* else why; release with es_error_release() */
 	char token[ES_APPEND_TOKEN_MAX];
 	int sent_; /* private */
@@ -89,10 +95,12 @@ struct es_append_req {
  * In autocommit mode the server sends the statement's outcomes before it
  * commits, so a connection that breaks before they came broke before the
  * commit began (ES_EUNAVAIL: nothing stored). One that breaks after them,
- * before the commit answered, is ES_EUNKNOWN (returning -1): every
- * request has its outcome as if it committed, but whether the `ok` ones
- * are stored is not known; their tokens carry the transaction id to ask
- * pg_xact_status() about, on another connection.
+ * before the commit answered, is ES_EUNKNOWN (returning -1) when a
+ * request stored events (`fresh`): every request has its outcome as if it
+ * committed, but whether the `ok` ones are stored is not known; the fresh
+ * ones' tokens carry the transaction id to ask pg_xact_status() about, on
+ * another connection. A call of replays only stored nothing: its outcomes
+ * stand.
  * ownership: borrows everything; the caller releases each request's
  * `err` (which must hold nothing to free when called: it is reset).
  */

@@ -107,7 +107,10 @@ static size_t list_count(const char *list)
 	return n;
 }
 
-/* Whether entry `i` of `list` is `want` (a single entry stands for all). */
+/*
+ * Whether entry `i` of `list` may be `want`: equal, or empty (libpq's
+ * default stands there). A single entry stands for all.
+ */
 static int list_is(const char *list, size_t i, const char *want)
 {
 	size_t len;
@@ -119,7 +122,7 @@ static int list_is(const char *list, size_t i, const char *want)
 	if (!list || !want)
 		return 0;
 	len = strcspn(list, ",");
-	return strlen(want) == len && !strncmp(list, want, len);
+	return len == 0 || (strlen(want) == len && !strncmp(list, want, len));
 }
 
 static const char *opt(const PQconninfoOption *opts, const char *keyword)
@@ -172,7 +175,9 @@ static const char *list_from(const char *list, size_t from)
  * host, but libpq keeps it only in its blocking connect, so a
  * non-blocking one stays on a host that never answers. Started again
  * with `db`'s settings, the host lists from the one after the host it is
- * at; NULL when that was the last (or out of memory).
+ * at; NULL when that was the last (or out of memory). (libpq's blocking
+ * connect would try a name's other addresses first: here the next name
+ * comes.)
  */
 static PGconn *next_host(PGconn *db)
 {
@@ -240,6 +245,7 @@ PGconn *es_db_open(const char *const *keys, const char *const *vals,
 	PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
 	PGconn *db = PQconnectStartParams(keys, vals, 1), *next;
 	int64_t end;
+	const char *host;
 
 	if (!db)
 		return NULL;
@@ -247,6 +253,7 @@ PGconn *es_db_open(const char *const *keys, const char *const *vals,
 	PQsetNoticeReceiver(db, log_notice, NULL);
 	connect_ms = host_ms(db, connect_ms);
 	end = now_ms() + connect_ms;
+	host = PQhost(db);
 	while (PQstatus(db) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
 	       ps != PGRES_POLLING_FAILED) {
 		struct pollfd p[2] = {
@@ -265,6 +272,7 @@ PGconn *es_db_open(const char *const *keys, const char *const *vals,
 			db = next;
 			ps = PGRES_POLLING_WRITING;
 			end = now_ms() + connect_ms;
+			host = PQhost(db);
 			continue;
 		}
 		if (poll(p, wake_fd >= 0 ? 2 : 1, (int)left) < 0 &&
@@ -272,8 +280,18 @@ PGconn *es_db_open(const char *const *keys, const char *const *vals,
 			break;
 		if (p[1].revents)
 			break;
-		if (p[0].revents)
-			ps = PQconnectPoll(db);
+		if (!p[0].revents)
+			continue;
+		ps = PQconnectPoll(db);
+		/*
+		 * libpq went on to another host by itself (refused, not
+		 * read-write): its time begins. PQhost() points into the
+		 * host's own entry, so a name given twice still differs.
+		 */
+		if (PQhost(db) != host) {
+			host = PQhost(db);
+			end = now_ms() + connect_ms;
+		}
 	}
 	return db;
 }

@@ -18,9 +18,10 @@
  * connection of the services and of bin/migrate is made here. The
  * handshake polls the socket and `wake_fd` (-1: none), so a stop cuts it
  * short, and gives each host the conninfo names at most `connect_ms`
- * (0: the conninfo's connect_timeout, else 10 s), then goes on to the
- * next one, as libpq's own blocking connect does (its non-blocking one
- * would wait on a host that never answers).
+ * (0: the conninfo's connect_timeout, else 10 s), from the moment libpq
+ * turned to it, then goes on to the next one, as libpq's own blocking
+ * connect does (its non-blocking one would wait on a host that never
+ * answers; unlike libpq, a name's further addresses are not tried then).
  * Returns the connection in whatever state it ended: CONNECTION_OK or
  * not (PQerrorMessage() says why, empty when cut short); NULL only when
  * out of memory.

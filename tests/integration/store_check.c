@@ -476,7 +476,10 @@ static int cmd_commit_error(void)
 	return 0;
 }
 
-/* Print one request's outcome as "N ok ..." or "N error ...". */
+/*
+ * Print one request's outcome as "N ok VERSIONS TOKEN", with " replay"
+ * when it stored nothing, or "N error ...".
+ */
 static void print_req(size_t k, const struct es_append_req *r)
 {
 	size_t i;
@@ -489,7 +492,8 @@ static void print_req(size_t k, const struct es_append_req *r)
 	printf("%zu ok", k + 1);
 	for (i = 0; i < r->n; i++)
 		printf(" %lld", r->streams[i].version);
-	printf(" %s\n", r->token);
+	/* a replay: the token of the append that stored its events */
+	printf(" %s%s\n", r->token, r->fresh ? "" : " replay");
 }
 
 static int cmd_batch(PGconn *db, int argc, char **argv)

@@ -134,7 +134,7 @@ first=$(sc batch x-1 no_stream "$X" -- x-2 no_stream "$ONE")
 xtoken=$(head -1 <<<"$first" | cut -d' ' -f4)
 # again: the first request replays its outcome, the second conflicts
 out=$(sc batch x-1 no_stream "$X" -- x-2 no_stream "$ONE" -- x-3 any "$ONE")
-expect_eq "$(head -2 <<<"$out")" "1 ok 2 $xtoken
+expect_eq "$(head -2 <<<"$out")" "1 ok 2 $xtoken replay
 2 error ECONFLICT 1 stream 'x-2' is at version 1, expected 0" "replay"
 [[ $(sed -n 3p <<<"$out") =~ ^3\ ok\ 1\  ]] || fail "x-3: '$out'"
 expect_eq "$(count x-1)|$(count x-2)|$(count x-3)" "2|1|1" "a replay stored nothing"

@@ -6,8 +6,8 @@
 # own transaction (the round's fresh append), not that one: asked about
 # the replay's, it read "another transaction's" and answered 503 "nothing
 # applied" for a deposit that then committed. A round of replays only
-# has no transaction of its own to ask about: it answers 504 (unknown,
-# retry with the same key), not 503.
+# stored no event (only its key's row): its answer stands, nobody asked.
+# A fresh raw append whose events carry ids is asked about.
 #
 # As t0822: the service reaches its database through tcp_proxy, commits
 # wait for a synchronous standby that does not exist, the proxy is cut
@@ -162,24 +162,42 @@ expect_eq "$(own_psql "SELECT count(*) FROM events
 expect_eq "$(own_psql "SELECT count(*) FROM events
 	WHERE event_id = '$EV'")" 1 "the replayed event in the log"
 
-say "a round of a replay only: no transaction to ask about, 504"
-committed=$(outcomes committed)
+say "a round of a replay only: its answer stands, nothing to ask about"
+asked=$(grep -c '"event":"commit_outcome"' "$TEST_TMP/CMD.log")
 sync_on
 send only "/streams/notes-$acc/events" "$RAW" only
 wait_for 10 eval '[ "$(waiters)" = 1 ]'
 proxy_cut
 proxy_start
 wait "$PID_only" || true
-expect_eq "$(cat "$OUT/only.st")" 504 "the replay alone: $(cat "$OUT/only.body")"
-expect_eq "$(outcomes "another transaction's")" 0 \
-	"asked about the replay's transaction"
-expect_eq "$(outcomes committed)" "$committed" "asked about a transaction"
+expect_eq "$(cat "$OUT/only.st")" "$replayed" \
+	"the replay alone: $(cat "$OUT/only.body")"
+expect_eq "$(jq -c . <"$OUT/only.body")" "$first" "the replay's answer"
+expect_eq "$(grep -c '"event":"commit_outcome"' "$TEST_TMP/CMD.log")" \
+	"$asked" "asked about a transaction"
 sync_off
-# its key's row: committed once the wait is released, or not at all
 wait_for 10 eval '[ "$(waiters)" = 0 ]'
 http POST "$CMD_URL/streams/notes-$acc/events" "$RAW" -H 'Idempotency-Key: only'
 expect_eq "$HTTP_STATUS" "$replayed" "sent again with its key: $HTTP_BODY"
 expect_eq "$(jq -c . <<<"$HTTP_BODY")" "$first" "the replay's answer"
 expect_eq "$(own_psql "SELECT count(*) FROM events
 	WHERE event_id = '$EV'")" 1 "still once in the log"
+
+say "a round of a fresh raw append with event ids: its own transaction"
+inprog=$(outcomes "in progress")
+EV2=5d1e7a9b-2c3f-4e5a-8b6c-7d8e9f0a1b2c
+RAW2='{"expected_version":"any","events":[{"type":"Noted","data":{"n":2},"event_id":"'$EV2'"}]}'
+sync_on
+send ids "/streams/notes-$acc/events" "$RAW2" ids
+wait_for 10 eval '[ "$(waiters)" = 1 ]'
+proxy_cut
+proxy_start
+# asked, not guessed: "in progress" while it waits for the standby
+wait_for 10 eval '[ "$(outcomes "in progress")" -gt "$inprog" ]'
+expect_eq "$(cat "$OUT/ids.st")" "" "no answer while it is in progress"
+sync_off
+wait "$PID_ids" || true
+expect_eq "$(cat "$OUT/ids.st")" 201 "the append: $(cat "$OUT/ids.body")"
+expect_eq "$(own_psql "SELECT count(*) FROM events
+	WHERE event_id = '$EV2'")" 1 "the appended event in the log"
 expect_eq "$(stop_pid "$CMD_PID")" 0 "exit status of CMD"
