@@ -24,7 +24,10 @@
  * the client takes its `position` and at once sends GET /accounts/{id}
  * with X-Min-Position: <position> and X-Wait-Ms: 10000 on a query
  * connection of its own (M opened beforehand, default 16; more are opened
- * when all are busy, up to 512). The lag of a deposit is the arrival of
+ * when all are busy, up to 200: under the services' default
+ * PER_IP_CONNECTION_LIMIT, 256, past which a new connection is closed
+ * unanswered; then the GET waits in the client for one, and that wait
+ * counts in its lag). The lag of a deposit is the arrival of
  * that GET's 200 minus the arrival of the 201; its read-your-writes round
  * trip is the arrival of that 200 minus the moment the deposit's request
  * began to be written (what a client that POSTs, then GETs with the
@@ -102,7 +105,7 @@
 #define READ_CHUNK     (64 * 1024)
 #define TOKEN_MAX      4096 /* bytes of a position token */
 #define ID_MAX	       128 /* bytes of an account id */
-#define QCONNS_MAX     512 /* query connections of lag at most */
+#define QCONNS_MAX     200 /* query connections of lag at most (above) */
 #define CONNS_MAX      256 /* command connections of lag at most */
 #define WARMUP_NS      1000000000ULL
 #define DRAIN_NS       20000000000ULL /* wait for answers after the end */
