@@ -43,6 +43,7 @@ struct round {
 	 * event is another command's.
 	 */
 	unsigned long long xid;
+	int xid_lost; /* a fresh append's token did not parse: id unknown */
 	long long pos; /* a position it appended at, with xid */
 	char command_id[37]; /* the command whose event is at pos */
 };
@@ -677,12 +678,16 @@ static void append_all(struct round *r)
 			struct es_append_token at;
 
 			r->appended = 1;
-			if (!r->xid && q->fresh &&
-			    es_append_token_parse(q->token, &at, NULL) == 0) {
+			if (r->xid || !q->fresh)
+				;
+			else if (es_append_token_parse(q->token, &at, NULL) ==
+				 0) {
 				r->xid = at.xid;
 				r->pos = at.pos;
 				memcpy(r->command_id, cr->command_id,
 				       sizeof(r->command_id));
+			} else {
+				r->xid_lost = 1;
 			}
 			cr->written = 1;
 			cr->step = answer(cr, q->token);
@@ -731,6 +736,23 @@ out:
 }
 
 /*
+ * The round's COMMIT answer was lost: an answer decided without an append
+ * whose key row rode on it (a stored refusal, a 404) may not be stored,
+ * and a retry with the key would decide again: each answers 503 (nothing
+ * applied, retry) instead. The appends are settled by the callers.
+ */
+static void unstored(struct round *r)
+{
+	struct es_error err = ES_ERROR_INIT;
+
+	es_error_set(&err, ES_EUNAVAIL, "database unavailable");
+	for (size_t i = 0; i < r->n; i++)
+		if (!r->cr[i]->written && depends(r, r->cr[i]))
+			undone(r, r->cr[i], &err, CMD_FATE_ANSWER);
+	es_error_release(&err);
+}
+
+/*
  * Whether the transaction may have committed is unknown: each command
  * whose append rode on it answers ES_EUNKNOWN (retry with the same
  * Idempotency-Key) and forgets the state it decided on.
@@ -739,6 +761,8 @@ static void outcome_unknown(struct round *r)
 {
 	struct es_error keyed = ES_ERROR_INIT, unkeyed = ES_ERROR_INIT;
 	struct cmd_request *cr;
+
+	unstored(r);
 
 	es_error_set(&keyed, ES_EUNKNOWN,
 		     "the connection to the database broke while the command "
@@ -769,12 +793,18 @@ static void outcome_unknown(struct round *r)
  * Committed, they stand (settle() caches and counts them); aborted, each
  * command that rode on it answers 503 (nothing was applied); not known
  * in time, ES_EUNKNOWN. No fresh append (replays only, of events
- * committed before): nothing but key rows rode on it, and the answers
- * stand (a retry with the key answers the same, stored or replayed).
+ * committed before): nothing but key rows rode on it; the replays stand
+ * (a retry with the key answers the same, stored or replayed), answers
+ * without an append answer 503 (unstored()).
  */
 static void lost_commit(struct round *r, struct es_error *err)
 {
+	if (r->xid_lost) {
+		outcome_unknown(r);
+		return;
+	}
 	if (!r->xid) {
+		unstored(r);
 		r->tx = 0;
 		return;
 	}

@@ -108,10 +108,10 @@ static size_t list_count(const char *list)
 }
 
 /*
- * Whether entry `i` of `list` may be `want`: equal, or empty (libpq's
- * default stands there). A single entry stands for all.
+ * Whether entry `i` of `list` may be `want`: equal, or, with `wild`,
+ * empty (libpq's default stands there). A single entry stands for all.
  */
-static int list_is(const char *list, size_t i, const char *want)
+static int list_is(const char *list, size_t i, const char *want, int wild)
 {
 	size_t len;
 
@@ -122,7 +122,9 @@ static int list_is(const char *list, size_t i, const char *want)
 	if (!list || !want)
 		return 0;
 	len = strcspn(list, ",");
-	return len == 0 || (strlen(want) == len && !strncmp(list, want, len));
+	if (len == 0)
+		return wild;
+	return strlen(want) == len && !strncmp(list, want, len);
 }
 
 static const char *opt(const PQconninfoOption *opts, const char *keyword)
@@ -144,19 +146,23 @@ static size_t host_count(const PQconninfoOption *opts)
 
 /*
  * Which of the conninfo's hosts `db` is trying now, by PQhost() and
- * PQport(); 0 when none matches.
+ * PQport(): the first that names them, else the first with empty entries
+ * (defaults) that may stand for them; 0 when none matches.
  */
 static size_t host_now(PGconn *db, const PQconninfoOption *opts)
 {
 	const char *host = opt(opts, "host"), *addr = opt(opts, "hostaddr");
 	const char *port = opt(opts, "port");
 	size_t i, n = host_count(opts);
+	int wild;
 
-	for (i = 0; i < n; i++)
-		if ((list_is(host, i, PQhost(db)) ||
-		     list_is(addr, i, PQhost(db))) &&
-		    (list_count(port) == 0 || list_is(port, i, PQport(db))))
-			return i;
+	for (wild = 0; wild <= 1; wild++)
+		for (i = 0; i < n; i++)
+			if ((list_is(host, i, PQhost(db), wild) ||
+			     list_is(addr, i, PQhost(db), wild)) &&
+			    (list_count(port) == 0 ||
+			     list_is(port, i, PQport(db), wild)))
+				return i;
 	return 0;
 }
 

@@ -6,8 +6,10 @@
 # own transaction (the round's fresh append), not that one: asked about
 # the replay's, it read "another transaction's" and answered 503 "nothing
 # applied" for a deposit that then committed. A round of replays only
-# stored no event (only its key's row): its answer stands, nobody asked.
-# A fresh raw append whose events carry ids is asked about.
+# stored no event (only its key's row): its answer stands, nobody asked;
+# an answer without an append in such a round (its key's row lost with
+# the COMMIT's answer) answers 503. A fresh raw append whose events carry
+# ids is asked about.
 #
 # As t0822: the service reaches its database through tcp_proxy, commits
 # wait for a synchronous standby that does not exist, the proxy is cut
@@ -182,6 +184,41 @@ expect_eq "$HTTP_STATUS" "$replayed" "sent again with its key: $HTTP_BODY"
 expect_eq "$(jq -c . <<<"$HTTP_BODY")" "$first" "the replay's answer"
 expect_eq "$(own_psql "SELECT count(*) FROM events
 	WHERE event_id = '$EV'")" 1 "still once in the log"
+
+say "a replay and a stored refusal in one round: the replay stands, the refusal 503"
+# the refusal's key row rode on the lost COMMIT: stored or not, not known,
+# so it may not answer as if stored (a retry would decide again)
+GHOST=00000000-0000-4000-8000-00000000dead
+sync_on
+send b3 "/accounts/$acc_b1/deposits" '{"amount":1,"reference":"b3"}' b3
+wait_for 10 eval '[ "$(waiters)" = 1 ]'
+send b4 "/accounts/$acc_b2/deposits" '{"amount":1,"reference":"b4"}' b4
+wait_for 10 eval '[ "$(waiters)" = 2 ]'
+send again "/streams/notes-$acc/events" "$RAW" again
+wait_for 10 queued 1
+send ghost "/accounts/$GHOST/deposits" '{"amount":1}' ghost
+wait_for 10 queued 2
+own_psql "SELECT pg_cancel_backend(min(pid)) FROM pg_stat_activity
+	WHERE wait_event = 'SyncRep'" >/dev/null
+wait_for 10 eval '[ "$(cat "$OUT/b3.st")$(cat "$OUT/b4.st")" = 201 ]'
+wait_for 10 eval '[ "$(waiters)" = 2 ]'
+wait_for 10 queued 1
+proxy_cut
+proxy_start
+wait "$PID_again" || true
+wait "$PID_ghost" || true
+expect_eq "$(cat "$OUT/again.st")" "$replayed" \
+	"the replay: $(cat "$OUT/again.body")"
+expect_eq "$(cat "$OUT/ghost.st")" 503 "the refusal: $(cat "$OUT/ghost.body")"
+expect_eq "$(outcomes "another transaction's")" 0 \
+	"asked about the replay's transaction"
+sync_off
+wait "$PID_b3" || true
+wait "$PID_b4" || true
+expect_eq "$(cat "$OUT/b3.st") $(cat "$OUT/b4.st")" "201 201" "the two that held"
+http POST "$CMD_URL/accounts/$GHOST/deposits" '{"amount":1}' \
+	-H 'Idempotency-Key: ghost'
+expect_eq "$HTTP_STATUS" 404 "the refusal sent again with its key: $HTTP_BODY"
 
 say "a round of a fresh raw append with event ids: its own transaction"
 inprog=$(outcomes "in progress")
