@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,99 @@ START_TEST(connect_timeout_is_per_host)
 }
 END_TEST
 
+/*
+ * A host that is starting up: it takes one connection, reads what libpq
+ * sends, waits 1.5 s and answers 57P03, "the database system is starting
+ * up" (libpq then goes on to the next host by itself).
+ */
+static void *closer_main(void *arg)
+{
+	static const char fields[] = "SFATAL\0VFATAL\0C57P03\0"
+				     "Mthe database system is starting up\0";
+	unsigned char msg[1 + 4 + sizeof(fields)];
+	uint32_t len = 4 + sizeof(fields); /* fields, then their end '\0' */
+	int fd = accept(*(int *)arg, NULL, NULL);
+	char buf[512];
+
+	msg[0] = 'E';
+	msg[1] = (unsigned char)(len >> 24);
+	msg[2] = (unsigned char)(len >> 16);
+	msg[3] = (unsigned char)(len >> 8);
+	msg[4] = (unsigned char)len;
+	memcpy(msg + 5, fields, sizeof(fields));
+	if (fd >= 0) {
+		(void)read(fd, buf, sizeof(buf));
+		usleep(1500 * 1000);
+		(void)write(fd, msg, sizeof(msg));
+		close(fd);
+	}
+	return NULL;
+}
+
+/*
+ * A host's time begins when libpq turns to it: after a first host that
+ * answers 57P03 at 1.5 s, the silent second one still gets its 2 s
+ * before the third, the real server (timed from the start, it had 0.5 s).
+ */
+START_TEST(a_hosts_time_begins_when_libpq_turns_to_it)
+{
+	const char *url = getenv("DATABASE_URL");
+	PQconninfoOption *opts, *o;
+	const char *host = NULL, *port = NULL, *user = NULL, *dbname = NULL;
+	char hosts[512], ports[64];
+	int closer, silent, cport, sport;
+	struct timespec t0;
+	pthread_t th;
+	PGconn *db;
+
+	ck_assert_msg(url && *url, "DATABASE_URL is not set: run the unit "
+				   "tests with scripts/run-tests unit");
+	opts = PQconninfoParse(url, NULL);
+	ck_assert_ptr_nonnull(opts);
+	for (o = opts; o->keyword; o++) {
+		if (!strcmp(o->keyword, "host"))
+			host = o->val;
+		else if (!strcmp(o->keyword, "port"))
+			port = o->val;
+		else if (!strcmp(o->keyword, "user"))
+			user = o->val;
+		else if (!strcmp(o->keyword, "dbname"))
+			dbname = o->val;
+	}
+	ck_assert_msg(host && port, "DATABASE_URL names no host and port");
+	closer = silent_listener(&cport);
+	silent = silent_listener(&sport);
+	ck_assert_int_eq(pthread_create(&th, NULL, closer_main, &closer), 0);
+	snprintf(hosts, sizeof(hosts), "127.0.0.1,127.0.0.1,%s", host);
+	snprintf(ports, sizeof(ports), "%d,%d,%s", cport, sport, port);
+	{
+		const char *const keys[] = { "host",
+					     "port",
+					     "user",
+					     "dbname",
+					     "connect_timeout",
+					     "sslmode",
+					     "gssencmode",
+					     NULL };
+		const char *const vals[] = { hosts,	ports, user,
+					     dbname,	"2",   "disable",
+					     "disable", NULL };
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		db = es_db_open(keys, vals, -1, 0);
+	}
+	ck_assert_ptr_nonnull(db);
+	ck_assert_msg(PQstatus(db) == CONNECTION_OK, "%s", PQerrorMessage(db));
+	/* 1.5 s on the first, 2 s on the second */
+	ck_assert_int_ge(elapsed_ms(&t0), 3400);
+	pthread_join(th, NULL);
+	PQfinish(db);
+	PQconninfoFree(opts);
+	close(closer);
+	close(silent);
+}
+END_TEST
+
 static Suite *db_suite(void)
 {
 	Suite *s = suite_create("db");
@@ -253,6 +347,7 @@ static Suite *db_suite(void)
 	tcase_add_test(tc, states_reported_as_data);
 	tcase_add_test(tc, connects_listens_and_comes_back);
 	tcase_add_test(tc, connect_timeout_is_per_host);
+	tcase_add_test(tc, a_hosts_time_begins_when_libpq_turns_to_it);
 	suite_add_tcase(s, tc);
 	return s;
 }
