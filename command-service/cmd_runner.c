@@ -35,7 +35,6 @@ struct round {
 	struct cmd_request **cr; /* the members, in job order */
 	size_t n;
 	int tx; /* a transaction is open */
-	int appended; /* an append answered: a lost COMMIT may have kept it */
 	/*
 	 * Its id, once a fresh append told; else 0. Not from a replay (a raw
 	 * append whose every event names an event id stored before): that
@@ -43,7 +42,6 @@ struct round {
 	 * event is another command's.
 	 */
 	unsigned long long xid;
-	int xid_lost; /* a fresh append's token did not parse: id unknown */
 	long long pos; /* a position it appended at, with xid */
 	char command_id[37]; /* the command whose event is at pos */
 };
@@ -675,19 +673,11 @@ static void append_all(struct round *r)
 			continue;
 		q = &reqs[k++];
 		if (q->ok) {
-			struct es_append_token at;
-
-			r->appended = 1;
-			if (r->xid || !q->fresh)
-				;
-			else if (es_append_token_parse(q->token, &at, NULL) ==
-				 0) {
-				r->xid = at.xid;
-				r->pos = at.pos;
+			if (!r->xid && q->fresh) {
+				r->xid = q->at.xid;
+				r->pos = q->at.pos;
 				memcpy(r->command_id, cr->command_id,
 				       sizeof(r->command_id));
-			} else {
-				r->xid_lost = 1;
 			}
 			cr->written = 1;
 			cr->step = answer(cr, q->token);
@@ -799,10 +789,6 @@ static void outcome_unknown(struct round *r)
  */
 static void lost_commit(struct round *r, struct es_error *err)
 {
-	if (r->xid_lost) {
-		outcome_unknown(r);
-		return;
-	}
 	if (!r->xid) {
 		unstored(r);
 		r->tx = 0;
@@ -820,6 +806,15 @@ static void lost_commit(struct round *r, struct es_error *err)
 	es_error_release(err);
 	es_error_set(err, ES_EUNAVAIL, "database unavailable");
 	tx_failed(r, err);
+}
+
+/* Whether an append of the round answered (a lost COMMIT may keep it). */
+static int any_written(const struct round *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->cr[i]->written)
+			return 1;
+	return 0;
 }
 
 /* The key rows of the answers worth keeping, then COMMIT. */
@@ -863,7 +858,7 @@ static void finish_tx(struct round *r)
 	 * The connection broke during COMMIT, after appends: it may have
 	 * committed.
 	 */
-	if (err.code == ES_EUNAVAIL && r->appended && es_db_broken(r->db)) {
+	if (err.code == ES_EUNAVAIL && any_written(r) && es_db_broken(r->db)) {
 		lost_commit(r, &err);
 		goto out;
 	}

@@ -539,6 +539,7 @@ static void batch_outcome(const PGresult *res, int row, struct es_append_req *r)
 			return;
 		}
 		es_append_token_format(&at, r->token, sizeof(r->token));
+		r->at = at;
 		r->ok = 1;
 		/*
 		 * the function's rows are all made before the first is
@@ -627,6 +628,7 @@ static void rows_outcome(struct es_append_req *r, const struct tally *t)
 		return;
 	}
 	es_append_token_format(&t->at, r->token, sizeof(r->token));
+	r->at = t->at;
 	r->ok = 1;
 	r->fresh = 1; /* the INSERT of this call */
 }

@@ -37,6 +37,7 @@ struct es_append_req {
 	 * append that stored them).
 	 */
 	int fresh;
+	struct es_append_token at; /* with ok: the token, parsed */
 	struct es_error err; /* else why; release with es_error_release() */
 	char token[ES_APPEND_TOKEN_MAX];
 	int sent_; /* private */

@@ -107,24 +107,31 @@ static size_t list_count(const char *list)
 	return n;
 }
 
+/* The tail of `list` from entry `from` on (a single entry stays). */
+static const char *list_from(const char *list, size_t from)
+{
+	if (list_count(list) <= 1)
+		return list;
+	for (; *list && from > 0; list++)
+		from -= *list == ',';
+	return list;
+}
+
 /*
  * Whether entry `i` of `list` may be `want`: equal, or, with `wild`,
  * empty (libpq's default stands there). A single entry stands for all.
  */
 static int list_is(const char *list, size_t i, const char *want, int wild)
 {
+	const char *e = list_from(list, i);
 	size_t len;
 
-	if (list_count(list) == 1)
-		i = 0;
-	for (; list && *list && i > 0; list++)
-		i -= *list == ',';
-	if (!list || !want)
+	if (!e || !want)
 		return 0;
-	len = strcspn(list, ",");
+	len = strcspn(e, ",");
 	if (len == 0)
 		return wild;
-	return strlen(want) == len && !strncmp(list, want, len);
+	return strlen(want) == len && !strncmp(e, want, len);
 }
 
 static const char *opt(const PQconninfoOption *opts, const char *keyword)
@@ -164,16 +171,6 @@ static size_t host_now(PGconn *db, const PQconninfoOption *opts)
 			     list_is(port, i, PQport(db), wild)))
 				return i;
 	return 0;
-}
-
-/* The tail of `list` from entry `from` on (a single entry stays). */
-static const char *list_from(const char *list, size_t from)
-{
-	if (list_count(list) <= 1)
-		return list;
-	for (; *list && from > 0; list++)
-		from -= *list == ',';
-	return list;
 }
 
 /*

@@ -84,6 +84,11 @@
 #                                    sets OWN_* to the standby's
 #   pg_own_failover_pair PRIMARY STANDBY  both, the standby synchronous;
 #                                    P_*, S_* and FAILOVER_URL (multi-host)
+#   proxy_own_start                  tests/tcp_proxy in front of the own
+#   proxy_own_cut                    cluster (OWN_PGPORT): PX_URL reaches
+#                                    the database through it; the cut kills
+#                                    it (the server notices nothing), a
+#                                    start again keeps PX_PORT
 #
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # OWN_*, STOP_STATUS, HTTP_* are for the tests
@@ -703,6 +708,31 @@ pg_own_stop()
 }
 
 # shellcheck disable=SC2120 # DIR is optional
+proxy_own_start()
+{
+	local proxy=$TANDEM_BUILD/tests/tcp_proxy db user
+
+	[ -x "$proxy" ] || fail "no $proxy: build it with make"
+	if [ -z "${PX_PORT:-}" ]; then
+		db=${OWN_DATABASE_URL##*/}
+		user=${OWN_DATABASE_URL#postgresql://}
+		user=${user%%@*}
+		PX_PORT=$(free_port)
+		PX_URL="postgresql://$user@127.0.0.1:$PX_PORT/$db"
+	fi
+	# a process group of its own: proxy_own_cut kills its connections too
+	setsid "$proxy" "$PX_PORT" "$OWN_PGPORT" >"$TEST_TMP/proxy.out" 2>&1 &
+	PX_PID=$!
+	track_pid "$PX_PID"
+	wait_for 10 grep -qx listening "$TEST_TMP/proxy.out"
+}
+
+proxy_own_cut()
+{
+	kill -KILL -- "-$PX_PID"
+	wait_for 10 eval "! kill -0 $PX_PID 2>/dev/null"
+}
+
 pg_own_restart()
 {
 	local dir out

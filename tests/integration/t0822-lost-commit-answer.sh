@@ -17,36 +17,13 @@ set -eu -o pipefail
 J='Content-Type: application/json'
 OUT=$TEST_TMP/out
 mkdir -p "$OUT"
-PROXY=$TANDEM_BUILD/tests/tcp_proxy
-[ -x "$PROXY" ] || fail "no $PROXY: build it with make"
 
 pg_own_start "$TEST_TMP/pg"
 own_psql()
 {
 	psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$OWN_DATABASE_URL" -c "$1"
 }
-db=${OWN_DATABASE_URL##*/}
-user=${OWN_DATABASE_URL#postgresql://}
-user=${user%%@*}
-PX_PORT=$(free_port)
-PX_URL="postgresql://$user@127.0.0.1:$PX_PORT/$db"
-
-# proxy_start: the proxy in a process group of its own (proxy_cut)
-proxy_start()
-{
-	setsid "$PROXY" "$PX_PORT" "$OWN_PGPORT" >"$TEST_TMP/proxy.out" 2>&1 &
-	PX_PID=$!
-	track_pid "$PX_PID"
-	wait_for 10 grep -qx listening "$TEST_TMP/proxy.out"
-}
-
-proxy_cut()
-{
-	kill -KILL -- "-$PX_PID"
-	wait_for 10 eval "! kill -0 $PX_PID 2>/dev/null"
-}
-
-proxy_start
+proxy_own_start
 migrate_db "$OWN_DATABASE_URL"
 start_service CMD command-service DATABASE_URL="$PX_URL" \
 	BIND_ADDRESS=127.0.0.1 DB_POOL_SIZE=1 DB_QUEUE_TIMEOUT_MS=30000 \
@@ -72,8 +49,8 @@ held()
 wait_for 10 held
 
 say "the network is cut under the waiting COMMIT, then comes back"
-proxy_cut
-proxy_start
+proxy_own_cut
+proxy_own_start
 asked()
 {
 	grep -q '"event":"commit_outcome".*"status":"in progress"' \

@@ -23,34 +23,12 @@ set -eu -o pipefail
 J='Content-Type: application/json'
 OUT=$TEST_TMP/out
 mkdir -p "$OUT"
-PROXY=$TANDEM_BUILD/tests/tcp_proxy
-[ -x "$PROXY" ] || fail "no $PROXY: build it with make"
 
 pg_own_start "$TEST_TMP/pg"
 own_psql()
 {
 	psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$OWN_DATABASE_URL" -c "$1"
 }
-db=${OWN_DATABASE_URL##*/}
-user=${OWN_DATABASE_URL#postgresql://}
-user=${user%%@*}
-PX_PORT=$(free_port)
-PX_URL="postgresql://$user@127.0.0.1:$PX_PORT/$db"
-
-proxy_start()
-{
-	setsid "$PROXY" "$PX_PORT" "$OWN_PGPORT" >"$TEST_TMP/proxy.out" 2>&1 &
-	PX_PID=$!
-	track_pid "$PX_PID"
-	wait_for 10 grep -qx listening "$TEST_TMP/proxy.out"
-}
-
-proxy_cut()
-{
-	kill -KILL -- "-$PX_PID"
-	wait_for 10 eval "! kill -0 $PX_PID 2>/dev/null"
-}
-
 # send NAME PATH BODY KEY: POST in the background, status in $OUT/NAME.st
 send()
 {
@@ -93,7 +71,33 @@ outcomes()
 		"$TEST_TMP/CMD.log" || true
 }
 
-proxy_start
+# round_behind H1 H2 N1 PATH1 BODY1 N2 PATH2 BODY2 (commits waiting for the
+# standby): deposits H1 and H2 take both connections and wait in COMMIT;
+# N1 and N2 (each its name as its key) queue behind them; one wait is
+# cancelled (it committed locally, and answers): its connection takes N1
+# and N2 as one round, which then waits in COMMIT beside the other
+round_behind()
+{
+	local h1=$1 h2=$2
+
+	send "$1" "/accounts/$acc_b1/deposits" '{"amount":1,"reference":"'"$1"'"}' "$1"
+	wait_for 10 eval '[ "$(waiters)" = 1 ]'
+	send "$2" "/accounts/$acc_b2/deposits" '{"amount":1,"reference":"'"$2"'"}' "$2"
+	wait_for 10 eval '[ "$(waiters)" = 2 ]'
+	send "$3" "$4" "$5" "$3"
+	wait_for 10 queued 1
+	send "$6" "$7" "$8" "$6"
+	wait_for 10 queued 2
+	own_psql "SELECT pg_cancel_backend(min(pid)) FROM pg_stat_activity
+		WHERE wait_event = 'SyncRep'" >/dev/null
+	wait_for 10 eval '[ "$(cat "$OUT/$h1.st")$(cat "$OUT/$h2.st")" = 201 ]'
+	# two jobs on one worker count one waiting (a queued one would too,
+	# but nothing is free to take it: the answers tell which it was)
+	wait_for 10 eval '[ "$(waiters)" = 2 ]'
+	wait_for 10 queued 1
+}
+
+proxy_own_start
 migrate_db "$OWN_DATABASE_URL"
 start_service CMD command-service DATABASE_URL="$PX_URL" \
 	BIND_ADDRESS=127.0.0.1 DB_POOL_SIZE=2 DB_QUEUE_TIMEOUT_MS=30000 \
@@ -120,29 +124,14 @@ expect_eq "$(jq -c . <<<"$HTTP_BODY")" "$first" "a replay's answer"
 say "a round of a replay, then a fresh deposit, waits in COMMIT"
 sync_on
 # both connections wait in COMMIT (DB_POOL_SIZE is at least 2)
-send b1 "/accounts/$acc_b1/deposits" '{"amount":1,"reference":"b1"}' b1
-wait_for 10 eval '[ "$(waiters)" = 1 ]'
-send b2 "/accounts/$acc_b2/deposits" '{"amount":1,"reference":"b2"}' b2
-wait_for 10 eval '[ "$(waiters)" = 2 ]'
-send replay "/streams/notes-$acc/events" "$RAW" replay
-wait_for 10 queued 1
-send fresh "/accounts/$acc/deposits" '{"amount":5,"reference":"fresh"}' fresh
-wait_for 10 queued 2
-# one wait cancelled (it committed locally and answers): its connection
-# takes the two queued requests as one round
-own_psql "SELECT pg_cancel_backend(min(pid)) FROM pg_stat_activity
-	WHERE wait_event = 'SyncRep'" >/dev/null
-wait_for 10 eval '[ "$(cat "$OUT/b1.st")$(cat "$OUT/b2.st")" = 201 ]'
-# two jobs on one worker count one waiting (a queued one would too, but
-# nothing is free to take it: the answers below tell which it was)
-wait_for 10 eval '[ "$(waiters)" = 2 ]'
-wait_for 10 queued 1
+round_behind b1 b2 replay "/streams/notes-$acc/events" "$RAW" \
+	fresh "/accounts/$acc/deposits" '{"amount":5,"reference":"fresh"}'
 expect_eq "$(cat "$OUT/replay.st")$(cat "$OUT/fresh.st")" "" \
 	"no answer while the round waits"
 
 say "the network is cut under that COMMIT: the round's own transaction is asked about"
-proxy_cut
-proxy_start
+proxy_own_cut
+proxy_own_start
 wait_for 10 eval '[ "$(outcomes "in progress")" -ge 1 ]'
 expect_eq "$(outcomes "another transaction's")" 0 \
 	"asked about the replay's transaction"
@@ -169,8 +158,8 @@ asked=$(grep -c '"event":"commit_outcome"' "$TEST_TMP/CMD.log")
 sync_on
 send only "/streams/notes-$acc/events" "$RAW" only
 wait_for 10 eval '[ "$(waiters)" = 1 ]'
-proxy_cut
-proxy_start
+proxy_own_cut
+proxy_own_start
 wait "$PID_only" || true
 expect_eq "$(cat "$OUT/only.st")" "$replayed" \
 	"the replay alone: $(cat "$OUT/only.body")"
@@ -190,21 +179,10 @@ say "a replay and a stored refusal in one round: the replay stands, the refusal 
 # so it may not answer as if stored (a retry would decide again)
 GHOST=00000000-0000-4000-8000-00000000dead
 sync_on
-send b3 "/accounts/$acc_b1/deposits" '{"amount":1,"reference":"b3"}' b3
-wait_for 10 eval '[ "$(waiters)" = 1 ]'
-send b4 "/accounts/$acc_b2/deposits" '{"amount":1,"reference":"b4"}' b4
-wait_for 10 eval '[ "$(waiters)" = 2 ]'
-send again "/streams/notes-$acc/events" "$RAW" again
-wait_for 10 queued 1
-send ghost "/accounts/$GHOST/deposits" '{"amount":1}' ghost
-wait_for 10 queued 2
-own_psql "SELECT pg_cancel_backend(min(pid)) FROM pg_stat_activity
-	WHERE wait_event = 'SyncRep'" >/dev/null
-wait_for 10 eval '[ "$(cat "$OUT/b3.st")$(cat "$OUT/b4.st")" = 201 ]'
-wait_for 10 eval '[ "$(waiters)" = 2 ]'
-wait_for 10 queued 1
-proxy_cut
-proxy_start
+round_behind b3 b4 again "/streams/notes-$acc/events" "$RAW" \
+	ghost "/accounts/$GHOST/deposits" '{"amount":1}'
+proxy_own_cut
+proxy_own_start
 wait "$PID_again" || true
 wait "$PID_ghost" || true
 expect_eq "$(cat "$OUT/again.st")" "$replayed" \
@@ -227,8 +205,8 @@ RAW2='{"expected_version":"any","events":[{"type":"Noted","data":{"n":2},"event_
 sync_on
 send ids "/streams/notes-$acc/events" "$RAW2" ids
 wait_for 10 eval '[ "$(waiters)" = 1 ]'
-proxy_cut
-proxy_start
+proxy_own_cut
+proxy_own_start
 # asked, not guessed: "in progress" while it waits for the standby
 wait_for 10 eval '[ "$(outcomes "in progress")" -gt "$inprog" ]'
 expect_eq "$(cat "$OUT/ids.st")" "" "no answer while it is in progress"

@@ -166,6 +166,36 @@ START_TEST(connects_listens_and_comes_back)
 }
 END_TEST
 
+/* DATABASE_URL's server; the strings point into `opts`. */
+struct server {
+	PQconninfoOption *opts; /* free with PQconninfoFree() */
+	const char *host, *port, *user, *dbname;
+};
+
+static void server_of_url(struct server *sv)
+{
+	const char *url = getenv("DATABASE_URL");
+	PQconninfoOption *o;
+
+	ck_assert_msg(url && *url, "DATABASE_URL is not set: run the unit "
+				   "tests with scripts/run-tests unit");
+	*sv = (struct server){ PQconninfoParse(url, NULL), NULL, NULL, NULL,
+			       NULL };
+	ck_assert_ptr_nonnull(sv->opts);
+	for (o = sv->opts; o->keyword; o++) {
+		if (!strcmp(o->keyword, "host"))
+			sv->host = o->val;
+		else if (!strcmp(o->keyword, "port"))
+			sv->port = o->val;
+		else if (!strcmp(o->keyword, "user"))
+			sv->user = o->val;
+		else if (!strcmp(o->keyword, "dbname"))
+			sv->dbname = o->val;
+	}
+	ck_assert_msg(sv->host && sv->port,
+		      "DATABASE_URL names no host and port");
+}
+
 /*
  * A loopback port whose handshakes the kernel completes but nobody
  * answers (listening, never accepting): a host that does not answer.
@@ -193,40 +223,24 @@ static int silent_listener(int *port)
  */
 START_TEST(connect_timeout_is_per_host)
 {
-	const char *url = getenv("DATABASE_URL");
-	PQconninfoOption *opts, *o;
-	const char *host = NULL, *port = NULL, *user = NULL, *dbname = NULL;
+	struct server sv;
 	char hosts[512], ports[64];
 	int silent[2], sport[2];
 	struct timespec t0;
 	PGconn *db;
 
-	ck_assert_msg(url && *url, "DATABASE_URL is not set: run the unit "
-				   "tests with scripts/run-tests unit");
-	opts = PQconninfoParse(url, NULL);
-	ck_assert_ptr_nonnull(opts);
-	for (o = opts; o->keyword; o++) {
-		if (!strcmp(o->keyword, "host"))
-			host = o->val;
-		else if (!strcmp(o->keyword, "port"))
-			port = o->val;
-		else if (!strcmp(o->keyword, "user"))
-			user = o->val;
-		else if (!strcmp(o->keyword, "dbname"))
-			dbname = o->val;
-	}
-	ck_assert_msg(host && port, "DATABASE_URL names no host and port");
+	server_of_url(&sv);
 	silent[0] = silent_listener(&sport[0]);
 	silent[1] = silent_listener(&sport[1]);
-	snprintf(hosts, sizeof(hosts), "127.0.0.1,127.0.0.1,%s", host);
-	snprintf(ports, sizeof(ports), "%d,%d,%s", sport[0], sport[1], port);
+	snprintf(hosts, sizeof(hosts), "127.0.0.1,127.0.0.1,%s", sv.host);
+	snprintf(ports, sizeof(ports), "%d,%d,%s", sport[0], sport[1], sv.port);
 	{
 		const char *const keys[] = {
 			"host", "port", "user", "dbname", "connect_timeout",
 			NULL
 		};
-		const char *const vals[] = { hosts,  ports, user,
-					     dbname, "2",   NULL };
+		const char *const vals[] = { hosts,	ports, sv.user,
+					     sv.dbname, "2",   NULL };
 
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		db = es_db_open(keys, vals, -1, 0);
@@ -236,7 +250,7 @@ START_TEST(connect_timeout_is_per_host)
 	/* it did wait on the silent ones first */
 	ck_assert_int_ge(elapsed_ms(&t0), 3900);
 	PQfinish(db);
-	PQconninfoFree(opts);
+	PQconninfoFree(sv.opts);
 	close(silent[0]);
 	close(silent[1]);
 }
@@ -278,35 +292,19 @@ static void *closer_main(void *arg)
  */
 START_TEST(a_hosts_time_begins_when_libpq_turns_to_it)
 {
-	const char *url = getenv("DATABASE_URL");
-	PQconninfoOption *opts, *o;
-	const char *host = NULL, *port = NULL, *user = NULL, *dbname = NULL;
+	struct server sv;
 	char hosts[512], ports[64];
 	int closer, silent, cport, sport;
 	struct timespec t0;
 	pthread_t th;
 	PGconn *db;
 
-	ck_assert_msg(url && *url, "DATABASE_URL is not set: run the unit "
-				   "tests with scripts/run-tests unit");
-	opts = PQconninfoParse(url, NULL);
-	ck_assert_ptr_nonnull(opts);
-	for (o = opts; o->keyword; o++) {
-		if (!strcmp(o->keyword, "host"))
-			host = o->val;
-		else if (!strcmp(o->keyword, "port"))
-			port = o->val;
-		else if (!strcmp(o->keyword, "user"))
-			user = o->val;
-		else if (!strcmp(o->keyword, "dbname"))
-			dbname = o->val;
-	}
-	ck_assert_msg(host && port, "DATABASE_URL names no host and port");
+	server_of_url(&sv);
 	closer = silent_listener(&cport);
 	silent = silent_listener(&sport);
 	ck_assert_int_eq(pthread_create(&th, NULL, closer_main, &closer), 0);
-	snprintf(hosts, sizeof(hosts), "127.0.0.1,127.0.0.1,%s", host);
-	snprintf(ports, sizeof(ports), "%d,%d,%s", cport, sport, port);
+	snprintf(hosts, sizeof(hosts), "127.0.0.1,127.0.0.1,%s", sv.host);
+	snprintf(ports, sizeof(ports), "%d,%d,%s", cport, sport, sv.port);
 	{
 		const char *const keys[] = { "host",
 					     "port",
@@ -316,8 +314,8 @@ START_TEST(a_hosts_time_begins_when_libpq_turns_to_it)
 					     "sslmode",
 					     "gssencmode",
 					     NULL };
-		const char *const vals[] = { hosts,	ports, user,
-					     dbname,	"2",   "disable",
+		const char *const vals[] = { hosts,	ports, sv.user,
+					     sv.dbname, "2",   "disable",
 					     "disable", NULL };
 
 		clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -329,7 +327,7 @@ START_TEST(a_hosts_time_begins_when_libpq_turns_to_it)
 	ck_assert_int_ge(elapsed_ms(&t0), 3400);
 	pthread_join(th, NULL);
 	PQfinish(db);
-	PQconninfoFree(opts);
+	PQconninfoFree(sv.opts);
 	close(closer);
 	close(silent);
 }
