@@ -348,8 +348,12 @@ int cmd_parse_transfer(const json_t *body, struct transfer_cmd *cmd,
 	bad |= found < 0;
 	if (bad)
 		return -1;
+	/*
+	 * Time-ordered: its stream's row of the events' unique index on
+	 * (stream_id, stream_version) goes near the last transfer's
+	 */
 	if (!found)
-		es_uuid_v4(cmd->transfer_id);
+		es_uuid_v7_text(cmd->transfer_id);
 	return 0;
 }
 

@@ -92,7 +92,11 @@ struct cmd_request *cmd_request_new(struct es_request *req,
 	cr->req = req;
 	cr->kind = kind;
 	cr->cmd.if_match = -1;
-	es_uuid_v4(cr->command_id);
+	/*
+	 * Time-ordered: the audit view's unique index on (sub, command_id)
+	 * then takes a principal's commands at its end, not at random pages
+	 */
+	es_uuid_v7_text(cr->command_id);
 	s = es_request_header(req, "X-Correlation-Id");
 	copy_str(cr->correlation_id, sizeof(cr->correlation_id),
 		 printable_id(s, CMD_ID_MAX) ? s : cr->command_id);

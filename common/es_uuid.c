@@ -254,3 +254,11 @@ void es_uuid_v7(unsigned char out[16])
 	out[6] = (unsigned char)((out[6] & 0x0f) | 0x70); /* version 7 */
 	out[8] = (unsigned char)((out[8] & 0x3f) | 0x80); /* RFC 9562 variant */
 }
+
+void es_uuid_v7_text(char out[37])
+{
+	unsigned char b[16];
+
+	es_uuid_v7(b);
+	es_uuid_format(b, out);
+}

@@ -18,6 +18,9 @@ void es_uuid_v4(char out[37]);
  */
 void es_uuid_v7(unsigned char out[16]);
 
+/* A new version 7 UUID as lower-case text into `out` (37 bytes). */
+void es_uuid_v7_text(char out[37]);
+
 /*
  * The UUID `s` (any case, 36 characters, dashes at 8-4-4-4) copied in its
  * canonical lower-case form into `out`: 0, or -1 (`out` untouched) when

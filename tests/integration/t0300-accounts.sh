@@ -266,6 +266,21 @@ expect_header X-Correlation-Id corr-422
 say "every account event carries the metadata"
 expect_eq "$(psql_q "SELECT count(*) FROM events WHERE NOT (metadata ?& 
 	ARRAY['command_id', 'correlation_id', 'causation_id'])")" 0 "metadata"
+# command ids are time-ordered (version 7: the audit view's index on
+# (sub, command_id) takes a principal's commands at its end); made one
+# after another, they sort in log order by their first 48 bits, the ms
+expect_eq "$(psql_q "SELECT count(*) FROM events
+	WHERE metadata->>'command_id' !~
+	'^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\$'")" \
+	0 "command ids not of version 7"
+expect_eq "$(psql_q "SELECT count(*) FROM (SELECT left(metadata->>'command_id',
+	13) AS t, lag(left(metadata->>'command_id', 13)) OVER (ORDER BY
+	global_position) AS p FROM events) s WHERE t < p")" 0 \
+	"command ids out of log order"
+expect_eq "$(psql_q "SELECT count(*) FROM events WHERE
+	replace(left(metadata->>'command_id', 13), '-', '') < lpad(to_hex(
+	(extract(epoch FROM recorded_at) * 1000)::bigint - 60000), 12, '0')")" 0 \
+	"command ids whose time is over a minute before their event's"
 
 say "the service is still well"
 http GET "$CMD_URL/health"

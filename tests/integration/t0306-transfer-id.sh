@@ -67,6 +67,14 @@ say "an id the service made up is taken too"
 http POST "$CMD_URL/transfers" "{\"from\":\"$A\",\"to\":\"$B\",\"amount\":1}"
 expect_status 201
 G=$(jq -r .transfer_id <<<"$HTTP_BODY")
+# time-ordered (version 7), so that its stream's index entries go near
+# the last transfer's: the id's first 48 bits are the time in ms
+[[ $G =~ ^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]] ||
+	fail "a made-up transfer id is not version 7: $G"
+ms=$((16#${G:0:8}${G:9:4}))
+now=$(($(date +%s%3N)))
+[ $((now - ms)) -ge 0 ] && [ $((now - ms)) -lt 60000 ] ||
+	fail "transfer id $G names $ms ms, now is $now"
 http POST "$CMD_URL/transfers" \
 	"{\"from\":\"$A\",\"to\":\"$B\",\"amount\":1,\"transfer_id\":\"$G\"}"
 expect_status 409

@@ -182,6 +182,24 @@ START_TEST(v7_is_version_7_in_time_order)
 }
 END_TEST
 
+/* The text form: lower case, version 7, in time order as text too. */
+START_TEST(v7_text_sorts_in_time_order)
+{
+	char a[37], b[37];
+	struct timespec pause = { 0, 2000000 };
+
+	es_uuid_v7_text(a);
+	nanosleep(&pause, NULL);
+	es_uuid_v7_text(b);
+	ck_assert_int_eq(es_uuid_is_lower(a), 1);
+	ck_assert_int_eq(es_uuid_is_lower(b), 1);
+	ck_assert_int_eq(a[14], '7');
+	ck_assert(strchr("89ab", a[19]) != NULL);
+	/* 2 ms apart: the time digits (8-4) differ and order them */
+	ck_assert_int_lt(strncmp(a, b, 13), 0);
+}
+END_TEST
+
 /* Many ids from the per-thread pool, across its refills: all different. */
 START_TEST(v7_ids_do_not_repeat)
 {
@@ -215,6 +233,7 @@ static Suite *uuid_suite(void)
 	tcase_add_test(tc, v4_is_version_4_lower_case);
 	tcase_add_test(tc, v7_is_version_7_in_time_order);
 	tcase_add_test(tc, v7_ids_do_not_repeat);
+	tcase_add_test(tc, v7_text_sorts_in_time_order);
 	suite_add_tcase(s, tc);
 	return s;
 }
