@@ -103,6 +103,17 @@ void view_bin_text(struct es_buf *b, const char *s)
 	}
 }
 
+void view_bin_jsonb(struct es_buf *b, const char *s, size_t n)
+{
+	unsigned char *p = room(b, 5 + n);
+
+	if (p) {
+		store_u32(p, (uint32_t)(n + 1));
+		p[4] = 1; /* jsonb's binary form: version 1, then the text */
+		memcpy(p + 5, s, n);
+	}
+}
+
 int view_bin_uuid(struct es_buf *b, const char *s)
 {
 	unsigned char out[16], *p;
@@ -419,11 +430,13 @@ int view_copy_data(PGconn *db, const struct es_buf *rows)
 	return 0;
 }
 
-int view_copy_run(PGconn *db, const char *table, const char *sql,
-		  const struct es_buf *rows, struct es_error *err)
+/* view_copy_try() when `dup_ok`, else view_copy_run() */
+static int copy_run(PGconn *db, const char *table, const char *sql,
+		    const struct es_buf *rows, int dup_ok, struct es_error *err)
 {
 	PGresult *res;
-	int sent, reported = 0;
+	const char *state;
+	int sent, ret = 0;
 
 	res = PQexec(db, sql);
 	if (PQresultStatus(res) != PGRES_COPY_IN) {
@@ -438,17 +451,31 @@ int view_copy_run(PGconn *db, const char *table, const char *sql,
 		sent = 0;
 	/* The COPY's result, then NULL. */
 	while ((res = PQgetResult(db))) {
-		if (PQresultStatus(res) != PGRES_COMMAND_OK && !reported) {
-			db_fail(db, res, table, err);
-			reported = 1;
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && !ret) {
+			state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			if (dup_ok && sent && state &&
+			    strcmp(state, "23505") == 0)
+				ret = 1;
+			else
+				ret = db_fail(db, res, table, err);
 		}
 		PQclear(res);
 	}
-	if (!sent && !reported) {
-		db_fail(db, NULL, table, err);
-		reported = 1;
-	}
-	return reported ? -1 : 0;
+	if (!sent && !ret)
+		ret = db_fail(db, NULL, table, err);
+	return ret;
+}
+
+int view_copy_run(PGconn *db, const char *table, const char *sql,
+		  const struct es_buf *rows, struct es_error *err)
+{
+	return copy_run(db, table, sql, rows, 0, err);
+}
+
+int view_copy_try(PGconn *db, const char *table, const char *sql,
+		  const struct es_buf *rows, struct es_error *err)
+{
+	return copy_run(db, table, sql, rows, 1, err);
 }
 
 int view_exec(PGconn *db, const char *table, const char *stmt, const char *sql,

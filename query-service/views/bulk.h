@@ -16,8 +16,10 @@
  * COPY binary format, which spares the server parsing text (times above
  * all): view_bin_begin() writes the header, view_bin_row() starts a row of
  * `nfields` fields, each view_bin_*() adds one field, view_bin_end()
- * writes the trailer. view_bin_text() and view_bin_uuid() take NULL or ""
- * (uuid) as a SQL NULL; view_bin_uuid() takes a lower-case UUID, and
+ * writes the trailer. view_bin_jsonb() takes the `n` bytes of a JSON
+ * text at `s` (the server parses it). view_bin_text() and view_bin_uuid()
+ * take NULL or "" (uuid) as a SQL NULL; view_bin_uuid() takes a
+ * lower-case UUID, and
  * view_bin_time() a time in the form view_event_time() accepts (as a
  * timestamptz); -1 (nothing written) when the value is not of that form.
  */
@@ -25,6 +27,7 @@ void view_bin_begin(struct es_buf *b);
 void view_bin_row(struct es_buf *b, int nfields);
 void view_bin_ll(struct es_buf *b, long long v);
 void view_bin_text(struct es_buf *b, const char *s);
+void view_bin_jsonb(struct es_buf *b, const char *s, size_t n);
 int view_bin_uuid(struct es_buf *b, const char *s);
 int view_bin_time(struct es_buf *b, const char *s);
 void view_bin_end(struct es_buf *b);
@@ -103,6 +106,14 @@ int view_copy_data(PGconn *db, const struct es_buf *rows);
  * ownership: borrows everything.
  */
 int view_copy_run(PGconn *db, const char *table, const char *sql,
+		  const struct es_buf *rows, struct es_error *err);
+
+/*
+ * view_copy_run(), but a row a unique index of the table has already
+ * (SQLSTATE 23505) returns 1 and sets no error: the transaction is
+ * aborted, for the caller to roll back to a savepoint of its own.
+ */
+int view_copy_try(PGconn *db, const char *table, const char *sql,
 		  const struct es_buf *rows, struct es_error *err);
 
 /*

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# bench/ab-fold.sh - the projector's CPU per event (the query service and
+# PostgreSQL), two or more builds side by side on one cluster.
+#
+#   bench/ab-fold.sh REPO_A REPO_B [...]     ROUNDS=3 SECS=10 BATCH=100
+#
+# Each REPO is a built checkout (its bin/ and migrations/). One throwaway
+# cluster (scripts/pg of this checkout, fsync and synchronous_commit on)
+# on CPU 0 holds a database per REPO, migrated by that REPO's migrate,
+# seeded with 10,000 accounts (bench/seed.sql) and then SECS seconds of
+# deposits through that REPO's command service (AUTH=off; `wrk -t1 -c64
+# -s bench/deposits.lua` on CPU 1), so that its events carry the metadata
+# that REPO writes. Each round empties every REPO's views (TRUNCATE, the
+# checkpoints back to the start of the log), checkpoints, and runs that
+# REPO's query service on CPU 0 (PROJECTOR_BATCH=BATCH: windows of about
+# the size a live projector folds at a few thousand deposits a second)
+# until every view has folded the whole log, with nobody reading. It
+# prints one line per REPO: "REPO events=N pg_us=P svc_us=S sum_us=T
+# wal_b=W", CPU (utime + stime from /proc: the postmaster and its
+# children; the service, all threads) and WAL bytes written per event
+# of the log (the WAL figure moves little from run to run: read it when
+# the CPU figures are noise). The order within a round
+# moves the figures too: run it again with the REPOs the other way round
+# before reading a difference.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-10}
+BATCH=${BATCH:-100}
+[ $# -ge 2 ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ab-fold.XXXXXX")
+chmod 755 "$WORK"
+svc=
+cleanup()
+{
+	[ -z "$svc" ] || { kill "$svc" 2>/dev/null; wait "$svc" 2>/dev/null || true; }
+	"$ROOT/scripts/pg" stop "$WORK/pg" >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+eval "$(taskset -c 0 "$ROOT/scripts/pg" start "$WORK/pg")"
+PM=$TANDEM_PG_PID
+
+# ticks PID...: utime + stime of those processes, in clock ticks
+ticks()
+{
+	local s=0 p
+
+	for p in "$@"; do
+		[ -r "/proc/$p/stat" ] &&
+			s=$((s + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+	done
+	echo "$s"
+}
+# the postmaster and its live children, and those it has reaped
+pg_ticks()
+{
+	# shellcheck disable=SC2046 # one PID a word
+	echo $(($(ticks $(pgrep -P "$PM")) +
+		$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$PM/stat")))
+}
+HZ=$(getconf CLK_TCK)
+free_port()
+{
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+url() { echo "postgresql:///d$1?host=$PGHOST&port=$PGPORT&user=$PGUSER"; }
+# start REPO's SERVICE on CPU 0 with the environment given after it;
+# sets svc and port
+start()
+{
+	local repo=$1 name=$2 path=$3
+
+	shift 3
+	port=$(free_port)
+	env "$@" AUTH=off LOG_LEVEL=warn PORT="$port" BIND_ADDRESS=127.0.0.1 \
+		taskset -c 0 "$repo/bin/$name" >"$WORK/$name.log" 2>&1 &
+	svc=$!
+	for _ in $(seq 1 200); do
+		curl -sf -o /dev/null "http://127.0.0.1:$port$path" && return 0
+		sleep 0.1
+	done
+	echo "$name of $repo did not start (see $WORK/$name.log)" >&2
+	exit 1
+}
+stop()
+{
+	kill "$svc"
+	wait "$svc" 2>/dev/null || true
+	svc=
+}
+
+psql -At -c "SELECT md5('acct:' || a)::uuid
+	FROM generate_series(0, 9999) a" >"$WORK/accounts.txt"
+n=0
+for repo in "$@"; do
+	n=$((n + 1))
+	psql -q -c "CREATE DATABASE d$n" >/dev/null
+	MIGRATIONS_DIR=$repo/migrations DATABASE_URL=$(url "$n") LOG_LEVEL=warn \
+		"$repo/bin/migrate" >/dev/null
+	psql -q -d "d$n" -v tag=acct -v accounts=10000 -v steps=0 \
+		-v mix=traffic -v chunk=1000 -f "$ROOT/bench/seed.sql" >/dev/null
+	start "$repo" command-service /health DATABASE_URL="$(url "$n")"
+	taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s "$ROOT/bench/deposits.lua" \
+		"http://127.0.0.1:$port" -- "$WORK/accounts.txt" >/dev/null
+	stop
+	psql -q -d "d$n" -c "VACUUM ANALYZE"
+done
+for _ in $(seq 1 "$ROUNDS"); do
+	n=0
+	for repo in "$@"; do
+		n=$((n + 1))
+		psql -q -d "d$n" -c "TRUNCATE view_accounts, view_statement,
+			view_daily, view_audit, parked_streams" -c "UPDATE
+			projection_checkpoints SET position = '0:0:',
+			applied = 0, stopped_error = NULL,
+			stopped_position = NULL"
+		psql -q -c CHECKPOINT
+		ev=$(psql -Atd "d$n" -c "SELECT count(*) FROM events")
+		l0=$(psql -At -c "SELECT pg_current_wal_insert_lsn()")
+		p0=$(pg_ticks)
+		start "$repo" query-service /health DATABASE_URL="$(url "$n")" \
+			PROJECTOR_BATCH="$BATCH"
+		s0=$(ticks "$svc")
+		# GET /status counts each view's lag in the log, a scan as
+		# long as the lag: asked only once the checkpoints stand still
+		prev=-1
+		while :; do
+			sum=$(psql -Atd "d$n" -c "SELECT sum(applied)
+				FROM projection_checkpoints")
+			if [ "$sum" = "$prev" ] && curl -sf \
+				"http://127.0.0.1:$port/status" | jq -e '[.views[],
+				.memory] | all(.lag_events == 0 and .loaded)' \
+				>/dev/null; then
+				break
+			fi
+			prev=$sum
+			sleep 0.5
+		done
+		s1=$(ticks "$svc")
+		p1=$(pg_ticks)
+		wal=$(psql -At -c "SELECT pg_wal_lsn_diff(
+			pg_current_wal_insert_lsn(), '$l0')")
+		stop
+		awk -v r="$repo" -v ev="$ev" -v hz="$HZ" -v p="$((p1 - p0))" \
+			-v s="$((s1 - s0))" -v w="$wal" 'BEGIN {
+			printf "%s events=%d pg_us=%.1f svc_us=%.1f sum_us=%.1f" \
+				" wal_b=%.0f\n", r, ev, p * 1e6 / hz / ev,
+				s * 1e6 / hz / ev, (p + s) * 1e6 / hz / ev, w / ev }'
+	done
+done
