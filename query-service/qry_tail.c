@@ -898,6 +898,10 @@ static int fold(struct qry_tail *t, const struct es_events *evs,
 				return es_error_set(err, ES_EINTERNAL,
 						    "out of memory");
 		}
+		/* t->reader: where this read began */
+		if (v->ops->batch_resume)
+			v->ops->batch_resume(v->batch,
+					     t->reader.mid ? t->reader.xid : 0);
 		if (fold_view(v->ops->name, evs, &v->pos, v->ops->apply,
 			      v->batch, &v->pending, &v->parked, err) < 0)
 			return -1;

@@ -1,13 +1,14 @@
 /*
  * audit.c - the audit view: a batch groups its events by principal and
- * command in memory and writes one row per command with one COPY; when
- * an earlier batch began one of its commands (a read may end in the
- * middle of a transaction's events), one INSERT ... ON CONFLICT instead,
- * which merges them.
+ * command in memory and writes one row per command, with COPY, except
+ * where an earlier batch may have begun the command (a read may end in
+ * the middle of a transaction's events): there INSERT ... ON CONFLICT
+ * merges them.
  */
 #include "audit.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,7 @@ struct audit_batch {
 	size_t n, alloc;
 	struct es_table index; /* action key -> index into v */
 	long events;
+	uint64_t resume_xid; /* batch_resume()'s, 0: none */
 };
 
 static void action_release(struct view_audit_action *a)
@@ -104,6 +106,11 @@ static void batch_free(void *batch)
 	free(b->v);
 	es_table_release(&b->index);
 	free(b);
+}
+
+static void batch_resume(void *batch, uint64_t xid)
+{
+	((struct audit_batch *)batch)->resume_xid = xid;
 }
 
 static long batch_size(const void *batch)
@@ -265,6 +272,8 @@ static int batch_apply(void *batch, const struct es_event *ev,
 	}
 	if (action_add(a, ev, &m, time) < 0)
 		return es_error_set(err, ES_EINTERNAL, "out of memory");
+	if (ev->xid && ev->xid == b->resume_xid)
+		a->resumed = 1;
 	b->events++;
 	return 1;
 oom:
@@ -322,10 +331,23 @@ void view_audit_events_json(const struct view_audit_action *a,
 #define SQL_ROLLBACK "ROLLBACK TO SAVEPOINT view_audit_copy"
 
 /*
- * The batch as rows of COPY binary format; -1 (with `err`) for an action
- * whose time has not the form view_bin_time() takes.
+ * Whether the batch's action `i` may continue a command an earlier batch
+ * wrote: one of a transaction a read stopped inside (batch_resume()), or
+ * the batch's first (a rebuild does not say where its reads stopped, and
+ * a read that stops inside a transaction leaves the rest of one command
+ * at least to the next batch, whose first action it is).
  */
-static int copy_rows(const struct audit_batch *b, struct es_buf *out,
+static int resumed(const struct audit_batch *b, size_t i)
+{
+	return i == 0 || b->v[i].resumed;
+}
+
+/*
+ * The batch's actions of which resumed() is `which` as rows of COPY
+ * binary format; -1 (with `err`) for an action whose time has not the
+ * form view_bin_time() takes.
+ */
+static int copy_rows(const struct audit_batch *b, int which, struct es_buf *out,
 		     struct es_error *err)
 {
 	struct es_buf ev = ES_BUF_INIT;
@@ -335,6 +357,8 @@ static int copy_rows(const struct audit_batch *b, struct es_buf *out,
 
 	view_bin_begin(out);
 	for (i = 0; i < b->n; i++) {
+		if (resumed(b, i) != which)
+			continue;
 		a = &b->v[i];
 		view_bin_row(out, ADD_NPARAMS);
 		view_bin_text(out, a->sub);
@@ -361,11 +385,11 @@ out:
 }
 
 /*
- * The batch's actions merged into the rows of commands an earlier batch
- * began (a read that ended in the middle of a transaction, or a
- * command id used again by a later append).
+ * The batch's actions of which resumed() is `which` merged into the rows
+ * of commands an earlier batch began (a read that ended in the middle of
+ * a transaction, or a command id used again by a later append).
  */
-static int merge_rows(const struct audit_batch *b, PGconn *db,
+static int merge_rows(const struct audit_batch *b, int which, PGconn *db,
 		      const char *table, const char *suffix,
 		      struct es_error *err)
 {
@@ -379,6 +403,8 @@ static int merge_rows(const struct audit_batch *b, PGconn *db,
 	for (k = 0; k < ADD_NPARAMS; k++)
 		view_arr_open(&col[k]);
 	for (i = 0; i < b->n; i++) {
+		if (resumed(b, i) != which)
+			continue;
 		a = &b->v[i];
 		view_arr_str(&col[0], a->sub);
 		view_arr_ll(&col[1], a->position);
@@ -413,9 +439,12 @@ out:
  * Nearly every action is a command no earlier batch has seen: its rows
  * go in with COPY, which spares the server the arrays' text, the
  * speculative insertion and the conflict check of INSERT ... ON
- * CONFLICT (a third of the view's cost per event). When a row's
- * (sub, command_id) is there already, the COPY is undone to its
- * savepoint and the batch merged.
+ * CONFLICT (a third of the view's cost per event). Those that may
+ * continue one (resumed()) are merged. Any other row whose (sub,
+ * command_id) is there already (a command id that another appender used
+ * again, or a rebuild's batch that began inside a transaction of several
+ * commands) undoes the COPY to its savepoint, and the rest of the batch
+ * is merged.
  */
 static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		       struct es_error *err)
@@ -423,6 +452,7 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 	struct audit_batch *b = batch;
 	struct es_buf rows = ES_BUF_INIT;
 	char table[64], sql[256];
+	size_t i, copied = 0;
 	int r, ret = -1;
 
 	if (view_table_name(table, sizeof(table), "view_audit", suffix, err) <
@@ -430,12 +460,18 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		return -1;
 	if (!b->n)
 		return 0;
-	if (copy_rows(b, &rows, err) < 0)
+	if (merge_rows(b, 1, db, table, suffix, err) < 0)
+		return -1;
+	for (i = 0; i < b->n; i++)
+		copied += !resumed(b, i);
+	if (!copied)
+		return 0;
+	if (copy_rows(b, 0, &rows, err) < 0)
 		goto out;
 	snprintf(sql, sizeof(sql), SQL_SAVEPOINT_COPY, table);
 	r = view_copy_try(db, table, sql, &rows, err);
 	if (r == 1 && (es_db_exec(db, SQL_ROLLBACK, err) < 0 ||
-		       merge_rows(b, db, table, suffix, err) < 0))
+		       merge_rows(b, 0, db, table, suffix, err) < 0))
 		goto out;
 	if (r < 0)
 		goto out;
@@ -455,6 +491,7 @@ const struct view_ops view_audit_ops = {
 	.batch_new = batch_new,
 	.batch_free = batch_free,
 	.apply = batch_apply,
+	.batch_resume = batch_resume,
 	.batch_size = batch_size,
 	.batch_rows = batch_rows,
 	.flush = batch_flush,

@@ -63,6 +63,8 @@ struct view_audit_action {
 	struct view_audit_event *ev; /* position order */
 	size_t nev, alloc;
 	char *key; /* owned: the batch's key of sub and command_id */
+	/* an event of a transaction an earlier batch may have begun */
+	int resumed;
 };
 
 /*

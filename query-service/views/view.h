@@ -14,6 +14,7 @@
 #define VIEW_H
 
 #include <libpq-fe.h>
+#include <stdint.h>
 
 #include "es_error.h"
 #include "es_store.h"
@@ -46,14 +47,23 @@ struct view_ops {
 	 * apply is -1 with ES_EINVALID and a detail naming the field; the
 	 * batch is left as it was (the event is read whole before anything
 	 * changes), and the caller parks the event's stream for the view
-	 * (qry_parked.h) and goes on with the other streams. No view reads the
-	 * event's xid or event_id: a rebuild passes them as 0 and "". Its
+	 * (qry_parked.h) and goes on with the other streams. No view needs
+	 * the event's xid or event_id (audit's compares the xid with
+	 * batch_resume()'s): a rebuild passes them as 0 and "". Its
 	 * metadata only a view with `metadata` set reads; a rebuild of
 	 * none of those passes NULL.
 	 * ownership: borrows `ev`; copies what it keeps.
 	 */
 	int (*apply)(void *batch, const struct es_event *ev,
 		     struct es_error *err);
+
+	/*
+	 * Optional: the events folded next (until the next call) were read
+	 * after a read that stopped inside transaction `xid`, whose earlier
+	 * events an earlier batch may hold; 0 when the read did not stop
+	 * inside one, or nobody knows (a rebuild).
+	 */
+	void (*batch_resume)(void *batch, uint64_t xid);
 
 	/* Events folded into the batch since batch_new(). */
 	long (*batch_size)(const void *batch);

@@ -370,7 +370,10 @@ expect_eq "$(psql_q "SELECT array_to_string(reloptions, ',') FROM pg_class
 say "a flush is a few statements, whatever the batch size"
 out=$("$QF" statements _stmts)
 say "$(tr '\n' ';' <<<"$out")"
-for want in "accounts 2" "statement 1" "daily 1"; do
+# audit: the first action merged (it may continue a command of the first
+# half: the log's halves split one here), the rest in one COPY, with no
+# COPY undone
+for want in "accounts 2" "statement 1" "daily 1" "audit 2"; do
 	view=${want% *}
 	line=$(grep "^$view " <<<"$out") || fail "no line for $view: $out"
 	read -r _ events _ statements _ <<<"$line"
