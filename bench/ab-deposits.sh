@@ -37,11 +37,13 @@ PM=$TANDEM_PG_PID
 # ticks PID...: utime + stime of those processes, in clock ticks
 ticks()
 {
-	local s=0 p
+	local s=0 p v
 
 	for p in "$@"; do
-		[ -r "/proc/$p/stat" ] &&
-			s=$((s + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+		# a backend may exit between the listing and the reading
+		v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) ||
+			v=0
+		s=$((s + ${v:-0}))
 	done
 	echo "$s"
 }

@@ -45,11 +45,13 @@ PM=$TANDEM_PG_PID
 # ticks PID...: utime + stime of those processes, in clock ticks
 ticks()
 {
-	local s=0 p
+	local s=0 p v
 
 	for p in "$@"; do
-		[ -r "/proc/$p/stat" ] &&
-			s=$((s + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+		# a backend may exit between the listing and the reading
+		v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) ||
+			v=0
+		s=$((s + ${v:-0}))
 	done
 	echo "$s"
 }
@@ -122,7 +124,8 @@ for _ in $(seq 1 "$ROUNDS"); do
 		p0=$(pg_ticks)
 		start "$repo" query-service /health DATABASE_URL="$(url "$n")" \
 			PROJECTOR_BATCH="$BATCH"
-		s0=$(ticks "$svc")
+		s0=0 # all of the new process's CPU
+		end=$((SECONDS + 600))
 		# GET /status counts each view's lag in the log, a scan as
 		# long as the lag: asked only once the checkpoints stand still
 		prev=-1
@@ -136,6 +139,12 @@ for _ in $(seq 1 "$ROUNDS"); do
 				break
 			fi
 			prev=$sum
+			if [ "$SECONDS" -ge "$end" ] || ! kill -0 "$svc" 2>/dev/null; then
+				echo "the query service of $repo did not fold" \
+					"the log; its log ends:" >&2
+				tail -n 5 "$WORK/query-service.log" >&2
+				exit 1
+			fi
 			sleep 0.5
 		done
 		s1=$(ticks "$svc")
