@@ -21,65 +21,21 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-10}
 [ $# -ge 2 ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ab-deposits.XXXXXX")
-chmod 755 "$WORK"
-svc=
-cleanup()
-{
-	[ -z "$svc" ] || { kill "$svc" 2>/dev/null; wait "$svc" 2>/dev/null || true; }
-	"$ROOT/scripts/pg" stop "$WORK/pg" >/dev/null 2>&1 || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-eval "$(taskset -c 0 "$ROOT/scripts/pg" start "$WORK/pg")"
-PM=$TANDEM_PG_PID
-
-# ticks PID...: utime + stime of those processes, in clock ticks
-ticks()
-{
-	local s=0 p v
-
-	for p in "$@"; do
-		# a backend may exit between the listing and the reading
-		v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) ||
-			v=0
-		s=$((s + ${v:-0}))
-	done
-	echo "$s"
-}
-HZ=$(getconf CLK_TCK)
-free_port()
-{
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-url() { echo "postgresql:///d$1?host=$PGHOST&port=$PGPORT&user=$PGUSER"; }
+# shellcheck source=bench/ab-lib.sh
+. "$ROOT/bench/ab-lib.sh" ab-deposits
 maxpos() { psql -Atd "d$1" -c "SELECT max(global_position) FROM events"; }
 
 n=0
 for repo in "$@"; do
 	n=$((n + 1))
-	psql -q -c "CREATE DATABASE d$n" >/dev/null
-	MIGRATIONS_DIR=$repo/migrations DATABASE_URL=$(url "$n") LOG_LEVEL=warn \
-		"$repo/bin/migrate" >/dev/null
-	psql -q -d "d$n" -v tag=acct -v accounts=10000 -v steps=0 \
-		-v mix=traffic -v chunk=1000 -f "$ROOT/bench/seed.sql" >/dev/null
+	accounts_db "$n" "$repo"
 	psql -q -d "d$n" -c "VACUUM ANALYZE"
 done
-psql -At -d d1 -c "SELECT md5('acct:' || a)::uuid
-	FROM generate_series(0, 9999) a" >"$WORK/accounts.txt"
 for _ in $(seq 1 "$ROUNDS"); do
 	n=0
 	for repo in "$@"; do
 		n=$((n + 1))
-		port=$(free_port)
-		DATABASE_URL=$(url "$n") AUTH=off LOG_LEVEL=warn PORT=$port \
-			BIND_ADDRESS=127.0.0.1 taskset -c 0 \
-			"$repo/bin/command-service" >"$WORK/cmd.log" 2>&1 &
-		svc=$!
-		for _ in $(seq 1 100); do
-			curl -sf -o /dev/null "http://127.0.0.1:$port/health" && break
-			sleep 0.1
-		done
+		start "$repo" command-service /health DATABASE_URL="$(url "$n")"
 		taskset -c 1 wrk -t1 -c64 -d3s -s "$ROOT/bench/deposits.lua" \
 			"http://127.0.0.1:$port" -- "$WORK/accounts.txt" >/dev/null
 		psql -q -c CHECKPOINT
@@ -93,9 +49,7 @@ for _ in $(seq 1 "$ROUNDS"); do
 		p1=$(ticks "$PM" $(pgrep -P "$PM"))
 		s1=$(ticks "$svc")
 		e1=$(maxpos "$n")
-		kill "$svc"
-		wait "$svc" 2>/dev/null || true
-		svc=
+		stop
 		ev=$((e1 - e0))
 		awk -v r="$repo" -v ev="$ev" -v secs="$SECS" -v hz="$HZ" \
 			-v p="$((p1 - p0))" -v s="$((s1 - s0))" 'BEGIN {

@@ -29,80 +29,13 @@ ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-10}
 BATCH=${BATCH:-100}
 [ $# -ge 2 ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ab-fold.XXXXXX")
-chmod 755 "$WORK"
-svc=
-cleanup()
-{
-	[ -z "$svc" ] || { kill "$svc" 2>/dev/null; wait "$svc" 2>/dev/null || true; }
-	"$ROOT/scripts/pg" stop "$WORK/pg" >/dev/null 2>&1 || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-eval "$(taskset -c 0 "$ROOT/scripts/pg" start "$WORK/pg")"
-PM=$TANDEM_PG_PID
+# shellcheck source=bench/ab-lib.sh
+. "$ROOT/bench/ab-lib.sh" ab-fold
 
-# ticks PID...: utime + stime of those processes, in clock ticks
-ticks()
-{
-	local s=0 p v
-
-	for p in "$@"; do
-		# a backend may exit between the listing and the reading
-		v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) ||
-			v=0
-		s=$((s + ${v:-0}))
-	done
-	echo "$s"
-}
-# the postmaster and its live children, and those it has reaped
-pg_ticks()
-{
-	# shellcheck disable=SC2046 # one PID a word
-	echo $(($(ticks $(pgrep -P "$PM")) +
-		$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$PM/stat")))
-}
-HZ=$(getconf CLK_TCK)
-free_port()
-{
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-url() { echo "postgresql:///d$1?host=$PGHOST&port=$PGPORT&user=$PGUSER"; }
-# start REPO's SERVICE on CPU 0 with the environment given after it;
-# sets svc and port
-start()
-{
-	local repo=$1 name=$2 path=$3
-
-	shift 3
-	port=$(free_port)
-	env "$@" AUTH=off LOG_LEVEL=warn PORT="$port" BIND_ADDRESS=127.0.0.1 \
-		taskset -c 0 "$repo/bin/$name" >"$WORK/$name.log" 2>&1 &
-	svc=$!
-	for _ in $(seq 1 200); do
-		curl -sf -o /dev/null "http://127.0.0.1:$port$path" && return 0
-		sleep 0.1
-	done
-	echo "$name of $repo did not start (see $WORK/$name.log)" >&2
-	exit 1
-}
-stop()
-{
-	kill "$svc"
-	wait "$svc" 2>/dev/null || true
-	svc=
-}
-
-psql -At -c "SELECT md5('acct:' || a)::uuid
-	FROM generate_series(0, 9999) a" >"$WORK/accounts.txt"
 n=0
 for repo in "$@"; do
 	n=$((n + 1))
-	psql -q -c "CREATE DATABASE d$n" >/dev/null
-	MIGRATIONS_DIR=$repo/migrations DATABASE_URL=$(url "$n") LOG_LEVEL=warn \
-		"$repo/bin/migrate" >/dev/null
-	psql -q -d "d$n" -v tag=acct -v accounts=10000 -v steps=0 \
-		-v mix=traffic -v chunk=1000 -f "$ROOT/bench/seed.sql" >/dev/null
+	accounts_db "$n" "$repo"
 	start "$repo" command-service /health DATABASE_URL="$(url "$n")"
 	taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s "$ROOT/bench/deposits.lua" \
 		"http://127.0.0.1:$port" -- "$WORK/accounts.txt" >/dev/null

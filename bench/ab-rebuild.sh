@@ -15,10 +15,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 STEPS=${STEPS:-19}
 [ $# -ge 2 ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ab-rebuild.XXXXXX")
-chmod 755 "$WORK"
-trap '"$ROOT/scripts/pg" stop "$WORK/pg" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-eval "$(taskset -c 0 "$ROOT/scripts/pg" start "$WORK/pg")"
+# shellcheck source=bench/ab-lib.sh
+. "$ROOT/bench/ab-lib.sh" ab-rebuild
 psql -q -c "CREATE DATABASE seed" >/dev/null
 URL="postgresql:///seed?host=$PGHOST&port=$PGPORT&user=$PGUSER"
 DATABASE_URL=$URL LOG_LEVEL=warn "$ROOT/bin/migrate" >/dev/null
