@@ -18,11 +18,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-10}
-[ $# -ge 2 ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
 # shellcheck source=bench/ab-lib.sh
-. "$ROOT/bench/ab-lib.sh" ab-deposits
+. "$ROOT/bench/ab-lib.sh" ab-deposits $#
 maxpos() { psql -Atd "d$1" -c "SELECT max(global_position) FROM events"; }
 
 n=0

@@ -25,12 +25,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-10}
 BATCH=${BATCH:-100}
-[ $# -ge 2 ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
 # shellcheck source=bench/ab-lib.sh
-. "$ROOT/bench/ab-lib.sh" ab-fold
+. "$ROOT/bench/ab-lib.sh" ab-fold $#
 
 n=0
 for repo in "$@"; do

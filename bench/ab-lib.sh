@@ -1,12 +1,13 @@
 # bench/ab-lib.sh - what the side-by-side scripts (bench/ab-*.sh) share,
-# sourced after they set ROOT and checked their arguments:
+# sourced after they set ROOT:
 #
-#   . "$ROOT/bench/ab-lib.sh" NAME
+#   . "$ROOT/bench/ab-lib.sh" NAME $#
 #
-# makes WORK (a scratch folder, NAME in its name, removed at exit), starts
-# a throwaway cluster there on CPU 0 (scripts/pg: PGHOST, PGPORT, PGUSER
-# set; PM its postmaster) and stops it at exit, with any service `start`
-# left running. Then:
+# checks that the script was given two REPOs or more (else its usage,
+# exit 2), sets ROUNDS (default 3), makes WORK (a scratch folder, NAME in
+# its name, removed at exit), starts a throwaway cluster there on CPU 0
+# (scripts/pg: PGHOST, PGPORT, PGUSER set; PM its postmaster) and stops it
+# at exit, with any service `start` left running. Then:
 #   ticks PID...        utime + stime of those processes, in clock ticks
 #                       (HZ a second); one that has exited counts 0
 #   pg_ticks            the same of the postmaster, its live children and
@@ -23,6 +24,8 @@
 #   stop                stop it
 # shellcheck shell=bash
 
+[ "$2" -ge 2 ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
+ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
 chmod 755 "$WORK"
 svc=

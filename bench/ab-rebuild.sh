@@ -12,11 +12,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-ROUNDS=${ROUNDS:-3}
 STEPS=${STEPS:-19}
-[ $# -ge 2 ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
 # shellcheck source=bench/ab-lib.sh
-. "$ROOT/bench/ab-lib.sh" ab-rebuild
+. "$ROOT/bench/ab-lib.sh" ab-rebuild $#
 psql -q -c "CREATE DATABASE seed" >/dev/null
 URL="postgresql:///seed?host=$PGHOST&port=$PGPORT&user=$PGUSER"
 DATABASE_URL=$URL LOG_LEVEL=warn "$ROOT/bin/migrate" >/dev/null

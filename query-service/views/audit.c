@@ -72,6 +72,7 @@ struct audit_batch {
 	struct es_table index; /* action key -> index into v */
 	long events;
 	uint64_t resume_xid; /* batch_resume()'s, 0: none */
+	int told; /* batch_resume() was called: reads say where they stop */
 };
 
 static void action_release(struct view_audit_action *a)
@@ -110,7 +111,10 @@ static void batch_free(void *batch)
 
 static void batch_resume(void *batch, uint64_t xid)
 {
-	((struct audit_batch *)batch)->resume_xid = xid;
+	struct audit_batch *b = batch;
+
+	b->resume_xid = xid;
+	b->told = 1;
 }
 
 static long batch_size(const void *batch)
@@ -332,14 +336,14 @@ void view_audit_events_json(const struct view_audit_action *a,
 
 /*
  * Whether the batch's action `i` may continue a command an earlier batch
- * wrote: one of a transaction a read stopped inside (batch_resume()), or
- * the batch's first (a rebuild does not say where its reads stopped, and
- * a read that stops inside a transaction leaves the rest of one command
+ * wrote: one of a transaction a read stopped inside (batch_resume()); in
+ * a batch nobody told where reads stopped (a rebuild), the batch's first
+ * (a read that stops inside a transaction leaves the rest of one command
  * at least to the next batch, whose first action it is).
  */
 static int resumed(const struct audit_batch *b, size_t i)
 {
-	return i == 0 || b->v[i].resumed;
+	return b->v[i].resumed || (i == 0 && !b->told);
 }
 
 /*
@@ -460,10 +464,10 @@ static int batch_flush(void *batch, PGconn *db, const char *suffix,
 		return -1;
 	if (!b->n)
 		return 0;
-	if (merge_rows(b, 1, db, table, suffix, err) < 0)
-		return -1;
 	for (i = 0; i < b->n; i++)
 		copied += !resumed(b, i);
+	if (copied < b->n && merge_rows(b, 1, db, table, suffix, err) < 0)
+		return -1;
 	if (!copied)
 		return 0;
 	if (copy_rows(b, 0, &rows, err) < 0)

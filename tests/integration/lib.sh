@@ -91,7 +91,7 @@
 #                                    start again keeps PX_PORT
 #
 # shellcheck shell=bash
-# shellcheck disable=SC2034 # OWN_*, STOP_STATUS, HTTP_* are for the tests
+# shellcheck disable=SC2034 # OWN_*, STOP_STATUS, HTTP_*, UUID*_RE are for the tests
 
 set -eu -o pipefail
 
@@ -101,6 +101,10 @@ TANDEM_BUILD=${TANDEM_BUILD:-$TANDEM_ROOT/build/rel}
 export TANDEM_ROOT TANDEM_BIN TANDEM_BUILD
 PATH=/usr/lib/postgresql/15/bin:$PATH
 export PATH
+
+# a UUID in its lower-case text form; one of version 7 (time-ordered)
+UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+UUID7_RE='^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
 
 _LIB_OWN_TMP=0
 if [ -z "${TEST_TMP:-}" ]; then
@@ -707,7 +711,6 @@ pg_own_stop()
 		fail "pg_own_stop: cannot stop the cluster in $dir"
 }
 
-# shellcheck disable=SC2120 # DIR is optional
 proxy_own_start()
 {
 	local proxy=$TANDEM_BUILD/tests/tcp_proxy db user
@@ -733,6 +736,7 @@ proxy_own_cut()
 	wait_for 10 eval "! kill -0 $PX_PID 2>/dev/null"
 }
 
+# shellcheck disable=SC2120 # DIR is optional
 pg_own_restart()
 {
 	local dir out

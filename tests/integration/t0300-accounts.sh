@@ -8,7 +8,6 @@ set -eu -o pipefail
 migrate_db
 start_service CMD command-service MAX_BODY_BYTES=4096 DB_POOL_SIZE=4
 
-UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 POS_RE='^[0-9]+\.[0-9]+$'
 
 post()
@@ -270,8 +269,7 @@ expect_eq "$(psql_q "SELECT count(*) FROM events WHERE NOT (metadata ?&
 # (sub, command_id) takes a principal's commands at its end); made one
 # after another, they sort in log order by their first 48 bits, the ms
 expect_eq "$(psql_q "SELECT count(*) FROM events
-	WHERE metadata->>'command_id' !~
-	'^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\$'")" \
+	WHERE metadata->>'command_id' !~ '$UUID7_RE'")" \
 	0 "command ids not of version 7"
 expect_eq "$(psql_q "SELECT count(*) FROM (SELECT left(metadata->>'command_id',
 	13) AS t, lag(left(metadata->>'command_id', 13)) OVER (ORDER BY

@@ -69,7 +69,7 @@ expect_status 201
 G=$(jq -r .transfer_id <<<"$HTTP_BODY")
 # time-ordered (version 7), so that its stream's index entries go near
 # the last transfer's: the id's first 48 bits are the time in ms
-[[ $G =~ ^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]] ||
+[[ $G =~ $UUID7_RE ]] ||
 	fail "a made-up transfer id is not version 7: $G"
 ms=$((16#${G:0:8}${G:9:4}))
 now=$(($(date +%s%3N)))

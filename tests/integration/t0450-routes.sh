@@ -17,7 +17,6 @@ migrate_db
 start_service CMD command-service DB_POOL_SIZE=4
 start_service QRY query-service POLL_INTERVAL_MS=50 READ_POOL_SIZE=3
 
-UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 SNAP_RE='^[0-9]+:[0-9]+:[0-9,]*$'
 TOKEN=
 
