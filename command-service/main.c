@@ -126,15 +126,20 @@ static struct es_route *all_routes(size_t *n)
 	return r;
 }
 
-/* DB_POOL_SIZE 0: two connections per online CPU, at least POOL_MIN. */
+/*
+ * DB_POOL_SIZE 0: two connections per CPU this process may run on (its
+ * affinity, as for the HTTP threads), at least POOL_MIN. Each connection
+ * carries one group-commit round at a time; rounds beyond what the CPUs
+ * can decide and answer only split the queue into smaller batches, and a
+ * batch's fixed cost (its statement, its commit) is the dearer part of a
+ * small one.
+ */
 static long pool_size(long configured)
 {
 	long n = configured;
 
-	if (n <= 0) {
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-		n = n > 0 ? 2 * n : POOL_MIN;
-	}
+	if (n <= 0)
+		n = 2 * es_http_cpus();
 	return n < POOL_MIN ? POOL_MIN : n;
 }
 
@@ -147,7 +152,7 @@ int main(int argc, char **argv)
 		ES_HTTP_CONFIG_VARS(&c.http, "8081"),
 		ES_AUTH_CONFIG_VARS(&c.auth),
 		{ "DB_POOL_SIZE", ES_CONFIG_INT, &c.pool_size, "0", 0, 1000,
-		  "database connections, 0 for two per CPU (at least 2)" },
+		  "database connections, 0 for two per CPU we may run on (at least 2)" },
 		{ "DB_QUEUE_MAX", ES_CONFIG_INT, &c.queue_max, "1024", 1,
 		  1000000,
 		  "commands waiting for a connection at most (else 503)" },

@@ -5,7 +5,8 @@
 # on two instances sharing one database: events appended by type, appends,
 # version conflicts (an instance whose cached state another instance made
 # stale), retries, idempotent replays, commands by outcome, pool gauges,
-# HTTP requests by route and status.
+# HTTP requests by route and status. The pool's default size: two
+# connections per CPU the service may run on (taskset), at least 2.
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -215,3 +216,18 @@ http HEAD "$A_URL/metrics"
 expect_status 200
 expect_eq "$(stop_pid "$A_PID")" 0 "A exit status"
 expect_eq "$(stop_pid "$B_PID")" 0 "B exit status"
+
+say "DB_POOL_SIZE 0: two connections per CPU of the service's affinity"
+# a service started from a shell pinned to one CPU inherits the pin
+mask=$(taskset -pc $$ | sed 's/.*: //')
+taskset -pc "$(cut -d, -f1 <<<"${mask%%-*}")" $$ >/dev/null
+start_service P command-service BIND_ADDRESS=127.0.0.1
+taskset -pc "$mask" $$ >/dev/null
+start_service U command-service BIND_ADDRESS=127.0.0.1
+scrape P
+expect_metric P tandem_db_pool_size 2
+cpus=$(nproc)
+scrape U
+expect_metric U tandem_db_pool_size "$((cpus > 1 ? 2 * cpus : 2))"
+expect_eq "$(stop_pid "$P_PID")" 0 "P exit status"
+expect_eq "$(stop_pid "$U_PID")" 0 "U exit status"
