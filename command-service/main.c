@@ -36,6 +36,7 @@
 
 #define PROG	 "command-service"
 #define POOL_MIN 2
+#define POOL_DEFAULT_MAX 32
 /*
  * After the grace period, how long the rounds still running (their
  * statements cancelled) may take to end, and the notifier its NOTIFY.
@@ -128,18 +129,24 @@ static struct es_route *all_routes(size_t *n)
 
 /*
  * DB_POOL_SIZE 0: two connections per CPU this process may run on (its
- * affinity, as for the HTTP threads), at least POOL_MIN. Each connection
- * carries one group-commit round at a time; rounds beyond what the CPUs
- * can decide and answer only split the queue into smaller batches, and a
- * batch's fixed cost (its statement, its commit) is the dearer part of a
- * small one.
+ * affinity, as for the HTTP threads), at least POOL_MIN and at most
+ * POOL_DEFAULT_MAX. Each connection carries one group-commit round at a
+ * time; rounds beyond what the CPUs can decide and answer only split the
+ * queue into smaller batches, and a batch's fixed cost (its statement,
+ * its commit) is the dearer part of a small one. The cap keeps a big
+ * machine's default inside PostgreSQL's defaults: COMMIT_BATCH_MAX (64)
+ * x 3 stream locks x 32 connections is 6,144 of the lock table's 6,400,
+ * and 32 of max_connections' 100.
  */
 static long pool_size(long configured)
 {
 	long n = configured;
 
-	if (n <= 0)
+	if (n <= 0) {
 		n = 2 * es_http_cpus();
+		if (n > POOL_DEFAULT_MAX)
+			n = POOL_DEFAULT_MAX;
+	}
 	return n < POOL_MIN ? POOL_MIN : n;
 }
 
@@ -152,7 +159,7 @@ int main(int argc, char **argv)
 		ES_HTTP_CONFIG_VARS(&c.http, "8081"),
 		ES_AUTH_CONFIG_VARS(&c.auth),
 		{ "DB_POOL_SIZE", ES_CONFIG_INT, &c.pool_size, "0", 0, 1000,
-		  "database connections, 0 for two per CPU we may run on (at least 2)" },
+		  "database connections, 0 for two per CPU we may run on (2 to 32)" },
 		{ "DB_QUEUE_MAX", ES_CONFIG_INT, &c.queue_max, "1024", 1,
 		  1000000,
 		  "commands waiting for a connection at most (else 503)" },

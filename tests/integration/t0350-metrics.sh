@@ -6,7 +6,7 @@
 # version conflicts (an instance whose cached state another instance made
 # stale), retries, idempotent replays, commands by outcome, pool gauges,
 # HTTP requests by route and status. The pool's default size: two
-# connections per CPU the service may run on (taskset), at least 2.
+# connections per CPU the service may run on (taskset), 2 to 32.
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -218,16 +218,28 @@ expect_eq "$(stop_pid "$A_PID")" 0 "A exit status"
 expect_eq "$(stop_pid "$B_PID")" 0 "B exit status"
 
 say "DB_POOL_SIZE 0: two connections per CPU of the service's affinity"
+# The CPUs in a process's affinity list ("0-3,6" is 5).
+cpus_of()
+{
+	sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "/proc/$1/status" |
+		tr ',' '\n' | awk -F- '{ n += NF == 2 ? $2 - $1 + 1 : 1 }
+			END { print n }'
+}
 # a service started from a shell pinned to one CPU inherits the pin
 mask=$(taskset -pc $$ | sed 's/.*: //')
 taskset -pc "$(cut -d, -f1 <<<"${mask%%-*}")" $$ >/dev/null
 start_service P command-service BIND_ADDRESS=127.0.0.1
 taskset -pc "$mask" $$ >/dev/null
 start_service U command-service BIND_ADDRESS=127.0.0.1
+expect_eq "$(cpus_of "$P_PID")" 1 "P's CPUs"
 scrape P
 expect_metric P tandem_db_pool_size 2
-cpus=$(nproc)
+cpus=$(cpus_of "$U_PID")
+want=$((2 * cpus > 32 ? 32 : 2 * cpus))
 scrape U
-expect_metric U tandem_db_pool_size "$((cpus > 1 ? 2 * cpus : 2))"
+expect_metric U tandem_db_pool_size "$want"
+# with one CPU online, two per online CPU (the old default) is 2 as well
+[ "$(getconf _NPROCESSORS_ONLN)" -gt 1 ] ||
+	say "one CPU online: the pinned service cannot tell affinity from online CPUs"
 expect_eq "$(stop_pid "$P_PID")" 0 "P exit status"
 expect_eq "$(stop_pid "$U_PID")" 0 "U exit status"
