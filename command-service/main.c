@@ -34,8 +34,8 @@
 #include "es_probe.h"
 #include "es_service.h"
 
-#define PROG	 "command-service"
-#define POOL_MIN 2
+#define PROG		 "command-service"
+#define POOL_MIN	 2
 #define POOL_DEFAULT_MAX 32
 /*
  * After the grace period, how long the rounds still running (their
