@@ -27,7 +27,6 @@ n=0
 for repo in "$@"; do
 	n=$((n + 1))
 	accounts_db "$n" "$repo"
-	psql -q -d "d$n" -c "VACUUM ANALYZE"
 done
 for _ in $(seq 1 "$ROUNDS"); do
 	n=0

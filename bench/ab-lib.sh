@@ -16,7 +16,8 @@
 #   url N               the conninfo of database dN
 #   accounts_db N REPO  database dN, migrated by REPO's migrate, with the
 #                       10,000 accounts of bench/seed.sql (their ids in
-#                       WORK/accounts.txt, as bench/deposits.lua reads them)
+#                       WORK/accounts.txt, as bench/deposits.lua reads them),
+#                       vacuumed and analyzed
 #   start REPO NAME PATH [VAR=VALUE...]
 #                       REPO's bin/NAME on CPU 0 (AUTH=off, LOG_LEVEL=warn,
 #                       on 127.0.0.1, its log WORK/NAME.log) until GET
@@ -77,6 +78,7 @@ accounts_db()
 		-v mix=traffic -v chunk=1000 -f "$ROOT/bench/seed.sql" >/dev/null
 	psql -At -d "d$1" -c "SELECT md5('acct:' || a)::uuid
 		FROM generate_series(0, 9999) a" >"$WORK/accounts.txt"
+	psql -q -d "d$1" -c "VACUUM ANALYZE"
 }
 
 start()

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# bench/ab-lag.sh - append-to-visible lag and read-your-writes, two or
+# more builds side by side on one cluster.
+#
+#   bench/ab-lag.sh REPO_A REPO_B [...]     ROUNDS=3 RATE=3000 SECS=12
+#
+# Each REPO is a built checkout (its bin/ and migrations/). One throwaway
+# cluster (scripts/pg of this checkout, fsync and synchronous_commit on)
+# on CPU 0 holds a database per REPO, migrated by that REPO's migrate and
+# seeded with 10,000 accounts (bench/seed.sql). Each round runs each
+# REPO's command service and query service in turn on CPU 0 (AUTH=off,
+# LOG_LEVEL=warn), warms the command service's cache with 3 s of wrk
+# deposits, checkpoints, then runs this checkout's `tandem-bench lag
+# --rate RATE --seconds SECS --conns 64` on CPU 1, as `make bench` does
+# for its lag figure, and prints one line per REPO: "REPO rate=R p50=
+# p90= p99= ryw_p99= (ms)", R the deposits a second the client reached of
+# RATE. Run it again with the REPOs the other way round before reading a
+# difference.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RATE=${RATE:-3000}
+SECS=${SECS:-12}
+TB=$ROOT/build/rel/bench/tandem-bench
+[ -x "$TB" ] || { echo "ab-lag: build first (make)" >&2; exit 1; }
+# shellcheck source=bench/ab-lib.sh
+. "$ROOT/bench/ab-lib.sh" ab-lag $#
+qsvc=
+stop_query()
+{
+	[ -z "$qsvc" ] || { kill "$qsvc"; wait "$qsvc" 2>/dev/null || true; }
+	qsvc=
+}
+trap 'stop_query; ab_cleanup' EXIT
+
+n=0
+for repo in "$@"; do
+	n=$((n + 1))
+	accounts_db "$n" "$repo"
+done
+for round in $(seq 1 "$ROUNDS"); do
+	n=0
+	for repo in "$@"; do
+		n=$((n + 1))
+		start "$repo" query-service /ready DATABASE_URL="$(url "$n")"
+		qsvc=$svc qport=$port svc=
+		start "$repo" command-service /health \
+			DATABASE_URL="$(url "$n")"
+		taskset -c 1 wrk -t1 -c64 -d3s -s "$ROOT/bench/deposits.lua" \
+			"http://127.0.0.1:$port" -- "$WORK/accounts.txt" >/dev/null
+		psql -q -c CHECKPOINT
+		out=$(taskset -c 1 "$TB" lag --command "http://127.0.0.1:$port" \
+			--query "http://127.0.0.1:$qport" \
+			--accounts "$WORK/accounts.txt" --rate "$RATE" \
+			--seconds "$SECS" --conns 64 --seed "$round" | tail -n 1)
+		stop
+		stop_query
+		jq -r --arg r "$repo" '"\($r) rate=\(.rate) p50=\(.p50_ms)" +
+			" p90=\(.p90_ms) p99=\(.p99_ms) ryw_p99=\(.ryw_p99_ms)"' \
+			<<<"$out"
+	done
+done
