@@ -33,15 +33,13 @@ for _ in $(seq 1 "$ROUNDS"); do
 	for repo in "$@"; do
 		n=$((n + 1))
 		start "$repo" command-service /health DATABASE_URL="$(url "$n")"
-		taskset -c 1 wrk -t1 -c64 -d3s -s "$ROOT/bench/deposits.lua" \
-			"http://127.0.0.1:$port" -- "$WORK/accounts.txt" >/dev/null
+		deposits 3
 		psql -q -c CHECKPOINT
 		e0=$(maxpos "$n")
 		# shellcheck disable=SC2046 # one PID a word
 		p0=$(ticks "$PM" $(pgrep -P "$PM"))
 		s0=$(ticks "$svc")
-		taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s "$ROOT/bench/deposits.lua" \
-			"http://127.0.0.1:$port" -- "$WORK/accounts.txt" >/dev/null
+		deposits "$SECS"
 		# shellcheck disable=SC2046
 		p1=$(ticks "$PM" $(pgrep -P "$PM"))
 		s1=$(ticks "$svc")

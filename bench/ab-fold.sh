@@ -35,8 +35,7 @@ for repo in "$@"; do
 	n=$((n + 1))
 	accounts_db "$n" "$repo"
 	start "$repo" command-service /health DATABASE_URL="$(url "$n")"
-	taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s "$ROOT/bench/deposits.lua" \
-		"http://127.0.0.1:$port" -- "$WORK/accounts.txt" >/dev/null
+	deposits "$SECS"
 	stop
 	psql -q -d "d$n" -c "VACUUM ANALYZE"
 done

@@ -25,13 +25,6 @@ TB=$ROOT/build/rel/bench/tandem-bench
 [ -x "$TB" ] || { echo "ab-lag: build first (make)" >&2; exit 1; }
 # shellcheck source=bench/ab-lib.sh
 . "$ROOT/bench/ab-lib.sh" ab-lag $#
-qsvc=
-stop_query()
-{
-	[ -z "$qsvc" ] || { kill "$qsvc"; wait "$qsvc" 2>/dev/null || true; }
-	qsvc=
-}
-trap 'stop_query; ab_cleanup' EXIT
 
 n=0
 for repo in "$@"; do
@@ -43,18 +36,17 @@ for round in $(seq 1 "$ROUNDS"); do
 	for repo in "$@"; do
 		n=$((n + 1))
 		start "$repo" query-service /ready DATABASE_URL="$(url "$n")"
-		qsvc=$svc qport=$port svc=
+		qsvc=$svc qport=$port
 		start "$repo" command-service /health \
 			DATABASE_URL="$(url "$n")"
-		taskset -c 1 wrk -t1 -c64 -d3s -s "$ROOT/bench/deposits.lua" \
-			"http://127.0.0.1:$port" -- "$WORK/accounts.txt" >/dev/null
+		deposits 3
 		psql -q -c CHECKPOINT
 		out=$(taskset -c 1 "$TB" lag --command "http://127.0.0.1:$port" \
 			--query "http://127.0.0.1:$qport" \
 			--accounts "$WORK/accounts.txt" --rate "$RATE" \
 			--seconds "$SECS" --conns 64 --seed "$round" | tail -n 1)
 		stop
-		stop_query
+		stop "$qsvc"
 		jq -r --arg r "$repo" '"\($r) rate=\(.rate) p50=\(.p50_ms)" +
 			" p90=\(.p90_ms) p99=\(.p99_ms) ryw_p99=\(.ryw_p99_ms)"' \
 			<<<"$out"

@@ -7,7 +7,7 @@
 # exit 2), sets ROUNDS (default 3), makes WORK (a scratch folder, NAME in
 # its name, removed at exit), starts a throwaway cluster there on CPU 0
 # (scripts/pg: PGHOST, PGPORT, PGUSER set; PM its postmaster) and stops it
-# at exit, with any service `start` left running. Then:
+# at exit, with every service `start` left running. Then:
 #   ticks PID...        utime + stime of those processes, in clock ticks
 #                       (HZ a second); one that has exited counts 0
 #   pg_ticks            the same of the postmaster, its live children and
@@ -22,7 +22,9 @@
 #                       REPO's bin/NAME on CPU 0 (AUTH=off, LOG_LEVEL=warn,
 #                       on 127.0.0.1, its log WORK/NAME.log) until GET
 #                       PATH answers; sets svc (its PID) and port
-#   stop                stop it
+#   deposits SECS       wrk -t1 -c64 on CPU 1, SECS seconds of
+#                       bench/deposits.lua against the service on port
+#   stop [PID]          stop that service (default: svc)
 # shellcheck shell=bash
 
 [ "$2" -ge 2 ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
@@ -30,9 +32,15 @@ ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
 chmod 755 "$WORK"
 svc=
+svcs=() # started, not yet stopped
 ab_cleanup()
 {
-	[ -z "$svc" ] || { kill "$svc" 2>/dev/null; wait "$svc" 2>/dev/null || true; }
+	local p
+
+	for p in "${svcs[@]}"; do
+		kill "$p" 2>/dev/null
+		wait "$p" 2>/dev/null || true
+	done
 	"$ROOT/scripts/pg" stop "$WORK/pg" >/dev/null 2>&1 || true
 	rm -rf "$WORK"
 }
@@ -90,6 +98,7 @@ start()
 	env "$@" AUTH=off LOG_LEVEL=warn PORT="$port" BIND_ADDRESS=127.0.0.1 \
 		taskset -c 0 "$repo/bin/$name" >"$WORK/$name.log" 2>&1 &
 	svc=$!
+	svcs+=("$svc")
 	for _ in $(seq 1 200); do
 		curl -sf -o /dev/null "http://127.0.0.1:$port$path" && return 0
 		sleep 0.1
@@ -98,9 +107,22 @@ start()
 	exit 1
 }
 
+deposits()
+{
+	taskset -c 1 wrk -t1 -c64 -d"$1s" -s "$ROOT/bench/deposits.lua" \
+		"http://127.0.0.1:$port" -- "$WORK/accounts.txt" >/dev/null
+}
+
+# shellcheck disable=SC2120 # PID is optional
 stop()
 {
-	kill "$svc"
-	wait "$svc" 2>/dev/null || true
-	svc=
+	local p=${1:-$svc} q left=()
+
+	kill "$p"
+	wait "$p" 2>/dev/null || true
+	for q in "${svcs[@]}"; do
+		[ "$q" = "$p" ] || left+=("$q")
+	done
+	svcs=("${left[@]}")
+	[ "$p" != "$svc" ] || svc=
 }
