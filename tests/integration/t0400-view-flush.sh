@@ -370,9 +370,9 @@ expect_eq "$(psql_q "SELECT array_to_string(reloptions, ',') FROM pg_class
 say "a flush is a few statements, whatever the batch size"
 out=$("$QF" statements _stmts)
 say "$(tr '\n' ';' <<<"$out")"
-# audit: the first action merged (it may continue a command of the first
-# half: the log's halves split one here), the rest in one COPY, with no
-# COPY undone
+# audit: the actions of the transaction the halves split (as a
+# projector's read that stops inside one) merged, the rest in one COPY,
+# with no COPY undone
 for want in "accounts 2" "statement 1" "daily 1" "audit 2"; do
 	view=${want% *}
 	line=$(grep "^$view " <<<"$out") || fail "no line for $view: $out"
