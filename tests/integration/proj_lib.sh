@@ -40,6 +40,9 @@
 #                                    $TEST_TMP/NAME.codes, one a line
 #   proj_load_done NAME              wait for it; fail unless every answer
 #                                    was 201
+#   proj_load_stop NAME              stop it (a load longer than the checks
+#                                    under it); fail unless every answer it
+#                                    had was 201
 #
 # shellcheck shell=bash
 
@@ -280,9 +283,24 @@ proj_load()
 
 proj_load_done()
 {
+	wait "$PROJ_LOAD_PID" || fail "curl: $(tail -3 "$TEST_TMP/$1.err")"
+	_proj_load_check "$1"
+}
+
+proj_load_stop()
+{
+	kill "$PROJ_LOAD_PID" 2>/dev/null || fail "the load $1 had ended already"
+	wait "$PROJ_LOAD_PID" || true
+	# a line the kill cut short is no answer
+	[ -z "$(tail -c 1 "$TEST_TMP/$1.codes")" ] ||
+		sed -i '$d' "$TEST_TMP/$1.codes"
+	_proj_load_check "$1"
+}
+
+_proj_load_check()
+{
 	local bad
 
-	wait "$PROJ_LOAD_PID" || fail "curl: $(tail -3 "$TEST_TMP/$1.err")"
 	bad=$(grep -vx 201 "$TEST_TMP/$1.codes" | sort | uniq -c || true)
 	[ -z "$bad" ] || fail "commands answered other than 201: $bad"
 }

@@ -151,7 +151,15 @@ for i in $(seq 1 "$NSLOW"); do
 done
 wait_for 15 pool_holds "$NFAST"
 wait_for 10 bash -c "[ \$(ls '$TEST_TMP'/slow.*.sent | wc -l) = $NSLOW ]"
-sleep 0.3 # the slow clients' connections are accepted by the server
+# the server has accepted every connection and read what each sent: none
+# waits in the listen queue, none has unread bytes
+all_read()
+{
+	ss -Hltn "( sport = :$CMD_PORT )" | awk '$2 != 0 { exit 1 }' &&
+		ss -Htn state established "( sport = :$CMD_PORT )" |
+		awk '$1 != 0 { exit 1 }'
+}
+wait_for 10 all_read
 expect_eq "$(metric tandem_db_pool_in_use)" 4 "pool workers busy"
 ! compgen -G "$TEST_TMP/fast.*.res" >/dev/null ||
 	fail "a command finished while the events table was locked"

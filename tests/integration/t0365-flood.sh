@@ -132,7 +132,7 @@ for round in 1 2 3; do
 	fi
 	for s in CMD QRY; do
 		eval "url=\$${s}_URL"
-		read -r code ms < <(get_from2 "$url/health" 1)
+		read -r code ms < <(get_from2 "$url/health" 4)
 		[ "$code" = 200 ] ||
 			fail "$s: GET /health from 127.0.0.2 during the flood:" \
 				"status $code after $ms ms: $(cat "$TEST_TMP/curl.err")"

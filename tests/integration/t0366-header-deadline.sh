@@ -203,7 +203,9 @@ out=$(cat "$TEST_TMP/keep.out")
 [[ $out == $'first 200\nsecond 200\nthird 408 '* ]] ||
 	fail "kept-alive connection: $out $(cat "$TEST_TMP/keep.err")"
 ms=$(sed -n 's/^third 408 //p' <<<"$out")
-[ "$ms" -ge 2900 ] && [ "$ms" -le 4500 ] ||
+# 3 s and the watchdog's tick (500 ms), with the slack the fresh
+# connections' cases have
+[ "$ms" -ge 2900 ] && [ "$ms" -le 5500 ] ||
 	fail "the third request's dripping headers were cut after $ms ms," \
 		"expected 3 s"
 grep -q '^closed ' <<<"$out" || fail "the connection stayed open: $out"

@@ -200,9 +200,11 @@ for path in "/accounts/$A" "/accounts/$A/transactions"; do
 	done >>"$TEST_TMP/urls"
 done
 split -l $((PER_CURL * 2)) "$TEST_TMP/urls" "$TEST_TMP/urls."
+# a wait long enough that the first are still parked when the last park,
+# on a loaded machine too
 for f in "$TEST_TMP"/urls.*; do
 	curl -s --parallel --parallel-immediate --parallel-max $PER_CURL \
-		--max-time 30 -H "X-Min-Position: $FARTOK" -H 'X-Wait-Ms: 3000' \
+		--max-time 30 -H "X-Min-Position: $FARTOK" -H 'X-Wait-Ms: 8000' \
 		-w '%{http_code} %header{retry-after}\n' --config "$f" \
 		>"$f.out" 2>"$f.err" &
 	track_pid $!

@@ -15,7 +15,7 @@ set -eu -o pipefail
 
 FAR=99999999999.1
 GRACE=500
-WAIT=3000
+WAIT=6000
 # SIGTERM this long after the reads began: their 503s go out 400 ms
 # before their waits run out, and the stop then waits up to 1 s more for
 # the stalled client
@@ -59,13 +59,14 @@ waiting log "$QRY_URL/streams/account-$A" -H "X-Min-Position: $FAR"
 waiting query "$QRY_URL/events?limit=5&min_position=$FAR"
 wait_for 10 parked 3
 
-# a request line and half the headers, then nothing for 5 s
+# a request line and half the headers, then nothing until well after the
+# waits ran out
 perl -MIO::Socket::INET -e '
 	my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1",
 		PeerPort => $ARGV[0]) or die "connect: $!";
 	$s->autoflush(1);
 	print $s "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n";
-	sleep 5;' "$QRY_PORT" &
+	sleep $ARGV[1];' "$QRY_PORT" $((WAIT / 1000 + 2)) &
 STALLED=$!
 track_pid "$STALLED"
 left=$((t0 + TERM_AT - $(_lib_now_ms)))

@@ -778,8 +778,11 @@ START_TEST(db_jobs_run_in_parallel)
 		submit_ok(pool, &tj[i]);
 	}
 	ck_assert(gate_wait(&gate.done, N, 5000));
-	/* 8 jobs of 0.3 s on 4 connections: two rounds, not eight */
-	ck_assert_int_lt(now_ns() - t0, 1500000000LL);
+	/*
+	 * 8 jobs of 0.3 s on 4 connections: two rounds, not eight (2.4 s
+	 * at the least), with room for a loaded machine
+	 */
+	ck_assert_int_lt(now_ns() - t0, 2100000000LL);
 	for (int i = 0; i < N; i++)
 		ck_assert_str_eq(tj[i].text, "");
 	cmd_pool_stop(pool);
