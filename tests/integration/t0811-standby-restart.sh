@@ -113,8 +113,8 @@ restart()
 	local tok ver n
 
 	say "8 clients deposit; the standby goes down ($1) under them"
-	# more than they can send in the checks' time: stopped after them
-	proj_load "$1" 40000 "${ACC[@]}"
+	# until stopped, after the checks
+	proj_load "$1" 0 "${ACC[@]}"
 	wait_for 30 answered "$1" 100
 	standby_down "$1"
 	n=$(wc -l <"$TEST_TMP/$1.codes")
