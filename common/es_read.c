@@ -832,6 +832,51 @@ char *es_read_snapshot(PGconn *db, const struct es_snapshot *done,
 	return snap;
 }
 
+/*
+ * Events of `from`'s running transactions that finished in `to` ($1), or
+ * of transactions from `from`'s xmax ($2) up to `to`'s ($3) not running
+ * in `to` ($4): by the tail index, each an equality or a short range.
+ */
+#define SQL_ANY_BETWEEN                                                     \
+	"SELECT EXISTS (SELECT 1 FROM events"                               \
+	"  WHERE transaction_id = ANY($1::xid8[]))"                         \
+	" OR EXISTS (SELECT 1 FROM events WHERE transaction_id >= $2::xid8" \
+	"  AND transaction_id < $3::xid8"                                   \
+	"  AND transaction_id <> ALL($4::xid8[]))"
+
+int es_read_any_between(PGconn *db, const struct es_snapshot *from,
+			const struct es_snapshot *to, int *any,
+			struct es_error *err)
+{
+	char fx[24], tx[24];
+	char *done = xid_array(from->xip, from->nxip, NULL, to);
+	char *running = xid_array(to->xip, to->nxip, NULL, NULL);
+	const char *params[4] = { done, fx, tx, running };
+	PGresult *res = NULL;
+	int ret = -1;
+
+	if (!done || !running) {
+		es_error_set(err, ES_EINTERNAL, "out of memory");
+		goto out;
+	}
+	snprintf(fx, sizeof(fx), "%" PRIu64, from->xmax);
+	snprintf(tx, sizeof(tx), "%" PRIu64, to->xmax);
+	res = PQexecParams(db, SQL_ANY_BETWEEN, 4, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		es_db_error(db, res, err);
+	} else if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+		es_error_set(err, ES_EINTERNAL, "unexpected result");
+	} else {
+		*any = PQgetvalue(res, 0, 0)[0] == 't';
+		ret = 0;
+	}
+out:
+	PQclear(res);
+	free(done);
+	free(running);
+	return ret;
+}
+
 uint64_t es_lsn_value(const char *s)
 {
 	unsigned int hi, lo;

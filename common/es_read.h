@@ -138,6 +138,19 @@ int es_read_forward_done(PGconn *db, const struct es_cursor *after,
 char *es_read_snapshot(PGconn *db, const struct es_snapshot *done,
 		       struct es_error *err);
 
+/*
+ * Whether the log holds an event of a transaction visible in `to` but
+ * not in `from`: *any 1 or 0. A reader at `from` then holds every event a
+ * reader at `to` holds when *any is 0 and `to` covers `from` (the
+ * transactions between them wrote no event). Call it on the session whose
+ * read gave `to`, after that read: its snapshot must see every
+ * transaction `to` sees finished (on a hot standby es_read_forward_done()
+ * makes sure of that). -1 with `err` when the statement fails.
+ */
+int es_read_any_between(PGconn *db, const struct es_snapshot *from,
+			const struct es_snapshot *to, int *any,
+			struct es_error *err);
+
 /* An LSN's text ("16/B374D848") as a number; 0 when it is not one. */
 uint64_t es_lsn_value(const char *s);
 

@@ -215,6 +215,37 @@ int es_snapshot_equal(const struct es_snapshot *a, const struct es_snapshot *b)
 		memcmp(a->xip, b->xip, a->nxip * sizeof(*a->xip)) == 0);
 }
 
+int es_snapshot_union(struct es_snapshot *out, const struct es_snapshot *a,
+		      const struct es_snapshot *b, struct es_error *err)
+{
+	const struct es_snapshot *hi = a->xmax >= b->xmax ? a : b;
+	const struct es_snapshot *lo = hi == a ? b : a;
+	uint64_t *xip = NULL;
+	size_t i, n = 0;
+
+	/*
+	 * Running in both: below hi's xmax, so in hi's xip, and not visible
+	 * in lo (in its xip, or at or above its xmax).
+	 */
+	if (hi->nxip) {
+		xip = malloc(hi->nxip * sizeof(*xip));
+		if (!xip)
+			return es_error_set(err, ES_EINTERNAL, "out of memory");
+	}
+	for (i = 0; i < hi->nxip; i++)
+		if (!es_snapshot_visible(lo, hi->xip[i]))
+			xip[n++] = hi->xip[i];
+	out->xmax = hi->xmax;
+	out->xmin = n ? xip[0] : hi->xmax;
+	out->xip = xip;
+	out->nxip = n;
+	if (!n) {
+		free(xip);
+		out->xip = NULL;
+	}
+	return 0;
+}
+
 void es_cursor_init(struct es_cursor *c)
 {
 	memset(c, 0, sizeof(*c));

@@ -80,6 +80,17 @@ int es_snapshot_covers(const struct es_snapshot *a,
 
 int es_snapshot_equal(const struct es_snapshot *a, const struct es_snapshot *b);
 
+/*
+ * `out` = the snapshot in which exactly the transactions visible in `a`
+ * or in `b` are visible: it covers both. Sound as a read token only when
+ * a reader at `a` and one at `b` hold the same events, or those of one
+ * include the other's (the union's events are then the larger set).
+ * ownership: caller frees `out` with es_snapshot_release(); untouched on
+ * failure (-1, ES_EINTERNAL: out of memory).
+ */
+int es_snapshot_union(struct es_snapshot *out, const struct es_snapshot *a,
+		      const struct es_snapshot *b, struct es_error *err);
+
 /* Make `c` the beginning of the log, "0:0:" (nothing seen). */
 void es_cursor_init(struct es_cursor *c);
 

@@ -410,6 +410,19 @@ char *qry_state_pos_token(struct qry_state *st, const char *name)
 	return s;
 }
 
+int qry_state_pos(struct qry_state *st, const char *name, struct es_cursor *out)
+{
+	int i, ret = 0;
+
+	es_cursor_init(out);
+	pthread_mutex_lock(&st->lock);
+	i = view_index(st, name);
+	if (i >= 0 && st->views[i].loaded)
+		ret = es_cursor_copy(out, &st->views[i].pos, NULL) < 0 ? -1 : 1;
+	pthread_mutex_unlock(&st->lock);
+	return ret;
+}
+
 char *qry_state_min_token(struct qry_state *st)
 {
 	char *s = NULL;

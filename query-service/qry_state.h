@@ -130,6 +130,14 @@ int qry_state_parked(struct qry_state *st, const char *name, const char *stream,
 char *qry_state_pos_token(struct qry_state *st, const char *name);
 
 /*
+ * Copy view `name`'s position into `out`: 1; 0 when it is not loaded yet
+ * or `name` is unknown (`out` the start of the log); -1 out of memory.
+ * ownership: caller frees `out` with es_cursor_release().
+ */
+int qry_state_pos(struct qry_state *st, const char *name,
+		  struct es_cursor *out);
+
+/*
  * The position every view has passed (that of the view furthest behind)
  * as a token, for the answers that read no one view (/health, /ready,
  * /metrics, /status). ownership: caller frees with free(). NULL when

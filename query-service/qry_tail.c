@@ -79,9 +79,7 @@
 /* pg_try_advisory_lock key of the projector ("tandemP1") */
 #define LOCK_KEY "8386105358618021937"
 
-#define FOLLOW_POLL_MS 200
-/* an empty window moves the stored checkpoints at most this often */
-#define IDLE_COMMIT_MS	1000
+#define FOLLOW_POLL_MS	200
 #define BACKOFF_MIN_MS	250
 #define BACKOFF_MAX_MS	2000
 #define LISTEN_RETRY_MS 2000
@@ -126,6 +124,13 @@ struct tview {
 	struct qry_parked parked; /* its parked streams */
 	size_t stored; /* parked[0, stored) are in parked_streams */
 	long long applied; /* by this process */
+	/*
+	 * A follower's: what it serves is the reader's cursor, which holds
+	 * the same events as pos (follow_link()); gap_seen: pos is behind
+	 * the reader by events (the leader has yet to commit them)
+	 */
+	int linked;
+	int gap_seen;
 };
 
 /* The in-memory account view as the reader feeds it. */
@@ -195,7 +200,6 @@ struct qry_tail {
 	struct tmem mem;
 	struct es_cursor reader; /* where the next read starts */
 	int have_reader;
-	int64_t last_commit_ms;
 	int64_t next_lock_ms;
 	int64_t next_listen_ms;
 	int64_t next_lsn_ms; /* when to read the primary's WAL position */
@@ -203,6 +207,7 @@ struct qry_tail {
 	int log_standby;
 	struct es_snapshot witness; /* the witness of the last read */
 	int64_t next_follow_ms; /* when to read the checkpoints again */
+	int64_t next_link_ms; /* follow_link()'s next statement, not before */
 	int checkpoint_hint; /* a NOTIFY on the checkpoint channel came */
 	long long parked_gen; /* projection_leader.parked_gen last read */
 	int have_gen;
@@ -485,6 +490,31 @@ static void set_leader(struct qry_tail *t, int leader, long long epoch)
 }
 
 /*
+ * A follower's new checkpoint of healthy view `v` that covers the one
+ * before: serve it. What was served holds the events of the checkpoint
+ * before (the reader's cursor past it with no event between, or a
+ * former leader's empty window), so the union of the two holds exactly
+ * the new one's events, and covers what was served: a token answered
+ * before is still covered. When a mid-window cursor leaves no union, the
+ * checkpoint replaces it.
+ */
+static void serve_checkpoint(struct qry_tail *t, struct tview *v)
+{
+	struct es_cursor served, u;
+	int r = qry_state_pos(t->st, v->ops->name, &served);
+
+	es_cursor_init(&u);
+	if (r > 0 && !served.mid && !v->pos.mid &&
+	    !es_cursor_covers(&v->pos, &served) &&
+	    es_snapshot_union(&u.lo, &v->pos.lo, &served.lo, NULL) == 0)
+		qry_state_set_pos(t->st, v->ops->name, &u, 0, 0);
+	else
+		qry_state_set_pos(t->st, v->ops->name, &v->pos, 0, 1);
+	es_cursor_release(&u);
+	es_cursor_release(&served);
+}
+
+/*
  * Take the checkpoint rows into the views and qry_state. `follow`: a
  * position that does not cover the one we know is a rebuild's swap
  * (reset); as leader every loaded position is authoritative.
@@ -516,6 +546,8 @@ static void views_take(struct qry_tail *t, struct qry_checkpoint *cps, size_t n,
 		v->pos = c->pos;
 		memset(&c->pos, 0, sizeof(c->pos));
 		v->known = 1;
+		v->linked = 0;
+		v->gap_seen = 0;
 		v->healthy = !c->stopped_error;
 		if (!v->healthy) {
 			if (was_healthy || !follow) {
@@ -533,8 +565,10 @@ static void views_take(struct qry_tail *t, struct qry_checkpoint *cps, size_t n,
 		/* a stopped view that a rebuild brought back: reset */
 		if (!was_healthy)
 			reset = 1;
-		qry_state_set_pos(t->st, v->ops->name, &v->pos, 0,
-				  !follow || reset);
+		if (follow && !reset)
+			serve_checkpoint(t, v);
+		else
+			qry_state_set_pos(t->st, v->ops->name, &v->pos, 0, 1);
 	}
 }
 
@@ -642,6 +676,9 @@ static int pick_reader(struct qry_tail *t, struct es_error *err)
 			best = i;
 	}
 	es_cursor_release(&t->reader);
+	/* served cursors linked to the old reader stay where they are */
+	for (i = 0; i < t->nviews; i++)
+		t->views[i].linked = 0;
 	if (best == SIZE_MAX) {
 		es_log(ES_LOG_WARN, "projector_restart_from_start", "{s:s}",
 		       "reason",
@@ -872,7 +909,6 @@ static int try_lead(struct qry_tail *t, struct es_error *err)
 	views_drop_batches(t);
 	es_log(ES_LOG_INFO, "projector_leader", "{s:I, s:s}", "epoch",
 	       (json_int_t)epoch, "holder", t->holder);
-	t->last_commit_ms = now_ms();
 	ret = 1;
 out:
 	PQclear(res);
@@ -1217,7 +1253,6 @@ static int flush_collect(struct qry_tail *t, struct es_error *err)
 		ret = load_checkpoints(t, 0, err) < 0 ? -1 : PROJECT_MOVED;
 		goto out;
 	}
-	t->last_commit_ms = now_ms();
 	es_log(ES_LOG_DEBUG, "projector_batch", "{s:I}", "events",
 	       (json_int_t)f->events);
 	ret = views_advance(t, f, 1, err);
@@ -1233,8 +1268,12 @@ out:
 
 /*
  * With no transaction in flight: what the table views folded up to the
- * reader's cursor. Hand it to the flusher when anything changed (or now
- * and then for an empty window); else only move what is served.
+ * reader's cursor. Hand it to the flusher when anything changed: events
+ * read (folded or not) or streams parked. An empty window only moves
+ * what is served, never the checkpoints: committing it would take
+ * transaction ids, which the next read's snapshot shows as news, so an
+ * idle leader would commit once a second forever. A follower finds out
+ * itself that nothing happened after a checkpoint (follow_link()).
  */
 static int flush_start(struct qry_tail *t, struct es_error *err)
 {
@@ -1266,9 +1305,6 @@ static int flush_start(struct qry_tail *t, struct es_error *err)
 		f->adv[i] = 1;
 		any_adv = 1;
 		if (v->pending > 0 || v->parked.n != v->stored)
-			must = 1;
-		if (strcmp(v->text, f->next_text) != 0 &&
-		    now_ms() - t->last_commit_ms >= IDLE_COMMIT_MS)
 			must = 1;
 	}
 	if (t->fold_events > 0 && any_adv)
@@ -1375,6 +1411,96 @@ static const struct es_snapshot *done_witness(struct qry_tail *t)
 }
 
 /*
+ * As follower, after a read to `next` that found `n` events: a linked
+ * view (its served cursor is the reader's, with its checkpoint's events)
+ * moves on with an empty read; a read with events unlinks it until the
+ * leader's checkpoint has them too (follow_link()).
+ */
+static void follow_extend(struct qry_tail *t, size_t n,
+			  const struct es_cursor *next)
+{
+	size_t i;
+
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		if (!v->linked)
+			continue;
+		if (n > 0 || next->mid) {
+			v->linked = 0;
+			continue;
+		}
+		qry_state_set_pos(t->st, v->ops->name, next, -1, 0);
+	}
+}
+
+/*
+ * As follower, caught up: a table view whose checkpoint the reader's
+ * cursor covers, with no event between the two, holds every event of
+ * the reader's cursor, and serves that. The leader commits no empty
+ * window (flush_start()), so without this a follower's views would stay
+ * at the last checkpoint with events, and a read token taken since (an
+ * empty window's X-Position, a GET /events) would wait in vain. One
+ * statement for the views at the same checkpoint, at most one every
+ * FOLLOW_POLL_MS (under load each of the leader's commits is a new
+ * checkpoint, most with events after them); when the reader's
+ * cursor is behind what is served, or events lie between (the leader
+ * has yet to commit them), it waits: for the next read, or the next
+ * checkpoint. Once linked, empty reads move the view on
+ * (follow_extend()).
+ */
+static void follow_link(struct qry_tail *t)
+{
+	struct es_error err = ES_ERROR_INIT;
+	int any[QRY_VIEW_MAX];
+	size_t i, k;
+
+	if (t->leader || !t->have_reader || t->reader.mid || !t->db[C_WRITE])
+		return;
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+		struct es_cursor served;
+		int ok;
+
+		any[i] = -1;
+		if (!v->known || !v->healthy || v->linked || v->gap_seen ||
+		    v->pos.mid || !es_cursor_covers(&t->reader, &v->pos))
+			continue;
+		if (qry_state_pos(t->st, v->ops->name, &served) <= 0) {
+			es_cursor_release(&served);
+			continue;
+		}
+		ok = es_cursor_covers(&t->reader, &served) &&
+		     !es_cursor_covers(&served, &t->reader);
+		es_cursor_release(&served);
+		if (!ok)
+			continue;
+		for (k = 0; k < i; k++)
+			if (any[k] >= 0 &&
+			    strcmp(t->views[k].text, v->text) == 0)
+				any[i] = any[k];
+		if (any[i] < 0 && now_ms() < t->next_link_ms)
+			continue;
+		if (any[i] < 0)
+			t->next_link_ms = now_ms() + FOLLOW_POLL_MS;
+		if (any[i] < 0 &&
+		    es_read_any_between(t->db[C_WRITE], &v->pos.lo,
+					&t->reader.lo, &any[i], &err) < 0) {
+			es_log(ES_LOG_DEBUG, "projector_link_failed", "{s:s}",
+			       "error", err.detail);
+			es_error_release(&err);
+			return;
+		}
+		if (any[i]) {
+			v->gap_seen = 1;
+			continue;
+		}
+		qry_state_set_pos(t->st, v->ops->name, &t->reader, -1, 0);
+		v->linked = 1;
+	}
+}
+
+/*
  * Read one batch from the log and feed it to every view this process
  * feeds: the in-memory one always, the table views when leading. 1 when
  * the log may hold more right now (read again at once), 0 when caught
@@ -1407,6 +1533,8 @@ static int read_once(struct qry_tail *t, struct es_error *err)
 		goto out;
 	if (mem_advance(t, &next, now_s() - t_apply, err) < 0)
 		goto out;
+	if (!t->leader)
+		follow_extend(t, evs.n, &next);
 	es_cursor_release(&t->reader);
 	t->reader = next;
 	es_cursor_init(&next);
@@ -1630,6 +1758,7 @@ static void follow(struct qry_tail *t)
 	t->backoff_ms = 0;
 	if (r > 0)
 		goto out;
+	follow_link(t);
 	until = now_ms() + t->poll_ms;
 	if (t->next_follow_ms < until)
 		until = t->next_follow_ms;

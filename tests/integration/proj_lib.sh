@@ -19,6 +19,15 @@
 #                                    with the diff
 #   proj_covered VIEWS_URL TOKEN     true when every view's checkpoint
 #                                    covers TOKEN (an append or read token)
+#   proj_holds VIEWS_URL TOKEN [EVENTS_URL]
+#                                    true when every view's checkpoint
+#                                    holds every event a reader at TOKEN (a
+#                                    read token) holds: it covers TOKEN, or
+#                                    the log on EVENTS_URL (default
+#                                    VIEWS_URL) has no event between the
+#                                    two. The projector commits no empty
+#                                    window, so a snapshot taken after its
+#                                    last commit is seldom covered
 #   proj_snapshot URL                print pg_current_snapshot() of URL, a
 #                                    read token of everything committed
 #   proj_role URL                    the role GET /status gives (leader,
@@ -203,6 +212,23 @@ proj_covered()
 	[ -x "$PROJ_COVERS" ] || fail "no $PROJ_COVERS: build it with make"
 	while read -r pos; do
 		[ "$("$PROJ_COVERS" "$pos" "$token")" = 1 ] || return 1
+	done < <(proj_psql "$url" "SELECT position FROM projection_checkpoints")
+	return 0
+}
+
+proj_holds()
+{
+	local url=$1 token=$2 events=${3:-$1} pos
+
+	[ -x "$PROJ_COVERS" ] || fail "no $PROJ_COVERS: build it with make"
+	while read -r pos; do
+		[ "$("$PROJ_COVERS" "$pos" "$token")" = 1 ] && continue
+		# a mid-window checkpoint: its read goes on
+		case $pos in */*) return 1 ;; esac
+		[ "$(proj_psql "$events" "SELECT count(*) FROM events
+			WHERE pg_visible_in_snapshot(transaction_id, '$token')
+			AND NOT pg_visible_in_snapshot(transaction_id,
+				'$pos')")" = 0 ] || return 1
 	done < <(proj_psql "$url" "SELECT position FROM projection_checkpoints")
 	return 0
 }

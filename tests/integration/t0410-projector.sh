@@ -74,8 +74,9 @@ bad=$(grep -vxE '201|409' "$TEST_TMP/codes" | sort | uniq -c || true)
 say "$(sort "$TEST_TMP/codes" | uniq -c | paste -sd' ');" \
 	"$(psql_q 'SELECT count(*) FROM events') events"
 proj_fold_equal 30 "$DATABASE_URL"
-proj_covered "$DATABASE_URL" "$(proj_snapshot "$DATABASE_URL")" ||
-	wait_for 10 proj_covered "$DATABASE_URL" "$(proj_snapshot "$DATABASE_URL")"
+# every event committed so far is in every view's checkpoint (which need
+# not cover the snapshot: the projector commits no empty window)
+wait_for 10 proj_holds "$DATABASE_URL" "$(proj_snapshot "$DATABASE_URL")"
 st=$(status_json)
 expect_eq "$(jq -r .role <<<"$st")" leader "this process leads"
 expect_eq "$(jq -r '[.views[].stopped] | any' <<<"$st")" false "no view stopped"

@@ -497,6 +497,95 @@ START_TEST(malformed_tokens_make_covers_fail)
 }
 END_TEST
 
+/* The union of two snapshots, as text. */
+static char *union_of(const char *a, const char *b)
+{
+	struct es_cursor ca = cur(a), cb = cur(b);
+	struct es_snapshot u;
+	struct es_error err = ES_ERROR_INIT;
+	char *s;
+
+	ck_assert_int_eq(es_snapshot_union(&u, &ca.lo, &cb.lo, &err), 0);
+	s = es_snapshot_format(&u);
+	ck_assert_ptr_nonnull(s);
+	es_snapshot_release(&u);
+	es_cursor_release(&ca);
+	es_cursor_release(&cb);
+	return s;
+}
+
+START_TEST(union_sees_what_either_sees)
+{
+	static const char *const c[][3] = {
+		{ "10:20:12,15", "20:30:25", "25:30:25" },
+		{ "20:30:25", "10:20:12,15", "25:30:25" },
+		/* 14 finished in b: visible in the union */
+		{ "10:25:12,14,15", "10:20:12,15", "12:25:12,15" },
+		/* 22 at or above b's xmax, running in a: running in both */
+		{ "10:25:12,22", "10:20:", "22:25:22" },
+		{ "10:20:12,15", "10:20:12,15", "12:20:12,15" },
+		{ "0:0:", "7:9:7", "7:9:7" },
+		{ "0:0:", "0:0:", "0:0:" },
+		{ "5:9:5,7", "6:9:6,8", "9:9:" },
+	};
+
+	for (size_t i = 0; i < sizeof(c) / sizeof(*c); i++) {
+		char *u = union_of(c[i][0], c[i][1]);
+
+		ck_assert_msg(strcmp(u, c[i][2]) == 0, "%s | %s: %s, not %s",
+			      c[i][0], c[i][1], u, c[i][2]);
+		ck_assert_int_eq(covers(u, c[i][0]), 1);
+		ck_assert_int_eq(covers(u, c[i][1]), 1);
+		free(u);
+	}
+}
+END_TEST
+
+/* A snapshot of xids below 40 drawn from `seed`, for the next test. */
+static void random_snapshot(unsigned int *seed, struct es_snapshot *s)
+{
+	static uint64_t xip[40];
+	size_t n = 0;
+
+	s->xmax = (uint64_t)(rand_r(seed) % 40);
+	for (uint64_t x = 0; x < s->xmax; x++)
+		if (rand_r(seed) % 3 == 0)
+			xip[n++] = x;
+	s->xmin = n ? xip[0] : s->xmax;
+	s->xip = xip;
+	s->nxip = n;
+}
+
+START_TEST(union_is_exact_for_random_snapshots)
+{
+	unsigned int seed = 7;
+
+	for (int round = 0; round < 2000; round++) {
+		struct es_snapshot a, b, u, ca = { 0 }, cb = { 0 };
+		struct es_error err = ES_ERROR_INIT;
+
+		random_snapshot(&seed, &a);
+		ck_assert_int_eq(es_snapshot_copy(&ca, &a, &err), 0);
+		random_snapshot(&seed, &b);
+		ck_assert_int_eq(es_snapshot_copy(&cb, &b, &err), 0);
+		ck_assert_int_eq(es_snapshot_union(&u, &ca, &cb, &err), 0);
+		for (uint64_t x = 0; x < 45; x++)
+			ck_assert_msg(es_snapshot_visible(&u, x) ==
+					      (es_snapshot_visible(&ca, x) ||
+					       es_snapshot_visible(&cb, x)),
+				      "round %d, xid %d", round, (int)x);
+		ck_assert(es_snapshot_covers(&u, &ca));
+		ck_assert(es_snapshot_covers(&u, &cb));
+		for (size_t i = 1; i < u.nxip; i++)
+			ck_assert(u.xip[i - 1] < u.xip[i]);
+		ck_assert(u.xmin <= u.xmax);
+		es_snapshot_release(&u);
+		es_snapshot_release(&ca);
+		es_snapshot_release(&cb);
+	}
+}
+END_TEST
+
 static Suite *token_suite(void)
 {
 	Suite *s = suite_create("token");
@@ -536,6 +625,8 @@ static Suite *token_suite(void)
 	tcase_add_test(cv,
 		       mid_window_of_a_later_window_covers_an_earlier_window);
 	tcase_add_test(cv, malformed_tokens_make_covers_fail);
+	tcase_add_test(cv, union_sees_what_either_sees);
+	tcase_add_test(cv, union_is_exact_for_random_snapshots);
 	suite_add_tcase(s, cv);
 	return s;
 }
