@@ -275,6 +275,7 @@ static void job_free(struct qry_read *j)
 	if (j->def->release)
 		j->def->release(j->params);
 	free(j->min_token);
+	free(j->served);
 	free(j);
 }
 
@@ -520,6 +521,17 @@ const char *qry_read_checkpoint(const PGresult *res)
 	return PQgetvalue(res, 0, 0);
 }
 
+const char *qry_read_position(struct qry_read *r, const PGresult *res)
+{
+	const char *stored = qry_read_checkpoint(res);
+
+	free(r->served);
+	r->served = r->def->view ? qry_state_served_token(r->ctx->st,
+							  r->def->view, stored)
+				 : NULL;
+	return r->served ? r->served : stored;
+}
+
 /* Rows of `res` that hold a view row (column `col` not NULL). */
 int qry_read_rows(const PGresult *res, int col)
 {
@@ -585,7 +597,7 @@ void qry_read_page(struct qry_read *r, const PGresult *res, int col, long limit,
 	if (i < n || es_buf_check(&body, &err) < 0)
 		qry_read_fail(r, &err);
 	else
-		qry_read_answer_list(r, qry_read_checkpoint(res), &body,
+		qry_read_answer_list(r, qry_read_position(r, res), &body,
 				     more ? next : NULL);
 	es_buf_release(&body);
 	es_error_release(&err);

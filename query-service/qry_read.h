@@ -86,6 +86,7 @@ struct qry_read {
 	struct qry_ctx *ctx;
 	const struct qry_read_def *def;
 	char *min_token; /* owned copy: outlives the request's memory */
+	char *served; /* qry_read_position()'s answer when it made one */
 	long wait_ms;
 	char canon[160]; /* the parameters, for the ETag */
 	void *params; /* def->size bytes, after the struct */
@@ -192,6 +193,15 @@ void qry_read_fail(struct qry_read *r, struct es_error *err);
 
 /* The checkpoint column (0) of `res`, "0:0:" without one. */
 const char *qry_read_checkpoint(const PGresult *res);
+
+/*
+ * The position a read of `r`'s view at the checkpoint column of `res`
+ * reflects: what the view serves, when that holds the checkpoint's
+ * events (qry_state_served_token(): past an empty window, a read token
+ * of later transactions without events is covered too), else the
+ * checkpoint. ownership: valid while `r` and `res` are.
+ */
+const char *qry_read_position(struct qry_read *r, const PGresult *res);
 
 /* Rows of `res` that hold a view row (column `col` not NULL). */
 int qry_read_rows(const PGresult *res, int col);

@@ -158,7 +158,7 @@ static void run_account(struct qry_read *r, void *arg, struct qry_worker *w)
 	res = qry_read_prepared(r, w, "qry_account", 1, params);
 	if (!res)
 		return;
-	qry_read_add_position(r->req, qry_read_checkpoint(res));
+	qry_read_add_position(r->req, qry_read_position(r, res));
 	found = qry_read_rows(res, 1) == 1;
 	if (found && view_account_from_pg(res, 0, 1, &acc, &err) < 0) {
 		es_http_send_problem(r->req, &err);

@@ -198,6 +198,8 @@ void qry_state_release(struct qry_state *st)
 	st->waiters = NULL;
 	for (i = 0; i < st->nviews; i++) {
 		es_cursor_release(&st->views[i].pos);
+		free(st->views[i].base);
+		st->views[i].base = NULL;
 		qry_parked_release(&st->views[i].parked);
 	}
 	es_snapshot_release(&st->done_cur);
@@ -206,7 +208,8 @@ void qry_state_release(struct qry_state *st)
 }
 
 void qry_state_set_pos(struct qry_state *st, const char *name,
-		       const struct es_cursor *c, long long applied, int reset)
+		       const struct es_cursor *c, const char *base,
+		       long long applied, int reset)
 {
 	struct waitq *q = st->waiters;
 	struct qry_waiter *woken = NULL, *w, *next;
@@ -232,6 +235,9 @@ void qry_state_set_pos(struct qry_state *st, const char *name,
 	es_cursor_release(&v->pos);
 	v->pos = copy;
 	v->loaded = 1;
+	free(v->base);
+	/* out of memory: none, and reads report the checkpoint they read */
+	v->base = base ? strdup(base) : NULL;
 	if (applied >= 0)
 		v->applied = applied;
 	v->updated_ms = wall_ms();
@@ -421,6 +427,21 @@ int qry_state_pos(struct qry_state *st, const char *name, struct es_cursor *out)
 		ret = es_cursor_copy(out, &st->views[i].pos, NULL) < 0 ? -1 : 1;
 	pthread_mutex_unlock(&st->lock);
 	return ret;
+}
+
+char *qry_state_served_token(struct qry_state *st, const char *name,
+			     const char *stored)
+{
+	char *s = NULL;
+	int i;
+
+	pthread_mutex_lock(&st->lock);
+	i = view_index(st, name);
+	if (i >= 0 && st->views[i].loaded && st->views[i].base && stored &&
+	    strcmp(st->views[i].base, stored) == 0)
+		s = es_cursor_format(&st->views[i].pos);
+	pthread_mutex_unlock(&st->lock);
+	return s;
 }
 
 char *qry_state_min_token(struct qry_state *st)

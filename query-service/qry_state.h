@@ -25,6 +25,12 @@
 struct qry_view_status {
 	char name[32];
 	struct es_cursor pos; /* what it reflects; ES_CURSOR_START at first */
+	/*
+	 * The stored checkpoint whose events pos holds (a table view's, the
+	 * text of projection_checkpoints.position), or NULL: a read of the
+	 * view's tables at that checkpoint reflects pos too
+	 */
+	char *base;
 	int loaded; /* pos is known (checkpoint read) */
 	struct qry_parked parked; /* its parked streams (owned) */
 	int stopped; /* a malformed event stopped it */
@@ -69,10 +75,13 @@ void qry_state_release(struct qry_state *st);
  * Record that view `name` has passed `c` and wake the requests waiting on
  * it that `c` satisfies. `c` is copied. A cursor that does not cover the
  * current one is ignored unless `reset` (after a rebuild swapped tables).
- * `applied` is the view's count of applied events so far (replaces it).
+ * `base`: the stored checkpoint whose events `c` holds exactly, or NULL
+ * (copied). `applied` is the view's count of applied events so far
+ * (replaces it; -1 keeps it).
  */
 void qry_state_set_pos(struct qry_state *st, const char *name,
-		       const struct es_cursor *c, long long applied, int reset);
+		       const struct es_cursor *c, const char *base,
+		       long long applied, int reset);
 
 /* The primary's WAL position is `lsn` (pg_lsn text) now, or unknown (NULL). */
 void qry_state_set_primary_lsn(struct qry_state *st, const char *lsn);
@@ -136,6 +145,17 @@ char *qry_state_pos_token(struct qry_state *st, const char *name);
  */
 int qry_state_pos(struct qry_state *st, const char *name,
 		  struct es_cursor *out);
+
+/*
+ * For a read of view `name`'s tables at the stored checkpoint `stored`:
+ * the token of view `name`'s position when it holds the same events as
+ * `stored` (its base, qry_state_set_pos()), else NULL. A leader past an
+ * empty window, or a follower past a checkpoint with no event after it,
+ * serves a position that covers more read tokens than the checkpoint.
+ * ownership: caller frees with free().
+ */
+char *qry_state_served_token(struct qry_state *st, const char *name,
+			     const char *stored);
 
 /*
  * The position every view has passed (that of the view furthest behind)

@@ -208,6 +208,8 @@ struct qry_tail {
 	struct es_snapshot witness; /* the witness of the last read */
 	int64_t next_follow_ms; /* when to read the checkpoints again */
 	int64_t next_link_ms; /* follow_link()'s next statement, not before */
+	int link_failing; /* its last statement failed (logged once) */
+	int64_t next_check_ms; /* an idle leader's lead_check(), not before */
 	int checkpoint_hint; /* a NOTIFY on the checkpoint channel came */
 	long long parked_gen; /* projection_leader.parked_gen last read */
 	int have_gen;
@@ -495,8 +497,10 @@ static void set_leader(struct qry_tail *t, int leader, long long epoch)
  * before (the reader's cursor past it with no event between, or a
  * former leader's empty window), so the union of the two holds exactly
  * the new one's events, and covers what was served: a token answered
- * before is still covered. When a mid-window cursor leaves no union, the
- * checkpoint replaces it.
+ * before is still covered. A mid-window checkpoint that does not cover
+ * what was served leaves no union: what was served stays (its events are
+ * in the checkpoint too) until a later checkpoint, and reads meanwhile
+ * report the checkpoint they read at.
  */
 static void serve_checkpoint(struct qry_tail *t, struct tview *v)
 {
@@ -507,9 +511,10 @@ static void serve_checkpoint(struct qry_tail *t, struct tview *v)
 	if (r > 0 && !served.mid && !v->pos.mid &&
 	    !es_cursor_covers(&v->pos, &served) &&
 	    es_snapshot_union(&u.lo, &v->pos.lo, &served.lo, NULL) == 0)
-		qry_state_set_pos(t->st, v->ops->name, &u, 0, 0);
+		qry_state_set_pos(t->st, v->ops->name, &u, v->text, 0, 0);
 	else
-		qry_state_set_pos(t->st, v->ops->name, &v->pos, 0, 1);
+		qry_state_set_pos(t->st, v->ops->name, &v->pos, v->text, 0,
+				  r <= 0);
 	es_cursor_release(&u);
 	es_cursor_release(&served);
 }
@@ -568,7 +573,8 @@ static void views_take(struct qry_tail *t, struct qry_checkpoint *cps, size_t n,
 		if (follow && !reset)
 			serve_checkpoint(t, v);
 		else
-			qry_state_set_pos(t->st, v->ops->name, &v->pos, 0, 1);
+			qry_state_set_pos(t->st, v->ops->name, &v->pos, v->text,
+					  0, 1);
 	}
 }
 
@@ -786,7 +792,7 @@ static int mem_load(struct qry_tail *t, struct es_error *err)
 	t->mem.pending = 0;
 	t->mem.published = t->mem.parked.n;
 	qry_state_set_parked(t->st, QRY_MEMORY_VIEW, &t->mem.parked);
-	qry_state_set_pos(t->st, QRY_MEMORY_VIEW, &t->mem.pos, 0, 1);
+	qry_state_set_pos(t->st, QRY_MEMORY_VIEW, &t->mem.pos, NULL, 0, 1);
 	views_drop_batches(t);
 	return 0;
 }
@@ -831,7 +837,7 @@ static int mem_advance(struct qry_tail *t, const struct es_cursor *next,
 		mv->published = mv->parked.n;
 	}
 	mv->applied += mv->pending;
-	qry_state_set_pos(t->st, QRY_MEMORY_VIEW, next, mv->applied, 0);
+	qry_state_set_pos(t->st, QRY_MEMORY_VIEW, next, NULL, mv->applied, 0);
 	if (mv->pending > 0)
 		qry_state_add_apply(t->st, QRY_MEMORY_VIEW, seconds);
 	mv->pending = 0;
@@ -1219,7 +1225,8 @@ static int views_advance(struct qry_tail *t, const struct flush *f, int stored,
 						     &f->parked[i]);
 			}
 		}
-		qry_state_set_pos(t->st, v->ops->name, &f->next, v->applied, 0);
+		qry_state_set_pos(t->st, v->ops->name, &f->next, v->text,
+				  v->applied, 0);
 	}
 	return 0;
 }
@@ -1253,6 +1260,7 @@ static int flush_collect(struct qry_tail *t, struct es_error *err)
 		ret = load_checkpoints(t, 0, err) < 0 ? -1 : PROJECT_MOVED;
 		goto out;
 	}
+	t->next_check_ms = now_ms() + FOLLOW_POLL_MS;
 	es_log(ES_LOG_DEBUG, "projector_batch", "{s:I}", "events",
 	       (json_int_t)f->events);
 	ret = views_advance(t, f, 1, err);
@@ -1430,7 +1438,7 @@ static void follow_extend(struct qry_tail *t, size_t n,
 			v->linked = 0;
 			continue;
 		}
-		qry_state_set_pos(t->st, v->ops->name, next, -1, 0);
+		qry_state_set_pos(t->st, v->ops->name, next, v->text, -1, 0);
 	}
 }
 
@@ -1486,16 +1494,20 @@ static void follow_link(struct qry_tail *t)
 		if (any[i] < 0 &&
 		    es_read_any_between(t->db[C_WRITE], &v->pos.lo,
 					&t->reader.lo, &any[i], &err) < 0) {
-			es_log(ES_LOG_DEBUG, "projector_link_failed", "{s:s}",
-			       "error", err.detail);
+			if (!t->link_failing)
+				es_log(ES_LOG_WARN, "projector_link_failed",
+				       "{s:s}", "error", err.detail);
+			t->link_failing = 1;
 			es_error_release(&err);
 			return;
 		}
+		t->link_failing = 0;
 		if (any[i]) {
 			v->gap_seen = 1;
 			continue;
 		}
-		qry_state_set_pos(t->st, v->ops->name, &t->reader, -1, 0);
+		qry_state_set_pos(t->st, v->ops->name, &t->reader, v->text, -1,
+				  0);
 		v->linked = 1;
 	}
 }
@@ -1665,6 +1677,71 @@ static int lead_wait(struct qry_tail *t, struct es_error *err)
 	}
 }
 
+#define SQL_LEAD_CHECK \
+	"SELECT epoch, parked_gen FROM projection_leader WHERE id = 1"
+
+/*
+ * As leader, idle (nothing in flight, nothing committed for
+ * FOLLOW_POLL_MS): what the fence of a commit would find. An idle leader
+ * commits nothing (flush_start()), so a retry of parked streams
+ * (parked_gen), a rebuild's new checkpoint (a stopped view back) or
+ * another epoch would otherwise wait for the next append. Plain reads:
+ * no lock, no transaction id. 0, or as project(): PROJECT_MOVED (the
+ * checkpoints and parked streams read again), PROJECT_FENCED (stepped
+ * down); -1 with `err`.
+ */
+static int lead_check(struct qry_tail *t, struct es_error *err)
+{
+	struct qry_checkpoint cps[QRY_CHECKPOINT_SLOTS];
+	size_t n = 0, i, k;
+	PGresult *res;
+	int moved = 0;
+
+	if (now_ms() < t->next_check_ms || flush_busy(t))
+		return 0;
+	t->next_check_ms = now_ms() + FOLLOW_POLL_MS;
+	if (conn_open(t, C_READ, err) < 0)
+		return -1;
+	res = PQexec(t->db[C_READ], SQL_LEAD_CHECK);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			es_error_set(err, ES_EINTERNAL,
+				     "projection_leader has no row");
+		else
+			es_db_error(t->db[C_READ], res, err);
+		PQclear(res);
+		return -1;
+	}
+	if (strtoll(PQgetvalue(res, 0, 0), NULL, 10) != t->epoch) {
+		es_log(ES_LOG_WARN, "projector_fenced", "{s:I, s:s}", "epoch",
+		       (json_int_t)t->epoch, "current", PQgetvalue(res, 0, 0));
+		PQclear(res);
+		step_down(t, "fenced: another process leads");
+		return PROJECT_FENCED;
+	}
+	moved = strtoll(PQgetvalue(res, 0, 1), NULL, 10) != t->parked_gen;
+	PQclear(res);
+	if (qry_checkpoint_load(t->db[C_READ], 0, cps, QRY_CHECKPOINT_SLOTS, &n,
+				err) < 0)
+		return -1;
+	for (i = 0; i < t->nviews; i++) {
+		struct tview *v = &t->views[i];
+
+		for (k = 0; k < n; k++)
+			if (strcmp(cps[k].view, v->ops->name) == 0 &&
+			    (!v->known || strcmp(v->text, cps[k].text) != 0 ||
+			     v->healthy != !cps[k].stopped_error))
+				moved = 1;
+	}
+	for (k = 0; k < n; k++)
+		qry_checkpoint_release(&cps[k]);
+	if (!moved)
+		return 0;
+	es_log(ES_LOG_INFO, "projector_checkpoint_moved", NULL);
+	views_drop_batches(t);
+	return load_checkpoints(t, 0, err) < 0 ? -1 : PROJECT_MOVED;
+}
+
 static void lead(struct qry_tail *t)
 {
 	struct es_error err = ES_ERROR_INIT;
@@ -1679,6 +1756,11 @@ static void lead(struct qry_tail *t)
 	if (mem_ensure(t, &err) < 0)
 		es_error_release(&err);
 	r = read_once(t, &err);
+	if (r == 0 && t->leader) {
+		r = lead_check(t, &err);
+		if (r > 0)
+			goto out;
+	}
 	if (r == 0 && t->leader) {
 		r = lead_wait(t, &err);
 		if (r < 0)

@@ -143,7 +143,7 @@ static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 		res = qry_read_prepared(r, w, "qry_owner", 1, params);
 		if (!res)
 			return;
-		position = qry_read_checkpoint(res);
+		position = qry_read_position(r, res);
 		n = qry_read_rows(res, 1);
 	} else {
 		state_pos = qry_state_pos_token(r->ctx->st, r->def->view);

@@ -395,7 +395,7 @@ static void read_run(struct qry_read *r, void *arg, struct qry_worker *w)
 		return;
 	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0 ||
 	    !PQgetisnull(res, 0, 2)) {
-		qry_read_add_position(r->req, qry_read_checkpoint(res));
+		qry_read_add_position(r->req, qry_read_position(r, res));
 		/* a holder is told of its own accounts only, parked or not */
 		if (PQgetisnull(res, 0, 2) ||
 		    (p->holder[0] && strcmp(PQgetvalue(res, 0, 1), "t") != 0))

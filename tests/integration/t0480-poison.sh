@@ -18,7 +18,9 @@
 #   3. A retry after a fix: the daily view parked on a sum past 2^63 - 1,
 #      as it was before view_daily's sums became numeric (the row such a
 #      projector left, written by hand), takes the stream's waiting
-#      events on `parked retry daily STREAM`.
+#      events on `parked retry daily STREAM`, with nothing appended
+#      after the retry (an idle leader commits nothing, and still finds
+#      it), and the next deposit too.
 #   (A sum past 2^63 - 1 itself parks nothing any more: t0475.)
 set -eu -o pipefail
 . "$(dirname "$0")/lib.sh"
@@ -214,6 +216,25 @@ jq -e 'all(.items[]; .currency != "USD")' <<<"$HTTP_BODY" >/dev/null ||
 "$TANDEM_BIN/query-service" parked retry daily "account-$C" \
 	2>"$TEST_TMP/retry2.log" ||
 	fail "retry failed: $(cat "$TEST_TMP/retry2.log")"
+# with nothing appended after it: an idle leader commits nothing, and
+# still finds the retry (lead_check()): its /status no longer lists the
+# stream as parked for the daily view
+daily_usd()
+{
+	http GET "$QRY_URL/stats/daily"
+	jq -e --argjson n "$1" --argjson sum "$2" 'any(.items[];
+		.currency == "USD" and .deposits.sum == $sum and
+		.deposits.count == $n)' <<<"$HTTP_BODY" >/dev/null
+}
+retried()
+{
+	http GET "$QRY_URL/status"
+	jq -e --arg s "account-$C" '.role == "leader" and all(.views[];
+		.name != "daily" or all(.parked[]; .stream != $s))' \
+		<<<"$HTTP_BODY" >/dev/null
+}
+wait_for 10 daily_usd 1 700
+wait_for 10 retried
 cmd "/accounts/$C/deposits" '{"amount":20}'
 ryw "/stats/daily"
 jq -e 'any(.items[]; .currency == "USD" and .deposits.sum == 720 and

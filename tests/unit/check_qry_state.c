@@ -49,7 +49,7 @@ static void set_pos(struct qry_state *st, const char *view, const char *tok,
 	struct es_cursor c;
 
 	ck_assert_msg(es_cursor_parse(tok, &c, &err) == 0, "%s", err.detail);
-	qry_state_set_pos(st, view, &c, 7, reset);
+	qry_state_set_pos(st, view, &c, NULL, 7, reset);
 	es_cursor_release(&c);
 }
 
@@ -95,6 +95,41 @@ START_TEST(covers_compares_with_the_views_position)
 	es_error_release(&err);
 	ck_assert_int_eq(qry_state_covers(&st, "nope", "9.5", &err), -1);
 	es_error_release(&err);
+	qry_state_release(&st);
+}
+END_TEST
+
+START_TEST(served_token_only_for_its_base_checkpoint)
+{
+	struct es_error err = ES_ERROR_INIT;
+	struct qry_state st;
+	struct es_cursor c;
+	char *tok;
+
+	ck_assert_int_eq(qry_state_init(&st, names), 0);
+	ck_assert_ptr_null(qry_state_served_token(&st, "statement", "0:0:"));
+	ck_assert_int_eq(es_cursor_parse("20:20:", &c, &err), 0);
+	/* past an empty window after the checkpoint 10:12:10 */
+	qry_state_set_pos(&st, "statement", &c, "10:12:10", -1, 0);
+	es_cursor_release(&c);
+	tok = qry_state_served_token(&st, "statement", "10:12:10");
+	ck_assert_ptr_nonnull(tok);
+	ck_assert_str_eq(tok, "20:20:");
+	free(tok);
+	/* rows read at another checkpoint: that one is their position */
+	ck_assert_ptr_null(qry_state_served_token(&st, "statement", "20:20:"));
+	ck_assert_ptr_null(qry_state_served_token(&st, "statement", NULL));
+	ck_assert_ptr_null(qry_state_served_token(&st, "accounts", "10:12:10"));
+	ck_assert_ptr_null(qry_state_served_token(&st, "nope", "10:12:10"));
+	/* an older cursor is ignored, and so is its base */
+	ck_assert_int_eq(es_cursor_parse("15:15:", &c, &err), 0);
+	qry_state_set_pos(&st, "statement", &c, "15:15:", -1, 0);
+	es_cursor_release(&c);
+	ck_assert_ptr_null(qry_state_served_token(&st, "statement", "15:15:"));
+	/* a position without a base has none */
+	set_pos(&st, "statement", "30:30:", 0);
+	ck_assert_ptr_null(
+		qry_state_served_token(&st, "statement", "10:12:10"));
 	qry_state_release(&st);
 }
 END_TEST
@@ -376,6 +411,7 @@ static Suite *state_suite(void)
 	tcase_add_test(pos, positions_start_at_the_beginning_of_the_log);
 	tcase_add_test(pos, covers_compares_with_the_views_position);
 	tcase_add_test(pos, an_older_position_is_ignored_unless_reset);
+	tcase_add_test(pos, served_token_only_for_its_base_checkpoint);
 	tcase_add_test(pos, stop_view_records_why_and_a_reset_clears_it);
 	tcase_add_test(
 		pos,
