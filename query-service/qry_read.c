@@ -276,6 +276,8 @@ static void job_free(struct qry_read *j)
 		j->def->release(j->params);
 	free(j->min_token);
 	free(j->served);
+	free(j->early_pos);
+	free(j->early_base);
 	free(j);
 }
 
@@ -307,6 +309,9 @@ static void job_run(struct qry_job *base, struct qry_worker *w)
 {
 	struct qry_read *j = (struct qry_read *)base;
 
+	if (j->min_token && j->def->view)
+		qry_state_served_pair(j->ctx->st, j->def->view, &j->early_pos,
+				      &j->early_base);
 	j->def->run(j, j->params, w);
 	es_http_resume(j->req);
 	job_free(j);
@@ -525,6 +530,8 @@ const char *qry_read_position(struct qry_read *r, const PGresult *res)
 {
 	const char *stored = qry_read_checkpoint(res);
 
+	if (r->early_base && strcmp(r->early_base, stored) == 0)
+		return r->early_pos;
 	free(r->served);
 	r->served = r->def->view ? qry_state_served_token(r->ctx->st,
 							  r->def->view, stored)

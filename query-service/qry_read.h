@@ -87,6 +87,8 @@ struct qry_read {
 	const struct qry_read_def *def;
 	char *min_token; /* owned copy: outlives the request's memory */
 	char *served; /* qry_read_position()'s answer when it made one */
+	/* a waiting read's view position and its base as the read began */
+	char *early_pos, *early_base;
 	long wait_ms;
 	char canon[160]; /* the parameters, for the ETag */
 	void *params; /* def->size bytes, after the struct */
@@ -198,8 +200,9 @@ const char *qry_read_checkpoint(const PGresult *res);
  * The position a read of `r`'s view at the checkpoint column of `res`
  * reflects: what the view serves, when that holds the checkpoint's
  * events (qry_state_served_token(): past an empty window, a read token
- * of later transactions without events is covered too), else the
- * checkpoint. ownership: valid while `r` and `res` are.
+ * of later transactions without events is covered too), as the read
+ * began (for a read that waited for a token: what it waited for) or
+ * now, else the checkpoint. ownership: valid while `r` and `res` are.
  */
 const char *qry_read_position(struct qry_read *r, const PGresult *res);
 

@@ -444,6 +444,28 @@ char *qry_state_served_token(struct qry_state *st, const char *name,
 	return s;
 }
 
+void qry_state_served_pair(struct qry_state *st, const char *name, char **pos,
+			   char **base)
+{
+	int i;
+
+	*pos = NULL;
+	*base = NULL;
+	pthread_mutex_lock(&st->lock);
+	i = view_index(st, name);
+	if (i >= 0 && st->views[i].loaded && st->views[i].base) {
+		*pos = es_cursor_format(&st->views[i].pos);
+		*base = strdup(st->views[i].base);
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (!*pos || !*base) {
+		free(*pos);
+		free(*base);
+		*pos = NULL;
+		*base = NULL;
+	}
+}
+
 char *qry_state_min_token(struct qry_state *st)
 {
 	char *s = NULL;

@@ -158,6 +158,15 @@ char *qry_state_served_token(struct qry_state *st, const char *name,
 			     const char *stored);
 
 /*
+ * View `name`'s position as a token and its base (qry_state_set_pos()),
+ * both NULL when it has none. For qry_state_served_token()'s question
+ * asked of the state before a read: a commit may move both meanwhile.
+ * ownership: caller frees both with free().
+ */
+void qry_state_served_pair(struct qry_state *st, const char *name, char **pos,
+			   char **base);
+
+/*
  * The position every view has passed (that of the view furthest behind)
  * as a token, for the answers that read no one view (/health, /ready,
  * /metrics, /status). ownership: caller frees with free(). NULL when

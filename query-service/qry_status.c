@@ -133,6 +133,7 @@ struct qry_status_view *qry_status_snap(struct qry_state *st, PGconn *db,
 		v[i].s = st->views[i];
 		if (es_cursor_copy(&v[i].s.pos, &st->views[i].pos, NULL) < 0)
 			es_cursor_init(&v[i].s.pos);
+		v[i].s.base = NULL; /* the state's, not copied */
 		memset(&v[i].s.parked, 0, sizeof(v[i].s.parked));
 		qry_parked_copy(&v[i].s.parked, &st->views[i].parked, NULL);
 		v[i].token = es_cursor_format(&v[i].s.pos);

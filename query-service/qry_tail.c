@@ -539,8 +539,13 @@ static void views_take(struct qry_tail *t, struct qry_checkpoint *cps, size_t n,
 				c = &cps[k];
 		if (!c)
 			continue;
+		/*
+		 * Unchanged: what is served stays (it holds this checkpoint's
+		 * events, or it is the checkpoint), for a leader reloading
+		 * after another view's rebuild or a retry too
+		 */
 		if (v->known && v->text && strcmp(v->text, c->text) == 0 &&
-		    v->healthy == !c->stopped_error && follow)
+		    v->healthy == !c->stopped_error)
 			continue;
 		if (follow && v->known)
 			reset = !es_cursor_covers(&c->pos, &v->pos);
@@ -1697,7 +1702,8 @@ static int lead_check(struct qry_tail *t, struct es_error *err)
 	PGresult *res;
 	int moved = 0;
 
-	if (now_ms() < t->next_check_ms || flush_busy(t))
+	/* a finished transaction is lead_wait()'s to collect first */
+	if (now_ms() < t->next_check_ms || flush_busy(t) || flush_done(t))
 		return 0;
 	t->next_check_ms = now_ms() + FOLLOW_POLL_MS;
 	if (conn_open(t, C_READ, err) < 0)
@@ -1760,6 +1766,8 @@ static void lead(struct qry_tail *t)
 		r = lead_check(t, &err);
 		if (r > 0)
 			goto out;
+		if (r < 0)
+			views_drop_batches(t);
 	}
 	if (r == 0 && t->leader) {
 		r = lead_wait(t, &err);

@@ -48,9 +48,13 @@ checkpoints()
 # for SECONDS receives
 notified()
 {
-	psql -X -q -d "$DATABASE_URL" -c "LISTEN tandem_checkpoint" \
-		-c "SELECT pg_sleep($1)" -c "SELECT 1" 2>&1 |
-		grep -c 'Asynchronous notification' || true
+	local out
+
+	out=$(psql -X -q -d "$DATABASE_URL" -c "LISTEN tandem_checkpoint" \
+		-c "SELECT pg_sleep($1)" -c "SELECT 'listened'" 2>&1) ||
+		fail "psql: $out"
+	[[ $out == *listened* ]] || fail "psql did not run: $out"
+	grep -c 'Asynchronous notification' <<<"$out" || true
 }
 # served URL TOKEN: every view's position in URL's /status covers TOKEN
 served()
@@ -148,12 +152,18 @@ http GET "$F_URL/accounts/$A" "" -H "X-Min-Position: $TOKEN" \
 expect_status 200
 expect_json .version 6
 # ...and its table views, held at the checkpoint before it, wait
-http GET "$F_URL/accounts/$A/transactions" "" -H "X-Min-Position: $T5" \
-	-H 'X-Wait-Ms: 1500'
-expect_status 503
-if served "$F_URL" "$TOKEN"; then
-	fail "the follower serves a position with the uncommitted deposit"
-fi
+for path in "/accounts/$A/transactions" /owners/Ida/accounts; do
+	http GET "$F_URL$path" "" -H "X-Min-Position: $T5" -H 'X-Wait-Ms: 1500'
+	expect_status 503
+done
+http GET "$F_URL/status"
+for v in accounts statement daily audit; do
+	pos=$(jq -r --arg v "$v" '.views[] | select(.name == $v) | .position' \
+		<<<"$HTTP_BODY")
+	[ -n "$pos" ] || fail "no view $v in /status"
+	expect_eq "$("$PROJ_COVERS" "$pos" "$TOKEN")" 0 \
+		"the follower's $v view serves the uncommitted deposit"
+done
 echo "COMMIT;" >&3
 exec 3>&-
 wait "$LOCK_PID" || fail "psql: $(cat "$TEST_TMP/lock.out")"

@@ -116,6 +116,18 @@ START_TEST(served_token_only_for_its_base_checkpoint)
 	ck_assert_ptr_nonnull(tok);
 	ck_assert_str_eq(tok, "20:20:");
 	free(tok);
+	{
+		char *pos, *base;
+
+		qry_state_served_pair(&st, "statement", &pos, &base);
+		ck_assert_str_eq(pos, "20:20:");
+		ck_assert_str_eq(base, "10:12:10");
+		free(pos);
+		free(base);
+		qry_state_served_pair(&st, "accounts", &pos, &base);
+		ck_assert_ptr_null(pos);
+		ck_assert_ptr_null(base);
+	}
 	/* rows read at another checkpoint: that one is their position */
 	ck_assert_ptr_null(qry_state_served_token(&st, "statement", "20:20:"));
 	ck_assert_ptr_null(qry_state_served_token(&st, "statement", NULL));
