@@ -491,6 +491,14 @@ static void set_leader(struct qry_tail *t, int leader, long long epoch)
 	pthread_mutex_unlock(&t->st->lock);
 }
 
+/* Whether checkpoint row `c` is what view `v` already has (text, health). */
+static int checkpoint_same(const struct tview *v,
+			   const struct qry_checkpoint *c)
+{
+	return v->known && v->text && strcmp(v->text, c->text) == 0 &&
+	       v->healthy == !c->stopped_error;
+}
+
 /*
  * A follower's new checkpoint of healthy view `v` that covers the one
  * before: serve it. What was served holds the events of the checkpoint
@@ -544,8 +552,7 @@ static void views_take(struct qry_tail *t, struct qry_checkpoint *cps, size_t n,
 		 * events, or it is the checkpoint), for a leader reloading
 		 * after another view's rebuild or a retry too
 		 */
-		if (v->known && v->text && strcmp(v->text, c->text) == 0 &&
-		    v->healthy == !c->stopped_error)
+		if (checkpoint_same(v, c))
 			continue;
 		if (follow && v->known)
 			reset = !es_cursor_covers(&c->pos, &v->pos);
@@ -1735,8 +1742,7 @@ static int lead_check(struct qry_tail *t, struct es_error *err)
 
 		for (k = 0; k < n; k++)
 			if (strcmp(cps[k].view, v->ops->name) == 0 &&
-			    (!v->known || strcmp(v->text, cps[k].text) != 0 ||
-			     v->healthy != !cps[k].stopped_error))
+			    !checkpoint_same(v, &cps[k]))
 				moved = 1;
 	}
 	for (k = 0; k < n; k++)
