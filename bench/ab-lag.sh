@@ -13,9 +13,12 @@
 # deposits, checkpoints, then runs this checkout's `tandem-bench lag
 # --rate RATE --seconds SECS --conns 64` on CPU 1, as `make bench` does
 # for its lag figure, and prints one line per REPO: "REPO rate=R p50=
-# p90= p99= ryw_p99= (ms)", R the deposits a second the client reached of
-# RATE. Run it again with the REPOs the other way round before reading a
-# difference.
+# p90= p99= ryw_p99= (ms) pg_us=P cmd_us=C qry_us=Q", R the deposits a
+# second the client reached of RATE, and CPU per appended event over the
+# run and 1 s after it (utime + stime from /proc: the postmaster and its
+# children, the command service, the query service): the write and the
+# projector path together on one core. Run it again with the REPOs the
+# other way round before reading a difference.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,14 +44,23 @@ for round in $(seq 1 "$ROUNDS"); do
 			DATABASE_URL="$(url "$n")"
 		deposits 3
 		psql -q -c CHECKPOINT
+		e0=$(psql -Atd "d$n" -c "SELECT count(*) FROM events")
+		p0=$(pg_ticks) c0=$(ticks "$svc") q0=$(ticks "$qsvc")
 		out=$(taskset -c 1 "$TB" lag --command "http://127.0.0.1:$port" \
 			--query "http://127.0.0.1:$qport" \
 			--accounts "$WORK/accounts.txt" --rate "$RATE" \
 			--seconds "$SECS" --conns 64 --seed "$round" | tail -n 1)
+		sleep 1 # the views fold the last deposits
+		p1=$(pg_ticks) c1=$(ticks "$svc") q1=$(ticks "$qsvc")
+		e1=$(psql -Atd "d$n" -c "SELECT count(*) FROM events")
+		cpu=$(awk -v e=$((e1 - e0)) -v hz="$HZ" -v p=$((p1 - p0)) \
+			-v c=$((c1 - c0)) -v q=$((q1 - q0)) 'BEGIN {
+			printf "pg_us=%.1f cmd_us=%.1f qry_us=%.1f", p * 1e6 / hz / e,
+				c * 1e6 / hz / e, q * 1e6 / hz / e }')
 		stop
 		stop "$qsvc"
 		jq -r --arg r "$repo" '"\($r) rate=\(.rate) p50=\(.p50_ms)" +
 			" p90=\(.p90_ms) p99=\(.p99_ms) ryw_p99=\(.ryw_p99_ms)"' \
-			<<<"$out"
+			<<<"$out" | sed "s/\$/ $cpu/"
 	done
 done

@@ -1,10 +1,10 @@
 # bench/ab-lib.sh - what the side-by-side scripts (bench/ab-*.sh) share,
 # sourced after they set ROOT:
 #
-#   . "$ROOT/bench/ab-lib.sh" NAME $#
+#   . "$ROOT/bench/ab-lib.sh" NAME $# [MIN]
 #
-# checks that the script was given two REPOs or more (else its usage,
-# exit 2), sets ROUNDS (default 3), makes WORK (a scratch folder, NAME in
+# checks that the script was given MIN REPOs or more (default 2; else
+# its usage, exit 2), sets ROUNDS (default 3), makes WORK (a scratch folder, NAME in
 # its name, removed at exit), starts a throwaway cluster there on CPU 0
 # (scripts/pg: PGHOST, PGPORT, PGUSER set; PM its postmaster) and stops it
 # at exit, with every service `start` left running. Then:
@@ -27,7 +27,11 @@
 #   stop [PID]          stop that service (default: svc)
 # shellcheck shell=bash
 
-[ "$2" -ge 2 ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
+if [ "${3:-2}" -ge 2 ]; then
+	[ "$2" -ge "${3:-2}" ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
+else
+	[ "$2" -ge "$3" ] || { echo "usage: $0 REPO" >&2; exit 2; }
+fi
 ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
 chmod 755 "$WORK"
