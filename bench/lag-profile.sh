@@ -43,15 +43,18 @@ qsvc=$svc qport=$port
 start "$REPO" command-service /health DATABASE_URL="$(url 1)"
 deposits 3
 psql -q -c CHECKPOINT
-psql -Atd d1 -F ' ' -c "SELECT pid, application_name FROM pg_stat_activity
-	WHERE datname = 'd1' AND pid <> pg_backend_pid()" >"$WORK/sessions"
+# a session without an application_name goes by its last statement
+psql -Atd d1 -F ' ' -c "SELECT pid, coalesce(nullif(application_name, ''),
+	'unnamed:' || translate(left(query, 24), E' \t\n', '___'))
+	FROM pg_stat_activity WHERE datname = 'd1'
+	AND pid <> pg_backend_pid()" >"$WORK/sessions"
 # CPU ticks of those sessions, summed by application_name
 by_app()
 {
 	local pid app
 
 	while read -r pid app; do
-		echo "${app:-(none)} $(ticks "$pid")"
+		echo "$app $(ticks "$pid")"
 	done <"$WORK/sessions" | awk '{ s[$1] += $2 }
 		END { for (a in s) print a, s[a] }' | sort
 }
