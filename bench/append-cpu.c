@@ -124,7 +124,7 @@ static PGconn *connect_or_die(void)
 
 	if (!url)
 		die("DATABASE_URL", "not set");
-	db = es_db_connect(url, &err);
+	db = es_db_connect(url, NULL, &err);
 	if (!db || PQstatus(db) != CONNECTION_OK)
 		die("connect", err.detail);
 	return db;

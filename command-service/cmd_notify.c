@@ -40,6 +40,8 @@ static void *notify_main(void *arg)
 	struct es_db_link link = ES_DB_LINK_INIT(n->conninfo, -1);
 	PGconn *db, *set = NULL;
 
+	link.app_name = "tandem-command-notify";
+
 	while (wait_poke(n)) {
 		struct es_error err = ES_ERROR_INIT;
 

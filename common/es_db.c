@@ -299,10 +299,13 @@ PGconn *es_db_open(const char *const *keys, const char *const *vals,
 	return db;
 }
 
-PGconn *es_db_connect(const char *conninfo, struct es_error *err)
+PGconn *es_db_connect(const char *conninfo, const char *app_name,
+		      struct es_error *err)
 {
-	const char *const keys[] = { "dbname", NULL };
-	const char *const vals[] = { conninfo, NULL };
+	const char *const keys[] = { "dbname",
+				     app_name ? "application_name" : NULL,
+				     NULL };
+	const char *const vals[] = { conninfo, app_name, NULL };
 	PGconn *db = es_db_open(keys, vals, -1, 0);
 
 	if (!db) {

@@ -32,12 +32,15 @@ PGconn *es_db_open(const char *const *keys, const char *const *vals,
 
 /*
  * Connect with `conninfo` (a libpq URI or key=value string), through
- * es_db_open().
+ * es_db_open(), as `app_name` (application_name, so that an operator can
+ * tell our sessions apart in pg_stat_activity and in GET /status; it
+ * overrides one in `conninfo`), or NULL for conninfo's or libpq's.
  * ES_EUNAVAIL when the server cannot be reached; the server's text goes
  * to the log, never to the client.
  * ownership: caller frees with PQfinish().
  */
-PGconn *es_db_connect(const char *conninfo, struct es_error *err);
+PGconn *es_db_connect(const char *conninfo, const char *app_name,
+		      struct es_error *err);
 
 /*
  * Turn a failed result (or a NULL one) into an es_error. The only place

@@ -32,7 +32,7 @@ static int check(struct es_probe *p, struct es_error *err)
 		p->db = NULL;
 	}
 	if (!p->db) {
-		p->db = es_db_connect(p->conninfo, err);
+		p->db = es_db_connect(p->conninfo, "tandem-ready", err);
 		if (!p->db)
 			return -1;
 	}

@@ -159,7 +159,7 @@ static int copy_end(struct qry_bulk_view *v, const char *url,
 		return -1;
 	n = PQntuples(v->plan);
 	if (n > 1) {
-		v->aux = es_db_connect(url, err);
+		v->aux = es_db_connect(url, "tandem-rebuild", err);
 		if (!v->aux || es_db_exec(v->aux,
 					  "SET synchronous_commit = off;"
 					  " SET maintenance_work_mem = '16MB'",
@@ -481,7 +481,7 @@ int qry_bulk_load(const char *write_url, const char *read_url, PGconn *rd,
 		 * 1,000,000 statement rows both indexes took 1.5-2.0 s of
 		 * server CPU with 4-16MB, 2.4-3.5 s with 32-256MB.
 		 */
-		v->load = es_db_connect(read_url, err);
+		v->load = es_db_connect(read_url, "tandem-rebuild", err);
 		if (!v->load ||
 		    es_db_exec(v->load,
 			       "SET synchronous_commit = off;"

@@ -415,7 +415,7 @@ static void *feed_main(void *arg)
 	char *row;
 	int len, header = 1, r;
 
-	db = es_db_connect(f->url, &err);
+	db = es_db_connect(f->url, "tandem-rebuild", &err);
 	if (!db || feed_begin(f, db, &err) < 0)
 		goto fail;
 	for (;;) {

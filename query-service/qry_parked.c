@@ -238,7 +238,7 @@ int qry_parked_gen(PGconn *db, long long *gen, struct es_error *err)
 
 int qry_parked_list(const char *read_url, struct es_error *err)
 {
-	PGconn *db = es_db_connect(read_url, err);
+	PGconn *db = es_db_connect(read_url, "tandem-parked", err);
 	PGresult *res;
 	int i, ret = -1;
 
@@ -343,8 +343,8 @@ int qry_parked_retry(const char *write_url, const char *read_url,
 	*still = 0;
 	if (!ops)
 		return es_error_set(err, ES_ENOTFOUND, "no view '%s'", view);
-	wr = es_db_connect(write_url, err);
-	rd = wr ? es_db_connect(read_url, err) : NULL;
+	wr = es_db_connect(write_url, "tandem-parked", err);
+	rd = wr ? es_db_connect(read_url, "tandem-parked", err) : NULL;
 	if (!rd || es_db_exec(rd, "BEGIN", err) < 0)
 		goto out;
 	/* the projector commits nothing while this row is locked */

@@ -86,7 +86,7 @@ PGconn *qry_worker_conn(struct qry_worker *w, enum qry_db which,
 		es_error_set(err, ES_EUNAVAIL, "database unreachable");
 		return NULL;
 	}
-	db = es_db_connect(url, err);
+	db = es_db_connect(url, "tandem-query-read", err);
 	if (db && cfg->statement_timeout_ms > 0) {
 		snprintf(sql, sizeof(sql), "SET statement_timeout = %ld",
 			 cfg->statement_timeout_ms);

@@ -422,10 +422,10 @@ int qry_rebuild_views(const struct qry_tail_config *cfg,
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 #endif
-	wr = es_db_connect(cfg->write_url, err);
+	wr = es_db_connect(cfg->write_url, "tandem-rebuild", err);
 	if (!wr)
 		goto out;
-	rd = es_db_connect(read_url, err);
+	rd = es_db_connect(read_url, "tandem-rebuild", err);
 	if (!rd)
 		goto out;
 	res = PQexec(rd, "SELECT pg_try_advisory_lock(" REBUILD_LOCK_KEY ")");

@@ -165,7 +165,7 @@ static int run(const struct migrate_config *cfg, int status_only)
 
 	if (es_migrate_scan_dir(&list, cfg->migrations_dir, &err) < 0)
 		goto out;
-	db = es_db_connect(cfg->database_url, &err);
+	db = es_db_connect(cfg->database_url, "tandem-migrate", &err);
 	if (!db)
 		goto out;
 

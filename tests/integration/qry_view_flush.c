@@ -64,7 +64,7 @@ static PGconn *connect_env(const char *var, const char *fallback)
 	if (!url || !*url)
 		url = fallback ? getenv(fallback) : NULL;
 	CHECK(url && *url, "%s is not set", var);
-	db = es_db_connect(url, &err);
+	db = es_db_connect(url, NULL, &err);
 	CHECK(db, "cannot connect: %s", err.detail);
 	return db;
 }

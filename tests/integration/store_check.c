@@ -81,7 +81,7 @@ static PGconn *connect_db(void)
 	PGconn *db;
 
 	CHECK(url, "DATABASE_URL is not set");
-	db = es_db_connect(url, &err);
+	db = es_db_connect(url, NULL, &err);
 	CHECK(db, "%s", err.detail);
 	return db;
 }

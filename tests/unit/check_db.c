@@ -134,7 +134,7 @@ START_TEST(connects_listens_and_comes_back)
 	ck_assert_msg(db != NULL, "%s", err.detail);
 	ck_assert_int_eq(l.wait_ms, 0); /* a fresh connection resets it */
 	ck_assert_ptr_eq(es_db_link_get(&l, &err), db); /* kept */
-	other = es_db_connect(url, &err);
+	other = es_db_connect(url, NULL, &err);
 	ck_assert_ptr_nonnull(other);
 	ck_assert_int_eq(es_db_exec(other, "NOTIFY check_db_link", &err), 0);
 	ck_assert_int_eq(es_db_exec(db, "SELECT 1", &err), 0);
