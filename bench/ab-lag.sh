@@ -53,8 +53,9 @@ for round in $(seq 1 "$ROUNDS"); do
 		sleep 1 # the views fold the last deposits
 		p1=$(pg_ticks) c1=$(ticks "$svc") q1=$(ticks "$qsvc")
 		e1=$(psql -Atd "d$n" -c "SELECT count(*) FROM events")
-		cpu=$(awk -v e=$((e1 - e0)) -v hz="$HZ" -v p=$((p1 - p0)) \
-			-v c=$((c1 - c0)) -v q=$((q1 - q0)) 'BEGIN {
+		cpu="no events appended: no CPU per event"
+		[ "$e1" -le "$e0" ] || cpu=$(awk -v e=$((e1 - e0)) -v hz="$HZ" \
+			-v p=$((p1 - p0)) -v c=$((c1 - c0)) -v q=$((q1 - q0)) 'BEGIN {
 			printf "pg_us=%.1f cmd_us=%.1f qry_us=%.1f", p * 1e6 / hz / e,
 				c * 1e6 / hz / e, q * 1e6 / hz / e }')
 		stop

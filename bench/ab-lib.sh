@@ -30,7 +30,7 @@
 if [ "${3:-2}" -ge 2 ]; then
 	[ "$2" -ge "${3:-2}" ] || { echo "usage: $0 REPO_A REPO_B [...]" >&2; exit 2; }
 else
-	[ "$2" -ge "$3" ] || { echo "usage: $0 REPO" >&2; exit 2; }
+	[ "$2" -eq 1 ] || { echo "usage: $0 REPO" >&2; exit 2; }
 fi
 ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")

@@ -16,7 +16,7 @@
 # per event appended in the run (and 1 s after it, for the views to fold
 # the last ones): the cluster's, the command service's and the query
 # service's CPU (utime + stime from /proc); the CPU of the PostgreSQL
-# sessions open when the run began, by application_name; transactions
+# sessions open when the run ended, by application_name; transactions
 # committed; and pg_stat_statements' top 25 by execution time, with calls
 # and microseconds of execution per event (wall time: on a busy core it
 # includes waiting for the CPU; statements inside PL/pgSQL count too).
@@ -43,26 +43,25 @@ qsvc=$svc qport=$port
 start "$REPO" command-service /health DATABASE_URL="$(url 1)"
 deposits 3
 psql -q -c CHECKPOINT
-# a session without an application_name goes by its last statement
-psql -Atd d1 -F ' ' -c "SELECT pid, coalesce(nullif(application_name, ''),
-	'unnamed:' || translate(left(query, 24), E' \t\n', '___'))
-	FROM pg_stat_activity WHERE datname = 'd1'
-	AND pid <> pg_backend_pid()" >"$WORK/sessions"
-# CPU ticks of those sessions, summed by application_name
-by_app()
+# PID NAME TICKS of each of the database's sessions now; a session
+# without an application_name goes by its last statement
+sessions()
 {
 	local pid app
 
-	while read -r pid app; do
-		echo "$app $(ticks "$pid")"
-	done <"$WORK/sessions" | awk '{ s[$1] += $2 }
-		END { for (a in s) print a, s[a] }' | sort
+	psql -Atd d1 -F ' ' -c "SELECT pid, coalesce(nullif(application_name,
+		''), 'unnamed:' || translate(left(query, 24), E' \t\n', '___'))
+		FROM pg_stat_activity WHERE datname = 'd1'
+		AND backend_type = 'client backend'
+		AND pid <> pg_backend_pid()" | while read -r pid app; do
+		echo "$pid $app $(ticks "$pid")"
+	done
 }
 count() { psql -Atd d1 -c "SELECT count(*) FROM events"; }
 xacts() { psql -Atd d1 -c "SELECT xact_commit FROM pg_stat_database
 	WHERE datname = 'd1'"; }
 
-by_app >"$WORK/apps0"
+sessions >"$WORK/sessions0"
 e0=$(count) x0=$(xacts)
 p0=$(pg_ticks) c0=$(ticks "$svc") q0=$(ticks "$qsvc")
 psql -qd d1 -c "SELECT pg_stat_statements_reset()" >/dev/null
@@ -71,15 +70,20 @@ taskset -c 1 "$TB" lag --command "http://127.0.0.1:$port" \
 	--rate "$RATE" --seconds "$SECS" --conns 64 --seed 1 | tail -n 1
 sleep 1
 p1=$(pg_ticks) c1=$(ticks "$svc") q1=$(ticks "$qsvc")
-by_app >"$WORK/apps1"
+sessions >"$WORK/sessions1"
 e=$(($(count) - e0)) x=$(($(xacts) - x0))
 echo "events $e, transactions committed $x"
+[ "$e" -gt 0 ] || { echo "lag-profile: no event was appended" >&2; exit 1; }
 awk -v e="$e" -v hz="$HZ" -v p=$((p1 - p0)) -v c=$((c1 - c0)) \
 	-v q=$((q1 - q0)) 'BEGIN { printf "CPU us/event: PostgreSQL %.1f," \
 	" command service %.1f, query service %.1f\n", p * 1e6 / hz / e,
 	c * 1e6 / hz / e, q * 1e6 / hz / e }'
-join "$WORK/apps0" "$WORK/apps1" | awk -v e="$e" -v hz="$HZ" '{
-	printf "  %-28s %6.1f us/event\n", $1, ($3 - $2) * 1e6 / hz / e }'
+# by name, the sessions open at the end (one opened during the run
+# counts from 0; one closed during it is not counted)
+awk -v e="$e" -v hz="$HZ" 'NR == FNR { t0[$1] = $3; next }
+	{ s[$2] += $3 - ($1 in t0 ? t0[$1] : 0) }
+	END { for (a in s) printf "  %-28s %6.1f us/event\n", a,
+		s[a] * 1e6 / hz / e }' "$WORK/sessions0" "$WORK/sessions1" | sort
 psql -d d1 -c "SELECT calls,
 	round(calls::numeric / $e, 3) AS per_event,
 	round((total_exec_time * 1000 / $e)::numeric, 1) AS exec_us_event,

@@ -12,14 +12,26 @@ migrate_db
 start_service CMD command-service
 start_service QRY query-service POLL_INTERVAL_MS=100
 
-# sessions NAME...: the application names of this database's sessions
-# other than psql's, one per line, sorted, without repeats
+# sessions: the application names of this database's client sessions
+# other than this test's own, one per line, sorted, without repeats; an
+# unnamed one as "(unnamed)"
 sessions()
 {
-	psql_q "SELECT DISTINCT application_name FROM pg_stat_activity
+	psql_q "SELECT DISTINCT coalesce(nullif(application_name, ''),
+		'(unnamed)') FROM pg_stat_activity
 		WHERE datname = current_database()
+		AND backend_type = 'client backend'
 		AND application_name NOT IN ('psql', 't0458-lock')
 		ORDER BY 1"
+}
+# only_named WANT: every session's name matches the extended regex WANT
+only_named()
+{
+	local other
+
+	other=$(sessions | grep -Ev "$1" || true)
+	[ -z "$other" ] ||
+		fail "sessions named otherwise: $(tr '\n' ' ' <<<"$other")"
 }
 
 say "commands, a table view read and both readiness probes"
@@ -43,9 +55,9 @@ for name in tandem-command-service tandem-command-notify tandem-projector \
 	has "$name" || fail "no session named $name: $(sessions | tr '\n' ' ')"
 done
 # and nothing unnamed or named otherwise
-want='^tandem-(command-service|command-notify|projector|projector-tail|projector-listen|projector-lock|query-read|ready)$'
-other=$(sessions | grep -Ev "$want" || true)
-[ -z "$other" ] || fail "sessions named otherwise: $(tr '\n' ' ' <<<"$other")"
+want='command-service|command-notify|projector|projector-tail'
+want+='|projector-listen|projector-lock|query-read|ready'
+only_named "^tandem-($want)\$"
 
 say "a rebuild's sessions, held up by a lock on the events table"
 mkfifo "$TEST_TMP/lock.in"
@@ -56,16 +68,20 @@ track_pid "$LOCKER"
 exec 7>"$TEST_TMP/lock.in"
 echo "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE; SELECT 'locked';" >&7
 wait_for 10 grep -q '^locked' "$TEST_TMP/lock.out"
-"$TANDEM_BIN/query-service" rebuild 2>"$TEST_TMP/rebuild.log" &
+"$TANDEM_BIN/query-service" rebuild 2>"$TEST_TMP/rebuild.log" 7>&- &
 REBUILD=$!
 track_pid "$REBUILD"
 waiting() {
+	kill -0 "$REBUILD" 2>/dev/null ||
+		fail "the rebuild ended early: $(tail -n 5 "$TEST_TMP/rebuild.log")"
 	[ "$(psql_q "SELECT count(*) FROM pg_stat_activity
 		WHERE datname = current_database()
 		AND application_name = 'tandem-rebuild'
 		AND wait_event_type = 'Lock'")" -ge 1 ]
 }
 wait_for 20 waiting
+# every session of the rebuild open now is named too
+only_named "^tandem-($want|rebuild)\$"
 echo "ROLLBACK;" >&7
 exec 7>&-
 wait "$LOCKER" || fail "the locking session failed: $(cat "$TEST_TMP/lock.out")"
