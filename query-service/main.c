@@ -146,7 +146,7 @@ int main(int argc, char **argv)
 		  "PostgreSQL for views and checkpoints, empty: DATABASE_URL" },
 		ES_HTTP_CONFIG_VARS(&c.http, "8082"),
 		ES_AUTH_CONFIG_VARS(&c.auth),
-		{ "PROJECTOR_BATCH", ES_CONFIG_INT, &c.batch, "5000", 1, 100000,
+		{ "PROJECTOR_BATCH", ES_CONFIG_INT, &c.batch, "2000", 1, 100000,
 		  "events read and applied per projector batch" },
 		{ "POLL_INTERVAL_MS", ES_CONFIG_INT, &c.poll_ms, "100", 1,
 		  60000, "poll the log this often when no NOTIFY comes" },

@@ -1977,7 +1977,7 @@ struct qry_tail *qry_tail_start(const struct qry_tail_config *cfg,
 		es_error_set(err, ES_EINTERNAL, "out of memory");
 		goto fail;
 	}
-	t->batch = cfg->batch > 0 ? cfg->batch : 5000;
+	t->batch = cfg->batch > 0 ? cfg->batch : 2000;
 	if (t->batch > ES_READ_LIMIT_MAX)
 		t->batch = ES_READ_LIMIT_MAX;
 	t->poll_ms = cfg->poll_ms > 0 ? cfg->poll_ms : 100;
